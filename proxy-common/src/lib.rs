@@ -1,0 +1,292 @@
+//! The contract between the XDP program (`proxy-ebpf`) and the daemon (`proxy`).
+//!
+//! Every map name, key and value shared by the two halves is declared here once:
+//! `#[repr(C)]`, fixed-width integers only, explicit padding, no `bool`/`usize`/`Option`.
+//! The kernel only reads policy and counts; userspace owns every policy write.
+#![no_std]
+
+/// Map names as the kernel (and `bpftool map show`) sees them; also the pin file names.
+pub mod map_names {
+    /// LPM trie, IPv4 allowlist: `LpmKey<[u8; 4]>` → [`PolicyEntry`](super::PolicyEntry).
+    pub const ALLOW_V4: &str = "ALLOW_V4";
+    /// LPM trie, IPv6 allowlist: `LpmKey<[u8; 16]>` → [`PolicyEntry`](super::PolicyEntry).
+    pub const ALLOW_V6: &str = "ALLOW_V6";
+    /// LPM trie, IPv4 blocklist: `LpmKey<[u8; 4]>` → [`PolicyEntry`](super::PolicyEntry).
+    pub const BLOCK_V4: &str = "BLOCK_V4";
+    /// LPM trie, IPv6 blocklist: `LpmKey<[u8; 16]>` → [`PolicyEntry`](super::PolicyEntry).
+    pub const BLOCK_V6: &str = "BLOCK_V6";
+    /// Array of one [`XdpConfig`](super::XdpConfig): rate limits, sampling, hash seeds.
+    pub const CONFIG: &str = "CONFIG";
+    /// Array indexed by destination port: non-zero = rate limits apply (when scoped).
+    pub const PORTS: &str = "PORTS";
+    /// Per-CPU array of [`Counter`](super::Counter), index [`counter_index`](super::counter_index).
+    pub const COUNTERS: &str = "COUNTERS";
+    /// Ring buffer of sampled [`DropEvent`](super::DropEvent)s.
+    pub const DROP_EVENTS: &str = "DROP_EVENTS";
+    /// Array of two [`RateSketch`](super::RateSketch)es: index 0 packets/s, 1 SYN/s.
+    pub const RATE_SKETCH: &str = "RATE_SKETCH";
+
+    /// Maps pinned under the pin directory so policy and counters survive a restart.
+    pub const PINNED: [&str; 7] = [
+        ALLOW_V4, ALLOW_V6, BLOCK_V4, BLOCK_V6, CONFIG, PORTS, COUNTERS,
+    ];
+}
+
+/// The XDP program's function name (`bpftool prog show` lists it).
+pub const PROGRAM_NAME: &str = "proxy_xdp";
+
+/// Why the program passed or dropped a packet. Index into the per-interface counters.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Parsed, no policy matched, under every limit: XDP_PASS.
+    Passed = 0,
+    /// Source matched the allowlist: XDP_PASS, no further checks.
+    Allowlisted = 1,
+    /// Source matched an unexpired blocklist entry: XDP_DROP.
+    Blocklisted = 2,
+    /// Source over its packets-per-second limit: XDP_DROP.
+    RatePps = 3,
+    /// Source over its TCP SYN-per-second limit: XDP_DROP.
+    RateSyn = 4,
+    /// Truncated or invalid headers: XDP_DROP.
+    Malformed = 5,
+    /// Not IPv4/IPv6 (ARP, LLDP, ...): XDP_PASS.
+    NonIp = 6,
+}
+
+impl Reason {
+    pub const ALL: [Reason; REASON_COUNT as usize] = [
+        Reason::Passed,
+        Reason::Allowlisted,
+        Reason::Blocklisted,
+        Reason::RatePps,
+        Reason::RateSyn,
+        Reason::Malformed,
+        Reason::NonIp,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Reason::Passed => "passed",
+            Reason::Allowlisted => "allowlisted",
+            Reason::Blocklisted => "blocklisted",
+            Reason::RatePps => "rate_pps",
+            Reason::RateSyn => "rate_syn",
+            Reason::Malformed => "malformed",
+            Reason::NonIp => "non_ip",
+        }
+    }
+
+    pub const fn is_drop(self) -> bool {
+        matches!(
+            self,
+            Reason::Blocklisted | Reason::RatePps | Reason::RateSyn | Reason::Malformed
+        )
+    }
+
+    pub const fn from_u32(v: u32) -> Option<Reason> {
+        if v < REASON_COUNT {
+            Some(Reason::ALL[v as usize])
+        } else {
+            None
+        }
+    }
+}
+
+pub const REASON_COUNT: u32 = 7;
+/// Counter slots per interface (a power of two ≥ [`REASON_COUNT`]).
+pub const REASON_SLOTS: u32 = 8;
+/// Interfaces with `ifindex < MAX_IFINDEX` get their own counters; higher ones share slot 0.
+pub const MAX_IFINDEX: u32 = 1024;
+pub const COUNTERS_LEN: u32 = MAX_IFINDEX * REASON_SLOTS;
+
+/// Index into the COUNTERS map for `(ifindex, reason)`.
+#[inline(always)]
+pub const fn counter_index(ifindex: u32, reason: Reason) -> u32 {
+    let slot = if ifindex < MAX_IFINDEX { ifindex } else { 0 };
+    slot * REASON_SLOTS + reason as u32
+}
+
+/// Packets and bytes seen for one (interface, reason), per CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Key of the LPM tries: prefix length in bits, then the address in network byte order.
+/// Same layout as the kernel's `struct bpf_lpm_trie_key_u8` and aya's `lpm_trie::Key`.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LpmKey<const N: usize> {
+    pub prefix_len: u32,
+    pub addr: [u8; N],
+}
+
+/// Who put an entry into the allow/block list.
+pub mod origin {
+    /// From the configuration file (re-applied on reload).
+    pub const CONFIG: u32 = 1;
+    /// Added by an operator at runtime (`proxy block add`).
+    pub const MANUAL: u32 = 2;
+    /// Added by the daemon's auto-blocker.
+    pub const AUTO: u32 = 3;
+}
+
+pub const REASON_TEXT_LEN: usize = 48;
+
+/// Value of the allow/block LPM tries.
+///
+/// `packed(4)` because the kernel stores the value right after a 4-byte IPv4 key, so
+/// it is only 4-byte aligned there; the program reads the u64 as two 32-bit loads.
+#[repr(C, packed(4))]
+#[derive(Clone, Copy)]
+pub struct PolicyEntry {
+    /// CLOCK_MONOTONIC deadline in ns (`bpf_ktime_get_ns`); 0 = never expires.
+    /// The program ignores (and deletes) entries whose deadline has passed.
+    pub expires_at_ns: u64,
+    /// Wall-clock creation time, seconds since the epoch (for `proxy block list`).
+    pub created_at_unix: u64,
+    /// One of [`origin`].
+    pub origin: u32,
+    /// The entry's own prefix length, so the program can delete it once expired.
+    pub prefix_len: u32,
+    /// Free text, NUL-padded UTF-8 (for operators; the program never reads it).
+    pub reason: [u8; REASON_TEXT_LEN],
+}
+
+/// One direction of rate limiting (packets/s or SYN/s) as the program uses it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateParams {
+    /// Sustained rate per source; 0 disables this limit.
+    pub per_sec: u32,
+    /// Packets a source may send back to back before the rate applies.
+    pub burst: u32,
+    /// `1e9 / per_sec`: virtual time one packet costs (GCRA emission interval).
+    pub interval_ns: u64,
+    /// `burst * interval_ns`: how far ahead of now a source's virtual time may run.
+    pub tolerance_ns: u64,
+}
+
+impl RateParams {
+    pub const fn new(per_sec: u32, burst: u32) -> RateParams {
+        if per_sec == 0 {
+            return RateParams {
+                per_sec: 0,
+                burst: 0,
+                interval_ns: 0,
+                tolerance_ns: 0,
+            };
+        }
+        let burst = if burst == 0 { 1 } else { burst };
+        let interval_ns = 1_000_000_000u64 / per_sec as u64;
+        RateParams {
+            per_sec,
+            burst,
+            interval_ns,
+            tolerance_ns: interval_ns * burst as u64,
+        }
+    }
+}
+
+/// Rows of the rate sketch (independent hashes per source).
+pub const SKETCH_ROWS: usize = 4;
+/// Columns per row (power of two).
+pub const SKETCH_COLS: usize = 1 << 14;
+pub const SKETCH_COL_BITS: u32 = 14;
+
+/// Count-min-style sketch of per-source GCRA state: every cell holds a "theoretical
+/// arrival time" in ns. A source's estimate is the minimum over its row cells, which
+/// never under-estimates (collisions can only push a cell forward). Fixed size, no
+/// allocation, no eviction: a spoofed-source flood cannot push real clients out.
+#[repr(C)]
+pub struct RateSketch {
+    pub cells: [[u64; SKETCH_COLS]; SKETCH_ROWS],
+}
+
+pub const SKETCH_PPS: u32 = 0;
+pub const SKETCH_SYN: u32 = 1;
+
+/// The single CONFIG entry, written by userspace, read by the program on every packet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XdpConfig {
+    pub pps: RateParams,
+    pub syn: RateParams,
+    /// IPv6 sources are rate-limited per prefix of this length (1..=128).
+    pub ipv6_prefix_len: u32,
+    /// Non-zero: rate limits apply only to destination ports marked in PORTS.
+    pub ports_scoped: u32,
+    /// Send one drop event in this many drops to DROP_EVENTS; 0 = none.
+    pub sample_every: u32,
+    /// Non-zero: log every drop through aya-log (debugging only, costs per packet).
+    pub log_drops: u32,
+    /// Secret per-row hash seeds, random per pin directory.
+    pub hash_seeds: [u64; SKETCH_ROWS],
+}
+
+/// IP family values in [`DropEvent::family`].
+pub const FAMILY_V4: u32 = 4;
+pub const FAMILY_V6: u32 = 6;
+
+/// A sampled drop, sent through the DROP_EVENTS ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropEvent {
+    /// Source address; IPv4 uses the first 4 bytes.
+    pub addr: [u8; 16],
+    pub family: u32,
+    /// A [`Reason`] value.
+    pub reason: u32,
+    pub ifindex: u32,
+    /// How many drops this sample stands for (the sampling rate).
+    pub weight: u32,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all are repr(C) plain integers/arrays without padding holes.
+    unsafe impl aya::Pod for Counter {}
+    unsafe impl aya::Pod for PolicyEntry {}
+    unsafe impl aya::Pod for RateParams {}
+    unsafe impl aya::Pod for XdpConfig {}
+    unsafe impl aya::Pod for DropEvent {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(size_of::<Counter>(), 16);
+        assert_eq!(size_of::<PolicyEntry>(), 8 + 8 + 4 + 4 + REASON_TEXT_LEN);
+        assert_eq!(size_of::<PolicyEntry>() % 4, 0);
+        assert_eq!(size_of::<RateParams>(), 24);
+        assert_eq!(size_of::<XdpConfig>(), 2 * 24 + 4 * 4 + 8 * SKETCH_ROWS);
+        assert_eq!(size_of::<DropEvent>(), 32);
+        assert_eq!(size_of::<LpmKey<4>>(), 8);
+        assert_eq!(size_of::<LpmKey<16>>(), 20);
+    }
+
+    #[test]
+    fn rate_params_precompute_gcra_constants() {
+        let p = RateParams::new(1000, 50);
+        assert_eq!(p.interval_ns, 1_000_000);
+        assert_eq!(p.tolerance_ns, 50_000_000);
+        assert_eq!(RateParams::new(0, 10), RateParams::default());
+        assert_eq!(RateParams::new(10, 0).burst, 1);
+    }
+
+    #[test]
+    fn counter_index_overflow_shares_slot_zero() {
+        assert_eq!(counter_index(3, Reason::RateSyn), 3 * 8 + 4);
+        assert_eq!(counter_index(5000, Reason::Passed), 0);
+        assert!(counter_index(MAX_IFINDEX - 1, Reason::NonIp) < COUNTERS_LEN);
+    }
+}

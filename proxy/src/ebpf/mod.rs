@@ -1,0 +1,1 @@
+//! The kernel half's loader and map handles.

@@ -1,0 +1,35 @@
+//! Test harness shared by the integration tests: network namespaces wired to a
+//! bridge, processes that are stopped (by PID) when dropped, small waiting helpers.
+//! Every test builds its own namespaces (names carry the test's PID and a counter)
+//! and removes them on drop, even when the test fails.
+#![allow(dead_code)]
+
+pub mod netns;
+
+pub use netns::{Netns, Proc, Topology};
+
+use std::time::{Duration, Instant};
+
+/// These tests create namespaces and load XDP programs: they need root.
+pub fn require_root() {
+    assert!(
+        unsafe { libc::geteuid() } == 0,
+        "this test creates network namespaces and loads XDP programs: run it as root \
+         (CI runs as root; locally: sudo -E cargo test)"
+    );
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or panics after `timeout` with `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
