@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod netns;
+pub mod packets;
 
 pub use netns::{Netns, Proc, Topology};
 

@@ -1,13 +1,264 @@
-//! `[xdp]`: the kernel fast path's attachment and policy.
+//! `[xdp]`: the kernel fast path: where it attaches and the policy it enforces.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `[xdp]`. Absent: the daemon runs userspace only.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct XdpSection {}
+pub struct XdpSection {
+    /// Interfaces to attach to (at least one). Required.
+    pub interfaces: Vec<String>,
+    /// `auto` (native, else generic with a warning), `native` or `skb`. Default `auto`.
+    #[serde(default)]
+    pub mode: AttachMode,
+    /// bpffs directory where maps (and, with `stay_attached`, links) are pinned, so
+    /// policy survives a daemon restart. Default `/sys/fs/bpf/proxy`.
+    #[serde(default = "default_pin_path")]
+    pub pin_path: PathBuf,
+    /// Keep the program attached after the daemon exits (the filter keeps running;
+    /// `proxy xdp detach` removes it). Default false: detach on shutdown.
+    #[serde(default)]
+    pub stay_attached: bool,
+    /// Capacity of each blocklist trie (IPv4 and IPv6). Default 65536.
+    #[serde(default = "default_max_block_entries")]
+    pub max_block_entries: u32,
+    /// Capacity of each allowlist trie (IPv4 and IPv6). Default 4096.
+    #[serde(default = "default_max_allow_entries")]
+    pub max_allow_entries: u32,
+    /// Report one drop in this many as a sampled event (logs, `proxy top`); 0 = none.
+    /// Default 64.
+    #[serde(default = "default_drop_sample_rate")]
+    pub drop_sample_rate: u32,
+    /// How often sampled drops are summarised into one log line. Default "10s".
+    #[serde(default = "default_drop_log_interval", with = "humantime_serde")]
+    pub drop_log_interval: Duration,
+    /// Log every drop through aya-log (debugging only: costs time per dropped packet).
+    #[serde(default)]
+    pub log_every_drop: bool,
+    /// Sources that bypass every check (CIDRs or addresses).
+    #[serde(default)]
+    pub allowlist: Vec<ListEntryConfig>,
+    /// Sources dropped in the kernel (CIDRs or addresses, optional ttl and reason).
+    #[serde(default)]
+    pub blocklist: Vec<ListEntryConfig>,
+    /// On reload, keep entries added at runtime (CLI, auto-blocking). Default true;
+    /// false makes the lists exactly what the file says.
+    #[serde(default = "yes")]
+    pub keep_runtime_entries: bool,
+    /// Per-source rate limits (all off by default).
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+}
+
+/// A list entry: `"10.0.0.0/8"` or `{ cidr = "10.0.0.0/8", ttl = "1h", reason = "..." }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum ListEntryConfig {
+    Cidr(#[serde(with = "cidr")] IpNet),
+    Detailed {
+        #[serde(with = "cidr")]
+        cidr: IpNet,
+        #[serde(default, with = "humantime_serde")]
+        ttl: Option<Duration>,
+        #[serde(default)]
+        reason: String,
+    },
+}
+
+impl ListEntryConfig {
+    pub fn cidr(&self) -> IpNet {
+        match self {
+            ListEntryConfig::Cidr(net) | ListEntryConfig::Detailed { cidr: net, .. } => *net,
+        }
+    }
+    pub fn ttl(&self) -> Option<Duration> {
+        match self {
+            ListEntryConfig::Detailed { ttl, .. } => *ttl,
+            ListEntryConfig::Cidr(_) => None,
+        }
+    }
+    pub fn reason(&self) -> &str {
+        match self {
+            ListEntryConfig::Detailed { reason, .. } if !reason.is_empty() => reason,
+            _ => "config",
+        }
+    }
+}
+
+/// `[xdp.rate_limit]`: token buckets per source address (IPv6: per prefix).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Packets per second per source; 0 = off (default).
+    #[serde(default)]
+    pub packets_per_second: u32,
+    /// Packets a source may send back to back. Default: one second's worth.
+    pub packets_burst: Option<u32>,
+    /// TCP SYNs (new connections) per second per source; 0 = off (default).
+    #[serde(default)]
+    pub syn_per_second: u32,
+    /// SYNs a source may send back to back. Default: one second's worth.
+    pub syn_burst: Option<u32>,
+    /// IPv6 sources share a limit per prefix of this length. Default 64.
+    #[serde(default = "default_ipv6_prefix")]
+    pub ipv6_prefix: u8,
+    /// Apply the limits only to these destination ports; empty = all traffic (default).
+    #[serde(default)]
+    pub ports: Vec<u16>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachMode {
+    /// Native (driver) mode; if the driver refuses, generic (skb) mode with a warning.
+    #[default]
+    Auto,
+    /// Native (driver) mode only.
+    Native,
+    /// Generic (skb) mode: works on any interface, runs later and costs more.
+    Skb,
+}
 
 impl XdpSection {
+    /// A section with defaults for everything but the interfaces.
+    pub fn for_interfaces(interfaces: Vec<String>) -> XdpSection {
+        let text = format!("interfaces = {interfaces:?}");
+        toml::from_str(&text).expect("defaults deserialize")
+    }
+
     pub fn validate(&self) -> Result<(), String> {
+        if self.interfaces.is_empty() {
+            return Err("xdp.interfaces: list at least one interface (e.g. [\"eth0\"])".into());
+        }
+        for name in &self.interfaces {
+            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+                return Err(format!(
+                    "xdp.interfaces: {name:?} is not a valid interface name"
+                ));
+            }
+        }
+        if self.max_block_entries == 0 || self.max_allow_entries == 0 {
+            return Err("xdp.max_block_entries / max_allow_entries must be at least 1".into());
+        }
+        if !self.pin_path.is_absolute() {
+            return Err(format!(
+                "xdp.pin_path: {:?} must be an absolute path under a bpffs mount",
+                self.pin_path
+            ));
+        }
+        let rl = &self.rate_limit;
+        if !(1..=128).contains(&rl.ipv6_prefix) {
+            return Err(format!(
+                "xdp.rate_limit.ipv6_prefix: {} is not in 1..=128",
+                rl.ipv6_prefix
+            ));
+        }
+        if rl.packets_burst == Some(0) || rl.syn_burst == Some(0) {
+            return Err(
+                "xdp.rate_limit: a burst of 0 would drop everything; use at least 1".into(),
+            );
+        }
+        if rl.ports.contains(&0) {
+            return Err("xdp.rate_limit.ports: port 0 is not a valid destination port".into());
+        }
+        for (list, entries) in [
+            ("allowlist", &self.allowlist),
+            ("blocklist", &self.blocklist),
+        ] {
+            for e in entries {
+                if e.ttl() == Some(Duration::ZERO) {
+                    return Err(format!("xdp.{list}: {}: ttl must be more than 0", e.cidr()));
+                }
+            }
+        }
         Ok(())
+    }
+}
+
+fn default_pin_path() -> PathBuf {
+    PathBuf::from("/sys/fs/bpf/proxy")
+}
+fn default_max_block_entries() -> u32 {
+    65536
+}
+fn default_max_allow_entries() -> u32 {
+    4096
+}
+fn default_drop_sample_rate() -> u32 {
+    64
+}
+fn default_drop_log_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_ipv6_prefix() -> u8 {
+    64
+}
+fn yes() -> bool {
+    true
+}
+
+/// CIDRs as strings; a bare address means a single host (/32 or /128).
+pub mod cidr {
+    use ipnet::IpNet;
+    use serde::{Deserialize, Deserializer};
+
+    pub fn parse(s: &str) -> Result<IpNet, String> {
+        let s = s.trim();
+        if let Ok(net) = s.parse::<IpNet>() {
+            return Ok(net.trunc());
+        }
+        s.parse::<std::net::IpAddr>().map(IpNet::from).map_err(|_| {
+            format!("{s:?} is not an IP address or CIDR (examples: 192.0.2.7, 10.0.0.0/8, 2001:db8::/32)")
+        })
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<IpNet, D::Error> {
+        let s = String::deserialize(d)?;
+        parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_entries_in_both_forms() {
+        let s: XdpSection = toml::from_str(
+            r#"
+            interfaces = ["eth0"]
+            blocklist = ["192.0.2.0/24", { cidr = "2001:db8::1", ttl = "1h", reason = "abuse" }]
+            [rate_limit]
+            packets_per_second = 1000
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.blocklist[0].cidr().to_string(), "192.0.2.0/24");
+        assert_eq!(s.blocklist[1].cidr().to_string(), "2001:db8::1/128");
+        assert_eq!(s.blocklist[1].ttl(), Some(Duration::from_secs(3600)));
+        assert_eq!(s.blocklist[1].reason(), "abuse");
+        assert_eq!(s.rate_limit.ipv6_prefix, 64);
+        assert_eq!(s.mode, AttachMode::Auto);
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn cidr_with_host_bits_is_truncated_and_garbage_rejected() {
+        assert_eq!(cidr::parse("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
+        let err = cidr::parse("10.0.0.0/33").unwrap_err();
+        assert!(err.contains("not an IP address or CIDR"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let s = XdpSection::for_interfaces(vec![]);
+        assert!(s.validate().unwrap_err().contains("xdp.interfaces"));
+        let mut s = XdpSection::for_interfaces(vec!["eth0".into()]);
+        s.rate_limit.ipv6_prefix = 0;
+        assert!(s.validate().unwrap_err().contains("ipv6_prefix"));
     }
 }

@@ -1,0 +1,199 @@
+//! Crafted Ethernet frames for the XDP fixtures: IPv4/IPv6, TCP/UDP/ICMP, VLAN tags,
+//! IP options, fragments, extension headers, truncation. Checksums are not filled in:
+//! the XDP program does not look at them.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+pub const TCP: u8 = 6;
+pub const UDP: u8 = 17;
+pub const ICMP: u8 = 1;
+pub const ICMPV6: u8 = 58;
+
+pub const SYN: u8 = 0x02;
+pub const ACK: u8 = 0x10;
+pub const PSH_ACK: u8 = 0x18;
+
+/// A packet under construction; `build()` returns the frame bytes.
+#[derive(Clone)]
+pub struct Packet {
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    dst_port: u16,
+    tcp_flags: u8,
+    vlans: Vec<u16>,
+    ipv4_options: usize,
+    /// (fragment offset in 8-byte units, more fragments)
+    fragment: Option<(u16, bool)>,
+    ipv6_hop_by_hop: bool,
+    payload: usize,
+}
+
+pub fn v4(src: &str) -> Packet {
+    Packet::new(
+        src.parse().unwrap(),
+        IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1)),
+    )
+}
+
+pub fn v6(src: &str) -> Packet {
+    Packet::new(
+        src.parse().unwrap(),
+        IpAddr::V6("fd77::1".parse::<Ipv6Addr>().unwrap()),
+    )
+}
+
+impl Packet {
+    fn new(src: IpAddr, dst: IpAddr) -> Packet {
+        Packet {
+            src,
+            dst,
+            proto: TCP,
+            dst_port: 443,
+            tcp_flags: PSH_ACK,
+            vlans: vec![],
+            ipv4_options: 0,
+            fragment: None,
+            ipv6_hop_by_hop: false,
+            payload: 32,
+        }
+    }
+    pub fn tcp(mut self, dst_port: u16, flags: u8) -> Self {
+        self.proto = TCP;
+        self.dst_port = dst_port;
+        self.tcp_flags = flags;
+        self
+    }
+    pub fn udp(mut self, dst_port: u16) -> Self {
+        self.proto = UDP;
+        self.dst_port = dst_port;
+        self
+    }
+    pub fn icmp(mut self) -> Self {
+        self.proto = if self.src.is_ipv4() { ICMP } else { ICMPV6 };
+        self
+    }
+    pub fn vlan(mut self, id: u16) -> Self {
+        self.vlans.push(id);
+        self
+    }
+    /// Adds `words` 32-bit words of IPv4 options (NOPs + EOL).
+    pub fn ipv4_options(mut self, words: usize) -> Self {
+        self.ipv4_options = words * 4;
+        self
+    }
+    pub fn fragment(mut self, offset_units: u16, more: bool) -> Self {
+        self.fragment = Some((offset_units, more));
+        self
+    }
+    pub fn hop_by_hop(mut self) -> Self {
+        self.ipv6_hop_by_hop = true;
+        self
+    }
+
+    pub fn build(&self) -> Vec<u8> {
+        let mut l4 = Vec::new();
+        let later_fragment = matches!(self.fragment, Some((off, _)) if off != 0);
+        if !later_fragment {
+            match self.proto {
+                TCP => {
+                    l4.extend_from_slice(&40000u16.to_be_bytes());
+                    l4.extend_from_slice(&self.dst_port.to_be_bytes());
+                    l4.extend_from_slice(&1u32.to_be_bytes()); // seq
+                    l4.extend_from_slice(&0u32.to_be_bytes()); // ack
+                    l4.push(5 << 4); // data offset
+                    l4.push(self.tcp_flags);
+                    l4.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]); // window, checksum, urgent
+                }
+                UDP => {
+                    l4.extend_from_slice(&40000u16.to_be_bytes());
+                    l4.extend_from_slice(&self.dst_port.to_be_bytes());
+                    l4.extend_from_slice(&((8 + self.payload) as u16).to_be_bytes());
+                    l4.extend_from_slice(&[0, 0]);
+                }
+                _ => l4.extend_from_slice(&[8, 0, 0, 0, 0, 1, 0, 1]), // echo request
+            }
+        }
+        l4.extend(std::iter::repeat_n(0xab, self.payload));
+
+        let mut frame = vec![0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02];
+        let ether_type: u16 = if self.src.is_ipv4() { 0x0800 } else { 0x86DD };
+        for (i, id) in self.vlans.iter().enumerate() {
+            let tpid: u16 = if i == 0 && self.vlans.len() == 2 {
+                0x88A8
+            } else {
+                0x8100
+            };
+            frame.extend_from_slice(&tpid.to_be_bytes());
+            frame.extend_from_slice(&id.to_be_bytes());
+        }
+        frame.extend_from_slice(&ether_type.to_be_bytes());
+
+        match (self.src, self.dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                let ihl = 20 + self.ipv4_options;
+                let total = (ihl + l4.len()) as u16;
+                frame.push(0x40 | (ihl / 4) as u8);
+                frame.push(0);
+                frame.extend_from_slice(&total.to_be_bytes());
+                frame.extend_from_slice(&[0x12, 0x34]);
+                let frag = self
+                    .fragment
+                    .map_or(0, |(off, more)| off | if more { 0x2000 } else { 0 });
+                frame.extend_from_slice(&frag.to_be_bytes());
+                frame.extend_from_slice(&[64, self.proto, 0, 0]);
+                frame.extend_from_slice(&src.octets());
+                frame.extend_from_slice(&dst.octets());
+                if self.ipv4_options > 0 {
+                    frame.extend(std::iter::repeat_n(1u8, self.ipv4_options - 1)); // NOP
+                    frame.push(0); // EOL
+                }
+            }
+            (IpAddr::V6(src), IpAddr::V6(dst)) => {
+                let mut ext = Vec::new();
+                let mut next = self.proto;
+                if let Some((off, more)) = self.fragment {
+                    ext.extend_from_slice(&[next, 0]);
+                    ext.extend_from_slice(&((off << 3) | more as u16).to_be_bytes());
+                    ext.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+                    next = 44;
+                }
+                if self.ipv6_hop_by_hop {
+                    let mut hbh = vec![next, 0, 1, 4, 0, 0, 0, 0]; // PadN option
+                    hbh.extend_from_slice(&ext);
+                    ext = hbh;
+                    next = 0;
+                }
+                frame.extend_from_slice(&[0x60, 0, 0, 0]);
+                frame.extend_from_slice(&((ext.len() + l4.len()) as u16).to_be_bytes());
+                frame.push(next);
+                frame.push(64);
+                frame.extend_from_slice(&src.octets());
+                frame.extend_from_slice(&dst.octets());
+                frame.extend_from_slice(&ext);
+            }
+            _ => unreachable!("mixed families"),
+        }
+        frame.extend_from_slice(&l4);
+        frame
+    }
+}
+
+/// An ARP request (who-has 10.77.0.1).
+pub fn arp() -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x02, 0x08, 0x06]);
+    f.extend_from_slice(&[0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x02, 10, 77, 0, 2]);
+    f.extend_from_slice(&[0, 0, 0, 0, 0, 0, 10, 77, 0, 1]);
+    f
+}
+
+/// An LLDP frame (ethertype 0x88cc) with a chassis-id TLV.
+pub fn lldp() -> Vec<u8> {
+    let mut f = vec![
+        0x01, 0x80, 0xc2, 0, 0, 0x0e, 0x02, 0, 0, 0, 0, 0x02, 0x88, 0xcc,
+    ];
+    f.extend_from_slice(&[0x02, 0x07, 0x04, 0x02, 0, 0, 0, 0, 0x02, 0, 0]);
+    f
+}
