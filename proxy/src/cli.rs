@@ -1,17 +1,15 @@
 //! The command line: `proxy run`, `proxy check-config`, and admin commands.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use ipnet::IpNet;
 
 use crate::logging::LogFormat;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "proxy",
-    version,
-    about = "Layer-4 TCP/TLS edge load balancer with an XDP fast path"
-)]
+#[command(name = "proxy", version, about = "Layer-4 TCP/TLS edge load balancer with an XDP fast path")]
 pub struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "PROXY_LOG_FORMAT")]
@@ -33,4 +31,79 @@ pub enum Command {
         /// Configuration file (TOML).
         file: PathBuf,
     },
+    /// Kernel blocklist: sources dropped by XDP before the stack sees them.
+    Block {
+        #[command(subcommand)]
+        action: ListAction,
+    },
+    /// Kernel allowlist: sources that bypass the blocklist and rate limits.
+    Allow {
+        #[command(subcommand)]
+        action: ListAction,
+    },
+    /// Kernel verdict counters per interface and reason.
+    Stats(OutputArgs),
+    /// Manage the XDP attachment left behind by `xdp.stay_attached`.
+    Xdp {
+        #[command(subcommand)]
+        action: XdpAction,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct OutputArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Pin directory of the daemon's maps (xdp.pin_path).
+    #[arg(long, default_value = "/sys/fs/bpf/proxy", env = "PROXY_PIN_PATH")]
+    pub pin_path: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ListAction {
+    /// Add (or replace) an entry.
+    Add {
+        /// Address or CIDR: 192.0.2.7, 10.0.0.0/8, 2001:db8::/32.
+        #[arg(value_parser = parse_cidr)]
+        cidr: IpNet,
+        /// Remove the entry after this long (e.g. 30s, 10m, 1h, 1day); default: permanent.
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<Duration>,
+        /// Note kept with the entry (shown by `list`).
+        #[arg(long, default_value = "manual")]
+        reason: String,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Remove an entry (the exact CIDR that was added).
+    Del {
+        #[arg(value_parser = parse_cidr)]
+        cidr: IpNet,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// List the entries.
+    List(OutputArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum XdpAction {
+    /// Detach pinned attachments (after a daemon ran with xdp.stay_attached).
+    Detach(OutputArgs),
+    /// Remove every pin (maps and links): the next start begins with empty lists.
+    Unpin(OutputArgs),
+}
+
+fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    crate::config::xdp::cidr::parse(s)
+}
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration ({e}); examples: 30s, 10m, 1h, 2days"))?;
+    if d.is_zero() {
+        return Err("a ttl of 0 would expire at once; leave --ttl out for a permanent entry".into());
+    }
+    Ok(d)
 }

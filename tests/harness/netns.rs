@@ -38,10 +38,14 @@ impl Netns {
         ns
     }
 
-    /// `ip netns exec <ns> <program> <args>` as a Command, ready to run or spawn.
+    /// `<program>` run inside the namespace, as a Command ready to run or spawn.
+    ///
+    /// Uses `nsenter --net` rather than `ip netns exec`: the latter also gives the
+    /// process a private /sys, which hides the host's bpffs (/sys/fs/bpf) and so the
+    /// daemon's pinned maps from the CLI.
     pub fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]);
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{}", self.name)).arg("--").arg(program);
         c
     }
 
@@ -64,7 +68,7 @@ impl Netns {
             .arg("-c")
             .arg(cmd)
             .output()
-            .expect("spawn ip netns exec")
+            .expect("spawn nsenter")
     }
 
     /// Starts a long-running shell command inside; stopped when the `Proc` drops.
@@ -76,7 +80,7 @@ impl Netns {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn ip netns exec");
+            .expect("spawn nsenter");
         Proc {
             child: Some(child),
             what: cmd.to_string(),

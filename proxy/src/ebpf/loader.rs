@@ -406,7 +406,7 @@ fn raise_memlock_limit() {
         rlim_max: libc::RLIM_INFINITY,
     };
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
-        warn!("could not raise RLIMIT_MEMLOCK; on kernels before 5.11 loading may fail");
+        tracing::debug!("could not raise RLIMIT_MEMLOCK (only kernels before 5.11 need it)");
     }
 }
 

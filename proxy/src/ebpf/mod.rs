@@ -10,6 +10,7 @@
 pub mod events;
 pub mod loader;
 pub mod maps;
+pub mod runtime;
 
 use std::path::PathBuf;
 

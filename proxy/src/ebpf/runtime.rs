@@ -1,0 +1,159 @@
+//! The XDP fast path inside the running daemon: load and attach, apply policy from
+//! the config (again on reload), summarise sampled drops, sweep expired entries.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aya::maps::{MapData, RingBuf};
+use tokio::io::unix::AsyncFd;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use super::EbpfError;
+use super::events::{self, DropAggregator};
+use super::loader::{Attachment, LoadOptions, XdpProgram};
+use super::maps::{List, Maps, RateLimits};
+use crate::config::xdp::XdpSection;
+
+/// How often expired list entries are deleted from the maps.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+pub struct XdpRuntime {
+    program: XdpProgram,
+    maps: Arc<Mutex<Maps>>,
+    /// Every sampled drop since start (for `proxy top`).
+    recent_drops: Arc<Mutex<DropAggregator>>,
+    section: XdpSection,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl XdpRuntime {
+    /// Loads, applies the section's policy, attaches. Must run inside a tokio runtime.
+    pub fn start(section: &XdpSection) -> Result<XdpRuntime, EbpfError> {
+        let (mut program, mut maps) = XdpProgram::load(LoadOptions::from_config(section))?;
+        program.forward_logs();
+        apply_policy(&mut maps, section)?;
+        for interface in &section.interfaces {
+            program.attach(interface, section.mode)?;
+        }
+        let ring = program.take_drop_events()?;
+        let maps = Arc::new(Mutex::new(maps));
+        let recent_drops = Arc::new(Mutex::new(DropAggregator::default()));
+        let tasks = vec![
+            tokio::spawn(summarise_drops(ring, section.drop_log_interval, recent_drops.clone())),
+            tokio::spawn(sweep_expired(maps.clone())),
+        ];
+        Ok(XdpRuntime { program, maps, recent_drops, section: section.clone(), tasks })
+    }
+
+    /// Re-applies policy from a new config. Attachment settings need a restart.
+    pub fn reload(&mut self, section: &XdpSection) -> Result<(), EbpfError> {
+        let old = &self.section;
+        if old.interfaces != section.interfaces
+            || old.mode != section.mode
+            || old.pin_path != section.pin_path
+            || old.max_block_entries != section.max_block_entries
+            || old.max_allow_entries != section.max_allow_entries
+        {
+            warn!("xdp interfaces, mode, pin_path and map sizes change only on restart; applying the policy part");
+        }
+        apply_policy(&mut self.maps.lock().expect("maps lock"), section)?;
+        self.section = section.clone();
+        Ok(())
+    }
+
+    pub fn maps(&self) -> Arc<Mutex<Maps>> {
+        self.maps.clone()
+    }
+
+    pub fn recent_drops(&self) -> Arc<Mutex<DropAggregator>> {
+        self.recent_drops.clone()
+    }
+
+    pub fn attachments(&self) -> &[Attachment] {
+        self.program.attachments()
+    }
+
+    /// Stops the background tasks and detaches (unless `stay_attached`).
+    pub fn shutdown(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.program.shutdown();
+    }
+}
+
+/// Writes the section's lists and limits into the maps.
+pub fn apply_policy(maps: &mut Maps, section: &XdpSection) -> Result<(), EbpfError> {
+    let rl = &section.rate_limit;
+    let limits = RateLimits {
+        packets_per_second: rl.packets_per_second,
+        packets_burst: rl.packets_burst.unwrap_or(0),
+        syn_per_second: rl.syn_per_second,
+        syn_burst: rl.syn_burst.unwrap_or(0),
+        ipv6_prefix: rl.ipv6_prefix,
+        ports: rl.ports.clone(),
+    };
+    maps.write_config(&limits, section.drop_sample_rate, section.log_every_drop)?;
+    for (list, entries) in [(List::Allow, &section.allowlist), (List::Block, &section.blocklist)] {
+        let wanted: Vec<_> = entries.iter().map(|e| (e.cidr(), e.ttl(), e.reason().to_string())).collect();
+        maps.sync_config_entries(list, &wanted, section.keep_runtime_entries)?;
+    }
+    info!(
+        allow = section.allowlist.len(),
+        block = section.blocklist.len(),
+        pps = rl.packets_per_second,
+        syn_per_second = rl.syn_per_second,
+        "XDP policy applied"
+    );
+    Ok(())
+}
+
+/// Reads drop samples as they arrive; logs one summary per interval.
+async fn summarise_drops(ring: RingBuf<MapData>, interval: Duration, recent: Arc<Mutex<DropAggregator>>) {
+    // SAFETY: the ring buffer owns its fd and lives inside the AsyncFd for the whole task.
+    let registered = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) };
+    let mut ring = match registered {
+        Ok(fd) => fd,
+        Err(e) => {
+            warn!(error = %e, "cannot watch the drop events ring buffer; no drop summaries");
+            return;
+        }
+    };
+    let mut window = DropAggregator::default();
+    let mut tick = tokio::time::interval(interval);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let Ok(mut guard) = guard else { return };
+                let mut recent = recent.lock().expect("drops lock");
+                events::drain(guard.get_inner_mut(), |s| {
+                    window.add(s);
+                    recent.add(s);
+                });
+                guard.clear_ready();
+            }
+            _ = tick.tick() => {
+                if let Some(line) = window.take_summary(interval) {
+                    info!(target: "proxy::xdp_drops", "{line}");
+                }
+            }
+        }
+    }
+}
+
+async fn sweep_expired(maps: Arc<Mutex<Maps>>) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        tick.tick().await;
+        let mut maps = maps.lock().expect("maps lock");
+        for list in [List::Block, List::Allow] {
+            match maps.remove_expired(list) {
+                Ok(0) => {}
+                Ok(n) => info!(list = ?list, removed = n, "expired entries removed"),
+                Err(e) => warn!(error = %e, "sweeping expired entries failed"),
+            }
+        }
+    }
+}
