@@ -28,7 +28,14 @@ fn main() -> anyhow::Result<()> {
             route.name()
         );
     }
-    let out = PathBuf::from(env::var("OUT_DIR")?).join("proxy-ebpf.o");
-    fs::copy(ebpf_build::object_path(&workspace), &out)?;
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    fs::copy(
+        ebpf_build::object_path(&workspace),
+        out_dir.join("proxy-ebpf.o"),
+    )?;
+    fs::copy(
+        ebpf_build::bench_object_path(&workspace),
+        out_dir.join("xdp-bench.o"),
+    )?;
     Ok(())
 }

@@ -398,3 +398,32 @@ fn drops_are_sampled_into_the_ring_buffer() {
     assert_eq!(samples[0].ifindex, TEST_RUN_IFINDEX);
     assert_eq!(samples[3].source, Some("2001:db8:bad::1".parse().unwrap()));
 }
+
+#[test]
+fn verdict_cache_follows_list_changes_and_expiry() {
+    let (program, mut maps) = load_with_policy(0);
+    let packet = v4("10.3.3.3").build();
+    let packet6 = v6("2001:db8:3::3").build();
+    // Passed verdicts are now cached on this CPU...
+    assert_eq!(run(&program, &packet), XDP_PASS);
+    assert_eq!(run(&program, &packet6), XDP_PASS);
+    // ...and a block added afterwards still applies at once (exact and by prefix).
+    block(&mut maps, "10.3.3.3", None);
+    block(&mut maps, "2001:db8:3::/48", None);
+    assert_eq!(run(&program, &packet), XDP_DROP);
+    assert_eq!(run(&program, &packet6), XDP_DROP);
+    // Removing it un-blocks at once too.
+    assert!(
+        maps.remove(List::Block, cidr::parse("10.3.3.3").unwrap())
+            .unwrap()
+    );
+    assert_eq!(run(&program, &packet), XDP_PASS);
+    // An allow entry added later wins over the cached block.
+    allow(&mut maps, "2001:db8:3::3");
+    assert_eq!(run(&program, &packet6), XDP_PASS);
+    // A cached block with a deadline stops applying when it expires.
+    block(&mut maps, "10.3.3.0/24", Some(Duration::from_millis(100)));
+    assert_eq!(run(&program, &packet), XDP_DROP);
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(run(&program, &packet), XDP_PASS);
+}

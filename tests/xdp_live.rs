@@ -54,18 +54,33 @@ ports = [{UDP_PORT}]
             ),
         )
         .unwrap();
-        let mut lab = Lab { topo, pin_dir, config, daemon: None };
+        let mut lab = Lab {
+            topo,
+            pin_dir,
+            config,
+            daemon: None,
+        };
         lab.start_daemon();
         lab
     }
 
     fn start_daemon(&mut self) {
         let lb = &self.topo.host(LB).ns;
-        let daemon = lb.spawn(&format!("{} run --config {}", env!("CARGO_BIN_EXE_proxy"), self.config.display()));
+        let daemon = lb.spawn(&format!(
+            "{} run --config {}",
+            env!("CARGO_BIN_EXE_proxy"),
+            self.config.display()
+        ));
         self.daemon = Some(daemon);
-        harness::wait_for("XDP attached to the LB's eth0", Duration::from_secs(10), || {
-            lb.sh("ip link show dev eth0").contains("prog/xdp").then_some(())
-        });
+        harness::wait_for(
+            "XDP attached to the LB's eth0",
+            Duration::from_secs(10),
+            || {
+                lb.sh("ip link show dev eth0")
+                    .contains("prog/xdp")
+                    .then_some(())
+            },
+        );
     }
 
     fn stop_daemon(&mut self) -> String {
@@ -84,24 +99,44 @@ ports = [{UDP_PORT}]
     }
 
     fn ping_ok(&self, from: usize, family: u8) -> bool {
-        let target = if family == 4 { self.topo.host(LB).ipv4.clone() } else { self.topo.host(LB).ipv6.clone() };
-        self.topo.host(from).ns.try_sh(&format!("ping -{family} -c 2 -i 0.2 -W 1 {target}")).status.success()
+        let target = if family == 4 {
+            self.topo.host(LB).ipv4.clone()
+        } else {
+            self.topo.host(LB).ipv6.clone()
+        };
+        self.topo
+            .host(from)
+            .ns
+            .try_sh(&format!("ping -{family} -c 2 -i 0.2 -W 1 {target}"))
+            .status
+            .success()
     }
 
     fn tcp_ok(&self, from: usize) -> bool {
-        let addr: SocketAddr = format!("{}:{TCP_PORT}", self.topo.host(LB).ipv4).parse().unwrap();
-        self.topo.host(from).ns.enter(move || TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok())
+        let addr: SocketAddr = format!("{}:{TCP_PORT}", self.topo.host(LB).ipv4)
+            .parse()
+            .unwrap();
+        self.topo
+            .host(from)
+            .ns
+            .enter(move || TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok())
     }
 
     /// The LB interface's verdict counters as `proxy stats --json` reports them.
     fn product_counters(&self) -> Value {
         let stats: Value = serde_json::from_str(&self.cli("stats --json")).unwrap();
         let ifaces = stats["xdp"].as_array().unwrap();
-        ifaces.iter().find(|i| i["interface"] == "eth0").cloned().expect("eth0 in proxy stats")
+        ifaces
+            .iter()
+            .find(|i| i["interface"] == "eth0")
+            .cloned()
+            .expect("eth0 in proxy stats")
     }
 
     fn packets(&self, reason: &str) -> u64 {
-        self.product_counters()["verdicts"][reason]["packets"].as_u64().unwrap()
+        self.product_counters()["verdicts"][reason]["packets"]
+            .as_u64()
+            .unwrap()
     }
 }
 
@@ -122,9 +157,14 @@ fn bpftool_counter(pin_dir: &Path, index: u32) -> (u64, u64) {
         key.join(" ")
     ));
     let v: Value = serde_json::from_str(&out).unwrap();
-    let per_cpu = v["formatted"]["values"].as_array().expect("bpftool prints BTF-formatted per-CPU values");
+    let per_cpu = v["formatted"]["values"]
+        .as_array()
+        .expect("bpftool prints BTF-formatted per-CPU values");
     per_cpu.iter().fold((0, 0), |(p, b), cpu| {
-        (p + cpu["value"]["packets"].as_u64().unwrap(), b + cpu["value"]["bytes"].as_u64().unwrap())
+        (
+            p + cpu["value"]["packets"].as_u64().unwrap(),
+            b + cpu["value"]["bytes"].as_u64().unwrap(),
+        )
     })
 }
 
@@ -147,8 +187,14 @@ fn block_rate_limit_unblock_and_survive_restart() {
 
     // Everyone gets through at first.
     for host in [CLIENT, OTHER] {
-        assert!(lab.ping_ok(host, 4), "ping from host {host} before any block");
-        assert!(lab.tcp_ok(host), "TCP connect from host {host} before any block");
+        assert!(
+            lab.ping_ok(host, 4),
+            "ping from host {host} before any block"
+        );
+        assert!(
+            lab.tcp_ok(host),
+            "TCP connect from host {host} before any block"
+        );
     }
     assert!(lab.ping_ok(CLIENT, 6), "IPv6 ping before any block");
 
@@ -157,7 +203,10 @@ fn block_rate_limit_unblock_and_survive_restart() {
     lab.cli(&format!("block add {client_v4} --reason live-test"));
     assert!(lab.cli("block list").contains(&format!("{client_v4}/32")));
     assert!(!lab.ping_ok(CLIENT, 4), "blocked client's ping must fail");
-    assert!(!lab.tcp_ok(CLIENT), "blocked client's TCP connect must fail");
+    assert!(
+        !lab.tcp_ok(CLIENT),
+        "blocked client's TCP connect must fail"
+    );
     assert!(lab.ping_ok(OTHER, 4), "other client still pings");
     assert!(lab.tcp_ok(OTHER), "other client still connects");
     assert!(lab.ping_ok(CLIENT, 6), "only the IPv4 address was blocked");
@@ -167,30 +216,49 @@ fn block_rate_limit_unblock_and_survive_restart() {
     let before = lab.product_counters()["verdicts"]["blocklisted"].clone();
     let pings = 5;
     let target = lab.topo.host(LB).ipv4.clone();
-    lab.topo.host(CLIENT).ns.try_sh(&format!("ping -4 -c {pings} -i 0.1 -W 1 {target}"));
+    lab.topo
+        .host(CLIENT)
+        .ns
+        .try_sh(&format!("ping -4 -c {pings} -i 0.1 -W 1 {target}"));
     std::thread::sleep(Duration::from_millis(200));
     let product = lab.product_counters();
     let blocked = &product["verdicts"]["blocklisted"];
     let delta = |field: &str| blocked[field].as_u64().unwrap() - before[field].as_u64().unwrap();
     assert_eq!(delta("packets"), pings, "blocklisted packets counted");
-    assert_eq!(delta("bytes"), pings * 98, "blocklisted bytes: 98-byte ping frames");
+    assert_eq!(
+        delta("bytes"),
+        pings * 98,
+        "blocklisted bytes: 98-byte ping frames"
+    );
     let ifindex = product["ifindex"].as_u64().unwrap() as u32;
     let index = proxy_common::counter_index(ifindex, proxy_common::Reason::Blocklisted);
     let (bpftool_packets, bpftool_bytes) = bpftool_counter(&lab.pin_dir, index);
-    assert_eq!(bpftool_packets, blocked["packets"].as_u64().unwrap(), "proxy stats vs bpftool: packets");
-    assert_eq!(bpftool_bytes, blocked["bytes"].as_u64().unwrap(), "proxy stats vs bpftool: bytes");
+    assert_eq!(
+        bpftool_packets,
+        blocked["packets"].as_u64().unwrap(),
+        "proxy stats vs bpftool: packets"
+    );
+    assert_eq!(
+        bpftool_bytes,
+        blocked["bytes"].as_u64().unwrap(),
+        "proxy stats vs bpftool: bytes"
+    );
 
     // A bounded UDP flood from the attacker is cut to the configured rate while the
     // other client, sending to the same port at a modest rate, loses nothing.
     let lb_v4 = lab.topo.host(LB).ipv4.clone();
     let received: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
-    let (attacker_ip, other_ip) = (lab.topo.host(ATTACKER).ipv4.clone(), lab.topo.host(OTHER).ipv4.clone());
+    let (attacker_ip, other_ip) = (
+        lab.topo.host(ATTACKER).ipv4.clone(),
+        lab.topo.host(OTHER).ipv4.clone(),
+    );
     let counts = received.clone();
     let receiving = Arc::new(AtomicBool::new(true));
     let rx_on = receiving.clone();
     let receiver = lb.spawn_thread(move || {
         let sock = UdpSocket::bind(("0.0.0.0", UDP_PORT)).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let mut buf = [0u8; 2048];
         while rx_on.load(Ordering::Relaxed) {
             if let Ok((_, from)) = sock.recv_from(&mut buf) {
@@ -206,8 +274,14 @@ fn block_rate_limit_unblock_and_survive_restart() {
     std::thread::sleep(Duration::from_millis(200));
     let target: SocketAddr = format!("{lb_v4}:{UDP_PORT}").parse().unwrap();
     let flood_duration = Duration::from_secs(2);
-    let flood = lab.topo.host(ATTACKER).ns.spawn_thread(move || udp_send(target, 400_000, flood_duration, None));
-    let legit = lab.topo.host(OTHER).ns.spawn_thread(move || udp_send(target, 1000, flood_duration, Some(Duration::from_millis(2))));
+    let flood = lab
+        .topo
+        .host(ATTACKER)
+        .ns
+        .spawn_thread(move || udp_send(target, 400_000, flood_duration, None));
+    let legit = lab.topo.host(OTHER).ns.spawn_thread(move || {
+        udp_send(target, 1000, flood_duration, Some(Duration::from_millis(2)))
+    });
     let (flood_sent, flood_time) = flood.join().unwrap();
     let (legit_sent, _) = legit.join().unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -220,11 +294,21 @@ fn block_rate_limit_unblock_and_survive_restart() {
         "flood: sent {flood_sent} in {flood_time:?}, received {flood_received}, expected {allowed:.0}; \
          legit: sent {legit_sent}, received {legit_received}"
     );
-    assert!(flood_sent as f64 > 3.0 * allowed, "the flood must exceed the limit to test it (sent {flood_sent})");
+    assert!(
+        flood_sent as f64 > 3.0 * allowed,
+        "the flood must exceed the limit to test it (sent {flood_sent})"
+    );
     let error = (flood_received as f64 - allowed).abs() / allowed;
-    assert!(error <= 0.10, "flood cut to {flood_received}, expected {allowed:.0} ±10% (error {:.1}%)", error * 100.0);
+    assert!(
+        error <= 0.10,
+        "flood cut to {flood_received}, expected {allowed:.0} ±10% (error {:.1}%)",
+        error * 100.0
+    );
     assert_eq!(legit_received, legit_sent, "the other source loses nothing");
-    assert!(lab.packets("rate_pps") >= flood_sent - flood_received - 10, "drops counted as rate_pps");
+    assert!(
+        lab.packets("rate_pps") >= flood_sent - flood_received - 10,
+        "drops counted as rate_pps"
+    );
 
     // Unblocking restores the client.
     lab.cli(&format!("block del {client_v4}"));
@@ -237,9 +321,22 @@ fn block_rate_limit_unblock_and_survive_restart() {
     assert!(!lab.ping_ok(OTHER, 6));
     let log = lab.stop_daemon();
     assert!(log.contains("XDP program detached"), "daemon log:\n{log}");
-    assert!(log.contains("packets dropped in the last"), "aggregated drop summary in the log:\n{log}");
-    assert!(!lab.topo.host(LB).ns.sh("ip link show dev eth0").contains("prog/xdp"), "detached on shutdown");
-    assert!(lab.ping_ok(OTHER, 6), "no filtering while the daemon is down");
+    assert!(
+        log.contains("packets dropped in the last"),
+        "aggregated drop summary in the log:\n{log}"
+    );
+    assert!(
+        !lab.topo
+            .host(LB)
+            .ns
+            .sh("ip link show dev eth0")
+            .contains("prog/xdp"),
+        "detached on shutdown"
+    );
+    assert!(
+        lab.ping_ok(OTHER, 6),
+        "no filtering while the daemon is down"
+    );
     lab.start_daemon();
     assert!(lab.cli("block list").contains(&format!("{other_v6}/128")));
     assert!(!lab.ping_ok(OTHER, 6), "the block is back with the daemon");
@@ -249,7 +346,12 @@ fn block_rate_limit_unblock_and_survive_restart() {
 
 /// Sends up to `max` 64-byte datagrams for at most `duration` (spaced by `gap`, or
 /// as fast as possible). Returns (sent, time spent).
-fn udp_send(target: SocketAddr, max: u64, duration: Duration, gap: Option<Duration>) -> (u64, Duration) {
+fn udp_send(
+    target: SocketAddr,
+    max: u64,
+    duration: Duration,
+    gap: Option<Duration>,
+) -> (u64, Duration) {
     let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
     let payload = [0x5au8; 64];
     let start = Instant::now();

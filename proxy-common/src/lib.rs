@@ -25,10 +25,18 @@ pub mod map_names {
     pub const DROP_EVENTS: &str = "DROP_EVENTS";
     /// Array of two [`RateSketch`](super::RateSketch)es: index 0 packets/s, 1 SYN/s.
     pub const RATE_SKETCH: &str = "RATE_SKETCH";
+    /// Array of one u64: changes (to a never-reused value) after every list change,
+    /// invalidating the program's per-CPU verdict cache.
+    pub const POLICY_GEN: &str = "POLICY_GEN";
+    /// Array of u64 words, one bit per IPv4 /24: set if any allow/block entry may
+    /// intersect it. A clear bit lets the program skip both LPM lookups.
+    pub const V4_SUMMARY: &str = "V4_SUMMARY";
+    /// Per-CPU direct-mapped cache of recent list verdicts ([`VerdictSlot`](super::VerdictSlot)).
+    pub const VERDICT_CACHE: &str = "VERDICT_CACHE";
 
     /// Maps pinned under the pin directory so policy and counters survive a restart.
-    pub const PINNED: [&str; 7] = [
-        ALLOW_V4, ALLOW_V6, BLOCK_V4, BLOCK_V6, CONFIG, PORTS, COUNTERS,
+    pub const PINNED: [&str; 9] = [
+        ALLOW_V4, ALLOW_V6, BLOCK_V4, BLOCK_V6, CONFIG, PORTS, COUNTERS, POLICY_GEN, V4_SUMMARY,
     ];
 }
 
@@ -192,19 +200,55 @@ impl RateParams {
     }
 }
 
-/// Rows of the rate sketch (independent hashes per source).
+/// Words in V4_SUMMARY: 2^24 /24 prefixes, 64 per word.
+pub const V4_SUMMARY_WORDS: u32 = 1 << 18;
+
+/// Bit of V4_SUMMARY covering an IPv4 address (host order): (word index, bit mask).
+#[inline(always)]
+pub const fn v4_summary_bit(addr: u32) -> (u32, u64) {
+    let slash24 = addr >> 8;
+    (slash24 >> 6, 1u64 << (slash24 & 63))
+}
+
+/// Slots of the per-CPU verdict cache (power of two).
+pub const VERDICT_CACHE_SLOTS: u32 = 4096;
+
+/// List verdicts kept in the verdict cache.
+pub const LISTED_NONE: u32 = 0;
+pub const LISTED_ALLOW: u32 = 1;
+pub const LISTED_BLOCK: u32 = 2;
+
+/// One slot of the per-CPU verdict cache: the allow/block verdict for one source,
+/// valid while `generation` equals POLICY_GEN and `expires_at_ns` has not passed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VerdictSlot {
+    /// Source address (IPv4 in the first 4 bytes; family disambiguates).
+    pub addr: [u8; 16],
+    pub family: u32,
+    /// LISTED_NONE, LISTED_ALLOW or LISTED_BLOCK.
+    pub listed: u32,
+    /// POLICY_GEN when the verdict was computed (read before the lookups).
+    pub generation: u64,
+    /// Expiry of the matched entry (0 = none): after it the slot is stale.
+    pub expires_at_ns: u64,
+}
+
+/// Cells per source in the rate sketch (one per row).
 pub const SKETCH_ROWS: usize = 4;
-/// Columns per row (power of two).
-pub const SKETCH_COLS: usize = 1 << 14;
-pub const SKETCH_COL_BITS: u32 = 14;
+/// Cache lines per sketch (power of two). A source's cells all sit in one line.
+pub const SKETCH_LINES: usize = 1 << 13;
+pub const SKETCH_LINE_BITS: u32 = 13;
 
 /// Count-min-style sketch of per-source GCRA state: every cell holds a "theoretical
-/// arrival time" in ns. A source's estimate is the minimum over its row cells, which
-/// never under-estimates (collisions can only push a cell forward). Fixed size, no
-/// allocation, no eviction: a spoofed-source flood cannot push real clients out.
+/// arrival time" in ns. A source hashes to one 64-byte line and, in each of the 4
+/// rows, to one of that row's 2 cells in the line; its estimate is the minimum over
+/// its 4 cells, which never under-estimates (collisions only push cells forward).
+/// Fixed size (512 KiB), no allocation, no eviction, one cache line per packet:
+/// a spoofed-source flood cannot push real clients out.
 #[repr(C)]
 pub struct RateSketch {
-    pub cells: [[u64; SKETCH_COLS]; SKETCH_ROWS],
+    pub lines: [[u64; 2 * SKETCH_ROWS]; SKETCH_LINES],
 }
 
 pub const SKETCH_PPS: u32 = 0;
@@ -255,6 +299,7 @@ mod pod {
     unsafe impl aya::Pod for RateParams {}
     unsafe impl aya::Pod for XdpConfig {}
     unsafe impl aya::Pod for DropEvent {}
+    unsafe impl aya::Pod for VerdictSlot {}
 }
 
 #[cfg(test)]
@@ -270,6 +315,7 @@ mod tests {
         assert_eq!(size_of::<RateParams>(), 24);
         assert_eq!(size_of::<XdpConfig>(), 2 * 24 + 4 * 4 + 8 * SKETCH_ROWS);
         assert_eq!(size_of::<DropEvent>(), 32);
+        assert_eq!(size_of::<VerdictSlot>(), 40);
         assert_eq!(size_of::<LpmKey<4>>(), 8);
         assert_eq!(size_of::<LpmKey<16>>(), 20);
     }
@@ -281,6 +327,16 @@ mod tests {
         assert_eq!(p.tolerance_ns, 50_000_000);
         assert_eq!(RateParams::new(0, 10), RateParams::default());
         assert_eq!(RateParams::new(10, 0).burst, 1);
+    }
+
+    #[test]
+    fn v4_summary_bit_covers_a_slash24() {
+        let a = u32::from_be_bytes([198, 51, 100, 9]);
+        let b = u32::from_be_bytes([198, 51, 100, 250]);
+        let c = u32::from_be_bytes([198, 51, 101, 9]);
+        assert_eq!(v4_summary_bit(a), v4_summary_bit(b));
+        assert_ne!(v4_summary_bit(a), v4_summary_bit(c));
+        assert!(v4_summary_bit(u32::MAX).0 < V4_SUMMARY_WORDS);
     }
 
     #[test]

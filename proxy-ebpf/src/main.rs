@@ -11,7 +11,7 @@ mod rate;
 use aya_ebpf::{
     bindings::xdp_action,
     btf_maps::{LpmTrie, lpm_trie::Key},
-    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_coarse_ns},
     macros::xdp,
     programs::XdpContext,
 };
@@ -19,8 +19,9 @@ use aya_log_ebpf::info;
 use maps::*;
 use parse::{IpPacket, Parsed, Source};
 use proxy_common::{
-    DropEvent, FAMILY_V4, FAMILY_V6, PolicyEntry, Reason, SKETCH_PPS, SKETCH_SYN, XdpConfig,
-    counter_index,
+    DropEvent, FAMILY_V4, FAMILY_V6, LISTED_ALLOW, LISTED_BLOCK, LISTED_NONE, PolicyEntry, Reason,
+    SKETCH_PPS, SKETCH_SYN, VERDICT_CACHE_SLOTS, VerdictSlot, XdpConfig, counter_index,
+    v4_summary_bit,
 };
 
 /// How many expired entries one lookup may delete before giving up (nested prefixes).
@@ -55,21 +56,10 @@ fn decide(ctx: &XdpContext, config: Option<&XdpConfig>) -> (Reason, Option<Sourc
 #[inline(always)]
 fn policy(packet: &IpPacket, config: &XdpConfig) -> Reason {
     let mut clock = Clock(0);
-    let (allowed, blocked) = match &packet.src {
-        Source::V4(addr) => (
-            listed(&ALLOW_V4, *addr, &mut clock),
-            listed(&BLOCK_V4, *addr, &mut clock),
-        ),
-        Source::V6(addr) => (
-            listed(&ALLOW_V6, *addr, &mut clock),
-            listed(&BLOCK_V6, *addr, &mut clock),
-        ),
-    };
-    if allowed {
-        return Reason::Allowlisted;
-    }
-    if blocked {
-        return Reason::Blocklisted;
+    match list_verdict(&packet.src, &mut clock) {
+        LISTED_ALLOW => return Reason::Allowlisted,
+        LISTED_BLOCK => return Reason::Blocklisted,
+        _ => {}
     }
     let check_syn = packet.tcp_syn && config.syn.per_sec != 0;
     if (config.pps.per_sec == 0 && !check_syn) || !rate_limited_port(packet, config) {
@@ -93,6 +83,76 @@ fn policy(packet: &IpPacket, config: &XdpConfig) -> Reason {
         }
     }
     Reason::Passed
+}
+
+/// Allow/block verdict for a source: from this CPU's verdict cache when the slot is
+/// for this source, from the current policy generation and unexpired; else looked up
+/// (and cached).
+#[inline(always)]
+fn list_verdict(src: &Source, clock: &mut Clock) -> u32 {
+    // Most IPv4 sources fall in a /24 no entry touches: one bit answers.
+    if let Source::V4(a) = src {
+        let (word, bit) = v4_summary_bit(u32::from_be_bytes(*a));
+        if V4_SUMMARY.get(word).is_some_and(|w| *w & bit == 0) {
+            return LISTED_NONE;
+        }
+    }
+    // Read the generation before looking up, so a verdict is never tagged with a
+    // generation newer than the lists it was computed from.
+    let generation = POLICY_GEN.get(0).map_or(0, |g| *g);
+    let (addr, family, spread) = match src {
+        Source::V4(a) => {
+            let mut addr = [0u8; 16];
+            addr[..4].copy_from_slice(a);
+            (addr, FAMILY_V4, u32::from_ne_bytes(*a))
+        }
+        Source::V6(a) => {
+            let w = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+            (*a, FAMILY_V6, w(0) ^ w(4) ^ w(8) ^ w(12))
+        }
+    };
+    let index = spread.wrapping_mul(0x9E37_79B1) >> (32 - VERDICT_CACHE_BITS);
+    let Some(slot) = VERDICT_CACHE.get_ptr_mut(index) else {
+        return lookup_lists(src, clock).0;
+    };
+    let slot = unsafe { &mut *slot };
+    if slot.generation == generation
+        && slot.family == family
+        && slot.addr == addr
+        && (slot.expires_at_ns == 0 || slot.expires_at_ns > clock.now())
+    {
+        return slot.listed;
+    }
+    let (listed, expires_at_ns) = lookup_lists(src, clock);
+    *slot = VerdictSlot { addr, family, listed, generation, expires_at_ns };
+    listed
+}
+
+const VERDICT_CACHE_BITS: u32 = VERDICT_CACHE_SLOTS.trailing_zeros();
+
+/// The allow/block tries (allowlist first), with the matched entry's expiry.
+/// (IPv4 sources get here only when their V4_SUMMARY bit is set.)
+#[inline(always)]
+fn lookup_lists(src: &Source, clock: &mut Clock) -> (u32, u64) {
+    match src {
+        Source::V4(a) => {
+            if let Some(expires) = listed(&ALLOW_V4, *a, clock) {
+                return (LISTED_ALLOW, expires);
+            }
+            if let Some(expires) = listed(&BLOCK_V4, *a, clock) {
+                return (LISTED_BLOCK, expires);
+            }
+        }
+        Source::V6(a) => {
+            if let Some(expires) = listed(&ALLOW_V6, *a, clock) {
+                return (LISTED_ALLOW, expires);
+            }
+            if let Some(expires) = listed(&BLOCK_V6, *a, clock) {
+                return (LISTED_BLOCK, expires);
+            }
+        }
+    }
+    (LISTED_NONE, 0)
 }
 
 /// Are rate limits applied to this packet's destination port?
@@ -137,7 +197,7 @@ impl Clock {
     #[inline(always)]
     fn now(&mut self) -> u64 {
         if self.0 == 0 {
-            self.0 = unsafe { bpf_ktime_get_ns() };
+            self.0 = unsafe { bpf_ktime_get_coarse_ns() };
         }
         self.0
     }
@@ -168,27 +228,26 @@ impl<const N: usize> Prefixable for [u8; N] {
 }
 
 /// Longest-prefix match that honours expiry: an expired entry is deleted and the
-/// lookup repeated, so a shorter covering prefix still applies.
+/// lookup repeated, so a shorter covering prefix still applies. Returns the matched
+/// entry's expiry (0 = permanent).
 #[inline(always)]
 fn listed<K: Prefixable, const MAX: usize>(
     map: &LpmTrie<K, PolicyEntry, MAX>,
     addr: K,
     clock: &mut Clock,
-) -> bool {
+) -> Option<u64> {
     let key = Key::new(K::BITS, addr);
     for _ in 0..MAX_EXPIRED_PER_LOOKUP {
-        let Some(entry) = map.get(&key) else {
-            return false;
-        };
+        let entry = map.get(&key)?;
         let expires_at = entry.expires_at_ns;
         if expires_at == 0 || expires_at > clock.now() {
-            return true;
+            return Some(expires_at);
         }
         let prefix_len = entry.prefix_len;
         let prefix_len = if prefix_len > K::BITS { K::BITS } else { prefix_len };
         let _ = map.remove(&Key::new(prefix_len, addr.masked(prefix_len)));
     }
-    false
+    None
 }
 
 #[inline(always)]

@@ -6,7 +6,10 @@ use aya_ebpf::{
     btf_maps::{Array, LpmTrie, PerCpuArray, RingBuf},
     macros::btf_map,
 };
-use proxy_common::{COUNTERS_LEN, Counter, DropEvent, PolicyEntry, RateSketch, XdpConfig};
+use proxy_common::{
+    COUNTERS_LEN, Counter, DropEvent, PolicyEntry, RateSketch, V4_SUMMARY_WORDS, VERDICT_CACHE_SLOTS,
+    VerdictSlot, XdpConfig,
+};
 
 /// Sources that skip every other check. Written by userspace (config, `proxy allow`).
 #[btf_map]
@@ -41,3 +44,17 @@ pub static DROP_EVENTS: RingBuf<DropEvent, { 256 * 1024 }> = RingBuf::new();
 /// Only the program touches it.
 #[btf_map]
 pub static RATE_SKETCH: Array<RateSketch, 2> = Array::new();
+
+/// Changes after every list change (userspace writes it after the change), so cached
+/// verdicts computed before the change are not used after it.
+#[btf_map]
+pub static POLICY_GEN: Array<u64, 1> = Array::new();
+
+/// One bit per IPv4 /24: set by userspace before an entry touching that /24 is
+/// inserted, cleared only after no entry touches it. Clear bit: no list can match.
+#[btf_map]
+pub static V4_SUMMARY: Array<u64, { V4_SUMMARY_WORDS as usize }> = Array::new();
+
+/// Recent allow/block verdicts per source, per CPU; only the program touches it.
+#[btf_map]
+pub static VERDICT_CACHE: PerCpuArray<VerdictSlot, { VERDICT_CACHE_SLOTS as usize }> = PerCpuArray::new();

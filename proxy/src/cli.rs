@@ -9,7 +9,11 @@ use ipnet::IpNet;
 use crate::logging::LogFormat;
 
 #[derive(Parser, Debug)]
-#[command(name = "proxy", version, about = "Layer-4 TCP/TLS edge load balancer with an XDP fast path")]
+#[command(
+    name = "proxy",
+    version,
+    about = "Layer-4 TCP/TLS edge load balancer with an XDP fast path"
+)]
 pub struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "PROXY_LOG_FORMAT")]
@@ -103,7 +107,9 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s)
         .map_err(|e| format!("{s:?} is not a duration ({e}); examples: 30s, 10m, 1h, 2days"))?;
     if d.is_zero() {
-        return Err("a ttl of 0 would expire at once; leave --ttl out for a permanent entry".into());
+        return Err(
+            "a ttl of 0 would expire at once; leave --ttl out for a permanent entry".into(),
+        );
     }
     Ok(d)
 }

@@ -15,13 +15,24 @@ pub fn list_command(list: List, action: ListAction) -> anyhow::Result<()> {
         List::Block => "blocklist",
     };
     match action {
-        ListAction::Add { cidr, ttl, reason, out } => {
+        ListAction::Add {
+            cidr,
+            ttl,
+            reason,
+            out,
+        } => {
             let mut maps = Maps::from_pins(&out.pin_path)?;
             maps.insert(list, cidr, ttl, Origin::Manual, &reason)?;
             if out.json {
-                println!("{}", serde_json::json!({"added": cidr.to_string(), "list": noun, "ttl_seconds": ttl.map(|t| t.as_secs())}));
+                println!(
+                    "{}",
+                    serde_json::json!({"added": cidr.to_string(), "list": noun, "ttl_seconds": ttl.map(|t| t.as_secs())})
+                );
             } else {
-                let until = ttl.map_or_else(|| "permanently".to_string(), |t| format!("for {}", humantime::format_duration(t)));
+                let until = ttl.map_or_else(
+                    || "permanently".to_string(),
+                    |t| format!("for {}", humantime::format_duration(t)),
+                );
                 println!("added {cidr} to the {noun} {until}");
             }
         }
@@ -29,11 +40,17 @@ pub fn list_command(list: List, action: ListAction) -> anyhow::Result<()> {
             let mut maps = Maps::from_pins(&out.pin_path)?;
             let existed = maps.remove(list, cidr)?;
             if out.json {
-                println!("{}", serde_json::json!({"removed": cidr.to_string(), "list": noun, "existed": existed}));
+                println!(
+                    "{}",
+                    serde_json::json!({"removed": cidr.to_string(), "list": noun, "existed": existed})
+                );
             } else if existed {
                 println!("removed {cidr} from the {noun}");
             } else {
-                anyhow::bail!("{cidr} is not in the {noun} (`proxy {} list` shows the entries)", &noun[..5]);
+                anyhow::bail!(
+                    "{cidr} is not in the {noun} (`proxy {} list` shows the entries)",
+                    &noun[..5]
+                );
             }
         }
         ListAction::List(out) => {
@@ -56,16 +73,23 @@ fn print_entries(entries: &[ListEntry]) {
     }
     println!("{:<43} {:<14} {:<7} REASON", "CIDR", "EXPIRES IN", "ORIGIN");
     for e in entries {
-        let expires = e.expires_in.map_or_else(|| "never".to_string(), |d| {
-            humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
-        });
+        let expires = e.expires_in.map_or_else(
+            || "never".to_string(),
+            |d| humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string(),
+        );
         let origin = match e.origin {
             Origin::Config => "config",
             Origin::Manual => "manual",
             Origin::Auto => "auto",
             Origin::Unknown => "?",
         };
-        println!("{:<43} {:<14} {:<7} {}", e.cidr.to_string(), expires, origin, e.reason);
+        println!(
+            "{:<43} {:<14} {:<7} {}",
+            e.cidr.to_string(),
+            expires,
+            origin,
+            e.reason
+        );
     }
 }
 
@@ -86,14 +110,20 @@ pub fn stats_command(out: &OutputArgs) -> anyhow::Result<()> {
                 serde_json::json!({"ifindex": c.ifindex, "interface": c.interface, "verdicts": reasons})
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"xdp": interfaces}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"xdp": interfaces}))?
+        );
         return Ok(());
     }
     if counters.is_empty() {
         println!("no packets seen by the XDP program yet");
     }
     for c in &counters {
-        let name = c.interface.clone().unwrap_or_else(|| format!("ifindex {}", c.ifindex));
+        let name = c
+            .interface
+            .clone()
+            .unwrap_or_else(|| format!("ifindex {}", c.ifindex));
         println!("XDP verdicts on {name}:");
         println!("  {:<12} {:>14} {:>16}", "REASON", "PACKETS", "BYTES");
         for r in Reason::ALL {
@@ -112,7 +142,8 @@ pub fn xdp_command(action: XdpAction) -> anyhow::Result<()> {
             if links.is_dir() {
                 for entry in std::fs::read_dir(&links)? {
                     let entry = entry?;
-                    std::fs::remove_file(entry.path()).with_context(|| format!("unpinning {}", entry.path().display()))?;
+                    std::fs::remove_file(entry.path())
+                        .with_context(|| format!("unpinning {}", entry.path().display()))?;
                     println!("detached from {}", entry.file_name().to_string_lossy());
                     n += 1;
                 }
@@ -133,6 +164,9 @@ fn unpin(dir: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
-    println!("removed {} (maps, lists and pinned attachments)", dir.display());
+    println!(
+        "removed {} (maps, lists and pinned attachments)",
+        dir.display()
+    );
     Ok(())
 }

@@ -45,14 +45,18 @@ impl Netns {
     /// daemon's pinned maps from the CLI.
     pub fn command(&self, program: &str) -> Command {
         let mut c = Command::new("nsenter");
-        c.arg(format!("--net=/run/netns/{}", self.name)).arg("--").arg(program);
+        c.arg(format!("--net=/run/netns/{}", self.name))
+            .arg("--")
+            .arg(program);
         c
     }
 
     /// Runs `f` on a new thread that has joined this namespace (sockets it creates
     /// live in the namespace), and returns its result.
     pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        self.spawn_thread(f).join().expect("thread in namespace panicked")
+        self.spawn_thread(f)
+            .join()
+            .expect("thread in namespace panicked")
     }
 
     /// Like [`Netns::enter`] but returns the thread handle at once.

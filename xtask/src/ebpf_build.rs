@@ -85,6 +85,14 @@ pub fn object_path(workspace: &Path) -> PathBuf {
         .join("release/proxy-ebpf")
 }
 
+/// The benchmark-only object (bare XDP_DROP baseline, spoofed-source driver).
+pub fn bench_object_path(workspace: &Path) -> PathBuf {
+    workspace
+        .join("target/ebpf")
+        .join(TARGET)
+        .join("release/xdp-bench")
+}
+
 /// The cargo command that builds `proxy-ebpf`; run it from anywhere.
 pub fn build_command(workspace: &Path, route: Route) -> Command {
     let mut cmd = match route {

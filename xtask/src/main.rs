@@ -1,33 +1,88 @@
 //! Project tasks. `cargo xtask --help` lists them.
+mod bench_xdp;
+#[allow(dead_code)] // shared with proxy/build.rs, which uses other parts
 mod ebpf_build;
+mod setup;
 
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "xtask")]
+#[command(
+    name = "xtask",
+    about = "Project tasks: setup, build-ebpf, test, bench"
+)]
 struct Cli {
     #[command(subcommand)]
-    command: Task,
+    task: Task,
 }
 
 #[derive(Subcommand)]
 enum Task {
-    /// Build the XDP program for bpfel-unknown-none.
+    /// Install what building and testing need (apt packages, eBPF toolchain, bpf-linker).
+    Setup,
+    /// Build the XDP program for bpfel-unknown-none and print the object's path.
     BuildEbpf,
+    /// Run the whole test suite (unit, BPF_PROG_TEST_RUN fixtures, namespace tests). Root.
+    Test {
+        /// Skip `setup` (when it is known to be done).
+        #[arg(long)]
+        no_setup: bool,
+        /// Extra arguments for `cargo test` (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Benchmarks (not tests): `xdp`.
+    Bench {
+        #[command(subcommand)]
+        which: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// ns/packet of the XDP program per fixture class vs a bare XDP_DROP (BPF_PROG_TEST_RUN).
+    Xdp(bench_xdp::Args),
+}
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask/ has a parent")
+        .to_path_buf()
 }
 
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    match Cli::parse().task {
+        Task::Setup => setup::run(),
         Task::BuildEbpf => {
-            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .unwrap()
-                .to_path_buf();
+            setup::run()?;
+            let root = workspace_root();
             let route = ebpf_build::choose_route().map_err(anyhow::Error::msg)?;
+            eprintln!("[build-ebpf] route: {}", route.name());
             let status = ebpf_build::build_command(&root, route).status()?;
-            anyhow::ensure!(status.success(), "eBPF build failed");
+            anyhow::ensure!(status.success(), "eBPF build failed (see above)");
             println!("{}", ebpf_build::object_path(&root).display());
             Ok(())
         }
+        Task::Test { no_setup, args } => {
+            if !no_setup {
+                setup::run()?;
+            }
+            let status = Command::new(env!("CARGO"))
+                .args(["test", "--workspace"])
+                .args(&args)
+                .current_dir(workspace_root())
+                .status()
+                .context("running cargo test")?;
+            anyhow::ensure!(status.success(), "tests failed");
+            Ok(())
+        }
+        Task::Bench {
+            which: Bench::Xdp(args),
+        } => bench_xdp::run(args),
     }
 }

@@ -103,7 +103,10 @@ impl XdpProgram {
         let mut ebpf = loader.load(OBJECT)?;
         let program: &mut Xdp = program_mut(&mut ebpf)?;
         program.load()?;
-        let maps = Maps::take_from(&mut ebpf)?;
+        let mut maps = Maps::take_from(&mut ebpf)?;
+        if let Some(dir) = &options.pin_dir {
+            maps.lock_dir(dir)?;
+        }
         Ok((
             XdpProgram {
                 ebpf,

@@ -16,6 +16,10 @@ use proxy_common::{
     counter_index, map_names, origin,
 };
 use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
 
 use super::EbpfError;
 use super::loader::map_name_static;
@@ -114,9 +118,25 @@ pub struct Maps {
     config: Array<MapData, XdpConfig>,
     ports: Array<MapData, u8>,
     counters: PerCpuArray<MapData, Counter>,
+    policy_gen: Array<MapData, u64>,
+    v4_summary: Array<MapData, u64>,
     /// Capacity of the (v4, v6) allow and block tries, for "list full" errors.
     allow_capacity: u32,
     block_capacity: u32,
+    /// The pin directory, flock()ed around every list change: the daemon and CLI
+    /// commands may write the same maps. None for private (unpinned) maps.
+    lock: Option<File>,
+}
+
+/// Holds the writers' lock (an flock on the pin directory's fd) until dropped.
+struct WriteLock(Option<std::os::fd::RawFd>);
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        if let Some(fd) = self.0 {
+            unsafe { libc::flock(fd, libc::LOCK_UN) };
+        }
+    }
 }
 
 fn map_err(name: &str) -> impl Fn(MapError) -> EbpfError + '_ {
@@ -142,10 +162,30 @@ impl Maps {
         if !dir.join(map_names::CONFIG).exists() {
             return Err(EbpfError::NotPinned(dir.to_path_buf()));
         }
-        Maps::open(|name| {
+        let mut maps = Maps::open(|name| {
             let data = MapData::from_pin(dir.join(name)).map_err(map_err(name))?;
             Map::from_map_data(data).map_err(map_err(name))
-        })
+        })?;
+        maps.lock_dir(dir)?;
+        Ok(maps)
+    }
+
+    /// Serialise list changes with other processes using the maps pinned at `dir`.
+    pub(crate) fn lock_dir(&mut self, dir: &Path) -> Result<(), EbpfError> {
+        let file = File::open(dir).map_err(|source| EbpfError::Io {
+            context: format!("opening {} for locking", dir.display()),
+            source,
+        })?;
+        self.lock = Some(file);
+        Ok(())
+    }
+
+    fn write_lock(&self) -> WriteLock {
+        let fd = self.lock.as_ref().map(|f| f.as_raw_fd());
+        if let Some(fd) = fd {
+            unsafe { libc::flock(fd, libc::LOCK_EX) };
+        }
+        WriteLock(fd)
     }
 
     fn open(mut get: impl FnMut(&str) -> Result<Map, EbpfError>) -> Result<Maps, EbpfError> {
@@ -169,8 +209,11 @@ impl Maps {
             config: typed!(get(map_names::CONFIG)?, map_names::CONFIG),
             ports: typed!(get(map_names::PORTS)?, map_names::PORTS),
             counters: typed!(get(map_names::COUNTERS)?, map_names::COUNTERS),
+            policy_gen: typed!(get(map_names::POLICY_GEN)?, map_names::POLICY_GEN),
+            v4_summary: typed!(get(map_names::V4_SUMMARY)?, map_names::V4_SUMMARY),
             allow_capacity,
             block_capacity,
+            lock: None,
         })
     }
 
@@ -196,6 +239,11 @@ impl Maps {
             reason: reason_bytes(reason),
         };
         let (list_name, kind, _) = list.names();
+        let _lock = self.write_lock();
+        // The summary bit must be set before the entry exists, or the program could skip it.
+        if let IpNet::V4(net) = cidr {
+            self.summary_set(net)?;
+        }
         let result = match cidr {
             IpNet::V4(net) => {
                 let key = Key::new(net.prefix_len() as u32, net.network().octets());
@@ -210,6 +258,9 @@ impl Maps {
             List::Allow => self.allow_capacity,
             List::Block => self.block_capacity,
         };
+        if result.is_ok() {
+            self.bump_generation()?;
+        }
         result.map_err(|source| {
             let map = match (list, cidr) {
                 (List::Allow, IpNet::V4(_)) => map_names::ALLOW_V4,
@@ -232,23 +283,120 @@ impl Maps {
 
     /// Removes the exact entry; returns whether it existed.
     pub fn remove(&mut self, list: List, cidr: IpNet) -> Result<bool, EbpfError> {
-        let cidr = cidr.trunc();
-        let result = match cidr {
-            IpNet::V4(net) => self
-                .trie_v4(list)
-                .remove(&Key::new(net.prefix_len() as u32, net.network().octets())),
-            IpNet::V6(net) => self
-                .trie_v6(list)
-                .remove(&Key::new(net.prefix_len() as u32, net.network().octets())),
-        };
-        match result {
-            Ok(()) => Ok(true),
-            Err(e) if is_errno(&e, libc::ENOENT) => Ok(false),
-            Err(source) => Err(EbpfError::Map {
-                map: list.names().2,
-                source,
-            }),
+        Ok(self.remove_many(list, &[cidr])? == 1)
+    }
+
+    /// Removes the exact entries; returns how many existed.
+    pub fn remove_many(&mut self, list: List, nets: &[IpNet]) -> Result<usize, EbpfError> {
+        let _lock = self.write_lock();
+        let mut removed = 0;
+        for cidr in nets {
+            let result = match cidr.trunc() {
+                IpNet::V4(net) => self
+                    .trie_v4(list)
+                    .remove(&Key::new(net.prefix_len() as u32, net.network().octets())),
+                IpNet::V6(net) => self
+                    .trie_v6(list)
+                    .remove(&Key::new(net.prefix_len() as u32, net.network().octets())),
+            };
+            match result {
+                Ok(()) => removed += 1,
+                Err(e) if is_errno(&e, libc::ENOENT) => {}
+                Err(source) => {
+                    return Err(EbpfError::Map {
+                        map: list.names().2,
+                        source,
+                    });
+                }
+            }
         }
+        let v4: Vec<ipnet::Ipv4Net> = nets
+            .iter()
+            .filter_map(|n| {
+                if let IpNet::V4(n) = n.trunc() {
+                    Some(n)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        self.summary_recompute(&v4)?;
+        if removed > 0 {
+            self.bump_generation()?;
+        }
+        Ok(removed)
+    }
+
+    /// Tells the program's verdict caches that the lists changed.
+    fn bump_generation(&mut self) -> Result<(), EbpfError> {
+        // Never reused: monotonic time, and writers are serialised by the lock.
+        let current = self
+            .policy_gen
+            .get(&0, 0)
+            .map_err(map_err(map_names::POLICY_GEN))?;
+        let next = monotonic_ns().max(current + 1);
+        self.policy_gen
+            .set(0, next, 0)
+            .map_err(map_err(map_names::POLICY_GEN))
+    }
+
+    /// Sets the V4_SUMMARY bits of every /24 that `net` touches.
+    fn summary_set(&mut self, net: ipnet::Ipv4Net) -> Result<(), EbpfError> {
+        for (word, mask) in summary_words(net) {
+            let old = self
+                .v4_summary
+                .get(&word, 0)
+                .map_err(map_err(map_names::V4_SUMMARY))?;
+            if old & mask != mask {
+                self.v4_summary
+                    .set(word, old | mask, 0)
+                    .map_err(map_err(map_names::V4_SUMMARY))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After removals: recomputes the summary words the removed prefixes touched from
+    /// the entries that remain in both IPv4 tries.
+    fn summary_recompute(&mut self, removed: &[ipnet::Ipv4Net]) -> Result<(), EbpfError> {
+        if removed.is_empty() {
+            return Ok(());
+        }
+        let mut words: BTreeMap<u32, u64> = BTreeMap::new();
+        for net in removed {
+            for (word, _) in summary_words(*net) {
+                words.insert(word, 0);
+            }
+        }
+        let mut remaining = Vec::new();
+        for trie in [&self.allow_v4, &self.block_v4] {
+            for key in trie.keys() {
+                let key = key.map_err(map_err(map_names::V4_SUMMARY))?;
+                remaining.push(
+                    ipnet::Ipv4Net::new(Ipv4Addr::from(key.data()), key.prefix_len() as u8)
+                        .expect("valid key"),
+                );
+            }
+        }
+        for net in remaining {
+            for (word, mask) in summary_words(net) {
+                if let Some(bits) = words.get_mut(&word) {
+                    *bits |= mask;
+                }
+            }
+        }
+        for (word, bits) in words {
+            let old = self
+                .v4_summary
+                .get(&word, 0)
+                .map_err(map_err(map_names::V4_SUMMARY))?;
+            if old != bits {
+                self.v4_summary
+                    .set(word, bits, 0)
+                    .map_err(map_err(map_names::V4_SUMMARY))?;
+            }
+        }
+        Ok(())
     }
 
     /// Every unexpired entry of a list, IPv4 first.
@@ -285,26 +433,26 @@ impl Maps {
             let at = e.expires_at_ns;
             at != 0 && at <= now
         };
-        let old_v4: Vec<_> = v4
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(_, e)| expired(e))
-            .map(|(k, _)| k)
-            .collect();
-        let old_v6: Vec<_> = v6
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(_, e)| expired(e))
-            .map(|(k, _)| k)
-            .collect();
-        let n = old_v4.len() + old_v6.len();
-        for k in old_v4 {
-            let _ = self.trie_v4(list).remove(&k);
+        let mut old: Vec<IpNet> = Vec::new();
+        for (k, e) in v4.iter().filter_map(Result::ok) {
+            if expired(&e) {
+                old.push(
+                    IpNet::new(IpAddr::from(k.data()), k.prefix_len() as u8).expect("valid key"),
+                );
+            }
         }
-        for k in old_v6 {
-            let _ = self.trie_v6(list).remove(&k);
+        for (k, e) in v6.iter().filter_map(Result::ok) {
+            if expired(&e) {
+                old.push(
+                    IpNet::new(IpAddr::from(k.data()), k.prefix_len() as u8).expect("valid key"),
+                );
+            }
         }
-        Ok(n)
+        if old.is_empty() {
+            return Ok(0);
+        }
+        self.remove_many(list, &old)?;
+        Ok(old.len())
     }
 
     /// Makes the config-origin entries of a list exactly `wanted`; with
@@ -315,13 +463,16 @@ impl Maps {
         wanted: &[(IpNet, Option<Duration>, String)],
         keep_runtime: bool,
     ) -> Result<(), EbpfError> {
-        for current in self.entries(list)? {
-            let listed = wanted.iter().any(|(net, _, _)| net.trunc() == current.cidr);
-            let stale = current.origin == Origin::Config || !keep_runtime;
-            if !listed && stale {
-                self.remove(list, current.cidr)?;
-            }
-        }
+        let stale: Vec<IpNet> = self
+            .entries(list)?
+            .into_iter()
+            .filter(|current| {
+                let listed = wanted.iter().any(|(net, _, _)| net.trunc() == current.cidr);
+                !listed && (current.origin == Origin::Config || !keep_runtime)
+            })
+            .map(|e| e.cidr)
+            .collect();
+        self.remove_many(list, &stale)?;
         for (net, ttl, reason) in wanted {
             self.insert(list, *net, *ttl, Origin::Config, reason)?;
         }
@@ -429,6 +580,32 @@ impl Maps {
     }
 }
 
+/// The V4_SUMMARY (word, bit mask) pairs covering every /24 that `net` touches.
+fn summary_words(net: ipnet::Ipv4Net) -> Vec<(u32, u64)> {
+    let first = u32::from(net.network()) >> 8;
+    let count: u64 = if net.prefix_len() >= 24 {
+        1
+    } else {
+        1u64 << (24 - net.prefix_len())
+    };
+    let last = (first as u64 + count - 1) as u32;
+    let mut out = Vec::new();
+    let mut word = first >> 6;
+    while word <= last >> 6 {
+        let lo = if word == first >> 6 { first & 63 } else { 0 };
+        let hi = if word == last >> 6 { last & 63 } else { 63 };
+        let width = hi - lo + 1;
+        let mask = if width == 64 {
+            u64::MAX
+        } else {
+            ((1u64 << width) - 1) << lo
+        };
+        out.push((word, mask));
+        word += 1;
+    }
+    out
+}
+
 fn list_entry(cidr: IpNet, e: &PolicyEntry, now: u64) -> Option<ListEntry> {
     let expires_at = e.expires_at_ns;
     if expires_at != 0 && expires_at <= now {
@@ -476,6 +653,33 @@ pub fn monotonic_ns() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summary_words_cover_exactly_the_touched_slash24s() {
+        let words = |s: &str| summary_words(s.parse().unwrap());
+        // A /32 and a /24 touch one /24.
+        let a = words("198.51.100.9/32");
+        assert_eq!(a, words("198.51.100.0/24"));
+        assert_eq!(a.len(), 1);
+        let (w, m) = a[0];
+        assert_eq!(
+            (w, m),
+            proxy_common::v4_summary_bit(u32::from_be_bytes([198, 51, 100, 200]))
+        );
+        // A /16 is 256 /24s: four full words.
+        let b = words("10.1.0.0/16");
+        assert_eq!(b.len(), 4);
+        assert!(b.iter().all(|(_, m)| *m == u64::MAX));
+        // A /20 is 16 /24s inside one word.
+        let c = words("10.1.16.0/20");
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].1.count_ones(), 16);
+        // /0 covers every word.
+        assert_eq!(
+            words("0.0.0.0/0").len(),
+            proxy_common::V4_SUMMARY_WORDS as usize
+        );
+    }
 
     #[test]
     fn reason_text_is_cut_on_a_char_boundary() {

@@ -40,10 +40,20 @@ impl XdpRuntime {
         let maps = Arc::new(Mutex::new(maps));
         let recent_drops = Arc::new(Mutex::new(DropAggregator::default()));
         let tasks = vec![
-            tokio::spawn(summarise_drops(ring, section.drop_log_interval, recent_drops.clone())),
+            tokio::spawn(summarise_drops(
+                ring,
+                section.drop_log_interval,
+                recent_drops.clone(),
+            )),
             tokio::spawn(sweep_expired(maps.clone())),
         ];
-        Ok(XdpRuntime { program, maps, recent_drops, section: section.clone(), tasks })
+        Ok(XdpRuntime {
+            program,
+            maps,
+            recent_drops,
+            section: section.clone(),
+            tasks,
+        })
     }
 
     /// Re-applies policy from a new config. Attachment settings need a restart.
@@ -55,7 +65,9 @@ impl XdpRuntime {
             || old.max_block_entries != section.max_block_entries
             || old.max_allow_entries != section.max_allow_entries
         {
-            warn!("xdp interfaces, mode, pin_path and map sizes change only on restart; applying the policy part");
+            warn!(
+                "xdp interfaces, mode, pin_path and map sizes change only on restart; applying the policy part"
+            );
         }
         apply_policy(&mut self.maps.lock().expect("maps lock"), section)?;
         self.section = section.clone();
@@ -95,8 +107,14 @@ pub fn apply_policy(maps: &mut Maps, section: &XdpSection) -> Result<(), EbpfErr
         ports: rl.ports.clone(),
     };
     maps.write_config(&limits, section.drop_sample_rate, section.log_every_drop)?;
-    for (list, entries) in [(List::Allow, &section.allowlist), (List::Block, &section.blocklist)] {
-        let wanted: Vec<_> = entries.iter().map(|e| (e.cidr(), e.ttl(), e.reason().to_string())).collect();
+    for (list, entries) in [
+        (List::Allow, &section.allowlist),
+        (List::Block, &section.blocklist),
+    ] {
+        let wanted: Vec<_> = entries
+            .iter()
+            .map(|e| (e.cidr(), e.ttl(), e.reason().to_string()))
+            .collect();
         maps.sync_config_entries(list, &wanted, section.keep_runtime_entries)?;
     }
     info!(
@@ -110,9 +128,14 @@ pub fn apply_policy(maps: &mut Maps, section: &XdpSection) -> Result<(), EbpfErr
 }
 
 /// Reads drop samples as they arrive; logs one summary per interval.
-async fn summarise_drops(ring: RingBuf<MapData>, interval: Duration, recent: Arc<Mutex<DropAggregator>>) {
+async fn summarise_drops(
+    ring: RingBuf<MapData>,
+    interval: Duration,
+    recent: Arc<Mutex<DropAggregator>>,
+) {
     // SAFETY: the ring buffer owns its fd and lives inside the AsyncFd for the whole task.
-    let registered = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) };
+    let registered =
+        unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) };
     let mut ring = match registered {
         Ok(fd) => fd,
         Err(e) => {

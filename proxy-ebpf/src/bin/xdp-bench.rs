@@ -1,0 +1,49 @@
+//! Benchmark-only XDP programs (never attached by the product), used by
+//! `cargo xtask bench xdp`:
+//! - `bare_drop`: returns XDP_DROP, the floor every ratio is taken against;
+//! - `spoof_source`: rewrites the IPv4 source of the (Ethernet + IPv4) test packet
+//!   to a new address on every run, then tail-calls the program in `TARGET[0]`.
+//!   BPF_PROG_TEST_RUN reuses one buffer across repeats, so each repeat sees a new
+//!   source: a spoofed-source flood. Its own cost is measured by targeting `bare_drop`.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    btf_maps::ProgramArray,
+    macros::{btf_map, xdp},
+    programs::XdpContext,
+};
+
+#[btf_map]
+static TARGET: ProgramArray<1> = ProgramArray::new();
+
+#[xdp]
+pub fn bare_drop(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_DROP
+}
+
+#[xdp]
+pub fn spoof_source(ctx: XdpContext) -> u32 {
+    const SRC: usize = 14 + 12;
+    if ctx.data() + SRC + 4 > ctx.data_end() {
+        return xdp_action::XDP_ABORTED;
+    }
+    let src = (ctx.data() + SRC) as *mut u32;
+    unsafe {
+        // A multiplicative step walks all 2^32 addresses in a scattered order.
+        *src = (*src).wrapping_mul(0x9E37_79B1).wrapping_add(1);
+        TARGET.tail_call(&ctx, 0);
+    }
+    xdp_action::XDP_ABORTED
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

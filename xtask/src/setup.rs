@@ -1,0 +1,190 @@
+//! `cargo xtask setup`: installs what building and testing need, idempotently.
+//! Every step says what it checks, what it does, and skips what is already done.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+use crate::ebpf_build::{self, Route};
+
+/// The bpf-linker release this project is proven with (see ../shared/TOOLCHAIN.md).
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// Tools the tests, demo and benchmarks run (Debian package names).
+const RUNTIME_PACKAGES: &[&str] = &[
+    "bpftool",
+    "iproute2",
+    "iputils-ping",
+    "util-linux",
+    "procps",
+    "openssl",
+    "curl",
+    "nginx",
+    "haproxy",
+    "netsniff-ng",
+    "iperf3",
+    "ca-certificates",
+];
+
+/// Debian's Rust with a prebuilt `core` for the BPF targets.
+const DEBIAN_RUST_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "libstd-rust-web-dev-bpf"];
+
+fn step(msg: &str) {
+    eprintln!("[setup] {msg}");
+}
+
+pub fn run() -> anyhow::Result<()> {
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("setup installs packages and the tests load XDP programs: run it as root");
+    }
+    install_packages(RUNTIME_PACKAGES)?;
+    let route = ensure_ebpf_route()?;
+    ensure_bpf_linker(route)?;
+    step(&format!("ready: eBPF route = {}", route.name()));
+    Ok(())
+}
+
+fn installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+fn install_packages(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        step(&format!("apt packages present: {}", packages.join(" ")));
+        return Ok(());
+    }
+    step(&format!("installing apt packages: {}", missing.join(" ")));
+    let status = Command::new("apt-get")
+        .args(["update", "-q"])
+        .status()
+        .context("running apt-get update")?;
+    if !status.success() {
+        bail!("apt-get update failed; check the Debian mirrors in /etc/apt/sources.list*");
+    }
+    let status = Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("running apt-get install")?;
+    if !status.success() {
+        bail!("apt-get install {} failed", missing.join(" "));
+    }
+    Ok(())
+}
+
+/// LLVM major version Debian's rustc was built with (`LLVM version: 22.1.8`).
+fn debian_llvm_major() -> anyhow::Result<u32> {
+    let out = Command::new(ebpf_build::DEBIAN_RUSTC)
+        .arg("-vV")
+        .output()
+        .context("running /usr/bin/rustc -vV")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .and_then(|v| v.split('.').next())
+        .and_then(|m| m.trim().parse().ok())
+        .context("cannot read the LLVM version from /usr/bin/rustc -vV")
+}
+
+/// Picks the route: Debian's packages (works offline from the Debian mirror), else
+/// rustup nightly + rust-src (the usual aya route, needs the rustup servers).
+fn ensure_ebpf_route() -> anyhow::Result<Route> {
+    if std::env::var("PROXY_EBPF_ROUTE").as_deref() == Ok("nightly") {
+        return ensure_nightly();
+    }
+    if ebpf_build::debian_route_ready() {
+        step("Debian rustc-web with the prebuilt bpfel core is installed");
+    } else {
+        step("installing Debian's rustc-web with the prebuilt bpfel core (bookworm-security)");
+        if let Err(e) = install_packages(DEBIAN_RUST_PACKAGES) {
+            step(&format!(
+                "Debian route unavailable ({e:#}); trying rustup nightly + rust-src"
+            ));
+            return ensure_nightly();
+        }
+    }
+    let llvm = debian_llvm_major()?;
+    install_packages(&[&format!("llvm-{llvm}-dev")])?;
+    Ok(Route::Debian)
+}
+
+fn ensure_nightly() -> anyhow::Result<Route> {
+    if ebpf_build::nightly_route_ready() {
+        step("rustup nightly with rust-src is installed");
+        return Ok(Route::Nightly);
+    }
+    step("installing rustup nightly with rust-src");
+    let status = Command::new("rustup")
+        .args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src",
+        ])
+        .status()
+        .context("running rustup")?;
+    if !status.success() || !ebpf_build::nightly_route_ready() {
+        bail!(
+            "no route to build the eBPF program: Debian's rustc-web/libstd-rust-web-dev-bpf \
+             (bookworm-security) could not be installed and rustup could not fetch nightly + rust-src"
+        );
+    }
+    Ok(Route::Nightly)
+}
+
+fn bpf_linker_version() -> Option<String> {
+    let out = Command::new("bpf-linker").arg("--version").output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn ensure_bpf_linker(route: Route) -> anyhow::Result<()> {
+    if let Some(v) = bpf_linker_version().filter(|v| v.contains(BPF_LINKER_VERSION)) {
+        step(&format!("{v} is installed"));
+        return Ok(());
+    }
+    let mut cmd = Command::new("cargo");
+    cmd.args([
+        "install",
+        &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+        "--locked",
+    ]);
+    match route {
+        Route::Debian => {
+            let llvm = debian_llvm_major()?;
+            let prefix = format!("/usr/lib/llvm-{llvm}");
+            if !Path::new(&prefix).join("bin/llvm-config").exists() {
+                bail!("{prefix}/bin/llvm-config missing: install llvm-{llvm}-dev");
+            }
+            step(&format!(
+                "building bpf-linker {BPF_LINKER_VERSION} against Debian's LLVM {llvm} (about a minute)"
+            ));
+            cmd.args([
+                "--no-default-features",
+                "--features",
+                &format!("llvm-{llvm}"),
+            ])
+            .env("LLVM_PREFIX", &prefix)
+            .env(format!("LLVM_SYS_{llvm}1_PREFIX"), &prefix);
+        }
+        Route::Nightly => step(&format!(
+            "building bpf-linker {BPF_LINKER_VERSION} (about a minute)"
+        )),
+    }
+    let status = cmd.status().context("running cargo install bpf-linker")?;
+    if !status.success() {
+        bail!("cargo install bpf-linker failed (see above)");
+    }
+    Ok(())
+}
