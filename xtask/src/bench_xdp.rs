@@ -20,10 +20,28 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     crate::setup::run()?;
-    eprintln!("[bench xdp] building and running proxy/benches/xdp.rs on CPU {}", args.cpu);
+    eprintln!(
+        "[bench xdp] building and running proxy/benches/xdp.rs on CPU {}",
+        args.cpu
+    );
     let status = Command::new("taskset")
-        .args(["-c", &args.cpu.to_string(), env!("CARGO"), "bench", "-p", "proxy", "--bench", "xdp", "--"])
-        .args(["--repeat", &args.repeat.to_string(), "--rounds", &args.rounds.to_string()])
+        .args([
+            "-c",
+            &args.cpu.to_string(),
+            env!("CARGO"),
+            "bench",
+            "-p",
+            "proxy",
+            "--bench",
+            "xdp",
+            "--",
+        ])
+        .args([
+            "--repeat",
+            &args.repeat.to_string(),
+            "--rounds",
+            &args.rounds.to_string(),
+        ])
         .current_dir(crate::workspace_root())
         .status()
         .context("running cargo bench")?;

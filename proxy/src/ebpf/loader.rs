@@ -1,6 +1,5 @@
 //! Loads the XDP program, pins its maps, attaches it to interfaces and detaches it.
 
-use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
@@ -466,45 +465,6 @@ fn check_pins_compatible(
     paths: &[(&str, PathBuf)],
     options: &LoadOptions,
 ) -> Result<(), EbpfError> {
-    let expected: BTreeMap<&str, (u32, u32)> = [
-        (
-            map_names::ALLOW_V4,
-            (
-                std::mem::size_of::<LpmKey<4>>(),
-                std::mem::size_of::<PolicyEntry>(),
-            ),
-        ),
-        (
-            map_names::ALLOW_V6,
-            (
-                std::mem::size_of::<LpmKey<16>>(),
-                std::mem::size_of::<PolicyEntry>(),
-            ),
-        ),
-        (
-            map_names::BLOCK_V4,
-            (
-                std::mem::size_of::<LpmKey<4>>(),
-                std::mem::size_of::<PolicyEntry>(),
-            ),
-        ),
-        (
-            map_names::BLOCK_V6,
-            (
-                std::mem::size_of::<LpmKey<16>>(),
-                std::mem::size_of::<PolicyEntry>(),
-            ),
-        ),
-        (map_names::CONFIG, (4, std::mem::size_of::<XdpConfig>())),
-        (map_names::PORTS, (4, 1)),
-        (
-            map_names::COUNTERS,
-            (4, std::mem::size_of::<proxy_common::Counter>()),
-        ),
-    ]
-    .into_iter()
-    .map(|(n, (k, v))| (n, (k as u32, v as u32)))
-    .collect();
     for (name, path) in paths {
         if !path.exists() {
             continue;
@@ -513,7 +473,7 @@ fn check_pins_compatible(
             map: map_name_static(name),
             source,
         })?;
-        let (key, value) = expected[name];
+        let (key, value) = pinned_sizes(name);
         if info.key_size() != key || info.value_size() != value {
             return Err(EbpfError::IncompatiblePin {
                 path: path.clone(),
@@ -543,10 +503,42 @@ fn check_pins_compatible(
     Ok(())
 }
 
+/// (key size, value size) this build uses for a pinned map.
+fn pinned_sizes(name: &str) -> (u32, u32) {
+    use std::mem::size_of;
+    let (key, value) = match name {
+        map_names::ALLOW_V4 | map_names::BLOCK_V4 => {
+            (size_of::<LpmKey<4>>(), size_of::<PolicyEntry>())
+        }
+        map_names::ALLOW_V6 | map_names::BLOCK_V6 => {
+            (size_of::<LpmKey<16>>(), size_of::<PolicyEntry>())
+        }
+        map_names::CONFIG => (4, size_of::<XdpConfig>()),
+        map_names::PORTS => (4, 1),
+        map_names::COUNTERS => (4, size_of::<proxy_common::Counter>()),
+        map_names::POLICY_GEN | map_names::V4_SUMMARY => (4, 8),
+        other => unreachable!("{other} is not a pinned map"),
+    };
+    (key as u32, value as u32)
+}
+
 pub(crate) fn map_name_static(name: &str) -> &'static str {
     map_names::PINNED
         .iter()
         .find(|n| **n == name)
         .copied()
         .unwrap_or("?")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_pinned_map_has_known_sizes() {
+        for name in map_names::PINNED {
+            let (key, value) = pinned_sizes(name);
+            assert!(key > 0 && value > 0, "{name}");
+        }
+    }
 }
