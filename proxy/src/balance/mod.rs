@@ -1,0 +1,2 @@
+//! Backend selection: the Maglev table and the backend set.
+pub mod maglev;
