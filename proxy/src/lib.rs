@@ -11,3 +11,4 @@ pub mod cli;
 pub mod config;
 pub mod ebpf;
 pub mod logging;
+pub mod metrics;

@@ -190,7 +190,8 @@ pub fn hash_bytes(bytes: &[u8], seed: u64) -> u64 {
     h ^ (h >> 31)
 }
 
-fn is_prime(n: u32) -> bool {
+/// Trial division; table sizes are small.
+pub fn is_prime(n: u32) -> bool {
     if n < 2 {
         return false;
     }
