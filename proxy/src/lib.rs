@@ -10,5 +10,8 @@ pub mod balance;
 pub mod cli;
 pub mod config;
 pub mod ebpf;
+pub mod events;
 pub mod logging;
 pub mod metrics;
+pub mod proxy_protocol;
+pub mod tls;
