@@ -87,7 +87,10 @@ mod tests {
             });
         }
         assert_eq!(obs.dropped(), 3);
-        assert_eq!(rx.try_recv().unwrap().kind, SourceEventKind::HandshakeTimeout);
+        assert_eq!(
+            rx.try_recv().unwrap().kind,
+            SourceEventKind::HandshakeTimeout
+        );
         assert_eq!(rx.try_recv().unwrap().addr, addr);
         assert!(rx.try_recv().is_err());
     }

@@ -9,9 +9,14 @@
 pub mod balance;
 pub mod cli;
 pub mod config;
+pub mod connection;
+pub mod daemon;
 pub mod ebpf;
 pub mod events;
+pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod proxy_protocol;
+pub mod server;
+pub mod splice;
 pub mod tls;

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert, ServerSessionMemoryCache};
+use rustls::server::{
+    ClientHello, NoServerSessionStorage, ResolvesServerCert, ServerSessionMemoryCache,
+};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
@@ -99,7 +101,10 @@ pub fn dns_names(key: &CertifiedKey) -> Vec<String> {
         return Vec::new();
     };
     match webpki::EndEntityCert::try_from(leaf) {
-        Ok(ee) => ee.valid_dns_names().map(|n| n.to_ascii_lowercase()).collect(),
+        Ok(ee) => ee
+            .valid_dns_names()
+            .map(|n| n.to_ascii_lowercase())
+            .collect(),
         Err(_) => Vec::new(),
     }
 }
@@ -154,7 +159,11 @@ impl SniResolver {
         &self.default
     }
 
-    fn pick(&self, server_name: Option<&str>, schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+    fn pick(
+        &self,
+        server_name: Option<&str>,
+        schemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
         let keys = self.lookup(server_name);
         keys.iter()
             .find(|k| k.key.choose_scheme(schemes).is_some())
@@ -266,7 +275,10 @@ pub fn failure_reason(error: &io::Error) -> &'static str {
     if error.kind() == io::ErrorKind::UnexpectedEof {
         return "client_closed";
     }
-    let Some(tls) = error.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) else {
+    let Some(tls) = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    else {
         return match error.kind() {
             io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => "client_closed",
             _ => "io_error",
@@ -276,9 +288,9 @@ pub fn failure_reason(error: &io::Error) -> &'static str {
     match tls {
         E::InvalidMessage(rustls::InvalidMessage::MessageTooLarge)
         | E::InvalidMessage(rustls::InvalidMessage::HandshakePayloadTooLarge) => "too_large",
-        E::InvalidMessage(_) | E::InappropriateMessage { .. } | E::InappropriateHandshakeMessage { .. } => {
-            "not_tls"
-        }
+        E::InvalidMessage(_)
+        | E::InappropriateMessage { .. }
+        | E::InappropriateHandshakeMessage { .. } => "not_tls",
         E::PeerIncompatible(_) => "incompatible",
         E::NoApplicationProtocol => "no_alpn",
         E::AlertReceived(_) => "alert_received",
@@ -292,20 +304,27 @@ mod tests {
     use super::*;
 
     fn key_for(names: &[&str]) -> Arc<CertifiedKey> {
-        let c = rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-            .unwrap();
+        let c = rcgen::generate_simple_self_signed(
+            names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
         let der = PrivateKeyDer::try_from(c.signing_key.serialize_der()).unwrap();
         Arc::new(CertifiedKey::from_der(vec![c.cert.der().clone()], der, &provider()).unwrap())
     }
 
     #[test]
     fn exact_then_wildcard_then_default() {
-        let (exact, wild, default) = (key_for(&["a.example.com"]), key_for(&["*.example.com"]), key_for(&["d"]));
+        let (exact, wild, default) = (
+            key_for(&["a.example.com"]),
+            key_for(&["*.example.com"]),
+            key_for(&["d"]),
+        );
         let mut r = SniResolver::default();
         r.add("a.example.com", exact.clone());
         r.add("*.example.com", wild.clone());
         r.add_default(default.clone());
-        let is = |name: Option<&str>, want: &Arc<CertifiedKey>| Arc::ptr_eq(&r.lookup(name)[0], want);
+        let is =
+            |name: Option<&str>, want: &Arc<CertifiedKey>| Arc::ptr_eq(&r.lookup(name)[0], want);
         assert!(is(Some("a.example.com"), &exact));
         assert!(is(Some("A.Example.COM."), &exact));
         assert!(is(Some("b.example.com"), &wild));
@@ -332,7 +351,10 @@ mod tests {
         std::fs::write(dir.join("garbage.pem"), "hello").unwrap();
         let p = provider();
         let e = load_certified_key(&dir.join("missing.pem"), &dir.join("b.key"), &p).unwrap_err();
-        assert!(e.to_string().contains("missing.pem") && e.to_string().contains("fix the path"), "{e}");
+        assert!(
+            e.to_string().contains("missing.pem") && e.to_string().contains("fix the path"),
+            "{e}"
+        );
         let e = load_certified_key(&dir.join("garbage.pem"), &dir.join("b.key"), &p).unwrap_err();
         assert!(matches!(e, CertError::NoCertificate { .. }), "{e}");
         let e = load_certified_key(&dir.join("a.pem"), &dir.join("a.pem"), &p).unwrap_err();

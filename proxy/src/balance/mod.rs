@@ -301,7 +301,10 @@ mod tests {
             let h = key(&p, &format!("192.0.2.1:{port}"));
             let all: Vec<_> = p.candidates(h).map(|b| b.address.port()).collect();
             assert_eq!(all.len(), 1);
-            assert_eq!(p.candidates(h).next().unwrap().address.to_string(), "10.0.0.1:80");
+            assert_eq!(
+                p.candidates(h).next().unwrap().address.to_string(),
+                "10.0.0.1:80"
+            );
         }
     }
 
@@ -324,7 +327,10 @@ mod tests {
                 sni,
             })
         };
-        assert_eq!(sni("192.0.2.1:1", Some("A.com")), sni("192.0.2.2:1", Some("a.com")));
+        assert_eq!(
+            sni("192.0.2.1:1", Some("A.com")),
+            sni("192.0.2.2:1", Some("a.com"))
+        );
         // No SNI: falls back to the client IP.
         assert_eq!(sni("192.0.2.1:1", None), sni("192.0.2.1:7", None));
         assert_ne!(sni("192.0.2.1:1", None), sni("192.0.2.2:1", None));
