@@ -19,7 +19,7 @@ impl ProxyD {
         std::fs::write(&path, config).unwrap();
         let log = dir.join("proxy.log");
         let cmd = format!(
-            "env NO_COLOR=1 RUST_LOG=info {} --log-format json run --config {} 2>{}",
+            "env NO_COLOR=1 RUST_LOG=${{PROXY_TEST_LOG:-info}} {} --log-format json run --config {} 2>{}",
             env!("CARGO_BIN_EXE_proxy"),
             path.display(),
             log.display()
