@@ -1,54 +1,371 @@
-//! The running daemon: start-up, SIGHUP reload, SIGTERM/SIGINT shutdown.
+//! The daemon's lifecycle: start, SIGHUP reload, SIGTERM/SIGINT drain.
+//!
+//! [`Daemon`] owns the current configuration (`ArcSwap<Config>`), the running
+//! listeners, the pools and their health checks. Start and reload go through the
+//! same two steps:
+//!
+//! 1. [`prepare`]: build everything the new configuration needs (certificates,
+//!    Maglev tables) without touching what runs. Any error rejects the config.
+//! 2. `apply`: bind new listeners, let every [`Subsystem`] apply the config (the place
+//!    for the XDP section, an admin endpoint...), then switch listeners and pools over.
+//!
+//! Connections keep the listener state they were accepted with, so a reload never
+//! cuts them, and certificates are swapped for new handshakes only.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::{error, info};
+use tokio::sync::Mutex;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
 
-use crate::config;
-use crate::ebpf::runtime::XdpRuntime;
+use crate::balance::{Pool, PoolStatus};
+use crate::config::{self, Config, ConfigError, ConfigIssue, KeyPath};
+use crate::events::{NoopObserver, SourceObserver};
+use crate::health::{self, HealthChecks};
+use crate::metrics::Metrics;
+use crate::server::{self, ListenerState, OpenCount, RunningListener, Shared};
+use crate::tls::{self, SessionState};
 
-pub fn run(config_path: &Path) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
-    runtime.block_on(run_async(config_path))
+/// Another part of the product that follows the configuration (XDP, admin socket...).
+pub trait Subsystem: Send + Sync {
+    fn name(&self) -> &str;
+    /// Called at start and on each reload, after the data path is prepared and before
+    /// it switches over. An error rejects the new configuration (at start: the daemon
+    /// exits; on reload: the old configuration keeps serving).
+    fn apply(&self, config: &Arc<Config>) -> anyhow::Result<()>;
+    /// Called once when the daemon stops.
+    fn stop(&self) {}
 }
 
-async fn run_async(config_path: &Path) -> anyhow::Result<()> {
-    let config = config::load(config_path)?;
-    let mut xdp = match &config.xdp {
-        Some(section) => Some(XdpRuntime::start(section)?),
-        None => {
-            info!("no [xdp] section: running userspace only");
-            None
+/// Everything a configuration needs, built but not yet running.
+pub struct Prepared {
+    pub config: Arc<Config>,
+    pools: HashMap<String, Arc<Pool>>,
+    listeners: Vec<ListenerState>,
+    sessions: HashMap<String, SessionState>,
+}
+
+/// Builds pools and TLS settings for `config`. Backends and TLS session state that
+/// `previous` already has are reused. Errors name the config key (and line).
+pub fn prepare(
+    config: Config,
+    metrics: &Metrics,
+    previous_pools: &HashMap<String, Arc<Pool>>,
+    previous_sessions: &HashMap<String, SessionState>,
+) -> Result<Prepared, ConfigError> {
+    let locate = |issue: ConfigIssue| config.locate(issue);
+    let mut pools = HashMap::new();
+    for (i, p) in config.pools.iter().enumerate() {
+        let pool =
+            Pool::build(p, previous_pools.get(&p.name).map(|p| &**p), metrics).map_err(|e| {
+                locate(ConfigIssue::new(
+                    KeyPath::root().key("pool").index(i),
+                    e.to_string(),
+                ))
+            })?;
+        pools.insert(p.name.clone(), Arc::new(pool));
+    }
+    let mut listeners = Vec::new();
+    let mut sessions = HashMap::new();
+    for (i, l) in config.listeners.iter().enumerate() {
+        let at = KeyPath::root().key("listener").index(i);
+        let tls = match &l.tls {
+            None => None,
+            Some(t) => {
+                let mut session = previous_sessions.get(&l.name).cloned().unwrap_or_default();
+                let server_config =
+                    tls::server_config(t, &at.key("tls"), &mut session).map_err(locate)?;
+                sessions.insert(l.name.clone(), session);
+                Some(TlsAcceptor::from(server_config))
+            }
+        };
+        let pool = pools
+            .get(&l.pool)
+            .cloned()
+            .ok_or_else(|| locate(ConfigIssue::new(at.key("pool"), "unknown pool")))?;
+        listeners.push(ListenerState {
+            settings: l.clone(),
+            pool,
+            tls,
+            global_max_connections: config.limits.max_connections,
+            idle_timeout: config.timeouts.idle,
+            handshake_errors_per_second: config.log.handshake_errors_per_second,
+        });
+    }
+    Ok(Prepared {
+        config: Arc::new(config),
+        pools,
+        listeners,
+        sessions,
+    })
+}
+
+/// `proxy check-config`: parses, validates and loads every certificate.
+pub fn check_config(path: &Path) -> Result<Config, ConfigError> {
+    let config = config::load(path)?;
+    let prepared = prepare(config, &Metrics::new(), &HashMap::new(), &HashMap::new())?;
+    Ok((*prepared.config).clone())
+}
+
+struct Running {
+    listeners: HashMap<String, RunningListener>,
+    pools: HashMap<String, Arc<Pool>>,
+    health: Vec<HealthChecks>,
+    sessions: HashMap<String, SessionState>,
+}
+
+pub struct Daemon {
+    config_path: PathBuf,
+    config: ArcSwap<Config>,
+    shared: Arc<Shared>,
+    running: Mutex<Running>,
+    subsystems: Vec<Box<dyn Subsystem>>,
+}
+
+impl Daemon {
+    /// A daemon for the configuration file at `config_path` (read by [`Daemon::start`]
+    /// and each [`Daemon::reload`]).
+    pub fn new(config_path: &Path) -> Daemon {
+        Daemon::with_observer(config_path, Arc::new(NoopObserver))
+    }
+
+    /// Like [`Daemon::new`], with an observer for per-source events.
+    pub fn with_observer(config_path: &Path, observer: Arc<dyn SourceObserver>) -> Daemon {
+        Daemon {
+            config_path: config_path.to_owned(),
+            config: ArcSwap::from_pointee(Config::default()),
+            shared: Arc::new(Shared {
+                metrics: Arc::new(Metrics::new()),
+                observer,
+                connections: Arc::new(OpenCount::default()),
+                tracker: TaskTracker::new(),
+            }),
+            running: Mutex::new(Running {
+                listeners: HashMap::new(),
+                pools: HashMap::new(),
+                health: Vec::new(),
+                sessions: HashMap::new(),
+            }),
+            subsystems: Vec::new(),
         }
-    };
-    let mut hangup = signal(SignalKind::hangup())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    info!(config = %config_path.display(), "proxy running");
-    loop {
-        tokio::select! {
-            _ = hangup.recv() => {
-                match config::load(config_path) {
-                    Ok(new) => {
-                        if let (Some(rt), Some(section)) = (xdp.as_mut(), new.xdp.as_ref()) {
-                            if let Err(e) = rt.reload(section) {
-                                error!(error = %e, "reload: applying the [xdp] section failed; old policy partly in place");
-                            }
-                        }
-                        info!("configuration reloaded");
-                    }
-                    Err(e) => error!(error = %e, "reload rejected, still serving the previous configuration"),
+    }
+
+    /// Registers a subsystem; call before [`Daemon::start`].
+    pub fn add_subsystem(&mut self, subsystem: Box<dyn Subsystem>) {
+        self.subsystems.push(subsystem);
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Each pool's backends: address, weight, health, open connections.
+    pub async fn pools(&self) -> Vec<PoolStatus> {
+        let running = self.running.lock().await;
+        let mut pools: Vec<PoolStatus> = running.pools.values().map(|p| p.status()).collect();
+        pools.sort_by(|a, b| a.name.cmp(&b.name));
+        pools
+    }
+
+    /// Open client connections.
+    pub fn open_connections(&self) -> u32 {
+        self.shared.connections.get()
+    }
+
+    /// Loads the configuration file and starts serving it.
+    pub async fn start(&self) -> anyhow::Result<()> {
+        raise_fd_limit();
+        let config = config::load(&self.config_path)?;
+        self.apply(config).await
+    }
+
+    /// Re-reads the configuration file; on any error the old configuration stays.
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        let result = match config::load(&self.config_path) {
+            Ok(config) => self.apply(config).await,
+            Err(e) => Err(e.into()),
+        };
+        self.shared.metrics.reload(result.is_ok());
+        result
+    }
+
+    async fn apply(&self, config: Config) -> anyhow::Result<()> {
+        let mut running = self.running.lock().await;
+        let prepared = prepare(
+            config,
+            &self.shared.metrics,
+            &running.pools,
+            &running.sessions,
+        )?;
+
+        // Bind what is new before changing anything, so a bind error changes nothing.
+        let mut new_sockets = HashMap::new();
+        for l in &prepared.listeners {
+            let same = running
+                .listeners
+                .get(&l.settings.name)
+                .is_some_and(|r| r.bind == l.settings.bind);
+            if !same {
+                let socket = server::bind(l.settings.bind).with_context(|| {
+                    format!(
+                        "listener {:?}: cannot listen on {}",
+                        l.settings.name, l.settings.bind
+                    )
+                })?;
+                new_sockets.insert(l.settings.name.clone(), socket);
+            }
+        }
+        for s in &self.subsystems {
+            s.apply(&prepared.config)
+                .with_context(|| format!("subsystem {}", s.name()))?;
+        }
+
+        // Switch over.
+        let Prepared {
+            config,
+            pools,
+            listeners,
+            sessions,
+        } = prepared;
+        let mut old_listeners = std::mem::take(&mut running.listeners);
+        for state in listeners {
+            let name = state.settings.name.clone();
+            match new_sockets.remove(&name) {
+                None => {
+                    let Some(r) = old_listeners.remove(&name) else {
+                        continue;
+                    };
+                    r.state.store(Arc::new(state));
+                    running.listeners.insert(name, r);
+                }
+                Some(socket) => {
+                    let state = Arc::new(ArcSwap::from_pointee(state));
+                    let r = server::start(socket, state, self.shared.clone())?;
+                    running.listeners.insert(name, r);
                 }
             }
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
+        }
+        for (name, r) in old_listeners {
+            tracing::info!(listener = %name, bind = %r.bind, "listener removed; its open connections continue");
+            r.stop().await;
+        }
+        for (name, old) in &running.pools {
+            for b in old.backends() {
+                let kept = pools
+                    .get(name)
+                    .is_some_and(|p| p.backends().iter().any(|n| n.address == b.address));
+                if !kept {
+                    self.shared
+                        .metrics
+                        .remove_backend(name, &b.address.to_string());
+                }
+            }
+        }
+        running.health = pools.values().map(health::start).collect();
+        running.pools = pools;
+        running.sessions = sessions;
+        self.config.store(config);
+        tracing::info!(
+            path = %self.config_path.display(),
+            listeners = running.listeners.len(),
+            pools = running.pools.len(),
+            "configuration applied"
+        );
+        Ok(())
+    }
+
+    /// Stops accepting, waits up to `deadline` for open connections to finish, then
+    /// returns how many were still open (they are cut when the process exits).
+    pub async fn drain(&self, deadline: Duration) -> u32 {
+        let mut running = self.running.lock().await;
+        for (_, r) in running.listeners.drain() {
+            r.stop().await;
+        }
+        running.health.clear();
+        let open = self.open_connections();
+        tracing::info!(
+            open,
+            ?deadline,
+            "stopped accepting; draining open connections"
+        );
+        self.shared.tracker.close();
+        let finished = tokio::time::timeout(deadline, self.shared.tracker.wait()).await;
+        for s in &self.subsystems {
+            s.stop();
+        }
+        match finished {
+            Ok(()) => 0,
+            Err(_) => self.open_connections(),
         }
     }
-    info!("shutting down");
-    if let Some(rt) = xdp.take() {
-        rt.shutdown();
+}
+
+/// `proxy run`: serves until SIGTERM/SIGINT (drain, then exit); SIGHUP reloads.
+pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+    let mut daemon = Daemon::new(config_path);
+    daemon.add_subsystem(Box::new(crate::ebpf::runtime::XdpSubsystem::default()));
+    serve(&daemon).await
+}
+
+/// Runs a started-or-not daemon's signal loop (start included).
+pub async fn serve(daemon: &Daemon) -> anyhow::Result<()> {
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    daemon.start().await?;
+    tracing::info!(
+        pid = std::process::id(),
+        "running; SIGHUP reloads, SIGTERM drains"
+    );
+    loop {
+        tokio::select! {
+            _ = hup.recv() => match daemon.reload().await {
+                Ok(()) => tracing::info!("reload succeeded"),
+                Err(e) => tracing::error!(error = format!("{e:#}"), "reload rejected; the previous configuration keeps serving"),
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    let deadline = daemon.config().timeouts.drain;
+    let cut = tokio::select! {
+        cut = daemon.drain(deadline) => cut,
+        _ = term.recv() => { tracing::warn!("second signal: exiting now"); daemon.open_connections() }
+        _ = int.recv() => { tracing::warn!("second signal: exiting now"); daemon.open_connections() }
+    };
+    if cut > 0 {
+        tracing::warn!(
+            cut,
+            "drain deadline reached; closing the remaining connections"
+        );
+    } else {
+        tracing::info!("all connections finished; exiting");
     }
     Ok(())
+}
+
+/// Two descriptors per connection: raise the soft limit to the hard one.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }

@@ -4,16 +4,33 @@ use proxy::ebpf::maps::List;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    proxy::logging::init(cli.log_format, "info");
     let result = match cli.command {
-        Command::Run { config } => proxy::daemon::run(&config),
-        Command::CheckConfig { file } => proxy::config::load(&file)
-            .map(|_| println!("{}: OK", file.display()))
-            .map_err(Into::into),
-        Command::Block { action } => proxy::commands::list_command(List::Block, action),
-        Command::Allow { action } => proxy::commands::list_command(List::Allow, action),
-        Command::Stats(out) => proxy::commands::stats_command(&out),
-        Command::Xdp { action } => proxy::commands::xdp_command(action),
+        Command::Run { config } => {
+            // The log level comes from the file's [log] section (RUST_LOG overrides);
+            // a file that does not load is reported by the daemon below.
+            let level = proxy::config::load(&config)
+                .map(|c| c.log.level)
+                .unwrap_or_else(|_| "info".into());
+            proxy::logging::init(cli.log_format, &level);
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(proxy::daemon::run(&config)))
+        }
+        command => {
+            proxy::logging::init(cli.log_format, "info");
+            match command {
+                Command::Run { .. } => unreachable!("handled above"),
+                Command::CheckConfig { file } => proxy::daemon::check_config(&file)
+                    .map(|_| println!("{}: OK", file.display()))
+                    .map_err(Into::into),
+                Command::Block { action } => proxy::commands::list_command(List::Block, action),
+                Command::Allow { action } => proxy::commands::list_command(List::Allow, action),
+                Command::Stats(out) => proxy::commands::stats_command(&out),
+                Command::Xdp { action } => proxy::commands::xdp_command(action),
+            }
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -4,8 +4,13 @@
 //! and removes them on drop, even when the test fails.
 #![allow(dead_code)]
 
+pub mod certs;
+pub mod inside;
+pub mod lab;
 pub mod netns;
+pub mod nginx;
 pub mod packets;
+pub mod proxyd;
 
 pub use netns::{Netns, Proc, Topology};
 

@@ -180,3 +180,68 @@ async fn sweep_expired(maps: Arc<Mutex<Maps>>) {
         }
     }
 }
+
+/// The XDP fast path as a daemon subsystem: started by the first configuration with
+/// an `[xdp]` section, re-applied on each reload, shut down with the daemon.
+#[derive(Default)]
+pub struct XdpSubsystem {
+    runtime: Mutex<Option<XdpRuntime>>,
+}
+
+impl XdpSubsystem {
+    /// The running fast path's maps, if any.
+    pub fn maps(&self) -> Option<Arc<Mutex<Maps>>> {
+        self.runtime
+            .lock()
+            .expect("xdp lock")
+            .as_ref()
+            .map(|r| r.maps())
+    }
+
+    /// Sampled drops since start, if the fast path runs.
+    pub fn recent_drops(&self) -> Option<Arc<Mutex<DropAggregator>>> {
+        self.runtime
+            .lock()
+            .expect("xdp lock")
+            .as_ref()
+            .map(|r| r.recent_drops())
+    }
+
+    /// (interface, ifindex, mode) of each attachment.
+    pub fn attachments(&self) -> Vec<(String, u32, &'static str)> {
+        let runtime = self.runtime.lock().expect("xdp lock");
+        runtime
+            .iter()
+            .flat_map(|r| {
+                r.attachments()
+                    .iter()
+                    .map(|a| (a.interface.clone(), a.ifindex, a.mode))
+            })
+            .collect()
+    }
+}
+
+impl crate::daemon::Subsystem for XdpSubsystem {
+    fn name(&self) -> &str {
+        "xdp"
+    }
+
+    fn apply(&self, config: &Arc<crate::config::Config>) -> anyhow::Result<()> {
+        let mut runtime = self.runtime.lock().expect("xdp lock");
+        match (runtime.as_mut(), &config.xdp) {
+            (None, Some(section)) => *runtime = Some(XdpRuntime::start(section)?),
+            (Some(running), Some(section)) => running.reload(section)?,
+            (Some(_), None) => {
+                warn!("the [xdp] section was removed: the XDP program stays until restart")
+            }
+            (None, None) => info!("no [xdp] section: running userspace only"),
+        }
+        Ok(())
+    }
+
+    fn stop(&self) {
+        if let Some(runtime) = self.runtime.lock().expect("xdp lock").take() {
+            runtime.shutdown();
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! PROXY protocol headers (v1 text, v2 binary) sent to backends ahead of the client's
+//! bytes, so they see the real client address. Spec:
+//! <https://www.haproxy.org/download/2.9/doc/proxy-protocol.txt>
+
+use std::net::{IpAddr, SocketAddr};
+
+/// v2 signature: `\r\n\r\n\0\r\nQUIT\n`.
+const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
+/// PP2_TYPE_ALPN and PP2_TYPE_AUTHORITY (the SNI name).
+const PP2_TYPE_ALPN: u8 = 0x01;
+const PP2_TYPE_AUTHORITY: u8 = 0x02;
+
+/// What the header describes: the client's address and the address it connected to.
+pub struct Header<'a> {
+    pub client: SocketAddr,
+    pub local: SocketAddr,
+    /// TLS listeners: the SNI name (v2 only, as PP2_TYPE_AUTHORITY).
+    pub sni: Option<&'a str>,
+    /// TLS listeners: the negotiated ALPN protocol (v2 only).
+    pub alpn: Option<&'a [u8]>,
+}
+
+/// Both addresses in one family: IPv4-mapped IPv6 addresses become IPv4.
+fn same_family(a: SocketAddr, b: SocketAddr) -> Option<(SocketAddr, SocketAddr)> {
+    let canon = |s: SocketAddr| SocketAddr::new(s.ip().to_canonical(), s.port());
+    let (a, b) = (canon(a), canon(b));
+    (a.is_ipv4() == b.is_ipv4()).then_some((a, b))
+}
+
+/// `PROXY TCP4 192.0.2.1 198.51.100.1 56324 443\r\n`
+pub fn v1(h: &Header<'_>) -> Vec<u8> {
+    match same_family(h.client, h.local) {
+        Some((c, l)) => {
+            let family = if c.is_ipv4() { "TCP4" } else { "TCP6" };
+            format!(
+                "PROXY {family} {} {} {} {}\r\n",
+                c.ip(),
+                l.ip(),
+                c.port(),
+                l.port()
+            )
+            .into_bytes()
+        }
+        None => b"PROXY UNKNOWN\r\n".to_vec(),
+    }
+}
+
+/// The binary v2 header: command PROXY, TCP over IPv4/IPv6, optional TLVs.
+pub fn v2(h: &Header<'_>) -> Vec<u8> {
+    let mut body = Vec::with_capacity(64);
+    let family = match same_family(h.client, h.local) {
+        Some((c, l)) => {
+            match (c.ip(), l.ip()) {
+                (IpAddr::V4(ci), IpAddr::V4(li)) => {
+                    body.extend_from_slice(&ci.octets());
+                    body.extend_from_slice(&li.octets());
+                }
+                (IpAddr::V6(ci), IpAddr::V6(li)) => {
+                    body.extend_from_slice(&ci.octets());
+                    body.extend_from_slice(&li.octets());
+                }
+                _ => unreachable!("same_family checked the families"),
+            }
+            body.extend_from_slice(&c.port().to_be_bytes());
+            body.extend_from_slice(&l.port().to_be_bytes());
+            if c.is_ipv4() { 0x11 } else { 0x21 }
+        }
+        None => 0x00, // AF_UNSPEC: the receiver ignores the addresses.
+    };
+    for (kind, value) in [
+        (PP2_TYPE_ALPN, h.alpn),
+        (PP2_TYPE_AUTHORITY, h.sni.map(str::as_bytes)),
+    ] {
+        if let Some(v) = value.filter(|v| v.len() <= usize::from(u16::MAX)) {
+            body.push(kind);
+            body.extend_from_slice(&(v.len() as u16).to_be_bytes());
+            body.extend_from_slice(v);
+        }
+    }
+    let mut out = Vec::with_capacity(16 + body.len());
+    out.extend_from_slice(&V2_SIGNATURE);
+    out.push(0x21); // version 2, command PROXY
+    out.push(family);
+    out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(client: &str, local: &str) -> Header<'static> {
+        Header {
+            client: client.parse().unwrap(),
+            local: local.parse().unwrap(),
+            sni: None,
+            alpn: None,
+        }
+    }
+
+    #[test]
+    fn v1_ipv4_and_ipv6() {
+        assert_eq!(
+            v1(&header("192.0.2.1:56324", "198.51.100.1:443")),
+            b"PROXY TCP4 192.0.2.1 198.51.100.1 56324 443\r\n"
+        );
+        assert_eq!(
+            v1(&header("[2001:db8::1]:1000", "[2001:db8::2]:443")),
+            b"PROXY TCP6 2001:db8::1 2001:db8::2 1000 443\r\n"
+        );
+        assert_eq!(
+            v1(&header("[::ffff:192.0.2.1]:5", "192.0.2.2:443")),
+            b"PROXY TCP4 192.0.2.1 192.0.2.2 5 443\r\n"
+        );
+        assert_eq!(
+            v1(&header("192.0.2.1:5", "[2001:db8::2]:443")),
+            b"PROXY UNKNOWN\r\n"
+        );
+    }
+
+    #[test]
+    fn v2_ipv4_exact_bytes() {
+        let got = v2(&header("192.0.2.1:56324", "198.51.100.1:443"));
+        let mut want = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+        want.extend_from_slice(&[0x21, 0x11, 0x00, 0x0c]);
+        want.extend_from_slice(&[192, 0, 2, 1, 198, 51, 100, 1]);
+        want.extend_from_slice(&[0xdc, 0x04, 0x01, 0xbb]);
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn v2_ipv6_with_tlvs() {
+        let mut h = header("[2001:db8::1]:1000", "[2001:db8::2]:443");
+        h.sni = Some("example.com");
+        h.alpn = Some(b"h2");
+        let got = v2(&h);
+        assert_eq!(got[13], 0x21);
+        let len = u16::from_be_bytes([got[14], got[15]]) as usize;
+        assert_eq!(got.len(), 16 + len);
+        assert_eq!(len, 36 + 3 + 2 + 3 + 11);
+        assert_eq!(&got[16 + 36..16 + 36 + 5], &[0x01, 0x00, 0x02, b'h', b'2']);
+        assert_eq!(&got[16 + 41..16 + 44], &[0x02, 0x00, 0x0b]);
+        assert_eq!(&got[16 + 44..], b"example.com");
+    }
+}

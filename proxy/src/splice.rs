@@ -1,0 +1,352 @@
+//! Moving bytes both ways between client and backend, with half-close and an idle
+//! timeout.
+//!
+//! - Plain TCP: [`splice_bidirectional`] moves bytes socket → pipe → socket with
+//!   splice(2), never copying them through userspace.
+//! - TLS (or `forwarding = "copy"`): [`copy_bidirectional`], tokio's buffered copy.
+//!
+//! In both, EOF from one side becomes `shutdown(SHUT_WR)` on the other while the other
+//! direction keeps flowing, so a client that closes its write side still receives the
+//! rest of the response.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// Why forwarding ended.
+#[derive(Debug)]
+pub enum End {
+    /// Both directions reached EOF.
+    Closed,
+    /// Nothing moved for the idle timeout.
+    Idle,
+    /// A socket error (reset, ...).
+    Error(io::Error),
+}
+
+/// The time of the last byte moved, in ms since `start`.
+pub struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    pub fn new() -> Activity {
+        Activity {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing has moved for `idle`.
+    pub async fn idle(&self, idle: Duration) {
+        loop {
+            let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let deadline = last + idle;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+impl Default for Activity {
+    fn default() -> Activity {
+        Activity::new()
+    }
+}
+
+/// Copies both ways through userspace buffers until both sides closed, an error, or
+/// `idle` without traffic. `up` counts client→backend bytes, `down` the other way.
+pub async fn copy_bidirectional<C, B>(
+    client: C,
+    backend: B,
+    up: &Counter,
+    down: &Counter,
+    idle: Duration,
+) -> End
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let activity = Activity::new();
+    let mut client = Counted {
+        inner: client,
+        counter: up,
+        activity: &activity,
+    };
+    let mut backend = Counted {
+        inner: backend,
+        counter: down,
+        activity: &activity,
+    };
+    tokio::select! {
+        r = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut backend, COPY_BUF, COPY_BUF) => match r {
+            Ok(_) => End::Closed,
+            Err(e) => End::Error(e),
+        },
+        _ = activity.idle(idle) => End::Idle,
+    }
+}
+
+/// Buffer per direction for the userspace copy (four TLS records).
+const COPY_BUF: usize = 64 * 1024;
+
+/// Counts bytes read and records activity. A TLS peer that closes TCP without
+/// close_notify reads as EOF here (a half-close), not as an error that would cut
+/// the other direction.
+struct Counted<'a, S> {
+    inner: S,
+    counter: &'a Counter,
+    activity: &'a Activity,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<'_, S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let n = buf.filled().len() - before;
+                if n > 0 {
+                    self.counter.inc_by(n as u64);
+                    self.activity.touch();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Poll::Ready(Ok(())),
+            other => other,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<'_, S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Pipe capacity requested per direction (the kernel default is 64 KiB).
+const PIPE_SIZE: usize = 256 * 1024;
+
+/// Moves bytes both ways with splice(2) until both sides closed, an error, or `idle`
+/// without traffic.
+pub async fn splice_bidirectional(
+    client: &TcpStream,
+    backend: &TcpStream,
+    up: &Counter,
+    down: &Counter,
+    idle: Duration,
+) -> End {
+    let (up_pipe, down_pipe) = match (Pipe::new(), Pipe::new()) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return End::Error(e),
+    };
+    let activity = Activity::new();
+    let both = async {
+        tokio::try_join!(
+            splice_one_way(client, backend, &up_pipe, up, &activity),
+            splice_one_way(backend, client, &down_pipe, down, &activity),
+        )
+    };
+    tokio::select! {
+        r = both => match r {
+            Ok(_) => End::Closed,
+            Err(e) => End::Error(e),
+        },
+        _ = activity.idle(idle) => End::Idle,
+    }
+}
+
+/// One direction: `src` → pipe → `dst`; on EOF, shuts down `dst`'s write side.
+async fn splice_one_way(
+    src: &TcpStream,
+    dst: &TcpStream,
+    pipe: &Pipe,
+    counter: &Counter,
+    activity: &Activity,
+) -> io::Result<()> {
+    loop {
+        // The pipe is empty here, so EAGAIN can only mean "socket has no data".
+        let mut in_pipe = loop {
+            src.readable().await?;
+            match src.try_io(Interest::READABLE, || {
+                splice(src.as_raw_fd(), pipe.write.as_raw_fd(), pipe.size)
+            }) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        if in_pipe == 0 {
+            // EOF: propagate the half-close; ENOTCONN means the peer is gone already.
+            return match socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write) {
+                Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(e),
+                _ => Ok(()),
+            };
+        }
+        counter.inc_by(in_pipe as u64);
+        activity.touch();
+        while in_pipe > 0 {
+            dst.writable().await?;
+            match dst.try_io(Interest::WRITABLE, || {
+                splice(pipe.read.as_raw_fd(), dst.as_raw_fd(), in_pipe)
+            }) {
+                Ok(n) => in_pipe -= n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: plain syscall on descriptors we own for the call's duration; null
+    // offsets mean "use and advance the file position" (sockets and pipes have none).
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    size: usize,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Pipe> {
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: pipe2 writes two descriptors into the array on success.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: both descriptors were just created and are owned by nobody else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // A bigger pipe moves more per syscall; keep the default if refused.
+        // SAFETY: fcntl on our own descriptor.
+        let size = unsafe {
+            libc::fcntl(
+                write.as_raw_fd(),
+                libc::F_SETPIPE_SZ,
+                PIPE_SIZE as libc::c_int,
+            )
+        };
+        let size = if size > 0 { size as usize } else { 64 * 1024 };
+        Ok(Pipe { read, write, size })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// client ⇄ [a ⇄ proxy ⇄ b] ⇄ server, on loopback.
+    async fn pairs() -> ((TcpStream, TcpStream), (TcpStream, TcpStream)) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (proxy_client_side, _) = l.accept().await.unwrap();
+        let proxy_backend_side = TcpStream::connect(addr).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        ((client, proxy_client_side), (proxy_backend_side, server))
+    }
+
+    async fn half_close_roundtrip(use_splice: bool) {
+        let ((mut client, pc), (pb, mut server)) = pairs().await;
+        let (up, down) = (Counter::default(), Counter::default());
+        let (up2, down2) = (up.clone(), down.clone());
+        let proxy = tokio::spawn(async move {
+            let idle = Duration::from_secs(5);
+            if use_splice {
+                splice_bidirectional(&pc, &pb, &up2, &down2, idle).await
+            } else {
+                copy_bidirectional(pc, pb, &up2, &down2, idle).await
+            }
+        });
+        client.write_all(b"request").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"request", "the server sees the client's EOF");
+        // The server answers after the client's half-close.
+        let response = vec![7u8; 1 << 20];
+        server.write_all(&response).await.unwrap();
+        drop(server);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got.len(), response.len());
+        assert!(matches!(proxy.await.unwrap(), End::Closed));
+        assert_eq!(up.get(), 7);
+        assert_eq!(down.get(), 1 << 20);
+    }
+
+    #[tokio::test]
+    async fn splice_propagates_half_close() {
+        half_close_roundtrip(true).await;
+    }
+
+    #[tokio::test]
+    async fn copy_propagates_half_close() {
+        half_close_roundtrip(false).await;
+    }
+
+    #[tokio::test]
+    async fn idle_timeout_ends_forwarding() {
+        let ((_client, pc), (pb, _server)) = pairs().await;
+        let (up, down) = (Counter::default(), Counter::default());
+        let end = splice_bidirectional(&pc, &pb, &up, &down, Duration::from_millis(200)).await;
+        assert!(matches!(end, End::Idle));
+    }
+}

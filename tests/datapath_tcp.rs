@@ -1,0 +1,451 @@
+//! Plain TCP forwarding, backend choice and failure handling, PROXY protocol and
+//! limits, with curl and real nginx backends in network namespaces.
+mod harness;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::Duration;
+
+use harness::inside::in_netns;
+use harness::lab::{Lab, LabOptions};
+
+fn curl(lab: &Lab, url: &str) -> String {
+    lab.client_ok(&format!("curl -sS --fail --max-time 10 -g {url}"))
+}
+
+#[test]
+fn plain_tcp_ipv4_ipv6_and_stickiness() {
+    let mut lab = Lab::new(LabOptions::default());
+    let config = format!(
+        r#"
+[[listener]]
+name = "v4"
+bind = "{lb}:8080"
+pool = "web"
+
+[[listener]]
+name = "v6"
+bind = "[{lb6}]:8080"
+pool = "web"
+
+[[listener]]
+name = "v4copy"
+bind = "{lb}:8081"
+pool = "web"
+forwarding = "copy"
+
+[[pool]]
+name = "web"
+{backends}
+"#,
+        lb = lab.lb_ip(),
+        lb6 = lab.topo.host(0).ipv6,
+        backends = lab.backends_toml(),
+    );
+    lab.start_proxy(&config);
+    let big = lab.backends[0].big();
+    assert_eq!(big, lab.backends[1].big());
+
+    // IPv4 and IPv6 listeners; the same client always lands on the same backend.
+    let first = curl(&lab, &format!("http://{}:8080/name", lab.lb_ip()));
+    assert!(first == "be0\n" || first == "be1\n", "{first}");
+    for _ in 0..5 {
+        assert_eq!(
+            curl(&lab, &format!("http://{}:8080/name", lab.lb_ip())),
+            first
+        );
+    }
+    let v6 = curl(
+        &lab,
+        &format!("http://[{}]:8080/name", lab.topo.host(0).ipv6),
+    );
+    assert!(v6.starts_with("be"), "{v6}");
+
+    // A 2 MiB download arrives intact through splice and through the copy path.
+    for port in [8080, 8081] {
+        let file = lab.path(&format!("big-{port}"));
+        lab.client_ok(&format!(
+            "curl -sS --fail --max-time 20 -o {file} http://{}:{port}/big",
+            lab.lb_ip()
+        ));
+        assert!(
+            std::fs::read(&file).unwrap() == big,
+            "port {port}: body differs"
+        );
+    }
+}
+
+/// A backend that answers only after the client's EOF: it reads the whole request,
+/// then sends `RESPONSE_BYTES` bytes and closes. (nginx cannot serve this test: it
+/// treats a client's half-close as an abort, "client prematurely closed connection".)
+const RESPONSE_BYTES: usize = 3 << 20;
+
+fn response_byte(i: usize) -> u8 {
+    (i % 251) as u8
+}
+
+fn eof_server(lab: &Lab, connections: usize) -> std::thread::JoinHandle<Vec<Vec<u8>>> {
+    let addr = format!("{}:9000", lab.topo.host(2).ipv4);
+    let listener = in_netns(&lab.topo.host(2).ns, || {
+        std::net::TcpListener::bind(&addr).unwrap()
+    });
+    harness::inside::spawn_in_netns(&lab.topo.host(2).ns, move || {
+        let mut requests = Vec::new();
+        for _ in 0..connections {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            s.read_to_end(&mut request).unwrap();
+            let response: Vec<u8> = (0..RESPONSE_BYTES).map(response_byte).collect();
+            s.write_all(&response).unwrap();
+            requests.push(request);
+        }
+        requests
+    })
+}
+
+#[test]
+fn half_close_keeps_the_response_flowing() {
+    let mut lab = Lab::new(LabOptions {
+        backends: 1,
+        ..LabOptions::default()
+    });
+    let cert = harness::certs::write(
+        lab.dir.path(),
+        "hc",
+        harness::certs::KeyType::EcdsaP256,
+        "hc.test",
+        &["hc.test"],
+    );
+    let backend = format!("{}:9000", lab.topo.host(2).ipv4);
+    let config = format!(
+        r#"
+[[listener]]
+name = "splice"
+bind = "{lb}:8080"
+pool = "eof"
+
+[[listener]]
+name = "copy"
+bind = "{lb}:8081"
+pool = "eof"
+forwarding = "copy"
+
+[[listener]]
+name = "tls"
+bind = "{lb}:8443"
+pool = "eof"
+[listener.tls]
+certificates = [{{ cert = "{cert}", key = "{key}" }}]
+
+[[pool]]
+name = "eof"
+backends = [{{ address = "{backend}" }}]
+[pool.health]
+enabled = false
+"#,
+        lb = lab.lb_ip(),
+        cert = cert.cert.display(),
+        key = cert.key.display(),
+    );
+    let server = eof_server(&lab, 3);
+    lab.start_proxy(&config);
+    let lb = lab.lb_ip().to_string();
+    let expected: Vec<u8> = (0..RESPONSE_BYTES).map(response_byte).collect();
+    in_netns(&lab.topo.host(1).ns, || {
+        // Plain TCP, splice and copy: shutdown(SHUT_WR), then read everything.
+        for (port, request) in [(8080, &b"via splice"[..]), (8081, &b"via copy"[..])] {
+            let mut s = TcpStream::connect(format!("{lb}:{port}")).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            s.write_all(request).unwrap();
+            s.shutdown(Shutdown::Write).unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap();
+            assert!(got == expected, "port {port}: got {} bytes", got.len());
+        }
+        // TLS: close_notify is the TLS half-close; the response still arrives.
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(&cert.cert).unwrap();
+        use rustls::pki_types::pem::PemObject;
+        for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("hc.test").unwrap();
+        let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+        let mut sock = TcpStream::connect(format!("{lb}:8443")).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+        tls.write_all(b"via tls").unwrap();
+        tls.conn.send_close_notify();
+        tls.flush().unwrap();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match tls.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("TLS read after {} bytes: {e}", got.len()),
+            }
+        }
+        assert!(got == expected, "TLS: got {} bytes", got.len());
+    });
+    let requests = server.join().unwrap();
+    assert_eq!(
+        requests,
+        vec![
+            b"via splice".to_vec(),
+            b"via copy".to_vec(),
+            b"via tls".to_vec()
+        ]
+    );
+}
+
+#[test]
+fn failed_backend_falls_through_and_health_checks_mark_it() {
+    let mut lab = Lab::new(LabOptions::default());
+    let config = format!(
+        r#"
+[[listener]]
+name = "unchecked"
+bind = "{lb}:8080"
+pool = "unchecked"
+
+[[listener]]
+name = "checked"
+bind = "{lb}:8081"
+pool = "checked"
+
+# No active checks, and passive marking effectively off: every connection tries the
+# dead backend first, fails, and must fall through to the next candidate.
+[[pool]]
+name = "unchecked"
+{backends}
+[pool.health]
+enabled = false
+fall = 1000
+
+[[pool]]
+name = "checked"
+{backends}
+[pool.health]
+interval = "200ms"
+timeout = "200ms"
+rise = 2
+fall = 2
+"#,
+        lb = lab.lb_ip(),
+        backends = lab.backends_toml(),
+    );
+    lab.start_proxy(&config);
+    let lb = lab.lb_ip().to_string();
+    let url = |port| format!("http://{lb}:{port}/name");
+    let owner = curl(&lab, &url(8080));
+    assert_eq!(
+        curl(&lab, &url(8081)),
+        owner,
+        "same key, same table, same owner"
+    );
+    let dead = if owner == "be0\n" { 0 } else { 1 };
+    let alive = 1 - dead;
+    let dead_addr = lab.backend_addr(dead);
+
+    lab.backends[dead].kill(&lab.topo.host(2 + dead).ns);
+    let served_before = lab.backends[alive].access_log().lines().count();
+    for _ in 0..3 {
+        assert_eq!(curl(&lab, &url(8080)), format!("be{alive}\n"));
+    }
+    assert_eq!(
+        lab.backends[alive].access_log().lines().count(),
+        served_before + 3
+    );
+
+    // Active checks mark it down, then up again once it is back.
+    lab.proxy().wait_log(
+        "backend marked down",
+        &format!(
+            "\"message\":\"backend marked DOWN\",\"pool\":\"checked\",\"backend\":\"{dead_addr}\""
+        ),
+    );
+    assert_eq!(curl(&lab, &url(8081)), format!("be{alive}\n"));
+    lab.backends[dead].restart(&lab.topo.host(2 + dead).ns);
+    lab.proxy().wait_log(
+        "backend marked up",
+        &format!(
+            "\"message\":\"backend marked UP\",\"pool\":\"checked\",\"backend\":\"{dead_addr}\""
+        ),
+    );
+    assert_eq!(
+        curl(&lab, &url(8081)),
+        owner,
+        "the owner serves its keys again"
+    );
+    // The unchecked pool never marked it down (fall = 1000) and reaches it again.
+    assert_eq!(curl(&lab, &url(8080)), owner);
+    assert!(!lab.proxy().log().contains("\"pool\":\"unchecked\""));
+}
+
+#[test]
+fn proxy_protocol_v1_and_v2_reach_nginx() {
+    let mut lab = Lab::new(LabOptions {
+        backends: 1,
+        proxy_protocol: true,
+        ..LabOptions::default()
+    });
+    let cert = harness::certs::write(
+        lab.dir.path(),
+        "pp",
+        harness::certs::KeyType::EcdsaP256,
+        "pp.test",
+        &["pp.test"],
+    );
+    let config = format!(
+        r#"
+[[listener]]
+name = "v2"
+bind = "{lb}:8080"
+pool = "v2"
+
+[[listener]]
+name = "v2-ipv6"
+bind = "[{lb6}]:8080"
+pool = "v2"
+
+[[listener]]
+name = "v1"
+bind = "{lb}:8081"
+pool = "v1"
+
+[[listener]]
+name = "v2-tls"
+bind = "{lb}:8443"
+pool = "v2"
+[listener.tls]
+certificates = [{{ cert = "{cert}", key = "{key}" }}]
+alpn = ["http/1.1"]
+
+[[pool]]
+name = "v2"
+{backends}
+proxy_protocol = "v2"
+
+[[pool]]
+name = "v1"
+{backends}
+proxy_protocol = "v1"
+"#,
+        lb = lab.lb_ip(),
+        lb6 = lab.topo.host(0).ipv6,
+        cert = cert.cert.display(),
+        key = cert.key.display(),
+        backends = lab.backends_toml(),
+    );
+    lab.start_proxy(&config);
+    let client = lab.client_ip().to_string();
+    let client6 = lab.topo.host(1).ipv6.clone();
+    let lb = lab.lb_ip().to_string();
+    for (url, extra) in [
+        (format!("http://{lb}:8080/name?v2"), ""),
+        (
+            format!("http://[{}]:8080/name?v2-ipv6", lab.topo.host(0).ipv6),
+            "",
+        ),
+        (format!("http://{lb}:8081/name?v1"), ""),
+        (
+            "https://pp.test:8443/name?v2-tls".to_string(),
+            &*format!(
+                "--cacert {} --resolve pp.test:8443:{lb}",
+                cert.cert.display()
+            ),
+        ),
+    ] {
+        assert_eq!(
+            lab.client_ok(&format!("curl -sS --fail --max-time 10 -g {extra} '{url}'")),
+            "be0\n"
+        );
+    }
+    let log = lab.backends[0].access_log();
+    // nginx saw the proxy's address as the TCP peer and the client's in the header.
+    for (query, peer, real) in [
+        ("v2", lb.as_str(), client.as_str()),
+        // The backend address is IPv4: the header carries the client's IPv6 address.
+        ("v2-ipv6", lb.as_str(), client6.as_str()),
+        ("v1", lb.as_str(), client.as_str()),
+        ("v2-tls", lb.as_str(), client.as_str()),
+    ] {
+        let want = format!("{peer} pp={real} \"GET /name?{query} HTTP/1.1\" 200");
+        assert!(log.contains(&want), "missing {want:?} in:\n{log}");
+    }
+}
+
+#[test]
+fn per_source_and_listener_limits() {
+    let mut lab = Lab::new(LabOptions {
+        backends: 1,
+        ..LabOptions::default()
+    });
+    let config = format!(
+        r#"
+[[listener]]
+name = "per-source"
+bind = "{lb}:8080"
+pool = "web"
+max_per_source = 2
+
+[[listener]]
+name = "listener-cap"
+bind = "{lb}:8081"
+pool = "web"
+max_connections = 1
+
+[[pool]]
+name = "web"
+{backends}
+"#,
+        lb = lab.lb_ip(),
+        backends = lab.backends_toml(),
+    );
+    lab.start_proxy(&config);
+    let lb = lab.lb_ip().to_string();
+    in_netns(&lab.topo.host(1).ns, || {
+        let request = |s: &mut TcpStream| -> bool {
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let _ = s.write_all(b"GET /name HTTP/1.0\r\n\r\n");
+            let mut out = Vec::new();
+            let _ = s.read_to_end(&mut out);
+            out.ends_with(b"be0\n")
+        };
+        for (port, allowed) in [(8080, 2), (8081, 1)] {
+            let target = format!("{lb}:{port}");
+            let mut open: Vec<TcpStream> = (0..allowed)
+                .map(|_| TcpStream::connect(&target).unwrap())
+                .collect();
+            // Give the proxy time to accept (and count) them before the next one.
+            std::thread::sleep(Duration::from_millis(200));
+            let mut over = TcpStream::connect(&target).unwrap();
+            assert!(
+                !request(&mut over),
+                "port {port}: connection over the limit was served"
+            );
+            for s in &mut open {
+                assert!(
+                    request(s),
+                    "port {port}: connection within the limit was not served"
+                );
+            }
+            drop(open);
+            std::thread::sleep(Duration::from_millis(200));
+            let mut again = TcpStream::connect(&target).unwrap();
+            assert!(
+                request(&mut again),
+                "port {port}: places are released on close"
+            );
+        }
+    });
+}

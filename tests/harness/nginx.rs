@@ -1,0 +1,105 @@
+//! A real nginx (Debian package) serving fixed files inside a namespace.
+
+use std::path::{Path, PathBuf};
+
+use super::{Netns, Proc, wait_for};
+
+pub struct Nginx {
+    pub proc: Option<Proc>,
+    pub dir: PathBuf,
+    pub port: u16,
+    conf: PathBuf,
+}
+
+pub struct NginxOptions<'a> {
+    /// Served as `/name` (and `/`): lets a test see which backend answered.
+    pub name: &'a str,
+    pub port: u16,
+    /// `listen ... proxy_protocol`; the access log then records `$proxy_protocol_addr`.
+    pub proxy_protocol: bool,
+    /// Size of `/big` (random bytes).
+    pub big_bytes: usize,
+}
+
+impl Nginx {
+    /// Writes the config and content under `dir` and starts nginx in `ns`.
+    pub fn start(ns: &Netns, dir: &Path, opts: NginxOptions<'_>) -> Nginx {
+        std::fs::create_dir_all(dir.join("www")).unwrap();
+        std::fs::write(dir.join("www/name"), format!("{}\n", opts.name)).unwrap();
+        std::fs::write(dir.join("www/index.html"), format!("{}\n", opts.name)).unwrap();
+        let big: Vec<u8> = (0..opts.big_bytes)
+            .map(|i| (i * 7 + i / 251) as u8)
+            .collect();
+        std::fs::write(dir.join("www/big"), big).unwrap();
+        let pp = if opts.proxy_protocol {
+            " proxy_protocol"
+        } else {
+            ""
+        };
+        let d = dir.display();
+        let conf = dir.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "user root;\nworker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\n\
+                 error_log {d}/error.log info;\nevents {{ worker_connections 1024; }}\n\
+                 http {{\n  log_format pp '$remote_addr pp=$proxy_protocol_addr \"$request\" $status $body_bytes_sent';\n\
+                   access_log {d}/access.log pp;\n  client_body_temp_path {d}/tmp;\n  proxy_temp_path {d}/tmp;\n\
+                   fastcgi_temp_path {d}/tmp;\n  uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n\
+                   server {{ listen {port}{pp}; listen [::]:{port}{pp}; root {d}/www; }}\n}}\n",
+                port = opts.port
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        let mut n = Nginx {
+            proc: None,
+            dir: dir.to_owned(),
+            port: opts.port,
+            conf,
+        };
+        n.restart(ns);
+        n
+    }
+
+    /// (Re)starts nginx with the same config and waits until it listens.
+    pub fn restart(&mut self, ns: &Netns) {
+        self.proc = Some(ns.spawn(&format!("nginx -c {}", self.conf.display())));
+        let port = self.port;
+        wait_for(
+            "nginx to listen",
+            std::time::Duration::from_secs(10),
+            || {
+                let out = ns.try_sh(&format!("ss -ltnH 'sport = :{port}'"));
+                (!String::from_utf8_lossy(&out.stdout).trim().is_empty()).then_some(())
+            },
+        );
+    }
+
+    /// Stops nginx (SIGTERM to the master, by PID) and waits until the port is closed.
+    pub fn kill(&mut self, ns: &Netns) {
+        if let Some(p) = self.proc.take() {
+            p.stop();
+        }
+        let port = self.port;
+        wait_for(
+            "nginx to stop listening",
+            std::time::Duration::from_secs(10),
+            || {
+                let out = ns.try_sh(&format!("ss -ltnH 'sport = :{port}'"));
+                String::from_utf8_lossy(&out.stdout)
+                    .trim()
+                    .is_empty()
+                    .then_some(())
+            },
+        );
+    }
+
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
+    }
+
+    pub fn big(&self) -> Vec<u8> {
+        std::fs::read(self.dir.join("www/big")).unwrap()
+    }
+}

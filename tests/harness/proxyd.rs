@@ -1,0 +1,67 @@
+//! The `proxy` binary under test, run inside a namespace with its log in a file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{Netns, Proc};
+
+pub struct ProxyD {
+    pub proc: Option<Proc>,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+impl ProxyD {
+    /// Writes `config` to `dir/proxy.toml` and starts `proxy run`; waits until it
+    /// reports that it is running.
+    pub fn start(ns: &Netns, dir: &Path, config: &str) -> ProxyD {
+        let path = dir.join("proxy.toml");
+        std::fs::write(&path, config).unwrap();
+        let log = dir.join("proxy.log");
+        let cmd = format!(
+            "env NO_COLOR=1 RUST_LOG=${{PROXY_TEST_LOG:-info}} {} --log-format json run --config {} 2>{}",
+            env!("CARGO_BIN_EXE_proxy"),
+            path.display(),
+            log.display()
+        );
+        let proc = ns.spawn(&cmd);
+        let p = ProxyD {
+            proc: Some(proc),
+            config: path,
+            log,
+        };
+        p.wait_log("proxy to start", "running; SIGHUP reloads");
+        p
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits (10 s at most) until the log contains `needle`.
+    pub fn wait_log(&self, what: &str, needle: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !self.log().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what} ({needle:?} in the proxy log):\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Number of log lines containing `needle`.
+    pub fn count_log(&self, needle: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        self.proc.as_ref().expect("running").signal(sig);
+    }
+
+    /// Rewrites the config file (then `signal("HUP")` to reload it).
+    pub fn write_config(&self, config: &str) {
+        std::fs::write(&self.config, config).unwrap();
+    }
+}
