@@ -40,6 +40,9 @@ impl Lab {
             &config,
             format!(
                 r#"
+[admin]
+socket = "{}"
+
 [xdp]
 interfaces = ["eth0"]
 pin_path = "{}"
@@ -50,6 +53,7 @@ packets_per_second = {PPS_LIMIT}
 packets_burst = {PPS_BURST}
 ports = [{UDP_PORT}]
 "#,
+                std::env::temp_dir().join(format!("{tag}.sock")).display(),
                 pin_dir.display()
             ),
         )

@@ -43,6 +43,18 @@ pub trait Subsystem: Send + Sync {
     fn stop(&self) {}
 }
 
+impl<T: Subsystem> Subsystem for Arc<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn apply(&self, config: &Arc<Config>) -> anyhow::Result<()> {
+        (**self).apply(config)
+    }
+    fn stop(&self) {
+        (**self).stop()
+    }
+}
+
 /// Everything a configuration needs, built but not yet running.
 pub struct Prepared {
     pub config: Arc<Config>,
@@ -313,10 +325,29 @@ impl Daemon {
 
 /// `proxy run`: serves until SIGTERM/SIGINT (drain, then exit); SIGHUP reloads.
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
-    let mut daemon = Daemon::new(config_path);
-    daemon.add_subsystem(Box::new(crate::ebpf::runtime::XdpSubsystem::default()));
+    use crate::{
+        admin, autoblock::AutoBlocker, ebpf::runtime::XdpSubsystem, events::ChannelObserver,
+    };
+    // The admin section is read at start only.
+    let admin_section = config::load(config_path)?.admin;
+    let (observer, events) = ChannelObserver::new(SOURCE_EVENT_QUEUE);
+    let mut daemon = Daemon::with_observer(config_path, Arc::new(observer));
+    let xdp = Arc::new(XdpSubsystem::default());
+    let autoblock = Arc::new(AutoBlocker::new(xdp.clone(), events));
+    daemon.add_subsystem(Box::new(xdp.clone()));
+    daemon.add_subsystem(Box::new(autoblock.clone()));
+    let daemon = Arc::new(daemon);
+    let admin = admin::Admin {
+        daemon: daemon.clone(),
+        xdp,
+        autoblock: autoblock.counters(),
+    };
+    let _socket = admin::start(&admin_section, Arc::new(admin)).await?;
     serve(&daemon).await
 }
+
+/// Source events waiting for the auto-blocker; beyond it events are dropped (counted).
+const SOURCE_EVENT_QUEUE: usize = 65536;
 
 /// Runs a started-or-not daemon's signal loop (start included).
 pub async fn serve(daemon: &Daemon) -> anyhow::Result<()> {

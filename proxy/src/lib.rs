@@ -15,6 +15,8 @@
 //! - [`ebpf`]: the kernel half's loader (load, attach, pin, detach) and typed map
 //!   handles; the only code that knows map names.
 //! - [`logging`]: `tracing` set-up (text or JSON), aya-log bridge.
+pub mod admin;
+pub mod autoblock;
 pub mod balance;
 pub mod cli;
 pub mod commands;

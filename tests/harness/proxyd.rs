@@ -16,6 +16,15 @@ impl ProxyD {
     /// reports that it is running.
     pub fn start(ns: &Netns, dir: &Path, config: &str) -> ProxyD {
         let path = dir.join("proxy.toml");
+        // Each daemon gets its own admin socket (the default path is host-wide).
+        let config = if config.contains("[admin]") {
+            config.to_string()
+        } else {
+            format!(
+                "{config}\n[admin]\nsocket = \"{}\"\n",
+                dir.join("admin.sock").display()
+            )
+        };
         std::fs::write(&path, config).unwrap();
         let log = dir.join("proxy.log");
         let cmd = format!(

@@ -5,6 +5,8 @@
 //! (cross references, certificate files) carry a [`KeyPath`] that [`Config::locate`]
 //! turns back into a line.
 
+pub mod admin;
+pub mod autoblock;
 pub mod xdp;
 
 use std::fmt;
@@ -134,6 +136,12 @@ pub struct Config {
     pub log: Log,
     /// The XDP fast path (absent: userspace only).
     pub xdp: Option<xdp::XdpSection>,
+    /// `[autoblock]`: abusive sources blocked in the kernel (needs `[xdp]`).
+    #[serde(default)]
+    pub autoblock: autoblock::AutoblockSection,
+    /// `[admin]`: the admin socket and the Prometheus endpoint.
+    #[serde(default)]
+    pub admin: admin::AdminSection,
     /// Where the configuration came from (for error positions).
     #[serde(skip)]
     pub origin: Origin,
@@ -603,6 +611,12 @@ impl Config {
         }
         if let Some(xdp) = &self.xdp {
             xdp.validate()?;
+        }
+        if let Err((key, message)) = self.autoblock.validate() {
+            return Err(ConfigIssue::new(root.key("autoblock").key(key), message));
+        }
+        if let Err((key, message)) = self.admin.validate() {
+            return Err(ConfigIssue::new(root.key("admin").key(key), message));
         }
         Ok(())
     }

@@ -399,6 +399,33 @@ impl Maps {
         Ok(())
     }
 
+    /// The unexpired entry of `list` that would match `addr` (longest prefix), if any.
+    pub fn matching(&self, list: List, addr: IpAddr) -> Result<Option<ListEntry>, EbpfError> {
+        let (v4, v6) = match list {
+            List::Allow => (&self.allow_v4, &self.allow_v6),
+            List::Block => (&self.block_v4, &self.block_v6),
+        };
+        let found = match addr {
+            IpAddr::V4(a) => v4.get(&Key::new(32, a.octets()), 0),
+            IpAddr::V6(a) => v6.get(&Key::new(128, a.octets()), 0),
+        };
+        match found {
+            Ok(entry) => {
+                let len = entry.prefix_len;
+                let net = IpNet::new(addr, len as u8).map_err(|_| EbpfError::Io {
+                    context: format!("entry for {addr} has prefix length {len}"),
+                    source: std::io::Error::from(std::io::ErrorKind::InvalidData),
+                })?;
+                Ok(list_entry(net.trunc(), &entry, monotonic_ns()))
+            }
+            Err(e) if is_errno(&e, libc::ENOENT) => Ok(None),
+            Err(source) => Err(EbpfError::Map {
+                map: list.names().2,
+                source,
+            }),
+        }
+    }
+
     /// Every unexpired entry of a list, IPv4 first.
     pub fn entries(&self, list: List) -> Result<Vec<ListEntry>, EbpfError> {
         let now = monotonic_ns();

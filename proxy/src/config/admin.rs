@@ -1,0 +1,60 @@
+//! `[admin]`: the local admin socket (root only) and the Prometheus endpoint.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Unix socket for `proxy stats` and `proxy top`, created mode 0600 (root only).
+    /// Default "/run/proxy/admin.sock". Read at start only.
+    #[serde(default = "default_socket")]
+    pub socket: PathBuf,
+    /// Address of the HTTP endpoint serving `/metrics` (Prometheus text format);
+    /// "off" disables it. Default "127.0.0.1:9100". Read at start only.
+    #[serde(default = "default_metrics", deserialize_with = "metrics_addr")]
+    pub metrics: Option<SocketAddr>,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        AdminSection {
+            socket: default_socket(),
+            metrics: default_metrics(),
+        }
+    }
+}
+
+impl AdminSection {
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !self.socket.is_absolute() {
+            return Err((
+                "socket",
+                format!("{:?} must be an absolute path", self.socket),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn default_socket() -> PathBuf {
+    PathBuf::from("/run/proxy/admin.sock")
+}
+
+fn default_metrics() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([127, 0, 0, 1], 9100)))
+}
+
+fn metrics_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    if s == "off" {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{s:?} is not an address like \"127.0.0.1:9100\" or \"off\""
+        ))
+    })
+}

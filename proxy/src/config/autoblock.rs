@@ -1,0 +1,90 @@
+//! `[autoblock]`: the daemon blocks abusive sources in the kernel by itself.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Thresholds count events per source within `window`; a source that reaches one is
+/// put on the kernel blocklist for `block_for`. 0 turns a threshold off. The
+/// allowlist always wins: allowlisted sources are never auto-blocked.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoblockSection {
+    /// Default true; auto-blocking also needs the `[xdp]` section.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Counting window per source. Default "10s".
+    #[serde(default = "default_window", with = "humantime_serde")]
+    pub window: Duration,
+    /// Failed TLS handshakes (not TLS, bad ClientHello, no common cipher...). Default 20.
+    #[serde(default = "default_failed_handshakes")]
+    pub failed_handshakes: u32,
+    /// Clients that never finished the handshake in time. Default 10.
+    #[serde(default = "default_handshake_timeouts")]
+    pub handshake_timeouts: u32,
+    /// New connections accepted (or refused by `max_per_source`). Default 1000.
+    #[serde(default = "default_new_connections")]
+    pub new_connections: u32,
+    /// How long the kernel drops an auto-blocked source. Default "10m".
+    #[serde(default = "default_block_for", with = "humantime_serde")]
+    pub block_for: Duration,
+    /// IPv6 sources are blocked as this prefix (one host owns a /64). Default 64.
+    #[serde(default = "default_ipv6_prefix")]
+    pub ipv6_prefix: u8,
+    /// Sources tracked at once (memory bound); beyond it new sources are not counted.
+    /// Default 100000.
+    #[serde(default = "default_max_tracked")]
+    pub max_tracked_sources: usize,
+}
+
+impl Default for AutoblockSection {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults deserialize")
+    }
+}
+
+impl AutoblockSection {
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.window.is_zero() {
+            return Err(("window", "must be above 0".into()));
+        }
+        if self.block_for.is_zero() {
+            return Err(("block_for", "must be above 0".into()));
+        }
+        if !(1..=128).contains(&self.ipv6_prefix) {
+            return Err((
+                "ipv6_prefix",
+                format!("{} is not in 1..=128", self.ipv6_prefix),
+            ));
+        }
+        if self.max_tracked_sources == 0 {
+            return Err(("max_tracked_sources", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_window() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_failed_handshakes() -> u32 {
+    20
+}
+fn default_handshake_timeouts() -> u32 {
+    10
+}
+fn default_new_connections() -> u32 {
+    1000
+}
+fn default_block_for() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_ipv6_prefix() -> u8 {
+    64
+}
+fn default_max_tracked() -> usize {
+    100_000
+}
