@@ -36,6 +36,7 @@ impl Lab {
         let tag = format!("proxy-test-{}", std::process::id());
         let pin_dir = PathBuf::from("/sys/fs/bpf").join(&tag);
         let config = std::env::temp_dir().join(format!("{tag}.toml"));
+        let _ = std::fs::remove_file(config.with_extension("sock"));
         std::fs::write(
             &config,
             format!(
@@ -53,7 +54,7 @@ packets_per_second = {PPS_LIMIT}
 packets_burst = {PPS_BURST}
 ports = [{UDP_PORT}]
 "#,
-                std::env::temp_dir().join(format!("{tag}.sock")).display(),
+                config.with_extension("sock").display(),
                 pin_dir.display()
             ),
         )
@@ -128,8 +129,13 @@ ports = [{UDP_PORT}]
 
     /// The LB interface's verdict counters as `proxy stats --json` reports them.
     fn product_counters(&self) -> Value {
-        let stats: Value = serde_json::from_str(&self.cli("stats --json")).unwrap();
-        let ifaces = stats["xdp"].as_array().unwrap();
+        let socket = self.config.with_extension("sock");
+        let stats: Value =
+            serde_json::from_str(&self.cli(&format!("stats --json --socket {}", socket.display())))
+                .unwrap();
+        let ifaces = stats["xdp"]["interfaces"]
+            .as_array()
+            .expect("the daemon reports its XDP interfaces");
         ifaces
             .iter()
             .find(|i| i["interface"] == "eth0")

@@ -45,8 +45,26 @@ pub enum Command {
         #[command(subcommand)]
         action: ListAction,
     },
-    /// Kernel verdict counters per interface and reason.
-    Stats(OutputArgs),
+    /// Everything at a glance: kernel verdicts per interface and reason, connections,
+    /// TLS handshakes, backends and their health, auto-blocks. Without a reachable
+    /// daemon, the kernel counters from the pinned maps.
+    Stats {
+        #[command(flatten)]
+        out: OutputArgs,
+        #[command(flatten)]
+        daemon: DaemonArgs,
+    },
+    /// The sources dropped most in the kernel (from the sampled drop events).
+    Top {
+        /// How many sources to show.
+        #[arg(short, default_value_t = 20)]
+        n: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        daemon: DaemonArgs,
+    },
     /// Manage the XDP attachment left behind by `xdp.stay_attached`.
     Xdp {
         #[command(subcommand)]
@@ -62,6 +80,17 @@ pub struct OutputArgs {
     /// Pin directory of the daemon's maps (xdp.pin_path).
     #[arg(long, default_value = "/sys/fs/bpf/proxy", env = "PROXY_PIN_PATH")]
     pub pin_path: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DaemonArgs {
+    /// The running daemon's admin socket (admin.socket).
+    #[arg(
+        long,
+        default_value = "/run/proxy/admin.sock",
+        env = "PROXY_ADMIN_SOCKET"
+    )]
+    pub socket: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]

@@ -6,7 +6,8 @@ use std::path::Path;
 use anyhow::Context;
 use proxy_common::Reason;
 
-use crate::cli::{ListAction, OutputArgs, XdpAction};
+use crate::admin;
+use crate::cli::{DaemonArgs, ListAction, OutputArgs, XdpAction};
 use crate::ebpf::maps::{List, ListEntry, Maps, Origin};
 
 pub fn list_command(list: List, action: ListAction) -> anyhow::Result<()> {
@@ -93,43 +94,150 @@ fn print_entries(entries: &[ListEntry]) {
     }
 }
 
-pub fn stats_command(out: &OutputArgs) -> anyhow::Result<()> {
+pub fn stats_command(out: &OutputArgs, daemon: &DaemonArgs) -> anyhow::Result<()> {
+    let stats = match admin::request(&daemon.socket, &admin::Request::Stats) {
+        Ok(stats) => stats,
+        Err(e) => {
+            eprintln!("note: {e:#}; showing the kernel counters from the pinned maps only");
+            return kernel_stats(out);
+        }
+    };
+    if out.json {
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+        return Ok(());
+    }
+    println!("open connections: {}", stats["connections_open"]);
+    if let Some(listeners) = stats["listeners"].as_object() {
+        for (name, l) in listeners {
+            println!("listener {name}:");
+            if let Some(fields) = l.as_object() {
+                for (k, v) in fields {
+                    println!("  {k:<36} {v}");
+                }
+            }
+        }
+    }
+    for pool in stats["pools"].as_array().into_iter().flatten() {
+        println!("pool {}:", pool["name"].as_str().unwrap_or("?"));
+        for b in pool["backends"].as_array().into_iter().flatten() {
+            let health = if b["healthy"].as_bool() == Some(true) {
+                "up"
+            } else {
+                "DOWN"
+            };
+            println!(
+                "  {:<40} {:<5} weight {:<4} active {}",
+                b["address"].as_str().unwrap_or("?"),
+                health,
+                b["weight"],
+                b["active_connections"]
+            );
+        }
+    }
+    match stats["xdp"].as_object() {
+        None => println!("XDP: not running (no [xdp] section)"),
+        Some(xdp) => {
+            println!(
+                "XDP: {} blocklist entries ({} automatic)",
+                xdp["blocklist_entries"], xdp["auto_blocks_active"]
+            );
+            for ifc in xdp["interfaces"].as_array().into_iter().flatten() {
+                println!(
+                    "  {} (ifindex {}, {} mode):",
+                    ifc["interface"].as_str().unwrap_or("?"),
+                    ifc["ifindex"],
+                    ifc["mode"].as_str().unwrap_or("?")
+                );
+                print_verdicts(&ifc["verdicts"]);
+            }
+        }
+    }
+    let ab = &stats["autoblock"];
+    println!(
+        "auto-blocks: {} (failed handshakes {}, handshake timeouts {}, connection rate {}); skipped allowlisted {}",
+        ab["blocked_total"],
+        ab["by_trigger"]["failed_handshakes"],
+        ab["by_trigger"]["handshake_timeouts"],
+        ab["by_trigger"]["new_connections"],
+        ab["skipped_allowlisted"]
+    );
+    Ok(())
+}
+
+fn print_verdicts(verdicts: &serde_json::Value) {
+    println!("    {:<12} {:>14} {:>16}", "REASON", "PACKETS", "BYTES");
+    for r in Reason::ALL {
+        let v = &verdicts[r.name()];
+        println!(
+            "    {:<12} {:>14} {:>16}",
+            r.name(),
+            v["packets"],
+            v["bytes"]
+        );
+    }
+}
+
+/// Kernel counters straight from the pinned maps (no daemon needed).
+fn kernel_stats(out: &OutputArgs) -> anyhow::Result<()> {
     let maps = Maps::from_pins(&out.pin_path)?;
     let counters = maps.all_counters()?;
+    let interfaces: Vec<_> = counters
+        .iter()
+        .map(|c| serde_json::json!({"ifindex": c.ifindex, "interface": c.interface, "verdicts": admin::verdicts_json(c)}))
+        .collect();
     if out.json {
-        let interfaces: Vec<_> = counters
-            .iter()
-            .map(|c| {
-                let reasons: serde_json::Map<String, serde_json::Value> = Reason::ALL
-                    .iter()
-                    .map(|r| {
-                        let v = c.get(*r);
-                        (r.name().to_string(), serde_json::json!({"packets": v.packets, "bytes": v.bytes}))
-                    })
-                    .collect();
-                serde_json::json!({"ifindex": c.ifindex, "interface": c.interface, "verdicts": reasons})
-            })
-            .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"xdp": interfaces}))?
+            serde_json::to_string_pretty(&serde_json::json!({"xdp": {"interfaces": interfaces}}))?
         );
         return Ok(());
     }
-    if counters.is_empty() {
+    if interfaces.is_empty() {
         println!("no packets seen by the XDP program yet");
     }
-    for c in &counters {
-        let name = c
-            .interface
-            .clone()
-            .unwrap_or_else(|| format!("ifindex {}", c.ifindex));
+    for ifc in &interfaces {
+        let name = ifc["interface"]
+            .as_str()
+            .map_or_else(|| format!("ifindex {}", ifc["ifindex"]), String::from);
         println!("XDP verdicts on {name}:");
-        println!("  {:<12} {:>14} {:>16}", "REASON", "PACKETS", "BYTES");
-        for r in Reason::ALL {
-            let v = c.get(r);
-            println!("  {:<12} {:>14} {:>16}", r.name(), v.packets, v.bytes);
-        }
+        print_verdicts(&ifc["verdicts"]);
+    }
+    Ok(())
+}
+
+pub fn top_command(n: usize, json: bool, daemon: &DaemonArgs) -> anyhow::Result<()> {
+    let top = admin::request(&daemon.socket, &admin::Request::Top { n })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&top)?);
+        return Ok(());
+    }
+    let sources = top["sources"].as_array().cloned().unwrap_or_default();
+    if sources.is_empty() {
+        println!("no drops sampled yet");
+        return Ok(());
+    }
+    println!(
+        "{:<40} {:>12}  {:<20} BY REASON",
+        "SOURCE", "~DROPS", "LAST SEEN"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for s in sources {
+        let ago = now.saturating_sub(s["last_seen_unix"].as_u64().unwrap_or(0));
+        let reasons: Vec<String> = s["by_reason"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|pair| format!("{}={}", pair[0].as_str().unwrap_or("?"), pair[1]))
+            .collect();
+        println!(
+            "{:<40} {:>12}  {:<20} {}",
+            s["source"].as_str().unwrap_or("?"),
+            s["estimated_drops"],
+            format!("{ago}s ago"),
+            reasons.join(" ")
+        );
     }
     Ok(())
 }

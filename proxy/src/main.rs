@@ -27,7 +27,8 @@ fn main() -> std::process::ExitCode {
                     .map_err(Into::into),
                 Command::Block { action } => proxy::commands::list_command(List::Block, action),
                 Command::Allow { action } => proxy::commands::list_command(List::Allow, action),
-                Command::Stats(out) => proxy::commands::stats_command(&out),
+                Command::Stats { out, daemon } => proxy::commands::stats_command(&out, &daemon),
+                Command::Top { n, json, daemon } => proxy::commands::top_command(n, json, &daemon),
                 Command::Xdp { action } => proxy::commands::xdp_command(action),
             }
         }
