@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use harness::inside::{in_netns, spawn_in_netns};
 use harness::{Proc, Topology};
 use serde_json::Value;
 
@@ -121,10 +122,9 @@ ports = [{UDP_PORT}]
         let addr: SocketAddr = format!("{}:{TCP_PORT}", self.topo.host(LB).ipv4)
             .parse()
             .unwrap();
-        self.topo
-            .host(from)
-            .ns
-            .enter(move || TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok())
+        in_netns(&self.topo.host(from).ns, move || {
+            TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+        })
     }
 
     /// The LB interface's verdict counters as `proxy stats --json` reports them.
@@ -185,7 +185,7 @@ fn block_rate_limit_unblock_and_survive_restart() {
     // Something to connect to on the LB.
     let listener_up = Arc::new(AtomicBool::new(true));
     let up = listener_up.clone();
-    let _tcp_server = lb.spawn_thread(move || {
+    let _tcp_server = spawn_in_netns(lb, move || {
         let l = TcpListener::bind(("0.0.0.0", TCP_PORT)).unwrap();
         l.set_nonblocking(true).unwrap();
         while up.load(Ordering::Relaxed) {
@@ -265,7 +265,7 @@ fn block_rate_limit_unblock_and_survive_restart() {
     let counts = received.clone();
     let receiving = Arc::new(AtomicBool::new(true));
     let rx_on = receiving.clone();
-    let receiver = lb.spawn_thread(move || {
+    let receiver = spawn_in_netns(lb, move || {
         let sock = UdpSocket::bind(("0.0.0.0", UDP_PORT)).unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
@@ -284,12 +284,10 @@ fn block_rate_limit_unblock_and_survive_restart() {
     std::thread::sleep(Duration::from_millis(200));
     let target: SocketAddr = format!("{lb_v4}:{UDP_PORT}").parse().unwrap();
     let flood_duration = Duration::from_secs(2);
-    let flood = lab
-        .topo
-        .host(ATTACKER)
-        .ns
-        .spawn_thread(move || udp_send(target, 400_000, flood_duration, None));
-    let legit = lab.topo.host(OTHER).ns.spawn_thread(move || {
+    let flood = spawn_in_netns(&lab.topo.host(ATTACKER).ns, move || {
+        udp_send(target, 400_000, flood_duration, None)
+    });
+    let legit = spawn_in_netns(&lab.topo.host(OTHER).ns, move || {
         udp_send(target, 1000, flood_duration, Some(Duration::from_millis(2)))
     });
     let (flood_sent, flood_time) = flood.join().unwrap();

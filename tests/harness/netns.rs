@@ -51,28 +51,6 @@ impl Netns {
         c
     }
 
-    /// Runs `f` on a new thread that has joined this namespace (sockets it creates
-    /// live in the namespace), and returns its result.
-    pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        self.spawn_thread(f)
-            .join()
-            .expect("thread in namespace panicked")
-    }
-
-    /// Like [`Netns::enter`] but returns the thread handle at once.
-    pub fn spawn_thread<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> std::thread::JoinHandle<T> {
-        use std::os::fd::AsRawFd;
-        let file = std::fs::File::open(format!("/run/netns/{}", self.name)).expect("open netns");
-        std::thread::spawn(move || {
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-            f()
-        })
-    }
-
     /// Runs a shell command inside; panics with its output on failure.
     pub fn sh(&self, cmd: &str) -> String {
         let out = self.try_sh(cmd);
