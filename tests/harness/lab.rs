@@ -21,6 +21,8 @@ pub struct Lab {
 
 pub struct LabOptions {
     pub backends: usize,
+    /// Extra hosts after the backends (`at0`, `at1`...), for attack traffic.
+    pub attackers: usize,
     pub proxy_protocol: bool,
     pub big_bytes: usize,
 }
@@ -29,6 +31,7 @@ impl Default for LabOptions {
     fn default() -> LabOptions {
         LabOptions {
             backends: 2,
+            attackers: 0,
             proxy_protocol: false,
             big_bytes: 2 << 20,
         }
@@ -43,6 +46,8 @@ impl Lab {
         let mut roles = vec!["lb", "cl"];
         let names: Vec<String> = (0..opts.backends).map(|i| format!("be{i}")).collect();
         roles.extend(names.iter().map(String::as_str));
+        let attackers: Vec<String> = (0..opts.attackers).map(|i| format!("at{i}")).collect();
+        roles.extend(attackers.iter().map(String::as_str));
         let topo = Topology::new(&roles);
         let dir = tempfile::Builder::new()
             .prefix("pxt-lab")
@@ -70,6 +75,11 @@ impl Lab {
             topo,
             dir,
         }
+    }
+
+    /// Attack host `i` (after the backends).
+    pub fn attacker(&self, i: usize) -> &super::netns::Host {
+        self.topo.host(2 + self.backends.len() + i)
     }
 
     pub fn lb_ip(&self) -> &str {

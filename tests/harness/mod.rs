@@ -4,6 +4,7 @@
 //! and removes them on drop, even when the test fails.
 #![allow(dead_code)]
 
+pub mod attack;
 pub mod certs;
 pub mod inside;
 pub mod lab;

@@ -27,6 +27,9 @@ pub struct Packet {
     fragment: Option<(u16, bool)>,
     ipv6_hop_by_hop: bool,
     payload: usize,
+    src_port: u16,
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
 }
 
 pub fn v4(src: &str) -> Packet {
@@ -56,6 +59,9 @@ impl Packet {
             fragment: None,
             ipv6_hop_by_hop: false,
             payload: 32,
+            src_port: 40000,
+            dst_mac: [0x02, 0, 0, 0, 0, 0x01],
+            src_mac: [0x02, 0, 0, 0, 0, 0x02],
         }
     }
     pub fn tcp(mut self, dst_port: u16, flags: u8) -> Self {
@@ -86,6 +92,23 @@ impl Packet {
         self.fragment = Some((offset_units, more));
         self
     }
+    pub fn to(mut self, dst: impl Into<IpAddr>) -> Self {
+        self.dst = dst.into();
+        self
+    }
+    pub fn macs(mut self, dst: [u8; 6], src: [u8; 6]) -> Self {
+        self.dst_mac = dst;
+        self.src_mac = src;
+        self
+    }
+    pub fn src_port(mut self, port: u16) -> Self {
+        self.src_port = port;
+        self
+    }
+    pub fn payload(mut self, bytes: usize) -> Self {
+        self.payload = bytes;
+        self
+    }
     pub fn hop_by_hop(mut self) -> Self {
         self.ipv6_hop_by_hop = true;
         self
@@ -97,7 +120,7 @@ impl Packet {
         if !later_fragment {
             match self.proto {
                 TCP => {
-                    l4.extend_from_slice(&40000u16.to_be_bytes());
+                    l4.extend_from_slice(&self.src_port.to_be_bytes());
                     l4.extend_from_slice(&self.dst_port.to_be_bytes());
                     l4.extend_from_slice(&1u32.to_be_bytes()); // seq
                     l4.extend_from_slice(&0u32.to_be_bytes()); // ack
@@ -106,7 +129,7 @@ impl Packet {
                     l4.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]); // window, checksum, urgent
                 }
                 UDP => {
-                    l4.extend_from_slice(&40000u16.to_be_bytes());
+                    l4.extend_from_slice(&self.src_port.to_be_bytes());
                     l4.extend_from_slice(&self.dst_port.to_be_bytes());
                     l4.extend_from_slice(&((8 + self.payload) as u16).to_be_bytes());
                     l4.extend_from_slice(&[0, 0]);
@@ -116,7 +139,25 @@ impl Packet {
         }
         l4.extend(std::iter::repeat_n(0xab, self.payload));
 
-        let mut frame = vec![0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02];
+        // IPv4 TCP/UDP checksums (pseudo-header included), so a real stack accepts them.
+        if let (IpAddr::V4(src), IpAddr::V4(dst), false) = (self.src, self.dst, later_fragment) {
+            let at = match self.proto {
+                TCP => Some(16),
+                UDP => Some(6),
+                _ => None,
+            };
+            if let Some(at) = at {
+                let mut pseudo = Vec::with_capacity(12 + l4.len());
+                pseudo.extend_from_slice(&src.octets());
+                pseudo.extend_from_slice(&dst.octets());
+                pseudo.extend_from_slice(&[0, self.proto]);
+                pseudo.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+                pseudo.extend_from_slice(&l4);
+                l4[at..at + 2].copy_from_slice(&checksum(&pseudo).to_be_bytes());
+            }
+        }
+        let mut frame = self.dst_mac.to_vec();
+        frame.extend_from_slice(&self.src_mac);
         let ether_type: u16 = if self.src.is_ipv4() { 0x0800 } else { 0x86DD };
         for (i, id) in self.vlans.iter().enumerate() {
             let tpid: u16 = if i == 0 && self.vlans.len() == 2 {
@@ -148,6 +189,9 @@ impl Packet {
                     frame.extend(std::iter::repeat_n(1u8, self.ipv4_options - 1)); // NOP
                     frame.push(0); // EOL
                 }
+                let ip = frame.len() - ihl;
+                let sum = checksum(&frame[ip..]);
+                frame[ip + 10..ip + 12].copy_from_slice(&sum.to_be_bytes());
             }
             (IpAddr::V6(src), IpAddr::V6(dst)) => {
                 let mut ext = Vec::new();
@@ -196,4 +240,17 @@ pub fn lldp() -> Vec<u8> {
     ];
     f.extend_from_slice(&[0x02, 0x07, 0x04, 0x02, 0, 0, 0, 0, 0x02, 0, 0]);
     f
+}
+
+/// The Internet checksum (RFC 1071).
+pub fn checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for chunk in bytes.chunks(2) {
+        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
+        sum += word as u32;
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
 }
