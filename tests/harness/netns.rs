@@ -230,4 +230,9 @@ impl Topology {
     pub fn host(&self, i: usize) -> &Host {
         &self.hosts[i]
     }
+
+    /// The switch namespace's name.
+    pub fn switch_name(&self) -> &str {
+        &self.switch.name
+    }
 }

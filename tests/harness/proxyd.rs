@@ -5,6 +5,14 @@ use std::time::Duration;
 
 use super::{Netns, Proc};
 
+/// The `proxy` binary: cargo's for tests, `$PROXY_BIN` for the demo.
+pub fn proxy_bin() -> String {
+    std::env::var("PROXY_BIN")
+        .ok()
+        .or(option_env!("CARGO_BIN_EXE_proxy").map(String::from))
+        .expect("set PROXY_BIN to the proxy binary")
+}
+
 pub struct ProxyD {
     pub proc: Option<Proc>,
     pub config: PathBuf,
@@ -29,7 +37,7 @@ impl ProxyD {
         let log = dir.join("proxy.log");
         let cmd = format!(
             "env NO_COLOR=1 RUST_LOG=${{PROXY_TEST_LOG:-info}} {} --log-format json run --config {} 2>{}",
-            env!("CARGO_BIN_EXE_proxy"),
+            proxy_bin(),
             path.display(),
             log.display()
         );

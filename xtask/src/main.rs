@@ -35,6 +35,13 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// The product at work on a built-in default: namespaces, nginx backends, TLS
+    /// traffic, an attack, and what the operator sees. Root.
+    Demo {
+        /// Leave the namespaces and the proxy running (prints how to clean up).
+        #[arg(long)]
+        keep: bool,
+    },
     /// Benchmarks (not tests): `xdp`.
     Bench {
         #[command(subcommand)]
@@ -85,4 +92,34 @@ fn main() -> anyhow::Result<()> {
             which: Bench::Xdp(args),
         } => bench_xdp::run(args),
     }
+}
+
+fn demo(keep: bool) -> anyhow::Result<()> {
+    setup::run()?;
+    let root = workspace_root();
+    eprintln!("[demo] building proxy (release)");
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "proxy",
+            "--bins",
+            "--example",
+            "demo",
+        ])
+        .current_dir(&root)
+        .status()
+        .context("running cargo build")?;
+    anyhow::ensure!(status.success(), "build failed");
+    let mut demo = Command::new(root.join("target/release/examples/demo"));
+    if keep {
+        demo.arg("--keep");
+    }
+    let status = demo
+        .env("PROXY_BIN", root.join("target/release/proxy"))
+        .status()
+        .context("running the demo")?;
+    anyhow::ensure!(status.success(), "the demo failed");
+    Ok(())
 }

@@ -1,0 +1,247 @@
+//! `cargo xtask demo`: the product at work on a built-in default, in network
+//! namespaces on this host. A client, an attacker, the proxy and two nginx backends
+//! on one bridge; a self-signed certificate; legitimate TLS traffic; then a bounded
+//! attack; then what happened, as the operator sees it. Cleans up after itself
+//! unless `--keep`.
+
+#[path = "../../tests/harness/mod.rs"]
+mod harness;
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use harness::attack::{junk_tls_connections, mac_of, spoofed_syn_flood};
+use harness::certs::{self, KeyType};
+use harness::inside::in_netns;
+use harness::lab::{Lab, LabOptions};
+
+fn step(n: u32, text: &str) {
+    println!("\n\x1b[1m== {n}/7 {text}\x1b[0m");
+}
+
+fn main() {
+    let keep = std::env::args().any(|a| a == "--keep");
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("the demo creates network namespaces and loads XDP: run it as root");
+        std::process::exit(1);
+    }
+    let proxy = harness::proxyd::proxy_bin();
+
+    step(
+        1,
+        "topology: proxy 10.77.0.1, client 10.77.0.2, nginx backends 10.77.0.3-4, attacker 10.77.0.5",
+    );
+    let mut lab = Lab::new(LabOptions {
+        attackers: 1,
+        ..Default::default()
+    });
+    for h in &lab.topo.hosts {
+        println!("   namespace {:<24} eth0 {} {}", h.ns.name, h.ipv4, h.ipv6);
+    }
+
+    step(2, "a self-signed ECDSA certificate for demo.test (rcgen)");
+    let cert = certs::write(
+        lab.dir.path(),
+        "demo",
+        KeyType::EcdsaP256,
+        "demo.test",
+        &["demo.test"],
+    );
+    println!("   {}", cert.cert.display());
+
+    step(3, "proxy run with the built-in demo configuration");
+    let pins = format!("/sys/fs/bpf/proxy-demo-{}", std::process::id());
+    let config = format!(
+        r#"# TLS on :443, Maglev over two nginx backends, XDP on eth0 with per-source
+# limits, auto-blocking of sources that fail TLS handshakes.
+[[listener]]
+name = "https"
+bind = "10.77.0.1:443"
+pool = "web"
+[listener.tls]
+certificates = [{{ cert = "{cert}", key = "{key}" }}]
+alpn = ["http/1.1"]
+
+[[pool]]
+name = "web"
+{backends}
+
+[xdp]
+interfaces = ["eth0"]
+pin_path = "{pins}"
+drop_sample_rate = 16
+drop_log_interval = "2s"
+[xdp.rate_limit]
+packets_per_second = 5000
+syn_per_second = 200
+
+[autoblock]
+failed_handshakes = 20
+block_for = "10m"
+"#,
+        cert = cert.cert.display(),
+        key = cert.key.display(),
+        backends = lab.backends_toml(),
+    );
+    println!(
+        "{}",
+        config
+            .lines()
+            .map(|l| format!("   | {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    lab.start_proxy(&config);
+    let lb = &lab.topo.host(0).ns;
+    println!("   {}", lb.sh("ip -br link show dev eth0 | head -1").trim());
+    println!(
+        "   {}",
+        lb.sh("ip link show dev eth0 | grep -o 'prog/xdp.*'").trim()
+    );
+    let admin = format!("--socket {}", lab.path("admin.sock"));
+    let cacert = cert.cert.display().to_string();
+    let curl = format!(
+        "curl -sS --max-time 5 --cacert {cacert} --resolve demo.test:443:10.77.0.1 https://demo.test/name"
+    );
+
+    step(
+        4,
+        "legitimate TLS traffic from the client (curl, one new TLS connection each)",
+    );
+    let answers = lab.client_ok(&format!("for i in $(seq 1 10); do {curl}; done"));
+    let be0 = answers.lines().filter(|l| *l == "be0").count();
+    println!(
+        "   10 requests served: {be0} by be0, {} by be1 (Maglev on the client address)",
+        10 - be0
+    );
+
+    step(
+        5,
+        "attack for ~8 s: junk instead of TLS + a UDP flood from 10.77.0.5, and a spoofed-source SYN flood",
+    );
+    let attacker = lab.attacker(0);
+    let lb_ip: Ipv4Addr = "10.77.0.1".parse().unwrap();
+    let lb_mac = mac_of(lb, "eth0");
+    let t0 = Instant::now();
+    let (legit, junk, udp, spoofed) = std::thread::scope(|s| {
+        let legit = s.spawn(|| {
+            lab.client_ok(&format!(
+                "ok=0; fail=0; end=$(( $(date +%s) + 8 )); while [ $(date +%s) -lt $end ]; do \
+                 if {curl} -o /dev/null 2>/dev/null; then ok=$((ok+1)); else fail=$((fail+1)); fi; done; echo $ok $fail"
+            ))
+        });
+        let heavy = s.spawn(|| {
+            in_netns(&attacker.ns, || {
+                let junk = junk_tls_connections(
+                    SocketAddr::from((lb_ip, 443)),
+                    60,
+                    Duration::from_millis(150),
+                );
+                let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+                let (mut sent, t) = (0u64, Instant::now());
+                while sent < 300_000 && t.elapsed() < Duration::from_secs(3) {
+                    sent += sock.send_to(&[0u8; 64], (lb_ip, 443)).is_ok() as u64;
+                }
+                (junk, sent)
+            })
+        });
+        let spoofed = s.spawn(|| {
+            in_netns(&attacker.ns, || {
+                spoofed_syn_flood("eth0", lb_mac, lb_ip, 443, 200_000, Duration::from_secs(5))
+            })
+        });
+        let (junk, udp) = heavy.join().unwrap();
+        (legit.join().unwrap(), junk, udp, spoofed.join().unwrap())
+    });
+    let mut l = legit.split_whitespace();
+    println!(
+        "   after {:.1} s: the client completed {} requests, {} failed",
+        t0.elapsed().as_secs_f64(),
+        l.next().unwrap_or("?"),
+        l.next().unwrap_or("?")
+    );
+    println!(
+        "   attacker: {junk}/60 junk connections accepted before the block, {udp} UDP packets sent"
+    );
+    println!(
+        "   spoofed SYNs sent: {} (each from a new 10.200.x.y source)",
+        spoofed.sent
+    );
+
+    step(6, "what the operator sees");
+    let show = |title: &str, cmd: &str| {
+        println!("\n   $ {title}");
+        let out = lb.try_sh(cmd);
+        for line in String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .chain(String::from_utf8_lossy(&out.stderr).lines())
+        {
+            println!("   {line}");
+        }
+    };
+    show(
+        "proxy block list",
+        &format!("{proxy} block list --pin-path {pins}"),
+    );
+    show(
+        "proxy stats",
+        &format!("{proxy} stats {admin} --pin-path {pins}"),
+    );
+    show("proxy top -n 5", &format!("{proxy} top -n 5 {admin}"));
+    show(
+        &format!("bpftool map dump pinned {pins}/BLOCK_V4"),
+        &format!("bpftool map dump pinned {pins}/BLOCK_V4 | head -24"),
+    );
+    show(
+        "grep 'blocked in the kernel\\|dropped in the last' proxy.log",
+        &format!(
+            "grep -h 'blocked in the kernel\\|dropped in the last' {} | head -4 | cut -c1-220",
+            lab.proxy().log.display()
+        ),
+    );
+    show(
+        "curl http://127.0.0.1:9100/metrics | grep xdp_packets",
+        "curl -s http://127.0.0.1:9100/metrics | grep '^proxy_xdp_packets_total' | head -7",
+    );
+
+    if keep {
+        step(7, "leaving everything up (--keep)");
+        let pids: Vec<String> = lab
+            .proxy
+            .iter()
+            .map(|p| p.proc.as_ref().map(|p| p.pid()).unwrap_or(0).to_string())
+            .collect();
+        let mut script =
+            String::from("#!/bin/sh\n# Removes what `cargo xtask demo --keep` left running.\n");
+        for pid in pids {
+            script += &format!("kill {pid} 2>/dev/null\n");
+        }
+        for h in &lab.topo.hosts {
+            script += &format!(
+                "ip netns pids {n} | xargs -r kill; ip netns del {n}\n",
+                n = h.ns.name
+            );
+        }
+        script += &format!(
+            "ip netns del {}\nrm -rf {pins} {}\n",
+            lab.topo.switch_name(),
+            lab.dir.path().display()
+        );
+        let path = "/tmp/proxy-demo-cleanup.sh";
+        std::fs::write(path, script).unwrap();
+        println!(
+            "   explore: ip netns exec {} {proxy} stats {admin}",
+            lb.name
+        );
+        println!("   clean up: sh {path}");
+        std::mem::forget(lab);
+        return;
+    }
+    step(
+        7,
+        "cleaning up: stopping the proxy and nginx, removing namespaces and pins",
+    );
+    drop(lab);
+    let _ = std::fs::remove_dir_all(&pins);
+    println!("   done");
+}
