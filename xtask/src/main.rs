@@ -88,6 +88,7 @@ fn main() -> anyhow::Result<()> {
             anyhow::ensure!(status.success(), "tests failed");
             Ok(())
         }
+        Task::Demo { keep } => demo(keep),
         Task::Bench {
             which: Bench::Xdp(args),
         } => bench_xdp::run(args),
