@@ -336,6 +336,8 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let autoblock = Arc::new(AutoBlocker::new(xdp.clone(), events));
     daemon.add_subsystem(Box::new(xdp.clone()));
     daemon.add_subsystem(Box::new(autoblock.clone()));
+    // Last: once everything above has what it needs from the first configuration.
+    daemon.add_subsystem(Box::new(crate::privileges::DropCapabilities::default()));
     let daemon = Arc::new(daemon);
     let admin = admin::Admin {
         daemon: daemon.clone(),

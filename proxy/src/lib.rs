@@ -15,6 +15,8 @@
 //! - [`ebpf`]: the kernel half's loader (load, attach, pin, detach) and typed map
 //!   handles; the only code that knows map names.
 //! - [`logging`]: `tracing` set-up (text or JSON), aya-log bridge.
+//! - [`admin`]: admin socket (stats, top) and Prometheus endpoint; [`autoblock`]:
+//!   automatic kernel blocks; [`privileges`]: capabilities dropped after start.
 pub mod admin;
 pub mod autoblock;
 pub mod balance;
@@ -28,6 +30,7 @@ pub mod events;
 pub mod health;
 pub mod logging;
 pub mod metrics;
+pub mod privileges;
 pub mod proxy_protocol;
 pub mod server;
 pub mod splice;

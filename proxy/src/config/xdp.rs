@@ -90,7 +90,7 @@ impl ListEntryConfig {
 }
 
 /// `[xdp.rate_limit]`: token buckets per source address (IPv6: per prefix).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Packets per second per source; 0 = off (default).
@@ -109,6 +109,12 @@ pub struct RateLimitConfig {
     /// Apply the limits only to these destination ports; empty = all traffic (default).
     #[serde(default)]
     pub ports: Vec<u16>,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults deserialize")
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -244,6 +250,15 @@ mod tests {
         assert_eq!(s.rate_limit.ipv6_prefix, 64);
         assert_eq!(s.mode, AttachMode::Auto);
         s.validate().unwrap();
+    }
+
+    #[test]
+    fn a_minimal_section_is_valid_and_limits_are_off() {
+        let s = XdpSection::for_interfaces(vec!["eth0".into()]);
+        s.validate().unwrap();
+        assert_eq!(s.rate_limit.ipv6_prefix, 64);
+        assert_eq!(s.rate_limit.packets_per_second, 0);
+        assert_eq!(s.pin_path, std::path::Path::new("/sys/fs/bpf/proxy"));
     }
 
     #[test]
