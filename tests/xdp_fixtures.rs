@@ -427,3 +427,46 @@ fn verdict_cache_follows_list_changes_and_expiry() {
     std::thread::sleep(Duration::from_millis(150));
     assert_eq!(run(&program, &packet), XDP_PASS);
 }
+
+#[test]
+fn a_full_list_is_a_clear_error_and_loses_nothing() {
+    harness::require_root();
+    let options = LoadOptions {
+        max_block_entries: 2,
+        ..LoadOptions::private()
+    };
+    let (_program, mut maps) = XdpProgram::load(options).expect("load XDP program");
+    block(&mut maps, "192.0.2.1", None);
+    block(&mut maps, "192.0.2.2", None);
+    let err = maps
+        .insert(
+            List::Block,
+            cidr::parse("192.0.2.3").unwrap(),
+            None,
+            Origin::Manual,
+            "one too many",
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("blocklist (BLOCK_V4) is full (2 entries)"),
+        "{err}"
+    );
+    assert!(err.contains("max_block_entries"), "{err}");
+    let listed: Vec<String> = maps
+        .entries(List::Block)
+        .unwrap()
+        .iter()
+        .map(|e| e.cidr.to_string())
+        .collect();
+    assert_eq!(listed, ["192.0.2.1/32", "192.0.2.2/32"]);
+    // Replacing an existing entry still works when full.
+    maps.insert(
+        List::Block,
+        cidr::parse("192.0.2.2").unwrap(),
+        Some(Duration::from_secs(60)),
+        Origin::Manual,
+        "x",
+    )
+    .unwrap();
+}

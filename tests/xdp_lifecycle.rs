@@ -1,0 +1,158 @@
+//! The XDP attachment's life: staying attached after the daemon exits (pinned link)
+//! and being taken over by the next start, generic (skb) mode with the program's
+//! aya-log lines in the daemon log, and a missing interface named in the error.
+//! Needs root.
+mod harness;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use harness::Topology;
+use harness::proxyd::ProxyD;
+
+/// Removes the test's pinned maps and links when the test ends.
+struct Pins(PathBuf);
+
+impl Pins {
+    fn new(tag: &str) -> Pins {
+        Pins(PathBuf::from(format!(
+            "/sys/fs/bpf/pxt-{}-{tag}",
+            std::process::id()
+        )))
+    }
+}
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn ping_ok(topo: &Topology) -> bool {
+    let lb = &topo.host(0).ipv4;
+    topo.host(1)
+        .ns
+        .try_sh(&format!("ping -c 2 -i 0.2 -W 1 {lb}"))
+        .status
+        .success()
+}
+
+fn xdp_on_lb(topo: &Topology) -> String {
+    topo.host(0).ns.sh("ip link show dev eth0")
+}
+
+fn cli(topo: &Topology, pins: &Pins, args: &str) -> String {
+    topo.host(0).ns.sh(&format!(
+        "{} {args} --pin-path {}",
+        env!("CARGO_BIN_EXE_proxy"),
+        pins.0.display()
+    ))
+}
+
+#[test]
+fn stays_attached_after_exit_and_the_next_start_takes_over() {
+    harness::require_root();
+    let topo = Topology::new(&["lb", "client"]);
+    let dir = tempfile::tempdir().unwrap();
+    let pins = Pins::new("stay");
+    let client = topo.host(1).ipv4.clone();
+    let config = format!(
+        "[xdp]\ninterfaces = [\"eth0\"]\npin_path = \"{}\"\nstay_attached = true\nblocklist = [\"{client}\"]\n",
+        pins.0.display()
+    );
+    let daemon = ProxyD::start(&topo.host(0).ns, dir.path(), &config);
+    assert!(!ping_ok(&topo), "blocked while the daemon runs");
+    drop(daemon);
+    // The daemon is gone; the program and its policy are not.
+    assert!(
+        xdp_on_lb(&topo).contains("prog/xdp"),
+        "still attached after exit"
+    );
+    assert!(!ping_ok(&topo), "still blocked after exit");
+    cli(&topo, &pins, &format!("block del {client}"));
+    assert!(ping_ok(&topo), "policy edits apply with no daemon running");
+    cli(&topo, &pins, &format!("block add {client}"));
+    assert!(!ping_ok(&topo));
+
+    // The next daemon replaces the program in place.
+    let before = xdp_on_lb(&topo);
+    let daemon = ProxyD::start(&topo.host(0).ns, dir.path(), &config);
+    daemon.wait_log("take-over", "took over the pinned XDP attachment");
+    let after = xdp_on_lb(&topo);
+    assert!(after.contains("prog/xdp"));
+    assert_ne!(
+        prog_id(&before),
+        prog_id(&after),
+        "the new program replaced the old one"
+    );
+    assert!(!ping_ok(&topo));
+    drop(daemon);
+
+    // `proxy xdp detach` removes it for good.
+    let out = cli(&topo, &pins, "xdp detach");
+    assert!(out.contains("detached from eth0"), "{out}");
+    assert!(!xdp_on_lb(&topo).contains("prog/xdp"), "detached");
+    assert!(ping_ok(&topo), "nothing filters any more");
+}
+
+fn prog_id(link: &str) -> String {
+    link.split("prog/xdp id ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn generic_mode_and_program_logs_reach_the_daemon_log() {
+    harness::require_root();
+    let topo = Topology::new(&["lb", "client"]);
+    let dir = tempfile::tempdir().unwrap();
+    let pins = Pins::new("skb");
+    let config = format!(
+        "[xdp]\ninterfaces = [\"eth0\"]\nmode = \"skb\"\npin_path = \"{}\"\nlog_every_drop = true\nblocklist = [\"{}\"]\n",
+        pins.0.display(),
+        topo.host(1).ipv4
+    );
+    let daemon = ProxyD::start(&topo.host(0).ns, dir.path(), &config);
+    assert!(
+        xdp_on_lb(&topo).contains("xdpgeneric"),
+        "{}",
+        xdp_on_lb(&topo)
+    );
+    assert!(!ping_ok(&topo));
+    // reason 2 = blocklisted, logged by the XDP program through aya-log.
+    daemon.wait_log("an aya-log line from the XDP program", "xdp drop: reason=2");
+    drop(daemon);
+    assert!(!xdp_on_lb(&topo).contains("xdp"), "detached on shutdown");
+}
+
+#[test]
+fn a_missing_interface_is_named() {
+    harness::require_root();
+    let topo = Topology::new(&["lb"]);
+    let dir = tempfile::tempdir().unwrap();
+    let pins = Pins::new("noif");
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[admin]\nsocket = \"{}/a.sock\"\n[xdp]\ninterfaces = [\"nope0\"]\npin_path = \"{}\"\n",
+            dir.path().display(),
+            pins.0.display()
+        ),
+    )
+    .unwrap();
+    let run = topo.host(0).ns.spawn(&format!(
+        "{} run --config {}",
+        env!("CARGO_BIN_EXE_proxy"),
+        config.display()
+    ));
+    let (_, log, code) = run.wait_output(Duration::from_secs(10));
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("interface \"nope0\" does not exist"), "{log}");
+    assert!(
+        log.contains("ip link show"),
+        "the error says how to list interfaces: {log}"
+    );
+}
