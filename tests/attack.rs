@@ -4,24 +4,14 @@
 //! blocked by the kernel (auto-blocked, then dropped by XDP). Needs root.
 mod harness;
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::path::PathBuf;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use harness::attack::{junk_tls_connections, mac_of, spoofed_syn_flood};
+use harness::attack::{heavy_source, mac_of, spoofed_syn_flood};
 use harness::certs::{self, KeyType};
 use harness::inside::in_netns;
 use harness::lab::{Lab, LabOptions};
 use serde_json::Value;
-
-/// Removes the test's pinned maps when the test ends.
-struct Pins(PathBuf);
-
-impl Drop for Pins {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Runs curl against the TLS listener for `duration`, one new TLS connection per
 /// request; returns (completed, failed).
@@ -53,10 +43,7 @@ fn legit_clients_keep_working_while_attackers_are_dropped() {
         "site.test",
         &["site.test"],
     );
-    let pins = Pins(PathBuf::from(format!(
-        "/sys/fs/bpf/pxt-{}-attack",
-        std::process::id()
-    )));
+    let pins = harness::PinDir::new("attack");
     let config = format!(
         r#"
 [[listener]]
@@ -106,19 +93,7 @@ block_for = "10m"
     let (legit, junk, udp_sent, spoofed) = std::thread::scope(|s| {
         let legit = s.spawn(|| legit_requests(&lab, &cacert, Duration::from_secs(8)));
         // The heavy source: junk instead of TLS (auto-blocked after 20), then a UDP flood.
-        let heavy = s.spawn(|| {
-            in_netns(&attacker.ns, || {
-                let junk = junk_tls_connections(tls_port, 60, Duration::from_millis(150));
-                let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
-                let (mut sent, t0) = (0u64, Instant::now());
-                while sent < 300_000 && t0.elapsed() < Duration::from_secs(3) {
-                    if sock.send_to(&[0u8; 64], (lb_ip, 443)).is_ok() {
-                        sent += 1;
-                    }
-                }
-                (junk, sent)
-            })
-        });
+        let heavy = s.spawn(|| in_netns(&attacker.ns, || heavy_source(tls_port, 60)));
         // A spoofed-source SYN flood at the TLS port: a new source every packet.
         let spoofed = s.spawn(|| {
             in_netns(&attacker.ns, || {

@@ -4,29 +4,12 @@
 //! Needs root.
 mod harness;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use harness::Topology;
 use harness::proxyd::ProxyD;
 
-/// Removes the test's pinned maps and links when the test ends.
-struct Pins(PathBuf);
-
-impl Pins {
-    fn new(tag: &str) -> Pins {
-        Pins(PathBuf::from(format!(
-            "/sys/fs/bpf/pxt-{}-{tag}",
-            std::process::id()
-        )))
-    }
-}
-
-impl Drop for Pins {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use harness::PinDir as Pins;
 
 fn ping_ok(topo: &Topology) -> bool {
     let lb = &topo.host(0).ipv4;

@@ -7,10 +7,10 @@
 #[path = "../../tests/harness/mod.rs"]
 mod harness;
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use harness::attack::{junk_tls_connections, mac_of, spoofed_syn_flood};
+use harness::attack::{heavy_source, mac_of, spoofed_syn_flood};
 use harness::certs::{self, KeyType};
 use harness::inside::in_netns;
 use harness::lab::{Lab, LabOptions};
@@ -132,17 +132,7 @@ block_for = "10m"
         });
         let heavy = s.spawn(|| {
             in_netns(&attacker.ns, || {
-                let junk = junk_tls_connections(
-                    SocketAddr::from((lb_ip, 443)),
-                    60,
-                    Duration::from_millis(150),
-                );
-                let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
-                let (mut sent, t) = (0u64, Instant::now());
-                while sent < 300_000 && t.elapsed() < Duration::from_secs(3) {
-                    sent += sock.send_to(&[0u8; 64], (lb_ip, 443)).is_ok() as u64;
-                }
-                (junk, sent)
+                heavy_source(SocketAddr::from((lb_ip, 443)), 60)
             })
         });
         let spoofed = s.spawn(|| {

@@ -83,6 +83,22 @@ pub fn junk_tls_connections(target: SocketAddr, count: usize, connect_timeout: D
     connected
 }
 
+/// The "heavy source" of the protection test and the demo: `junk` connections that
+/// are not TLS (each a failed handshake), then up to 300,000 UDP packets in 3 s at
+/// the same port. Returns (junk connections established, UDP packets sent). Call it
+/// inside the attacker's namespace.
+pub fn heavy_source(target: SocketAddr, junk: usize) -> (usize, u64) {
+    let established = junk_tls_connections(target, junk, Duration::from_millis(150));
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").expect("UDP socket");
+    let (mut sent, start) = (0u64, Instant::now());
+    while sent < 300_000 && start.elapsed() < Duration::from_secs(3) {
+        if sock.send_to(&[0u8; 64], target).is_ok() {
+            sent += 1;
+        }
+    }
+    (established, sent)
+}
+
 /// An AF_PACKET socket bound to one interface.
 struct RawSocket {
     fd: i32,

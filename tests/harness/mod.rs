@@ -17,6 +17,28 @@ pub use netns::{Netns, Proc, Topology};
 
 use std::time::{Duration, Instant};
 
+/// A bpffs directory for a test's pinned maps, removed when dropped.
+pub struct PinDir(pub std::path::PathBuf);
+
+impl PinDir {
+    pub fn new(tag: &str) -> PinDir {
+        PinDir(std::path::PathBuf::from(format!(
+            "/sys/fs/bpf/pxt-{}-{tag}",
+            std::process::id()
+        )))
+    }
+
+    pub fn display(&self) -> std::path::Display<'_> {
+        self.0.display()
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// These tests create namespaces and load XDP programs: they need root.
 pub fn require_root() {
     assert!(
