@@ -139,3 +139,78 @@ fn a_missing_interface_is_named() {
         "the error says how to list interfaces: {log}"
     );
 }
+
+#[test]
+fn reload_reapplies_the_lists_and_keeps_runtime_entries() {
+    harness::require_root();
+    let topo = Topology::new(&["lb"]);
+    let dir = tempfile::tempdir().unwrap();
+    let pins = Pins::new("reload");
+    let config = |blocklist: &str, keep: bool, pps: u32| {
+        format!(
+            "[xdp]\ninterfaces = [\"eth0\"]\npin_path = \"{}\"\nblocklist = [{blocklist}]\n\
+             keep_runtime_entries = {keep}\n[xdp.rate_limit]\npackets_per_second = {pps}\n",
+            pins.0.display()
+        )
+    };
+    let listed = || -> Vec<String> {
+        let out = cli(&topo, &pins, "block list --json");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let mut cidrs: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}:{}",
+                    e["cidr"].as_str().unwrap(),
+                    e["origin"].as_str().unwrap()
+                )
+            })
+            .collect();
+        cidrs.sort();
+        cidrs
+    };
+    let daemon = ProxyD::start(
+        &topo.host(0).ns,
+        dir.path(),
+        &config("\"192.0.2.1\"", true, 100),
+    );
+    cli(&topo, &pins, "block add 198.51.100.0/24 --reason operator");
+    assert_eq!(listed(), ["192.0.2.1/32:config", "198.51.100.0/24:manual"]);
+
+    // The file's list replaces the file's entries; the operator's entry stays.
+    daemon.write_config(&config("\"192.0.2.2\", \"2001:db8::/32\"", true, 200));
+    daemon.signal("HUP");
+    daemon.wait_log("the reload", "reload succeeded");
+    assert_eq!(
+        listed(),
+        [
+            "192.0.2.2/32:config",
+            "198.51.100.0/24:manual",
+            "2001:db8::/32:config"
+        ]
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&cli(&topo, &pins, "stats --json --socket /nonexistent")).unwrap();
+    assert!(
+        stats["xdp"].is_object(),
+        "pinned-map fallback works: {stats}"
+    );
+
+    // keep_runtime_entries = false: the lists become exactly the file's.
+    daemon.write_config(&config("\"192.0.2.2\"", false, 200));
+    daemon.signal("HUP");
+    daemon.wait_log(
+        "the second reload",
+        "XDP policy applied\",\"allow\":0,\"block\":1",
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(listed(), ["192.0.2.2/32:config"]);
+
+    // A bad file is rejected and changes nothing.
+    daemon.write_config("[xdp]\ninterfaces = []\n");
+    daemon.signal("HUP");
+    daemon.wait_log("the rejection", "reload rejected");
+    assert_eq!(listed(), ["192.0.2.2/32:config"]);
+}
