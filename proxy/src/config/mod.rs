@@ -69,13 +69,6 @@ impl ConfigIssue {
     }
 }
 
-/// `[xdp]` validation reports plain strings; they concern the `xdp` table.
-impl From<String> for ConfigIssue {
-    fn from(message: String) -> ConfigIssue {
-        ConfigIssue::new(KeyPath::root().key("xdp"), message)
-    }
-}
-
 /// A path to a key: `listener[1].tls.certificates[0].cert`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyPath(Vec<Segment>);
@@ -610,7 +603,10 @@ impl Config {
             ));
         }
         if let Some(xdp) = &self.xdp {
-            xdp.validate()?;
+            if let Err((key, message)) = xdp.validate() {
+                let path = key.split('.').fold(root.key("xdp"), |p, k| p.key(k));
+                return Err(ConfigIssue::new(path, message));
+            }
         }
         if let Err((key, message)) = self.autoblock.validate() {
             return Err(ConfigIssue::new(root.key("autoblock").key(key), message));

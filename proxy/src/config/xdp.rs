@@ -55,36 +55,69 @@ pub struct XdpSection {
 }
 
 /// A list entry: `"10.0.0.0/8"` or `{ cidr = "10.0.0.0/8", ttl = "1h", reason = "..." }`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
-pub enum ListEntryConfig {
-    Cidr(#[serde(with = "cidr")] IpNet),
-    Detailed {
-        #[serde(with = "cidr")]
-        cidr: IpNet,
-        #[serde(default, with = "humantime_serde")]
-        ttl: Option<Duration>,
-        #[serde(default)]
-        reason: String,
-    },
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListEntryConfig {
+    cidr: IpNet,
+    ttl: Option<Duration>,
+    reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DetailedEntry {
+    #[serde(with = "cidr")]
+    cidr: IpNet,
+    #[serde(default, with = "humantime_serde")]
+    ttl: Option<Duration>,
+    #[serde(default)]
+    reason: String,
+}
+
+impl<'de> Deserialize<'de> for ListEntryConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ListEntryConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a CIDR string or a table { cidr, ttl, reason }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ListEntryConfig, E> {
+                let cidr = cidr::parse(v).map_err(E::custom)?;
+                Ok(ListEntryConfig {
+                    cidr,
+                    ttl: None,
+                    reason: String::new(),
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<ListEntryConfig, A::Error> {
+                let e =
+                    DetailedEntry::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(ListEntryConfig {
+                    cidr: e.cidr,
+                    ttl: e.ttl,
+                    reason: e.reason,
+                })
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl ListEntryConfig {
     pub fn cidr(&self) -> IpNet {
-        match self {
-            ListEntryConfig::Cidr(net) | ListEntryConfig::Detailed { cidr: net, .. } => *net,
-        }
+        self.cidr
     }
     pub fn ttl(&self) -> Option<Duration> {
-        match self {
-            ListEntryConfig::Detailed { ttl, .. } => *ttl,
-            ListEntryConfig::Cidr(_) => None,
-        }
+        self.ttl
     }
     pub fn reason(&self) -> &str {
-        match self {
-            ListEntryConfig::Detailed { reason, .. } if !reason.is_empty() => reason,
-            _ => "config",
+        if self.reason.is_empty() {
+            "config"
+        } else {
+            &self.reason
         }
     }
 }
@@ -136,40 +169,62 @@ impl XdpSection {
         toml::from_str(&text).expect("defaults deserialize")
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks values serde cannot; the error is (key below `xdp`, dotted; message).
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let err = |key: &str, message: String| Err((key.to_string(), message));
         if self.interfaces.is_empty() {
-            return Err("xdp.interfaces: list at least one interface (e.g. [\"eth0\"])".into());
+            return err(
+                "interfaces",
+                "list at least one interface (e.g. [\"eth0\"])".into(),
+            );
         }
         for name in &self.interfaces {
             if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
-                return Err(format!(
-                    "xdp.interfaces: {name:?} is not a valid interface name"
-                ));
+                return err(
+                    "interfaces",
+                    format!("{name:?} is not a valid interface name"),
+                );
             }
         }
-        if self.max_block_entries == 0 || self.max_allow_entries == 0 {
-            return Err("xdp.max_block_entries / max_allow_entries must be at least 1".into());
+        if self.max_block_entries == 0 {
+            return err("max_block_entries", "must be at least 1".into());
+        }
+        if self.max_allow_entries == 0 {
+            return err("max_allow_entries", "must be at least 1".into());
         }
         if !self.pin_path.is_absolute() {
-            return Err(format!(
-                "xdp.pin_path: {:?} must be an absolute path under a bpffs mount",
-                self.pin_path
-            ));
+            return err(
+                "pin_path",
+                format!(
+                    "{:?} must be an absolute path under a bpffs mount",
+                    self.pin_path
+                ),
+            );
         }
         let rl = &self.rate_limit;
         if !(1..=128).contains(&rl.ipv6_prefix) {
-            return Err(format!(
-                "xdp.rate_limit.ipv6_prefix: {} is not in 1..=128",
-                rl.ipv6_prefix
-            ));
+            return err(
+                "rate_limit.ipv6_prefix",
+                format!("{} is not in 1..=128", rl.ipv6_prefix),
+            );
         }
-        if rl.packets_burst == Some(0) || rl.syn_burst == Some(0) {
-            return Err(
-                "xdp.rate_limit: a burst of 0 would drop everything; use at least 1".into(),
+        if rl.packets_burst == Some(0) {
+            return err(
+                "rate_limit.packets_burst",
+                "0 would drop everything; use at least 1".into(),
+            );
+        }
+        if rl.syn_burst == Some(0) {
+            return err(
+                "rate_limit.syn_burst",
+                "0 would drop every SYN; use at least 1".into(),
             );
         }
         if rl.ports.contains(&0) {
-            return Err("xdp.rate_limit.ports: port 0 is not a valid destination port".into());
+            return err(
+                "rate_limit.ports",
+                "port 0 is not a valid destination port".into(),
+            );
         }
         for (list, entries) in [
             ("allowlist", &self.allowlist),
@@ -177,7 +232,7 @@ impl XdpSection {
         ] {
             for e in entries {
                 if e.ttl() == Some(Duration::ZERO) {
-                    return Err(format!("xdp.{list}: {}: ttl must be more than 0", e.cidr()));
+                    return err(list, format!("{}: ttl must be more than 0", e.cidr()));
                 }
             }
         }
@@ -253,6 +308,30 @@ mod tests {
     }
 
     #[test]
+    fn bad_list_entries_say_what_is_wrong() {
+        let err =
+            toml::from_str::<XdpSection>("interfaces = [\"eth0\"]\nblocklist = [\"10.0.0.300\"]")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("\"10.0.0.300\" is not an IP address or CIDR"),
+            "{err}"
+        );
+        let err = toml::from_str::<XdpSection>(
+            "interfaces = [\"eth0\"]\nblocklist = [{ cidr = \"10.0.0.1\", ttl = \"soon\" }]",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("soon"), "{err}");
+        let err = toml::from_str::<XdpSection>(
+            "interfaces = [\"eth0\"]\nblocklist = [{ cidr = \"10.0.0.1\", tll = \"1h\" }]",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown field `tll`"), "{err}");
+    }
+
+    #[test]
     fn a_minimal_section_is_valid_and_limits_are_off() {
         let s = XdpSection::for_interfaces(vec!["eth0".into()]);
         s.validate().unwrap();
@@ -271,9 +350,11 @@ mod tests {
     #[test]
     fn validation_names_the_key() {
         let s = XdpSection::for_interfaces(vec![]);
-        assert!(s.validate().unwrap_err().contains("xdp.interfaces"));
+        assert_eq!(s.validate().unwrap_err().0, "interfaces");
         let mut s = XdpSection::for_interfaces(vec!["eth0".into()]);
         s.rate_limit.ipv6_prefix = 0;
-        assert!(s.validate().unwrap_err().contains("ipv6_prefix"));
+        let (key, message) = s.validate().unwrap_err();
+        assert_eq!(key, "rate_limit.ipv6_prefix");
+        assert!(message.contains("not in 1..=128"), "{message}");
     }
 }
