@@ -29,9 +29,10 @@ const HIGH: RateLimits = RateLimits {
 enum Runner {
     Bare,
     Product,
-    /// spoof_source tail-calling the product / the bare drop.
+    /// spoof_source tail-calling the product / the bare drop / an LRU-hash design.
     SpoofProduct,
     SpoofBare,
+    SpoofLru,
 }
 
 struct Class {
@@ -77,7 +78,7 @@ fn main() -> anyhow::Result<()> {
         fill_lists(&mut maps)?
     };
     let mut bench = aya::Ebpf::load(BENCH_OBJECT)?;
-    for name in ["bare_drop", "spoof_source"] {
+    for name in ["bare_drop", "spoof_source", "lru_per_source"] {
         let p: &mut Xdp = bench.program_mut(name).expect(name).try_into()?;
         p.load()?;
     }
@@ -103,6 +104,13 @@ fn main() -> anyhow::Result<()> {
             name: "blocklisted (/24 of 10k entries)",
             runner: Runner::Product,
             packet: tcp("198.51.100.9"),
+            limits: Some(HIGH),
+            target: Some(2.5),
+        },
+        Class {
+            name: "blocklisted (exact /32)",
+            runner: Runner::Product,
+            packet: tcp("203.0.113.77"),
             limits: Some(HIGH),
             target: Some(2.5),
         },
@@ -146,6 +154,13 @@ fn main() -> anyhow::Result<()> {
             target: None,
         },
         Class {
+            name: "spoofed-source flood, LRU hash per source (not used; for comparison)",
+            runner: Runner::SpoofLru,
+            packet: tcp("10.1.1.6"),
+            limits: None,
+            target: None,
+        },
+        Class {
             name: "spoofed-source flood, limits on",
             runner: Runner::SpoofProduct,
             packet: tcp("10.1.1.5"),
@@ -159,6 +174,10 @@ fn main() -> anyhow::Result<()> {
         p.fd()?.try_clone()?
     };
     let product_fd = product.program().fd()?.try_clone()?;
+    let lru_fd = {
+        let p: &Xdp = bench.program("lru_per_source").unwrap().try_into()?;
+        p.fd()?.try_clone()?
+    };
     eprintln!(
         "measuring {} classes × {rounds} rounds × {repeat} runs (blocklist: {blocklist_size} entries)",
         classes.len()
@@ -180,6 +199,10 @@ fn main() -> anyhow::Result<()> {
                 }
                 Runner::SpoofBare => {
                     target.set(0, &bare_fd, 0)?;
+                    bench.program("spoof_source").unwrap().try_into()?
+                }
+                Runner::SpoofLru => {
+                    target.set(0, &lru_fd, 0)?;
                     bench.program("spoof_source").unwrap().try_into()?
                 }
             };
@@ -204,12 +227,12 @@ fn main() -> anyhow::Result<()> {
     for (i, c) in classes.iter().enumerate() {
         let (lo, hi) = min_max(&samples[i]);
         // The spoof driver's own cost is measured against the bare drop and removed.
-        let own = if c.runner == Runner::SpoofProduct {
+        let own = if matches!(c.runner, Runner::SpoofProduct | Runner::SpoofLru) {
             med[i] - driver + bare
         } else {
             med[i]
         };
-        let note = if c.runner == Runner::SpoofProduct {
+        let note = if matches!(c.runner, Runner::SpoofProduct | Runner::SpoofLru) {
             " (driver cost removed)"
         } else {
             ""
@@ -253,6 +276,13 @@ fn fill_lists(maps: &mut Maps) -> anyhow::Result<usize> {
     }
     maps.insert(
         List::Block,
+        cidr::parse("203.0.113.77").unwrap(),
+        None,
+        Origin::Config,
+        "bench",
+    )?;
+    maps.insert(
+        List::Block,
         cidr::parse("198.51.100.0/24").unwrap(),
         None,
         Origin::Config,
@@ -268,7 +298,7 @@ fn fill_lists(maps: &mut Maps) -> anyhow::Result<usize> {
             "bench",
         )?;
     }
-    Ok(n + 1)
+    Ok(n + 2)
 }
 
 /// Ethernet + IPv4 + TCP (flags given) + 32 bytes payload.

@@ -4,19 +4,41 @@
 //! - `spoof_source`: rewrites the IPv4 source of the (Ethernet + IPv4) test packet
 //!   to a new address on every run, then tail-calls the program in `TARGET[0]`.
 //!   BPF_PROG_TEST_RUN reuses one buffer across repeats, so each repeat sees a new
-//!   source: a spoofed-source flood. Its own cost is measured by targeting `bare_drop`.
+//!   source: a spoofed-source flood. Its own cost is measured by targeting `bare_drop`;
+//! - `lru_per_source`: the design the product avoids, for comparison: per-source
+//!   state in an LRU hash (one entry inserted per unseen source), then XDP_PASS.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
     bindings::xdp_action,
-    btf_maps::ProgramArray,
+    btf_maps::{LruHashMap, ProgramArray},
     macros::{btf_map, xdp},
     programs::XdpContext,
 };
 
 #[btf_map]
 static TARGET: ProgramArray<1> = ProgramArray::new();
+
+/// Per-source packet counts, the naive way (65,536 sources).
+#[btf_map]
+static PER_SOURCE: LruHashMap<u32, u64, 65536> = LruHashMap::new();
+
+#[xdp]
+pub fn lru_per_source(ctx: XdpContext) -> u32 {
+    const SRC: usize = 14 + 12;
+    if ctx.data() + SRC + 4 > ctx.data_end() {
+        return xdp_action::XDP_ABORTED;
+    }
+    let src = unsafe { *((ctx.data() + SRC) as *const u32) };
+    match PER_SOURCE.get_ptr_mut(src) {
+        Some(count) => unsafe { *count += 1 },
+        None => {
+            let _ = PER_SOURCE.insert(src, 1, 0);
+        }
+    }
+    xdp_action::XDP_PASS
+}
 
 #[xdp]
 pub fn bare_drop(_ctx: XdpContext) -> u32 {
