@@ -13,7 +13,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -70,11 +70,15 @@ impl Default for Activity {
     }
 }
 
-/// Copies both ways through userspace buffers until both sides closed, an error, or
-/// `idle` without traffic. `up` counts client→backend bytes, `down` the other way.
+/// Copies both ways through userspace until both sides closed, an error, or `idle`
+/// without traffic. `up` counts client→backend bytes, `down` the other way.
+///
+/// Reads go into one per-thread scratch buffer and are written on at once; only
+/// what the destination does not take right away is kept, per connection, until it
+/// drains. An idle connection therefore holds no copy buffer at all.
 pub async fn copy_bidirectional<C, B>(
-    client: C,
-    backend: B,
+    mut client: C,
+    mut backend: B,
     up: &Counter,
     down: &Counter,
     idle: Duration,
@@ -84,82 +88,136 @@ where
     B: AsyncRead + AsyncWrite + Unpin,
 {
     let activity = Activity::new();
-    let mut client = Counted {
-        inner: client,
-        counter: up,
-        activity: &activity,
-    };
-    let mut backend = Counted {
-        inner: backend,
-        counter: down,
-        activity: &activity,
-    };
+    let mut upstream = Direction::default();
+    let mut downstream = Direction::default();
+    let both = std::future::poll_fn(|cx| {
+        let a = upstream.poll(cx, &mut client, &mut backend, up, &activity)?;
+        let b = downstream.poll(cx, &mut backend, &mut client, down, &activity)?;
+        match (a, b) {
+            (Poll::Ready(()), Poll::Ready(())) => Poll::Ready(Ok::<(), io::Error>(())),
+            _ => Poll::Pending,
+        }
+    });
     tokio::select! {
-        r = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut backend, COPY_BUF, COPY_BUF) => match r {
-            Ok(_) => End::Closed,
+        r = both => match r {
+            Ok(()) => End::Closed,
             Err(e) => End::Error(e),
         },
         _ = activity.idle(idle) => End::Idle,
     }
 }
 
-/// Buffer per direction for the userspace copy (four TLS records).
-const COPY_BUF: usize = 64 * 1024;
+/// Scratch buffer per thread for [`copy_bidirectional`] (four TLS records).
+const SCRATCH: usize = 64 * 1024;
 
-/// Counts bytes read and records activity. A TLS peer that closes TCP without
-/// close_notify reads as EOF here (a half-close), not as an error that would cut
-/// the other direction.
-struct Counted<'a, S> {
-    inner: S,
-    counter: &'a Counter,
-    activity: &'a Activity,
+thread_local! {
+    static SCRATCH_BUF: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; SCRATCH].into_boxed_slice());
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Counted<'_, S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
+#[derive(Default)]
+struct Direction {
+    /// Bytes read but not yet accepted by the destination.
+    pending: Vec<u8>,
+    written: usize,
+    need_flush: bool,
+    state: DirState,
+}
+
+#[derive(Default, PartialEq, Eq)]
+enum DirState {
+    #[default]
+    Copying,
+    ShuttingDown,
+    Done,
+}
+
+impl Direction {
+    fn poll<R, W>(
+        &mut self,
         cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        match Pin::new(&mut self.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                let n = buf.filled().len() - before;
-                if n > 0 {
-                    self.counter.inc_by(n as u64);
-                    self.activity.touch();
+        src: &mut R,
+        dst: &mut W,
+        counter: &Counter,
+        activity: &Activity,
+    ) -> Poll<io::Result<()>>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        loop {
+            match self.state {
+                DirState::Done => return Poll::Ready(Ok(())),
+                DirState::ShuttingDown => {
+                    // EOF from `src`: half-close `dst` (FIN, or close_notify + FIN).
+                    ready!(Pin::new(&mut *dst).poll_shutdown(cx))?;
+                    self.state = DirState::Done;
+                    continue;
                 }
-                Poll::Ready(Ok(()))
+                DirState::Copying => {}
             }
-            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Poll::Ready(Ok(())),
-            other => other,
+            while self.written < self.pending.len() {
+                let n = ready!(Pin::new(&mut *dst).poll_write(cx, &self.pending[self.written..]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                self.written += n;
+                self.need_flush = true;
+            }
+            if !self.pending.is_empty() {
+                self.pending = Vec::new();
+                self.written = 0;
+            }
+            let step = SCRATCH_BUF.with_borrow_mut(|scratch| {
+                let mut buf = ReadBuf::new(scratch);
+                match Pin::new(&mut *src).poll_read(cx, &mut buf) {
+                    Poll::Pending => return Poll::Pending,
+                    // A TLS peer closing without close_notify: treat as EOF.
+                    Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        return Poll::Ready(Ok(true));
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Ready(Ok(())) => {}
+                }
+                let data = buf.filled();
+                if data.is_empty() {
+                    return Poll::Ready(Ok(true));
+                }
+                counter.inc_by(data.len() as u64);
+                activity.touch();
+                let mut off = 0;
+                while off < data.len() {
+                    match Pin::new(&mut *dst).poll_write(cx, &data[off..]) {
+                        Poll::Ready(Ok(0)) => {
+                            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                        }
+                        Poll::Ready(Ok(n)) => {
+                            off += n;
+                            self.need_flush = true;
+                        }
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => break,
+                    }
+                }
+                self.pending.extend_from_slice(&data[off..]);
+                Poll::Ready(Ok(false))
+            });
+            match step {
+                Poll::Pending => {
+                    if self.need_flush {
+                        ready!(Pin::new(&mut *dst).poll_flush(cx))?;
+                        self.need_flush = false;
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(eof)) => {
+                    if eof {
+                        self.state = DirState::ShuttingDown;
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            }
         }
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<'_, S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
     }
 }
 
@@ -340,6 +398,44 @@ mod tests {
     #[tokio::test]
     async fn copy_propagates_half_close() {
         half_close_roundtrip(false).await;
+    }
+
+    /// A client that reads slowly makes writes partial: the pending path must keep
+    /// every byte, in order.
+    #[tokio::test]
+    async fn copy_keeps_order_under_backpressure() {
+        let ((mut client, pc), (pb, mut server)) = pairs().await;
+        let (up, down) = (Counter::default(), Counter::default());
+        let proxy = tokio::spawn(async move {
+            copy_bidirectional(pc, pb, &up, &down, Duration::from_secs(5)).await
+        });
+        let data: Vec<u8> = (0..(8u32 << 20)).map(|i| (i % 253) as u8).collect();
+        let sent = data.clone();
+        let writer = tokio::spawn(async move {
+            server.write_all(&sent).await.unwrap();
+            server.shutdown().await.unwrap();
+            server
+        });
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = client.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            if got.len() % (512 * 1024) < n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        assert!(
+            got == data,
+            "received {} bytes, out of order or lost",
+            got.len()
+        );
+        drop(writer.await.unwrap());
+        client.shutdown().await.unwrap();
+        assert!(matches!(proxy.await.unwrap(), End::Closed));
     }
 
     #[tokio::test]
