@@ -1,9 +1,12 @@
 //! Moving bytes both ways between client and backend, with half-close and an idle
 //! timeout.
 //!
-//! - Plain TCP: [`splice_bidirectional`] moves bytes socket → pipe → socket with
-//!   splice(2), never copying them through userspace.
-//! - TLS (or `forwarding = "copy"`): [`copy_bidirectional`], tokio's buffered copy.
+//! - TLS: [`copy_bidirectional`] through a per-thread scratch buffer.
+//! - Plain TCP: [`forward_tcp`]. Each direction starts with the same copy; once it has
+//!   moved [`SPLICE_AFTER`] bytes (a bulk transfer, not a request/response exchange)
+//!   it switches to splice(2) socket → pipe → socket, which never copies the bytes
+//!   through userspace. Short connections never pay for creating pipes; bulk ones
+//!   take about half the CPU per byte (measured: docs/DATAPATH.md).
 //!
 //! In both, EOF from one side becomes `shutdown(SHUT_WR)` on the other while the other
 //! direction keeps flowing, so a client that closes its write side still receives the
@@ -19,6 +22,7 @@ use std::time::Duration;
 use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::time::Instant;
 
 /// Why forwarding ended.
@@ -94,7 +98,7 @@ where
         let a = upstream.poll(cx, &mut client, &mut backend, up, &activity)?;
         let b = downstream.poll(cx, &mut backend, &mut client, down, &activity)?;
         match (a, b) {
-            (Poll::Ready(()), Poll::Ready(())) => Poll::Ready(Ok::<(), io::Error>(())),
+            (Poll::Ready(_), Poll::Ready(_)) => Poll::Ready(Ok::<(), io::Error>(())),
             _ => Poll::Pending,
         }
     });
@@ -122,6 +126,18 @@ struct Direction {
     written: usize,
     need_flush: bool,
     state: DirState,
+    /// Stop copying (to splice instead) once this many bytes moved.
+    switch_after: Option<u64>,
+    moved: u64,
+}
+
+/// How a direction's copy ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// EOF forwarded (the destination is shut down for writing).
+    Done,
+    /// `switch_after` reached with nothing pending: continue with splice.
+    Switch,
 }
 
 #[derive(Default, PartialEq, Eq)]
@@ -140,14 +156,14 @@ impl Direction {
         dst: &mut W,
         counter: &Counter,
         activity: &Activity,
-    ) -> Poll<io::Result<()>>
+    ) -> Poll<io::Result<Outcome>>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
         loop {
             match self.state {
-                DirState::Done => return Poll::Ready(Ok(())),
+                DirState::Done => return Poll::Ready(Ok(Outcome::Done)),
                 DirState::ShuttingDown => {
                     // EOF from `src`: half-close `dst` (FIN, or close_notify + FIN).
                     ready!(Pin::new(&mut *dst).poll_shutdown(cx))?;
@@ -168,6 +184,10 @@ impl Direction {
                 self.pending = Vec::new();
                 self.written = 0;
             }
+            if self.switch_after.is_some_and(|limit| self.moved >= limit) {
+                ready!(Pin::new(&mut *dst).poll_flush(cx))?;
+                return Poll::Ready(Ok(Outcome::Switch));
+            }
             let step = SCRATCH_BUF.with_borrow_mut(|scratch| {
                 let mut buf = ReadBuf::new(scratch);
                 match Pin::new(&mut *src).poll_read(cx, &mut buf) {
@@ -184,6 +204,7 @@ impl Direction {
                     return Poll::Ready(Ok(true));
                 }
                 counter.inc_by(data.len() as u64);
+                self.moved += data.len() as u64;
                 activity.touch();
                 let mut off = 0;
                 while off < data.len() {
@@ -221,27 +242,29 @@ impl Direction {
     }
 }
 
+/// Bytes a plain TCP direction copies before it switches to splice(2).
+pub const SPLICE_AFTER: u64 = 128 * 1024;
+
 /// Pipe capacity requested per direction (the kernel default is 64 KiB).
 const PIPE_SIZE: usize = 256 * 1024;
 
-/// Moves bytes both ways with splice(2) until both sides closed, an error, or `idle`
-/// without traffic.
-pub async fn splice_bidirectional(
-    client: &TcpStream,
-    backend: &TcpStream,
+/// Forwards plain TCP both ways until both sides closed, an error, or `idle` without
+/// traffic. With `splice`, bulk directions switch to splice(2) (see the module doc).
+pub async fn forward_tcp(
+    client: &mut TcpStream,
+    backend: &mut TcpStream,
     up: &Counter,
     down: &Counter,
     idle: Duration,
+    splice: bool,
 ) -> End {
-    let (up_pipe, down_pipe) = match (Pipe::new(), Pipe::new()) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => return End::Error(e),
-    };
     let activity = Activity::new();
+    let (client_r, client_w) = client.split();
+    let (backend_r, backend_w) = backend.split();
     let both = async {
         tokio::try_join!(
-            splice_one_way(client, backend, &up_pipe, up, &activity),
-            splice_one_way(backend, client, &down_pipe, down, &activity),
+            tcp_direction(client_r, backend_w, up, &activity, splice),
+            tcp_direction(backend_r, client_w, down, &activity, splice),
         )
     };
     tokio::select! {
@@ -250,6 +273,27 @@ pub async fn splice_bidirectional(
             Err(e) => End::Error(e),
         },
         _ = activity.idle(idle) => End::Idle,
+    }
+}
+
+async fn tcp_direction(
+    mut src: ReadHalf<'_>,
+    mut dst: WriteHalf<'_>,
+    counter: &Counter,
+    activity: &Activity,
+    splice: bool,
+) -> io::Result<()> {
+    let mut copy = Direction {
+        switch_after: splice.then_some(SPLICE_AFTER),
+        ..Direction::default()
+    };
+    let outcome =
+        std::future::poll_fn(|cx| copy.poll(cx, &mut src, &mut dst, counter, activity)).await?;
+    match outcome {
+        Outcome::Done => Ok(()),
+        Outcome::Switch => {
+            splice_one_way(src.as_ref(), dst.as_ref(), &Pipe::new()?, counter, activity).await
+        }
     }
 }
 
@@ -281,6 +325,8 @@ async fn splice_one_way(
             };
         }
         counter.inc_by(in_pipe as u64);
+        #[cfg(test)]
+        SPLICED.fetch_add(in_pipe as u64, Ordering::Relaxed);
         activity.touch();
         while in_pipe > 0 {
             dst.writable().await?;
@@ -294,6 +340,10 @@ async fn splice_one_way(
         }
     }
 }
+
+/// Bytes moved by splice(2), for tests.
+#[cfg(test)]
+static SPLICED: AtomicU64 = AtomicU64::new(0);
 
 fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     // SAFETY: plain syscall on descriptors we own for the call's duration; null
@@ -361,16 +411,23 @@ mod tests {
         ((client, proxy_client_side), (proxy_backend_side, server))
     }
 
-    async fn half_close_roundtrip(use_splice: bool) {
-        let ((mut client, pc), (pb, mut server)) = pairs().await;
+    #[derive(Clone, Copy)]
+    enum Mode {
+        TcpSplice,
+        TcpCopy,
+        Generic,
+    }
+
+    async fn half_close_roundtrip(mode: Mode) {
+        let ((mut client, mut pc), (mut pb, mut server)) = pairs().await;
         let (up, down) = (Counter::default(), Counter::default());
         let (up2, down2) = (up.clone(), down.clone());
         let proxy = tokio::spawn(async move {
             let idle = Duration::from_secs(5);
-            if use_splice {
-                splice_bidirectional(&pc, &pb, &up2, &down2, idle).await
-            } else {
-                copy_bidirectional(pc, pb, &up2, &down2, idle).await
+            match mode {
+                Mode::TcpSplice => forward_tcp(&mut pc, &mut pb, &up2, &down2, idle, true).await,
+                Mode::TcpCopy => forward_tcp(&mut pc, &mut pb, &up2, &down2, idle, false).await,
+                Mode::Generic => copy_bidirectional(pc, pb, &up2, &down2, idle).await,
             }
         });
         client.write_all(b"request").await.unwrap();
@@ -392,12 +449,20 @@ mod tests {
 
     #[tokio::test]
     async fn splice_propagates_half_close() {
-        half_close_roundtrip(true).await;
+        let before = SPLICED.load(Ordering::Relaxed);
+        half_close_roundtrip(Mode::TcpSplice).await;
+        // The 1 MiB response went through splice after the first SPLICE_AFTER bytes.
+        assert!(SPLICED.load(Ordering::Relaxed) - before >= (1 << 20) - SPLICE_AFTER);
+    }
+
+    #[tokio::test]
+    async fn tcp_copy_propagates_half_close() {
+        half_close_roundtrip(Mode::TcpCopy).await;
     }
 
     #[tokio::test]
     async fn copy_propagates_half_close() {
-        half_close_roundtrip(false).await;
+        half_close_roundtrip(Mode::Generic).await;
     }
 
     /// A client that reads slowly makes writes partial: the pending path must keep
@@ -440,9 +505,10 @@ mod tests {
 
     #[tokio::test]
     async fn idle_timeout_ends_forwarding() {
-        let ((_client, pc), (pb, _server)) = pairs().await;
+        let ((_client, mut pc), (mut pb, _server)) = pairs().await;
         let (up, down) = (Counter::default(), Counter::default());
-        let end = splice_bidirectional(&pc, &pb, &up, &down, Duration::from_millis(200)).await;
+        let idle = Duration::from_millis(200);
+        let end = forward_tcp(&mut pc, &mut pb, &up, &down, idle, true).await;
         assert!(matches!(end, End::Idle));
     }
 }
