@@ -27,10 +27,14 @@ pub async fn handle(
     runtime: Arc<ListenerRuntime>,
     shared: Arc<Shared>,
 ) {
-    tune(&stream);
-    let local = match stream.local_addr() {
-        Ok(a) => a,
-        Err(_) => return, // already gone
+    // TCP_NODELAY and keepalive come from the listening socket (inherited).
+    // The local address is only needed for a PROXY header.
+    let local = match state.pool.settings.proxy_protocol {
+        ProxyProtocol::None => None,
+        _ => match stream.local_addr() {
+            Ok(a) => Some(a),
+            Err(_) => return, // already gone
+        },
     };
     let listener = state.settings.name.as_str();
     let m = &runtime.metrics;
@@ -45,16 +49,18 @@ pub async fn handle(
         {
             return;
         }
+        let (mut stream, mut backend) = (stream, backend);
+        let splice = state.settings.forwarding == Forwarding::Splice;
         let idle = state.idle_timeout;
-        let end = match state.settings.forwarding {
-            Forwarding::Splice => {
-                splice::splice_bidirectional(&stream, &backend, &m.bytes_up, &m.bytes_down, idle)
-                    .await
-            }
-            Forwarding::Copy => {
-                splice::copy_bidirectional(stream, backend, &m.bytes_up, &m.bytes_down, idle).await
-            }
-        };
+        let end = splice::forward_tcp(
+            &mut stream,
+            &mut backend,
+            &m.bytes_up,
+            &m.bytes_down,
+            idle,
+            splice,
+        )
+        .await;
         log_end(listener, peer, end);
         return;
     };
@@ -183,7 +189,7 @@ async fn connect_backend(
                 backend.metrics.connections.inc();
                 backend.metrics.active.inc();
                 backend.record(true, Source::Traffic, &settings.health, "");
-                tune(&stream);
+                let _ = tune(socket2::SockRef::from(&stream));
                 return Some((stream, BackendGuard(backend.clone())));
             }
             Ok(Err(e)) => e.to_string(),
@@ -206,10 +212,13 @@ async fn send_proxy_header(
     pool: &Pool,
     backend: &TcpStream,
     client: SocketAddr,
-    local: SocketAddr,
+    local: Option<SocketAddr>,
     sni: Option<&str>,
     alpn: Option<&[u8]>,
 ) -> io::Result<()> {
+    let Some(local) = local else {
+        return Ok(());
+    };
     let header = proxy_protocol::Header {
         client,
         local,
@@ -233,12 +242,14 @@ async fn send_proxy_header(
     Ok(())
 }
 
-fn tune(stream: &TcpStream) {
-    let _ = stream.set_nodelay(true);
+/// TCP_NODELAY and keepalive on a backend socket; `server::bind` sets the same on
+/// listening sockets, whose accepted sockets inherit them.
+pub fn tune(socket: socket2::SockRef<'_>) -> io::Result<()> {
+    socket.set_tcp_nodelay(true)?;
     let keepalive = socket2::TcpKeepalive::new()
         .with_time(KEEPALIVE_TIME)
         .with_interval(KEEPALIVE_INTERVAL);
-    let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive);
+    socket.set_tcp_keepalive(&keepalive)
 }
 
 fn log_end(listener: &str, peer: SocketAddr, end: End) {

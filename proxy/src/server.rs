@@ -68,7 +68,8 @@ impl RunningListener {
 }
 
 /// Binds a listening socket: SO_REUSEADDR, SO_REUSEPORT (a reload can bind a new
-/// socket before closing the old one), IPV6_V6ONLY for IPv6 addresses.
+/// socket before closing the old one), IPV6_V6ONLY for IPv6 addresses, and
+/// TCP_NODELAY + keepalive, which accepted sockets inherit.
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
@@ -77,6 +78,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
+    crate::connection::tune(socket2::SockRef::from(&socket))?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
@@ -337,6 +339,19 @@ mod tests {
             p.0.lock().unwrap().is_empty(),
             "released entries are removed"
         );
+    }
+
+    #[tokio::test]
+    async fn accepted_sockets_inherit_nodelay_and_keepalive() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(accepted.nodelay().unwrap());
+        let s = socket2::SockRef::from(&accepted);
+        assert!(s.keepalive().unwrap());
+        assert_eq!(s.tcp_keepalive_time().unwrap(), Duration::from_secs(60));
+        assert_eq!(s.tcp_keepalive_interval().unwrap(), Duration::from_secs(10));
     }
 
     #[test]

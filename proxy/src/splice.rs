@@ -1,9 +1,12 @@
 //! Moving bytes both ways between client and backend, with half-close and an idle
 //! timeout.
 //!
-//! - Plain TCP: [`splice_bidirectional`] moves bytes socket → pipe → socket with
-//!   splice(2), never copying them through userspace.
-//! - TLS (or `forwarding = "copy"`): [`copy_bidirectional`], tokio's buffered copy.
+//! - TLS: [`copy_bidirectional`] through a per-thread scratch buffer.
+//! - Plain TCP: [`forward_tcp`]. Each direction starts with the same copy; once it has
+//!   moved [`SPLICE_AFTER`] bytes (a bulk transfer, not a request/response exchange)
+//!   it switches to splice(2) socket → pipe → socket, which never copies the bytes
+//!   through userspace. Short connections never pay for creating pipes; bulk ones
+//!   take about half the CPU per byte (measured: docs/DATAPATH.md).
 //!
 //! In both, EOF from one side becomes `shutdown(SHUT_WR)` on the other while the other
 //! direction keeps flowing, so a client that closes its write side still receives the
@@ -13,12 +16,13 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::time::Instant;
 
 /// Why forwarding ended.
@@ -70,11 +74,15 @@ impl Default for Activity {
     }
 }
 
-/// Copies both ways through userspace buffers until both sides closed, an error, or
-/// `idle` without traffic. `up` counts client→backend bytes, `down` the other way.
+/// Copies both ways through userspace until both sides closed, an error, or `idle`
+/// without traffic. `up` counts client→backend bytes, `down` the other way.
+///
+/// Reads go into one per-thread scratch buffer and are written on at once; only
+/// what the destination does not take right away is kept, per connection, until it
+/// drains. An idle connection therefore holds no copy buffer at all.
 pub async fn copy_bidirectional<C, B>(
-    client: C,
-    backend: B,
+    mut client: C,
+    mut backend: B,
     up: &Counter,
     down: &Counter,
     idle: Duration,
@@ -84,106 +92,179 @@ where
     B: AsyncRead + AsyncWrite + Unpin,
 {
     let activity = Activity::new();
-    let mut client = Counted {
-        inner: client,
-        counter: up,
-        activity: &activity,
-    };
-    let mut backend = Counted {
-        inner: backend,
-        counter: down,
-        activity: &activity,
-    };
+    let mut upstream = Direction::default();
+    let mut downstream = Direction::default();
+    let both = std::future::poll_fn(|cx| {
+        let a = upstream.poll(cx, &mut client, &mut backend, up, &activity)?;
+        let b = downstream.poll(cx, &mut backend, &mut client, down, &activity)?;
+        match (a, b) {
+            (Poll::Ready(_), Poll::Ready(_)) => Poll::Ready(Ok::<(), io::Error>(())),
+            _ => Poll::Pending,
+        }
+    });
     tokio::select! {
-        r = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut backend, COPY_BUF, COPY_BUF) => match r {
-            Ok(_) => End::Closed,
+        r = both => match r {
+            Ok(()) => End::Closed,
             Err(e) => End::Error(e),
         },
         _ = activity.idle(idle) => End::Idle,
     }
 }
 
-/// Buffer per direction for the userspace copy (four TLS records).
-const COPY_BUF: usize = 64 * 1024;
+/// Scratch buffer per thread for [`copy_bidirectional`] (four TLS records).
+const SCRATCH: usize = 64 * 1024;
 
-/// Counts bytes read and records activity. A TLS peer that closes TCP without
-/// close_notify reads as EOF here (a half-close), not as an error that would cut
-/// the other direction.
-struct Counted<'a, S> {
-    inner: S,
-    counter: &'a Counter,
-    activity: &'a Activity,
+thread_local! {
+    static SCRATCH_BUF: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; SCRATCH].into_boxed_slice());
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Counted<'_, S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
+#[derive(Default)]
+struct Direction {
+    /// Bytes read but not yet accepted by the destination.
+    pending: Vec<u8>,
+    written: usize,
+    need_flush: bool,
+    state: DirState,
+    /// Stop copying (to splice instead) once this many bytes moved.
+    switch_after: Option<u64>,
+    moved: u64,
+}
+
+/// How a direction's copy ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// EOF forwarded (the destination is shut down for writing).
+    Done,
+    /// `switch_after` reached with nothing pending: continue with splice.
+    Switch,
+}
+
+#[derive(Default, PartialEq, Eq)]
+enum DirState {
+    #[default]
+    Copying,
+    ShuttingDown,
+    Done,
+}
+
+impl Direction {
+    fn poll<R, W>(
+        &mut self,
         cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        match Pin::new(&mut self.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                let n = buf.filled().len() - before;
-                if n > 0 {
-                    self.counter.inc_by(n as u64);
-                    self.activity.touch();
+        src: &mut R,
+        dst: &mut W,
+        counter: &Counter,
+        activity: &Activity,
+    ) -> Poll<io::Result<Outcome>>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        loop {
+            match self.state {
+                DirState::Done => return Poll::Ready(Ok(Outcome::Done)),
+                DirState::ShuttingDown => {
+                    // EOF from `src`: half-close `dst` (FIN, or close_notify + FIN).
+                    ready!(Pin::new(&mut *dst).poll_shutdown(cx))?;
+                    self.state = DirState::Done;
+                    continue;
                 }
-                Poll::Ready(Ok(()))
+                DirState::Copying => {}
             }
-            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Poll::Ready(Ok(())),
-            other => other,
+            while self.written < self.pending.len() {
+                let n = ready!(Pin::new(&mut *dst).poll_write(cx, &self.pending[self.written..]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                self.written += n;
+                self.need_flush = true;
+            }
+            if !self.pending.is_empty() {
+                self.pending = Vec::new();
+                self.written = 0;
+            }
+            if self.switch_after.is_some_and(|limit| self.moved >= limit) {
+                ready!(Pin::new(&mut *dst).poll_flush(cx))?;
+                return Poll::Ready(Ok(Outcome::Switch));
+            }
+            let step = SCRATCH_BUF.with_borrow_mut(|scratch| {
+                let mut buf = ReadBuf::new(scratch);
+                match Pin::new(&mut *src).poll_read(cx, &mut buf) {
+                    Poll::Pending => return Poll::Pending,
+                    // A TLS peer closing without close_notify: treat as EOF.
+                    Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        return Poll::Ready(Ok(true));
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Ready(Ok(())) => {}
+                }
+                let data = buf.filled();
+                if data.is_empty() {
+                    return Poll::Ready(Ok(true));
+                }
+                counter.inc_by(data.len() as u64);
+                self.moved += data.len() as u64;
+                activity.touch();
+                let mut off = 0;
+                while off < data.len() {
+                    match Pin::new(&mut *dst).poll_write(cx, &data[off..]) {
+                        Poll::Ready(Ok(0)) => {
+                            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                        }
+                        Poll::Ready(Ok(n)) => {
+                            off += n;
+                            self.need_flush = true;
+                        }
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => break,
+                    }
+                }
+                self.pending.extend_from_slice(&data[off..]);
+                Poll::Ready(Ok(false))
+            });
+            match step {
+                Poll::Pending => {
+                    if self.need_flush {
+                        ready!(Pin::new(&mut *dst).poll_flush(cx))?;
+                        self.need_flush = false;
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(eof)) => {
+                    if eof {
+                        self.state = DirState::ShuttingDown;
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            }
         }
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<'_, S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
+/// Bytes a plain TCP direction copies before it switches to splice(2).
+pub const SPLICE_AFTER: u64 = 128 * 1024;
 
 /// Pipe capacity requested per direction (the kernel default is 64 KiB).
 const PIPE_SIZE: usize = 256 * 1024;
 
-/// Moves bytes both ways with splice(2) until both sides closed, an error, or `idle`
-/// without traffic.
-pub async fn splice_bidirectional(
-    client: &TcpStream,
-    backend: &TcpStream,
+/// Forwards plain TCP both ways until both sides closed, an error, or `idle` without
+/// traffic. With `splice`, bulk directions switch to splice(2) (see the module doc).
+pub async fn forward_tcp(
+    client: &mut TcpStream,
+    backend: &mut TcpStream,
     up: &Counter,
     down: &Counter,
     idle: Duration,
+    splice: bool,
 ) -> End {
-    let (up_pipe, down_pipe) = match (Pipe::new(), Pipe::new()) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => return End::Error(e),
-    };
     let activity = Activity::new();
+    let (client_r, client_w) = client.split();
+    let (backend_r, backend_w) = backend.split();
     let both = async {
         tokio::try_join!(
-            splice_one_way(client, backend, &up_pipe, up, &activity),
-            splice_one_way(backend, client, &down_pipe, down, &activity),
+            tcp_direction(client_r, backend_w, up, &activity, splice),
+            tcp_direction(backend_r, client_w, down, &activity, splice),
         )
     };
     tokio::select! {
@@ -192,6 +273,27 @@ pub async fn splice_bidirectional(
             Err(e) => End::Error(e),
         },
         _ = activity.idle(idle) => End::Idle,
+    }
+}
+
+async fn tcp_direction(
+    mut src: ReadHalf<'_>,
+    mut dst: WriteHalf<'_>,
+    counter: &Counter,
+    activity: &Activity,
+    splice: bool,
+) -> io::Result<()> {
+    let mut copy = Direction {
+        switch_after: splice.then_some(SPLICE_AFTER),
+        ..Direction::default()
+    };
+    let outcome =
+        std::future::poll_fn(|cx| copy.poll(cx, &mut src, &mut dst, counter, activity)).await?;
+    match outcome {
+        Outcome::Done => Ok(()),
+        Outcome::Switch => {
+            splice_one_way(src.as_ref(), dst.as_ref(), &Pipe::new()?, counter, activity).await
+        }
     }
 }
 
@@ -223,6 +325,8 @@ async fn splice_one_way(
             };
         }
         counter.inc_by(in_pipe as u64);
+        #[cfg(test)]
+        SPLICED.fetch_add(in_pipe as u64, Ordering::Relaxed);
         activity.touch();
         while in_pipe > 0 {
             dst.writable().await?;
@@ -236,6 +340,10 @@ async fn splice_one_way(
         }
     }
 }
+
+/// Bytes moved by splice(2), for tests.
+#[cfg(test)]
+static SPLICED: AtomicU64 = AtomicU64::new(0);
 
 fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     // SAFETY: plain syscall on descriptors we own for the call's duration; null
@@ -303,16 +411,23 @@ mod tests {
         ((client, proxy_client_side), (proxy_backend_side, server))
     }
 
-    async fn half_close_roundtrip(use_splice: bool) {
-        let ((mut client, pc), (pb, mut server)) = pairs().await;
+    #[derive(Clone, Copy)]
+    enum Mode {
+        TcpSplice,
+        TcpCopy,
+        Generic,
+    }
+
+    async fn half_close_roundtrip(mode: Mode) {
+        let ((mut client, mut pc), (mut pb, mut server)) = pairs().await;
         let (up, down) = (Counter::default(), Counter::default());
         let (up2, down2) = (up.clone(), down.clone());
         let proxy = tokio::spawn(async move {
             let idle = Duration::from_secs(5);
-            if use_splice {
-                splice_bidirectional(&pc, &pb, &up2, &down2, idle).await
-            } else {
-                copy_bidirectional(pc, pb, &up2, &down2, idle).await
+            match mode {
+                Mode::TcpSplice => forward_tcp(&mut pc, &mut pb, &up2, &down2, idle, true).await,
+                Mode::TcpCopy => forward_tcp(&mut pc, &mut pb, &up2, &down2, idle, false).await,
+                Mode::Generic => copy_bidirectional(pc, pb, &up2, &down2, idle).await,
             }
         });
         client.write_all(b"request").await.unwrap();
@@ -334,19 +449,66 @@ mod tests {
 
     #[tokio::test]
     async fn splice_propagates_half_close() {
-        half_close_roundtrip(true).await;
+        let before = SPLICED.load(Ordering::Relaxed);
+        half_close_roundtrip(Mode::TcpSplice).await;
+        // The 1 MiB response went through splice after the first SPLICE_AFTER bytes.
+        assert!(SPLICED.load(Ordering::Relaxed) - before >= (1 << 20) - SPLICE_AFTER);
+    }
+
+    #[tokio::test]
+    async fn tcp_copy_propagates_half_close() {
+        half_close_roundtrip(Mode::TcpCopy).await;
     }
 
     #[tokio::test]
     async fn copy_propagates_half_close() {
-        half_close_roundtrip(false).await;
+        half_close_roundtrip(Mode::Generic).await;
+    }
+
+    /// A client that reads slowly makes writes partial: the pending path must keep
+    /// every byte, in order.
+    #[tokio::test]
+    async fn copy_keeps_order_under_backpressure() {
+        let ((mut client, pc), (pb, mut server)) = pairs().await;
+        let (up, down) = (Counter::default(), Counter::default());
+        let proxy = tokio::spawn(async move {
+            copy_bidirectional(pc, pb, &up, &down, Duration::from_secs(5)).await
+        });
+        let data: Vec<u8> = (0..(8u32 << 20)).map(|i| (i % 253) as u8).collect();
+        let sent = data.clone();
+        let writer = tokio::spawn(async move {
+            server.write_all(&sent).await.unwrap();
+            server.shutdown().await.unwrap();
+            server
+        });
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = client.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            if got.len() % (512 * 1024) < n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        assert!(
+            got == data,
+            "received {} bytes, out of order or lost",
+            got.len()
+        );
+        drop(writer.await.unwrap());
+        client.shutdown().await.unwrap();
+        assert!(matches!(proxy.await.unwrap(), End::Closed));
     }
 
     #[tokio::test]
     async fn idle_timeout_ends_forwarding() {
-        let ((_client, pc), (pb, _server)) = pairs().await;
+        let ((_client, mut pc), (mut pb, _server)) = pairs().await;
         let (up, down) = (Counter::default(), Counter::default());
-        let end = splice_bidirectional(&pc, &pb, &up, &down, Duration::from_millis(200)).await;
+        let idle = Duration::from_millis(200);
+        let end = forward_tcp(&mut pc, &mut pb, &up, &down, idle, true).await;
         assert!(matches!(end, End::Idle));
     }
 }

@@ -23,9 +23,26 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::{self, ConfigIssue, KeyPath, TlsVersion};
 
-/// The crypto provider every TLS object of the proxy uses.
+/// The crypto provider every TLS object of the proxy uses: aws-lc-rs with the
+/// server's cipher preference AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305 (see
+/// [`server_config`]: the server's order wins). AES-128-GCM's SHA-256 key schedule
+/// and 10-round cipher cost less per handshake and per byte than AES-256-GCM with
+/// SHA-384, at a security level no attack comes near.
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    use rustls::crypto::aws_lc_rs::cipher_suite as cs;
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.cipher_suites = vec![
+        cs::TLS13_AES_128_GCM_SHA256,
+        cs::TLS13_AES_256_GCM_SHA384,
+        cs::TLS13_CHACHA20_POLY1305_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    ];
+    Arc::new(provider)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -241,6 +258,7 @@ pub fn server_config(
         .map_err(|e| ConfigIssue::new(at.key("min_version"), e.to_string()))?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
+    config.ignore_client_order = true;
     config.alpn_protocols = tls.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     if tls.session_tickets {
         let ticketer = match &sessions.ticketer {

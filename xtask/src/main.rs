@@ -1,4 +1,6 @@
 //! Project tasks. `cargo xtask --help` lists them.
+mod bench_client;
+mod bench_tls;
 mod bench_xdp;
 #[allow(dead_code)] // shared with proxy/build.rs, which uses other parts
 mod ebpf_build;
@@ -42,17 +44,22 @@ enum Task {
         #[arg(long)]
         keep: bool,
     },
-    /// Benchmarks (not tests): `xdp`.
+    /// Benchmarks (not tests; root): `xdp`, `tls`.
     Bench {
         #[command(subcommand)]
         which: Bench,
     },
+    /// The benchmarks' load generator (started by `bench`, inside its namespace).
+    #[command(hide = true)]
+    BenchClient(bench_client::ClientArgs),
 }
 
 #[derive(Subcommand)]
 enum Bench {
     /// ns/packet of the XDP program per fixture class vs a bare XDP_DROP (BPF_PROG_TEST_RUN).
     Xdp(bench_xdp::Args),
+    /// proxy vs HAProxy vs NGINX: TLS handshakes, bulk, plain TCP, latency, memory.
+    Tls(bench_tls::Args),
 }
 
 pub fn workspace_root() -> PathBuf {
@@ -92,6 +99,13 @@ fn main() -> anyhow::Result<()> {
         Task::Bench {
             which: Bench::Xdp(args),
         } => bench_xdp::run(args),
+        Task::Bench {
+            which: Bench::Tls(args),
+        } => {
+            setup::run()?;
+            bench_tls::run(args, &workspace_root())
+        }
+        Task::BenchClient(args) => bench_client::run(args),
     }
 }
 

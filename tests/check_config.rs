@@ -1,0 +1,87 @@
+//! `proxy check-config`: exit status and messages for good and bad files. No root.
+mod harness;
+
+use std::process::Command;
+
+use harness::certs::{self, KeyType};
+
+fn check(path: &std::path::Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_proxy"))
+        .arg("check-config")
+        .arg(path)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+fn config(cert: &str, key: &str, extra: &str) -> String {
+    format!(
+        r#"[[listener]]
+name = "web"
+bind = "127.0.0.1:8443"
+pool = "app"
+{extra}
+[listener.tls]
+certificates = [{{ cert = "{cert}", key = "{key}" }}]
+
+[[pool]]
+name = "app"
+backends = [{{ address = "127.0.0.1:8080" }}]
+"#
+    )
+}
+
+#[test]
+fn check_config_reports_file_line_key_and_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let ec = certs::write(dir.path(), "ec", KeyType::EcdsaP256, "a.test", &["a.test"]);
+    let other = certs::write(
+        dir.path(),
+        "other",
+        KeyType::EcdsaP256,
+        "b.test",
+        &["b.test"],
+    );
+    let file = dir.path().join("proxy.toml");
+    let (cert, key) = (ec.cert.display().to_string(), ec.key.display().to_string());
+    let shown = file.display().to_string();
+
+    std::fs::write(&file, config(&cert, &key, "")).unwrap();
+    let (ok, text) = check(&file);
+    assert!(ok, "{text}");
+    assert_eq!(text, format!("{shown}: OK\n"));
+
+    let cases = [
+        (
+            config(&cert, &key, "max_conections = 10"),
+            format!("{shown}:5:1: `listener[0].max_conections`: unknown field `max_conections`"),
+        ),
+        (
+            config(&cert, &key, "max_per_source = -1"),
+            format!("{shown}:5:18: `listener[0].max_per_source`: invalid value"),
+        ),
+        (
+            config(&format!("{cert}.missing"), &key, ""),
+            format!(
+                "{shown}:7:17: `listener[0].tls.certificates[0]`: cannot read \"{cert}.missing\": No such file or directory"
+            ),
+        ),
+        (
+            config(&key, &key, ""),
+            format!("`listener[0].tls.certificates[0]`: \"{key}\" holds no PEM certificate"),
+        ),
+        (
+            config(&cert, &other.key.display().to_string(), ""),
+            "does not belong to the certificate".to_string(),
+        ),
+    ];
+    for (text_in, want) in cases {
+        std::fs::write(&file, text_in).unwrap();
+        let (ok, text) = check(&file);
+        assert!(!ok, "accepted:\n{text}");
+        assert!(text.contains(&want), "want {want:?} in:\n{text}");
+    }
+}
