@@ -77,6 +77,34 @@ pub enum Mode {
         #[arg(long, default_value_t = 32)]
         connections: usize,
     },
+    /// TLS transactions: new connection, full handshake, one GET of `path`, close.
+    Transactions {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        ca: std::path::PathBuf,
+        #[arg(long)]
+        path: String,
+        #[arg(long)]
+        seconds: f64,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
+    /// One heavy attacking source, for `bench attack`: connections that send junk
+    /// instead of a ClientHello (`junk_concurrency` at a time) and a UDP flood of
+    /// `udp_pps` packets/s at `addr`, for `seconds`.
+    Attack {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long)]
+        seconds: f64,
+        #[arg(long, default_value_t = 64)]
+        junk_concurrency: usize,
+        #[arg(long, default_value_t = 100_000)]
+        udp_pps: u32,
+    },
     /// Opens `count` TLS connections, prints `ready`, holds them until stdin closes.
     Idle {
         #[arg(long)]
@@ -138,6 +166,31 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
                 seconds,
                 connections,
             } => latency(addr, &path, rate, seconds, connections).await,
+            Mode::Transactions {
+                addr,
+                name,
+                ca,
+                path,
+                seconds,
+                concurrency,
+            } => {
+                let tls = connector(&ca)?;
+                transactions(
+                    addr,
+                    tls,
+                    ServerName::try_from(name)?,
+                    &path,
+                    seconds,
+                    concurrency,
+                )
+                .await
+            }
+            Mode::Attack {
+                addr,
+                seconds,
+                junk_concurrency,
+                udp_pps,
+            } => attack(addr, seconds, junk_concurrency, udp_pps).await,
             Mode::Idle {
                 addr,
                 name,
@@ -358,6 +411,110 @@ async fn latency(
         "errors": errors.load(Ordering::Relaxed),
         "p50_us": pct(0.50),
         "p99_us": pct(0.99),
+        "seconds": start.elapsed().as_secs_f64(),
+    }))
+}
+
+async fn transactions(
+    addr: SocketAddr,
+    tls: TlsConnector,
+    name: ServerName<'static>,
+    path: &str,
+    seconds: f64,
+    concurrency: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let ok = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(seconds);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (ok, errors, tls, name, path) = (
+            ok.clone(),
+            errors.clone(),
+            tls.clone(),
+            name.clone(),
+            path.to_owned(),
+        );
+        tasks.spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while Instant::now() < deadline {
+                let result = tokio::time::timeout(Duration::from_secs(5), async {
+                    let tcp = TcpStream::connect(addr).await?;
+                    tcp.set_nodelay(true)?;
+                    let mut s = tls.connect(name.clone(), tcp).await?;
+                    get(&mut s, &path, &mut buf).await?;
+                    Ok::<(), std::io::Error>(())
+                })
+                .await;
+                match result {
+                    Ok(Ok(())) => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => errors.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(serde_json::json!({
+        "ok": ok.load(Ordering::Relaxed),
+        "errors": errors.load(Ordering::Relaxed),
+        "seconds": start.elapsed().as_secs_f64(),
+    }))
+}
+
+async fn attack(
+    addr: SocketAddr,
+    seconds: f64,
+    junk_concurrency: usize,
+    udp_pps: u32,
+) -> anyhow::Result<serde_json::Value> {
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(seconds);
+    // The UDP flood: a paced thread, bounded by `deadline`.
+    let udp = std::thread::spawn(move || {
+        let sock = std::net::UdpSocket::bind("0.0.0.0:0").expect("UDP socket");
+        let mut sent = 0u64;
+        let begin = Instant::now();
+        while Instant::now() < deadline {
+            let due = (begin.elapsed().as_secs_f64() * f64::from(udp_pps)) as u64;
+            while sent < due {
+                let _ = sock.send_to(&[0u8; 64], addr);
+                sent += 1;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        sent
+    });
+    let attempts = Arc::new(AtomicU64::new(0));
+    let connected = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..junk_concurrency {
+        let (attempts, connected) = (attempts.clone(), connected.clone());
+        tasks.spawn(async move {
+            while Instant::now() < deadline {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                // A timeout means the kernel dropped the SYN (blocked): try again.
+                let _ = tokio::time::timeout(Duration::from_millis(300), async {
+                    let mut s = TcpStream::connect(addr).await?;
+                    connected.fetch_add(1, Ordering::Relaxed);
+                    s.write_all(b"GET / HTTP/1.0\r\n\r\nthis is not TLS\r\n")
+                        .await?;
+                    let mut buf = [0u8; 256];
+                    let _ = s.read(&mut buf).await?;
+                    Ok::<(), std::io::Error>(())
+                })
+                .await;
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let udp_sent = udp
+        .join()
+        .map_err(|_| anyhow::anyhow!("UDP flood thread panicked"))?;
+    Ok(serde_json::json!({
+        "junk_attempts": attempts.load(Ordering::Relaxed),
+        "junk_connected": connected.load(Ordering::Relaxed),
+        "udp_sent": udp_sent,
         "seconds": start.elapsed().as_secs_f64(),
     }))
 }

@@ -431,11 +431,11 @@ fn check_errors(j: &serde_json::Value, product: Product, figure: Figure) -> anyh
     Ok(())
 }
 
-fn num(j: &serde_json::Value, key: &str) -> f64 {
+pub(crate) fn num(j: &serde_json::Value, key: &str) -> f64 {
     j[key].as_f64().unwrap_or(0.0)
 }
 
-fn median(v: &[f64]) -> f64 {
+pub(crate) fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
     match s.len() {
@@ -600,22 +600,22 @@ fn lb_nginx_conf(d: &Path) -> String {
 }
 
 /// A network namespace for the benchmark, deleted on drop (with what runs in it).
-struct Netns {
-    name: String,
+pub(crate) struct Netns {
+    pub(crate) name: String,
 }
 
 impl Netns {
-    fn new(role: &str) -> anyhow::Result<Netns> {
+    pub(crate) fn new(role: &str) -> anyhow::Result<Netns> {
         let name = format!("pxb{}-{role}", std::process::id());
         sh(&format!("ip netns add {name}"))?;
         Ok(Netns { name })
     }
 
-    fn sh(&self, cmd: &str) -> anyhow::Result<()> {
+    pub(crate) fn sh(&self, cmd: &str) -> anyhow::Result<()> {
         sh(&format!("ip netns exec {} sh -c \"{cmd}\"", self.name))
     }
 
-    fn command(&self, cpu: &str, cmd: &str) -> Command {
+    pub(crate) fn command(&self, cpu: &str, cmd: &str) -> Command {
         let mut c = Command::new("ip");
         c.args([
             "netns", "exec", &self.name, "taskset", "-c", cpu, "sh", "-c",
@@ -625,7 +625,7 @@ impl Netns {
     }
 
     /// Runs to completion (bounded by the program's own duration); stdout.
-    fn output(&self, cpu: &str, cmd: &str) -> anyhow::Result<String> {
+    pub(crate) fn output(&self, cpu: &str, cmd: &str) -> anyhow::Result<String> {
         let out = self.command(cpu, cmd).stderr(Stdio::inherit()).output()?;
         ensure!(
             out.status.success(),
@@ -653,12 +653,12 @@ impl Drop for Netns {
 }
 
 /// A process we started; stopped by PID (SIGTERM, then SIGKILL) on drop.
-struct Proc {
+pub(crate) struct Proc {
     child: Child,
 }
 
 impl Proc {
-    fn spawn(ns: &Netns, cpu: &str, cmd: &str) -> anyhow::Result<Proc> {
+    pub(crate) fn spawn(ns: &Netns, cpu: &str, cmd: &str) -> anyhow::Result<Proc> {
         let child = ns
             .command(cpu, cmd)
             .stdout(Stdio::null())
@@ -668,11 +668,11 @@ impl Proc {
         Ok(Proc { child })
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    fn stop(self) {}
+    pub(crate) fn stop(self) {}
 }
 
 impl Drop for Proc {
@@ -692,7 +692,7 @@ impl Drop for Proc {
     }
 }
 
-fn sh(cmd: &str) -> anyhow::Result<()> {
+pub(crate) fn sh(cmd: &str) -> anyhow::Result<()> {
     let out = Command::new("sh").arg("-c").arg(cmd).output()?;
     ensure!(
         out.status.success(),
@@ -713,7 +713,7 @@ fn which(tool: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn wait_listening(ns: &Netns, ports: &[u16]) -> anyhow::Result<()> {
+pub(crate) fn wait_listening(ns: &Netns, ports: &[u16]) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let out = Command::new("ip")
@@ -768,7 +768,7 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
 }
 
 /// User + system CPU seconds of `pid` and its descendants.
-fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     process_tree(pid)
@@ -796,7 +796,7 @@ fn rss_kib(pid: u32) -> f64 {
         .sum()
 }
 
-fn raise_fd_limit() {
+pub(crate) fn raise_fd_limit() {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

@@ -1,4 +1,5 @@
 //! Project tasks. `cargo xtask --help` lists them.
+mod bench_attack;
 mod bench_client;
 mod bench_tls;
 mod bench_xdp;
@@ -60,6 +61,8 @@ enum Bench {
     Xdp(bench_xdp::Args),
     /// proxy vs HAProxy vs NGINX: TLS handshakes, bulk, plain TCP, latency, memory.
     Tls(bench_tls::Args),
+    /// Legitimate TLS transactions/s: no flood, flood + XDP, flood without XDP.
+    Attack(bench_attack::Args),
 }
 
 pub fn workspace_root() -> PathBuf {
@@ -104,6 +107,12 @@ fn main() -> anyhow::Result<()> {
         } => {
             setup::run()?;
             bench_tls::run(args, &workspace_root())
+        }
+        Task::Bench {
+            which: Bench::Attack(args),
+        } => {
+            setup::run()?;
+            bench_attack::run(args, &workspace_root())
         }
         Task::BenchClient(args) => bench_client::run(args),
     }
