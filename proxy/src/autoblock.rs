@@ -220,6 +220,7 @@ async fn run(
     counters: Arc<AutoblockCounters>,
 ) {
     let mut detector = Detector::new();
+    let mut no_xdp_warned: Option<Instant> = None;
     let mut prune = tokio::time::interval(Duration::from_secs(5));
     loop {
         let event = tokio::select! {
@@ -234,6 +235,21 @@ async fn run(
             continue;
         }
         if let Some(trigger) = detector.observe(&s, &event, Instant::now()) {
+            if xdp.maps().is_none() {
+                counters.skipped_no_xdp.fetch_add(1, Ordering::Relaxed);
+                // Without XDP this could be a line per threshold: say it once a minute.
+                if no_xdp_warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    no_xdp_warned = Some(Instant::now());
+                    warn!(
+                        source = %event.addr,
+                        trigger = trigger.label(),
+                        so_far = counters.skipped_no_xdp.load(Ordering::Relaxed),
+                        "auto-block thresholds reached, but no XDP program runs to block with (add [xdp]); \
+                         next such line in a minute at the earliest"
+                    );
+                }
+                continue;
+            }
             block(&s, &xdp, &counters, event.addr, trigger);
         }
     }
@@ -246,11 +262,7 @@ fn block(
     addr: IpAddr,
     trigger: Trigger,
 ) {
-    let Some(maps) = xdp.maps() else {
-        counters.skipped_no_xdp.fetch_add(1, Ordering::Relaxed);
-        warn!(source = %addr, trigger = trigger.label(), "auto-block threshold reached, but no XDP program runs");
-        return;
-    };
+    let Some(maps) = xdp.maps() else { return };
     let mut maps = maps.lock().expect("maps lock");
     match maps.matching(List::Allow, addr) {
         Ok(Some(entry)) => {
