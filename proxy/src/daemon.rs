@@ -337,7 +337,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     serve(&daemon).await
 }
 
-/// Runs a started-or-not daemon's signal loop (start included).
+/// Starts `daemon` and runs its signal loop until SIGTERM/SIGINT and the drain.
 pub async fn serve(daemon: &Daemon) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;

@@ -6,6 +6,17 @@
 //! - [`ebpf`]: the kernel half's loader (load, attach, pin, detach) and typed map
 //!   handles; the only code that knows map names.
 //! - [`logging`]: `tracing` set-up (text or JSON), aya-log bridge.
+//!
+//! The userspace data path (docs/DATAPATH.md):
+//! - [`daemon`]: start, SIGHUP reload, SIGTERM/SIGINT drain; the `Subsystem` hook.
+//! - [`server`]: listening sockets, accept loop, connection limits.
+//! - [`connection`]: one connection: TLS handshake → backend → PROXY header → forward.
+//! - [`splice`]: moving bytes both ways (copy, splice(2)), half-close, idle timeout.
+//! - [`tls`]: certificates, SNI resolver, rustls `ServerConfig`.
+//! - [`balance`]: the Maglev table and the backend pools; [`health`]: active checks.
+//! - [`proxy_protocol`]: PROXY v1/v2 headers.
+//! - [`metrics`]: every metric, one Prometheus registry.
+//! - [`events`]: per-source events for automatic blocking.
 pub mod balance;
 pub mod cli;
 pub mod config;
