@@ -46,27 +46,20 @@ fn finish(download: harness::Proc, file: &str, want: &[u8]) {
     assert!(got == want, "download corrupted");
 }
 
+/// One plain listener on port 8080 to the lab's backends, with this drain deadline.
+fn plain_config(lab: &Lab, drain: &str) -> String {
+    format!(
+        "[[listener]]\nname = \"web\"\nbind = \"{}:8080\"\npool = \"web\"\n\n\
+         [[pool]]\nname = \"web\"\n{}\n\n[timeouts]\ndrain = \"{drain}\"\n",
+        lab.lb_ip(),
+        lab.backends_toml()
+    )
+}
+
 #[test]
 fn sigterm_drains_in_flight_downloads() {
     let mut lab = lab(1);
-    let config = format!(
-        r#"
-[[listener]]
-name = "web"
-bind = "{lb}:8080"
-pool = "web"
-
-[[pool]]
-name = "web"
-{backends}
-
-[timeouts]
-drain = "30s"
-"#,
-        lb = lab.lb_ip(),
-        backends = lab.backends_toml(),
-    );
-    lab.start_proxy(&config);
+    lab.start_proxy(&plain_config(&lab, "30s"));
     let url = format!("http://{}:8080/big", lab.lb_ip());
     let file = lab.path("drain.out");
     let download = slow_download(&lab, &url, "", &file);
@@ -89,24 +82,7 @@ drain = "30s"
 #[test]
 fn drain_deadline_cuts_what_is_left() {
     let mut lab = lab(1);
-    let config = format!(
-        r#"
-[[listener]]
-name = "web"
-bind = "{lb}:8080"
-pool = "web"
-
-[[pool]]
-name = "web"
-{backends}
-
-[timeouts]
-drain = "1s"
-"#,
-        lb = lab.lb_ip(),
-        backends = lab.backends_toml(),
-    );
-    lab.start_proxy(&config);
+    lab.start_proxy(&plain_config(&lab, "1s"));
     let file = lab.path("cut.out");
     let download = slow_download(&lab, &format!("http://{}:8080/big", lab.lb_ip()), "", &file);
     wait_started(&file);

@@ -414,38 +414,50 @@ name = "web"
     lab.start_proxy(&config);
     let lb = lab.lb_ip().to_string();
     in_netns(&lab.topo.host(1).ns, || {
+        // One keep-alive request; true if nginx answered through the proxy.
         let request = |s: &mut TcpStream| -> bool {
             s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let _ = s.write_all(b"GET /name HTTP/1.0\r\n\r\n");
+            if s.write_all(b"GET /name HTTP/1.1\r\nHost: t\r\n\r\n")
+                .is_err()
+            {
+                return false;
+            }
             let mut out = Vec::new();
-            let _ = s.read_to_end(&mut out);
-            out.ends_with(b"be0\n")
+            let mut buf = [0u8; 1024];
+            while !out.ends_with(b"be0\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                }
+            }
+            true
         };
         for (port, allowed) in [(8080, 2), (8081, 1)] {
             let target = format!("{lb}:{port}");
+            // Served (so accepted and counted), and kept open.
             let mut open: Vec<TcpStream> = (0..allowed)
                 .map(|_| TcpStream::connect(&target).unwrap())
                 .collect();
-            // Give the proxy time to accept (and count) them before the next one.
-            std::thread::sleep(Duration::from_millis(200));
-            let mut over = TcpStream::connect(&target).unwrap();
-            assert!(
-                !request(&mut over),
-                "port {port}: connection over the limit was served"
-            );
             for s in &mut open {
                 assert!(
                     request(s),
                     "port {port}: connection within the limit was not served"
                 );
             }
-            drop(open);
-            std::thread::sleep(Duration::from_millis(200));
-            let mut again = TcpStream::connect(&target).unwrap();
+            let mut over = TcpStream::connect(&target).unwrap();
             assert!(
-                request(&mut again),
-                "port {port}: places are released on close"
+                !request(&mut over),
+                "port {port}: connection over the limit was served"
             );
+            for s in &mut open {
+                assert!(request(s), "port {port}: open connections keep working");
+            }
+            drop(open);
+            // Places are released once the proxy sees the closes.
+            harness::wait_for("a place to free up", Duration::from_secs(10), || {
+                let mut again = TcpStream::connect(&target).ok()?;
+                request(&mut again).then_some(())
+            });
         }
     });
 }

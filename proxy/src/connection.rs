@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
@@ -13,7 +14,7 @@ use crate::balance::{Backend, KeyInput, Pool, Source};
 use crate::config::{Forwarding, ProxyProtocol};
 use crate::events::{SourceEvent, SourceEventKind};
 use crate::proxy_protocol;
-use crate::server::{ListenerRuntime, ListenerState, Shared};
+use crate::server::{ListenerRuntime, ListenerState, Shared, TlsListener};
 use crate::splice::{self, End};
 
 /// TCP keepalive on both sides: first probe after 60 s idle, then every 10 s.
@@ -36,88 +37,69 @@ pub async fn handle(
             Err(_) => return, // already gone
         },
     };
+    let end = match &state.tls {
+        None => plain(stream, peer, local, &state, &runtime).await,
+        Some(tls) => terminate_tls(stream, peer, local, tls, &state, &runtime, &shared).await,
+    };
     let listener = state.settings.name.as_str();
-    let m = &runtime.metrics;
-    let Some(acceptor) = &state.tls else {
-        let Some((backend, _guard)) = connect_backend(&state.pool, peer, None, &runtime).await
-        else {
-            return;
-        };
-        if send_proxy_header(&state.pool, &backend, peer, local, None, None)
-            .await
-            .is_err()
-        {
-            return;
+    match end {
+        None | Some(End::Closed) => tracing::trace!(listener, %peer, "connection closed"),
+        Some(End::Idle) => tracing::debug!(listener, %peer, "connection idle, closed"),
+        Some(End::Error(e)) => {
+            tracing::debug!(listener, %peer, error = %e, "connection ended with an error")
         }
-        let (mut stream, mut backend) = (stream, backend);
-        let splice = state.settings.forwarding == Forwarding::Splice;
-        let idle = state.idle_timeout;
-        let end = splice::forward_tcp(
-            &mut stream,
-            &mut backend,
-            &m.bytes_up,
-            &m.bytes_down,
-            idle,
-            splice,
-        )
-        .await;
-        log_end(listener, peer, end);
-        return;
-    };
+    }
+}
 
-    let Some(tls_settings) = &state.settings.tls else {
-        return;
-    };
-    let handshake = timeout(tls_settings.handshake_timeout, acceptor.accept(stream)).await;
-    let tls = match handshake {
-        Ok(Ok(tls)) => tls,
+/// Plain TCP: connect, PROXY header, forward. `None` if it never got to forwarding.
+async fn plain(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+    state: &ListenerState,
+    runtime: &ListenerRuntime,
+) -> Option<End> {
+    let (mut backend, _guard) = connect_backend(&state.pool, peer, None, runtime).await?;
+    let header = proxy_header(&state.pool, peer, local, None, None);
+    backend.write_all(&header).await.ok()?;
+    let m = &runtime.metrics;
+    let splice = state.settings.forwarding == Forwarding::Splice;
+    let (up, down, idle) = (&m.bytes_up, &m.bytes_down, state.idle_timeout);
+    Some(splice::forward_tcp(&mut stream, &mut backend, up, down, idle, splice).await)
+}
+
+/// TLS: handshake (within the timeout), connect, PROXY header, forward.
+async fn terminate_tls(
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+    tls: &TlsListener,
+    state: &ListenerState,
+    runtime: &ListenerRuntime,
+    shared: &Shared,
+) -> Option<End> {
+    let client = match timeout(tls.handshake_timeout, tls.acceptor.accept(stream)).await {
+        Ok(Ok(client)) => client,
         Ok(Err(e)) => {
             let reason = crate::tls::failure_reason(&e);
-            handshake_failed(&state, &runtime, &shared, peer, reason, &e.to_string());
-            return;
+            handshake_failed(state, runtime, shared, peer, reason, &e.to_string());
+            return None;
         }
         Err(_) => {
-            handshake_failed(
-                &state,
-                &runtime,
-                &shared,
-                peer,
-                "timeout",
-                "handshake timeout",
-            );
-            return;
+            let detail = "handshake timeout";
+            handshake_failed(state, runtime, shared, peer, "timeout", detail);
+            return None;
         }
     };
+    let m = &runtime.metrics;
     m.handshakes.inc();
-    let (sni, alpn) = {
-        let conn = tls.get_ref().1;
-        (
-            conn.server_name().map(str::to_owned),
-            conn.alpn_protocol().map(<[u8]>::to_vec),
-        )
-    };
-    let Some((backend, _guard)) =
-        connect_backend(&state.pool, peer, sni.as_deref(), &runtime).await
-    else {
-        return;
-    };
-    if send_proxy_header(
-        &state.pool,
-        &backend,
-        peer,
-        local,
-        sni.as_deref(),
-        alpn.as_deref(),
-    )
-    .await
-    .is_err()
-    {
-        return;
-    }
-    let end =
-        splice::copy_bidirectional(tls, backend, &m.bytes_up, &m.bytes_down, state.idle_timeout)
-            .await;
-    log_end(listener, peer, end);
+    let conn = client.get_ref().1;
+    let sni = conn.server_name();
+    let (mut backend, _guard) = connect_backend(&state.pool, peer, sni, runtime).await?;
+    let header = proxy_header(&state.pool, peer, local, sni, conn.alpn_protocol());
+    backend.write_all(&header).await.ok()?;
+    let (up, down, idle) = (&m.bytes_up, &m.bytes_down, state.idle_timeout);
+    Some(splice::copy_bidirectional(client, backend, up, down, idle).await)
 }
 
 fn handshake_failed(
@@ -201,23 +183,26 @@ async fn connect_backend(
         last_error = error;
     }
     runtime.metrics.no_backend.inc();
-    tracing::warn!(
-        pool = %pool.name(), %peer, error = last_error,
-        "no backend could be reached; closing the client connection"
-    );
+    let (log, suppressed) = runtime.no_backend_log.check(1);
+    if log {
+        tracing::warn!(
+            pool = %pool.name(), %peer, error = last_error, suppressed,
+            "no backend could be reached; closing the client connection"
+        );
+    }
     None
 }
 
-async fn send_proxy_header(
+/// The PROXY header the pool wants (empty for none).
+fn proxy_header(
     pool: &Pool,
-    backend: &TcpStream,
     client: SocketAddr,
     local: Option<SocketAddr>,
     sni: Option<&str>,
     alpn: Option<&[u8]>,
-) -> io::Result<()> {
+) -> Vec<u8> {
     let Some(local) = local else {
-        return Ok(());
+        return Vec::new();
     };
     let header = proxy_protocol::Header {
         client,
@@ -225,21 +210,11 @@ async fn send_proxy_header(
         sni,
         alpn,
     };
-    let bytes = match pool.settings.proxy_protocol {
-        ProxyProtocol::None => return Ok(()),
+    match pool.settings.proxy_protocol {
+        ProxyProtocol::None => Vec::new(),
         ProxyProtocol::V1 => proxy_protocol::v1(&header),
         ProxyProtocol::V2 => proxy_protocol::v2(&header),
-    };
-    let mut written = 0;
-    while written < bytes.len() {
-        backend.writable().await?;
-        match backend.try_write(&bytes[written..]) {
-            Ok(n) => written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
     }
-    Ok(())
 }
 
 /// TCP_NODELAY and keepalive on a backend socket; `server::bind` sets the same on
@@ -250,14 +225,4 @@ pub fn tune(socket: socket2::SockRef<'_>) -> io::Result<()> {
         .with_time(KEEPALIVE_TIME)
         .with_interval(KEEPALIVE_INTERVAL);
     socket.set_tcp_keepalive(&keepalive)
-}
-
-fn log_end(listener: &str, peer: SocketAddr, end: End) {
-    match end {
-        End::Closed => tracing::trace!(listener, %peer, "connection closed"),
-        End::Idle => tracing::debug!(listener, %peer, "connection idle, closed"),
-        End::Error(e) => {
-            tracing::debug!(listener, %peer, error = %e, "connection ended with an error")
-        }
-    }
 }

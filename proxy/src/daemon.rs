@@ -29,7 +29,7 @@ use crate::config::{self, Config, ConfigError, ConfigIssue, KeyPath};
 use crate::events::{NoopObserver, SourceObserver};
 use crate::health::{self, HealthChecks};
 use crate::metrics::Metrics;
-use crate::server::{self, ListenerState, OpenCount, RunningListener, Shared};
+use crate::server::{self, ListenerState, OpenCount, RunningListener, Shared, TlsListener};
 use crate::tls::{self, SessionState};
 
 /// Another part of the product that follows the configuration (XDP, admin socket...).
@@ -72,35 +72,42 @@ pub fn prepare(
     previous_sessions: &HashMap<String, SessionState>,
 ) -> Result<Prepared, ConfigError> {
     let locate = |issue: ConfigIssue| config.locate(issue);
-    let mut pools = HashMap::new();
-    for (i, p) in config.pools.iter().enumerate() {
-        let pool =
-            Pool::build(p, previous_pools.get(&p.name).map(|p| &**p), metrics).map_err(|e| {
-                locate(ConfigIssue::new(
-                    KeyPath::root().key("pool").index(i),
-                    e.to_string(),
-                ))
-            })?;
-        pools.insert(p.name.clone(), Arc::new(pool));
-    }
-    let mut listeners = Vec::new();
+    // TLS first: it reads files and fails most often, and creates no metric series.
+    let mut tls_listeners = Vec::new();
     let mut sessions = HashMap::new();
     for (i, l) in config.listeners.iter().enumerate() {
-        let at = KeyPath::root().key("listener").index(i);
-        let tls = match &l.tls {
-            None => None,
-            Some(t) => {
-                let mut session = previous_sessions.get(&l.name).cloned().unwrap_or_default();
-                let server_config =
-                    tls::server_config(t, &at.key("tls"), &mut session).map_err(locate)?;
-                sessions.insert(l.name.clone(), session);
-                Some(TlsAcceptor::from(server_config))
+        let Some(t) = &l.tls else {
+            tls_listeners.push(None);
+            continue;
+        };
+        let at = KeyPath::root().key("listener").index(i).key("tls");
+        let mut session = previous_sessions.get(&l.name).cloned().unwrap_or_default();
+        let server_config = tls::server_config(t, &at, &mut session).map_err(locate)?;
+        sessions.insert(l.name.clone(), session);
+        tls_listeners.push(Some(TlsListener {
+            acceptor: TlsAcceptor::from(server_config),
+            handshake_timeout: t.handshake_timeout,
+        }));
+    }
+    let mut pools = HashMap::new();
+    for (i, p) in config.pools.iter().enumerate() {
+        match Pool::build(p, previous_pools.get(&p.name).map(|p| &**p), metrics) {
+            Ok(pool) => pools.insert(p.name.clone(), Arc::new(pool)),
+            Err(e) => {
+                forget_backends(metrics, &pools, previous_pools);
+                let at = KeyPath::root().key("pool").index(i);
+                return Err(locate(ConfigIssue::new(at, e.to_string())));
             }
         };
-        let pool = pools
-            .get(&l.pool)
-            .cloned()
-            .ok_or_else(|| locate(ConfigIssue::new(at.key("pool"), "unknown pool")))?;
+    }
+    let mut listeners = Vec::new();
+    for (l, tls) in config.listeners.iter().zip(tls_listeners) {
+        let Some(pool) = pools.get(&l.pool).cloned() else {
+            unreachable!(
+                "validate() checked that listener {:?}'s pool exists",
+                l.name
+            );
+        };
         listeners.push(ListenerState {
             settings: l.clone(),
             pool,
@@ -116,6 +123,24 @@ pub fn prepare(
         listeners,
         sessions,
     })
+}
+
+/// Removes the metric series of backends in `pools` that `keep` does not share.
+fn forget_backends(
+    metrics: &Metrics,
+    pools: &HashMap<String, Arc<Pool>>,
+    keep: &HashMap<String, Arc<Pool>>,
+) {
+    for (name, pool) in pools {
+        for b in pool.backends() {
+            let kept = keep
+                .get(name)
+                .is_some_and(|k| k.backends().iter().any(|o| Arc::ptr_eq(o, b)));
+            if !kept {
+                metrics.remove_backend(name, &b.address.to_string());
+            }
+        }
+    }
 }
 
 /// `proxy check-config`: parses, validates and loads every certificate.
@@ -214,34 +239,16 @@ impl Daemon {
 
     async fn apply(&self, config: Config) -> anyhow::Result<()> {
         let mut running = self.running.lock().await;
-        let prepared = prepare(
-            config,
-            &self.shared.metrics,
-            &running.pools,
-            &running.sessions,
-        )?;
-
+        let metrics = &self.shared.metrics;
+        let prepared = prepare(config, metrics, &running.pools, &running.sessions)?;
         // Bind what is new before changing anything, so a bind error changes nothing.
-        let mut new_sockets = HashMap::new();
-        for l in &prepared.listeners {
-            let same = running
-                .listeners
-                .get(&l.settings.name)
-                .is_some_and(|r| r.bind == l.settings.bind);
-            if !same {
-                let socket = server::bind(l.settings.bind).with_context(|| {
-                    format!(
-                        "listener {:?}: cannot listen on {}",
-                        l.settings.name, l.settings.bind
-                    )
-                })?;
-                new_sockets.insert(l.settings.name.clone(), socket);
+        let mut new_sockets = match self.bind_and_apply_subsystems(&prepared, &running) {
+            Ok(sockets) => sockets,
+            Err(e) => {
+                forget_backends(metrics, &prepared.pools, &running.pools);
+                return Err(e);
             }
-        }
-        for s in &self.subsystems {
-            s.apply(&prepared.config)
-                .with_context(|| format!("subsystem {}", s.name()))?;
-        }
+        };
 
         // Switch over.
         let Prepared {
@@ -272,18 +279,7 @@ impl Daemon {
             tracing::info!(listener = %name, bind = %r.bind, "listener removed; its open connections continue");
             r.stop().await;
         }
-        for (name, old) in &running.pools {
-            for b in old.backends() {
-                let kept = pools
-                    .get(name)
-                    .is_some_and(|p| p.backends().iter().any(|n| n.address == b.address));
-                if !kept {
-                    self.shared
-                        .metrics
-                        .remove_backend(name, &b.address.to_string());
-                }
-            }
-        }
+        forget_backends(metrics, &running.pools, &pools);
         running.health = pools.values().map(health::start).collect();
         running.pools = pools;
         running.sessions = sessions;
@@ -295,6 +291,30 @@ impl Daemon {
             "configuration applied"
         );
         Ok(())
+    }
+
+    /// Binds the listeners `prepared` adds or moves, then lets every subsystem apply
+    /// the configuration.
+    fn bind_and_apply_subsystems(
+        &self,
+        prepared: &Prepared,
+        running: &Running,
+    ) -> anyhow::Result<HashMap<String, tokio::net::TcpListener>> {
+        let mut new_sockets = HashMap::new();
+        for l in &prepared.listeners {
+            let (name, bind) = (&l.settings.name, l.settings.bind);
+            if running.listeners.get(name).is_some_and(|r| r.bind == bind) {
+                continue;
+            }
+            let socket = server::bind(bind)
+                .with_context(|| format!("listener {name:?}: cannot listen on {bind}"))?;
+            new_sockets.insert(name.clone(), socket);
+        }
+        for s in &self.subsystems {
+            s.apply(&prepared.config)
+                .with_context(|| format!("subsystem {}", s.name()))?;
+        }
+        Ok(new_sockets)
     }
 
     /// Stops accepting, waits up to `deadline` for open connections to finish, then
@@ -351,7 +371,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
 /// Source events waiting for the auto-blocker; beyond it events are dropped (counted).
 const SOURCE_EVENT_QUEUE: usize = 65536;
 
-/// Runs a started-or-not daemon's signal loop (start included).
+/// Starts `daemon` and runs its signal loop until SIGTERM/SIGINT and the drain.
 pub async fn serve(daemon: &Daemon) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -400,5 +420,73 @@ fn raise_fd_limit() {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(listen: &str, backends: &[&str], extra: &str) -> String {
+        let list: Vec<String> = backends
+            .iter()
+            .map(|b| format!("{{ address = \"{b}\" }}"))
+            .collect();
+        format!(
+            "[[listener]]\nname = \"l\"\nbind = \"{listen}\"\npool = \"p\"\n{extra}\n\
+             [[pool]]\nname = \"p\"\nbackends = [{}]\n[pool.health]\nenabled = false\n",
+            list.join(", ")
+        )
+    }
+
+    fn series(d: &Daemon) -> Vec<String> {
+        d.metrics()
+            .encode()
+            .lines()
+            .filter(|l| l.starts_with("proxy_backend_up{"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn rejected_reloads_change_nothing_and_leave_no_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("proxy.toml");
+        // A port we hold, so that binding it fails.
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = taken.local_addr().unwrap().to_string();
+        std::fs::write(&path, config("127.0.0.1:0", &["127.0.0.1:9"], "")).unwrap();
+        let d = Daemon::new(&path);
+        d.start().await.unwrap();
+        assert_eq!(series(&d).len(), 1);
+
+        // A certificate that does not exist: rejected while preparing.
+        let tls = "[listener.tls]\ncertificates = [{ cert = \"/nonexistent.pem\", key = \"/x\" }]";
+        std::fs::write(&path, config("127.0.0.1:0", &["127.0.0.1:10"], tls)).unwrap();
+        let e = d.reload().await.unwrap_err();
+        assert!(format!("{e:#}").contains("/nonexistent.pem"), "{e:#}");
+        // An address in use: rejected after preparing (the new backend's series go).
+        std::fs::write(&path, config(&taken, &["127.0.0.1:10"], "")).unwrap();
+        let e = d.reload().await.unwrap_err();
+        assert!(format!("{e:#}").contains("cannot listen on"), "{e:#}");
+        assert_eq!(
+            series(&d),
+            vec!["proxy_backend_up{pool=\"p\",backend=\"127.0.0.1:9\"} 1"]
+        );
+        assert_eq!(d.pools().await[0].backends[0].address.port(), 9);
+
+        // A good reload replaces the backend and its series.
+        std::fs::write(&path, config("127.0.0.1:0", &["127.0.0.1:10"], "")).unwrap();
+        d.reload().await.unwrap();
+        assert_eq!(
+            series(&d),
+            vec!["proxy_backend_up{pool=\"p\",backend=\"127.0.0.1:10\"} 1"]
+        );
+        assert!(
+            d.metrics()
+                .encode()
+                .contains("proxy_config_reloads_total{result=\"error\"} 2")
+        );
+        assert_eq!(d.drain(Duration::from_secs(1)).await, 0);
     }
 }

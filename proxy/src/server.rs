@@ -37,10 +37,16 @@ pub struct Shared {
 pub struct ListenerState {
     pub settings: config::Listener,
     pub pool: Arc<Pool>,
-    pub tls: Option<TlsAcceptor>,
+    pub tls: Option<TlsListener>,
     pub global_max_connections: u32,
     pub idle_timeout: Duration,
     pub handshake_errors_per_second: u32,
+}
+
+/// TLS termination settings of a listener.
+pub struct TlsListener {
+    pub acceptor: TlsAcceptor,
+    pub handshake_timeout: Duration,
 }
 
 /// A listener's state that lives as long as its socket.
@@ -49,10 +55,12 @@ pub struct ListenerRuntime {
     pub connections: Arc<OpenCount>,
     pub per_source: Arc<PerSource>,
     pub handshake_log: LogLimiter,
+    pub no_backend_log: LogLimiter,
 }
 
 /// A running accept loop.
 pub struct RunningListener {
+    /// The configured address (port 0 stays 0).
     pub bind: SocketAddr,
     pub state: Arc<ArcSwap<ListenerState>>,
     stop: CancellationToken,
@@ -91,13 +99,16 @@ pub fn start(
     state: Arc<ArcSwap<ListenerState>>,
     shared: Arc<Shared>,
 ) -> io::Result<RunningListener> {
-    let bind = socket.local_addr()?;
-    let name = state.load().settings.name.clone();
+    let (name, bind) = {
+        let s = state.load();
+        (s.settings.name.clone(), s.settings.bind)
+    };
     let runtime = Arc::new(ListenerRuntime {
         metrics: shared.metrics.listener(&name),
         connections: Arc::new(OpenCount::default()),
         per_source: Arc::new(PerSource::default()),
         handshake_log: LogLimiter::default(),
+        no_backend_log: LogLimiter::default(),
     });
     let stop = CancellationToken::new();
     let task = tokio::spawn(accept_loop(
