@@ -11,7 +11,7 @@ pub struct Args {
     #[arg(long, default_value_t = 1_000_000)]
     repeat: u32,
     /// Measurements per packet class (medians are reported).
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = 15)]
     rounds: u32,
     /// CPU to run on (BPF_PROG_TEST_RUN runs on the calling CPU).
     #[arg(long, default_value_t = 1)]
