@@ -216,7 +216,10 @@ fn main() -> anyhow::Result<()> {
         eprintln!("  round {}/{rounds} done", round + 1);
     }
 
-    let driver_i = classes.iter().position(|c| c.runner == Runner::SpoofBare).unwrap();
+    let driver_i = classes
+        .iter()
+        .position(|c| c.runner == Runner::SpoofBare)
+        .unwrap();
     let spoofed = |c: &Class| matches!(c.runner, Runner::SpoofProduct | Runner::SpoofLru);
     // A class's own cost in round r; the spoof driver's cost (measured against the
     // bare drop in the same round) is removed from the spoofed classes.
@@ -227,7 +230,9 @@ fn main() -> anyhow::Result<()> {
             samples[i][r]
         }
     };
-    println!("| packet class | ns/packet, median (min-max) | × bare XDP_DROP, median of per-round ratios | target |");
+    println!(
+        "| packet class | ns/packet, median (min-max) | × bare XDP_DROP, median of per-round ratios | target |"
+    );
     println!("|---|---|---|---|");
     for (i, c) in classes.iter().enumerate() {
         let costs: Vec<f64> = (0..rounds).map(|r| own(i, r)).collect();
@@ -235,11 +240,19 @@ fn main() -> anyhow::Result<()> {
         let ratios: Vec<f64> = (0..rounds).map(|r| own(i, r) / samples[0][r]).collect();
         let (lo, hi) = min_max(&costs);
         let ratio = median(&ratios);
-        let note = if spoofed(c) { " (driver cost removed)" } else { "" };
+        let note = if spoofed(c) {
+            " (driver cost removed)"
+        } else {
+            ""
+        };
         let target = c.target.map_or("-".to_string(), |t| {
             format!("≤ {t}× {}", if ratio <= t { "met" } else { "MISSED" })
         });
-        println!("| {}{note} | {:.0} ({lo:.0}-{hi:.0}) | {ratio:.2} | {target} |", c.name, median(&costs));
+        println!(
+            "| {}{note} | {:.0} ({lo:.0}-{hi:.0}) | {ratio:.2} | {target} |",
+            c.name,
+            median(&costs)
+        );
     }
     Ok(())
 }

@@ -22,6 +22,7 @@ const RUNTIME_PACKAGES: &[&str] = &[
     "curl",
     "nginx",
     "haproxy",
+    "libnginx-mod-stream",
     "netsniff-ng",
     "iperf3",
     "ca-certificates",
