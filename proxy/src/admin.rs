@@ -316,36 +316,32 @@ impl Collector for ProductCollector {
                     .filter_map(|(name, ifindex, _)| maps.counters(ifindex).ok().map(|c| (name, c)))
                     .collect()
             };
-            let c = ConstCounter::new(0u64);
-            let mut packets = encoder.encode_descriptor(
-                "xdp_packets",
-                "Packets the XDP program handled, by interface and verdict reason",
-                None,
-                c.metric_type(),
-            )?;
-            for (name, ifc) in &counters {
-                for r in Reason::ALL {
-                    let labels = VerdictLabels {
-                        interface: name.clone(),
-                        reason: r.name(),
-                    };
-                    ConstCounter::new(ifc.get(r).packets)
-                        .encode(packets.encode_family(&labels)?)?;
-                }
-            }
-            let mut bytes = encoder.encode_descriptor(
-                "xdp",
-                "Bytes the XDP program handled, by interface and verdict reason",
-                Some(&Unit::Bytes),
-                c.metric_type(),
-            )?;
-            for (name, ifc) in &counters {
-                for r in Reason::ALL {
-                    let labels = VerdictLabels {
-                        interface: name.clone(),
-                        reason: r.name(),
-                    };
-                    ConstCounter::new(ifc.get(r).bytes).encode(bytes.encode_family(&labels)?)?;
+            let kind = ConstCounter::new(0u64).metric_type();
+            let series: [(&str, &str, Option<&Unit>, fn(&proxy_common::Counter) -> u64); 2] = [
+                (
+                    "xdp_packets",
+                    "Packets the XDP program handled, by interface and verdict reason",
+                    None,
+                    |c| c.packets,
+                ),
+                (
+                    "xdp",
+                    "Bytes the XDP program handled, by interface and verdict reason",
+                    Some(&Unit::Bytes),
+                    |c| c.bytes,
+                ),
+            ];
+            for (name, help, unit, value) in series {
+                let mut family = encoder.encode_descriptor(name, help, unit, kind)?;
+                for (interface, ifc) in &counters {
+                    for r in Reason::ALL {
+                        let labels = VerdictLabels {
+                            interface: interface.clone(),
+                            reason: r.name(),
+                        };
+                        ConstCounter::new(value(&ifc.get(r)))
+                            .encode(family.encode_family(&labels)?)?;
+                    }
                 }
             }
         }

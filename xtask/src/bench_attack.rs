@@ -13,12 +13,13 @@
 //! kernel blocklist after 20 failed handshakes and XDP drops the rest.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
 
-use crate::bench_tls::{Netns, Proc, cpu_seconds, median, num, raise_fd_limit, sh, wait_listening};
+use crate::bench_tls::{
+    Netns, Proc, build_release, cpu_seconds, median, num, raise_fd_limit, sh, wait_listening,
+};
 
 const LB_IP: &str = "10.98.0.1";
 const GEN_IP: &str = "10.98.0.2";
@@ -67,25 +68,7 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
         "the benchmark creates namespaces and loads XDP: run it as root"
     );
     raise_fd_limit();
-    eprintln!("building proxy and the load generator (release)...");
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "proxy",
-            "-p",
-            "xtask",
-        ])
-        .current_dir(root)
-        .status()?;
-    ensure!(
-        status.success(),
-        "cargo build --release -p proxy -p xtask failed"
-    );
-    let proxy_bin = root.join("target/release/proxy");
-    let xtask = root.join("target/release/xtask");
+    let (proxy_bin, xtask) = build_release(root)?;
 
     let dir = tempfile::Builder::new()
         .prefix("proxy-bench-attack")
@@ -133,6 +116,26 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
     let _backend = Proc::spawn(&gen_ns, GEN_CPU, &format!("nginx -c {dd}/backend.conf"))?;
     wait_listening(&gen_ns, &[BACKEND_PORT])?;
 
+    // Warm-up (backend, generator, page cache), not measured.
+    {
+        let config = d.join("proxy.toml");
+        std::fs::write(&config, proxy_conf(d, false))?;
+        let proxy = Proc::spawn(
+            &lb,
+            LB_CPU,
+            &format!("{} run --config {}", proxy_bin.display(), config.display()),
+        )?;
+        wait_listening(&lb, &[TLS_PORT])?;
+        gen_ns.output(
+            GEN_CPU,
+            &format!(
+                "{} bench-client handshakes --addr {LB_IP}:{TLS_PORT} --name {SERVER_NAME} --ca {dd}/ec.pem \
+                 --get /small --concurrency 32 --seconds 2",
+                xtask.display()
+            ),
+        )?;
+        proxy.stop();
+    }
     let mut results: Vec<(Scenario, Vec<f64>, Vec<f64>)> =
         Scenario::ALL.iter().map(|s| (*s, vec![], vec![])).collect();
     let mut notes = Vec::new();
@@ -173,8 +176,8 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
             let out = gen_ns.output(
                 GEN_CPU,
                 &format!(
-                    "{} bench-client transactions --addr {LB_IP}:{TLS_PORT} --name {SERVER_NAME} --ca {dd}/ec.pem \
-                     --path /small --seconds {}",
+                    "{} bench-client handshakes --addr {LB_IP}:{TLS_PORT} --name {SERVER_NAME} --ca {dd}/ec.pem \
+                     --get /small --concurrency 32 --seconds {}",
                     xtask.display(),
                     args.seconds
                 ),

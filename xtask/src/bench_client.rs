@@ -39,6 +39,10 @@ pub enum Mode {
         seconds: f64,
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// After the handshake, GET this path (one HTTP/1.1 request) before closing:
+        /// a whole TLS transaction.
+        #[arg(long)]
+        get: Option<String>,
     },
     /// New plain TCP connections: connect, close.
     Connects {
@@ -76,21 +80,6 @@ pub enum Mode {
         seconds: f64,
         #[arg(long, default_value_t = 32)]
         connections: usize,
-    },
-    /// TLS transactions: new connection, full handshake, one GET of `path`, close.
-    Transactions {
-        #[arg(long)]
-        addr: SocketAddr,
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        ca: std::path::PathBuf,
-        #[arg(long)]
-        path: String,
-        #[arg(long)]
-        seconds: f64,
-        #[arg(long, default_value_t = 32)]
-        concurrency: usize,
     },
     /// One heavy attacking source, for `bench attack`: connections that send junk
     /// instead of a ClientHello (`junk_concurrency` at a time) and a UDP flood of
@@ -130,10 +119,11 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
                 ca,
                 seconds,
                 concurrency,
+                get,
             } => {
                 let tls = connector(&ca)?;
                 let name = ServerName::try_from(name)?;
-                handshakes(addr, Some((tls, name)), seconds, concurrency).await
+                handshakes(addr, Some((tls, name, get)), seconds, concurrency).await
             }
             Mode::Connects {
                 addr,
@@ -166,25 +156,6 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
                 seconds,
                 connections,
             } => latency(addr, &path, rate, seconds, connections).await,
-            Mode::Transactions {
-                addr,
-                name,
-                ca,
-                path,
-                seconds,
-                concurrency,
-            } => {
-                let tls = connector(&ca)?;
-                transactions(
-                    addr,
-                    tls,
-                    ServerName::try_from(name)?,
-                    &path,
-                    seconds,
-                    concurrency,
-                )
-                .await
-            }
             Mode::Attack {
                 addr,
                 seconds,
@@ -220,7 +191,7 @@ fn connector(ca: &std::path::Path) -> anyhow::Result<TlsConnector> {
 
 async fn handshakes(
     addr: SocketAddr,
-    tls: Option<(TlsConnector, ServerName<'static>)>,
+    tls: Option<(TlsConnector, ServerName<'static>, Option<String>)>,
     seconds: f64,
     concurrency: usize,
 ) -> anyhow::Result<serde_json::Value> {
@@ -232,12 +203,16 @@ async fn handshakes(
     for _ in 0..concurrency {
         let (ok, errors, tls) = (ok.clone(), errors.clone(), tls.clone());
         tasks.spawn(async move {
+            let mut buf = vec![0u8; 4096];
             while Instant::now() < deadline {
                 let result = async {
                     let tcp = TcpStream::connect(addr).await?;
                     tcp.set_nodelay(true)?;
-                    if let Some((connector, name)) = &tls {
-                        connector.connect(name.clone(), tcp).await?;
+                    if let Some((connector, name, get_path)) = &tls {
+                        let mut s = connector.connect(name.clone(), tcp).await?;
+                        if let Some(path) = get_path {
+                            get(&mut s, path, &mut buf).await?;
+                        }
                     }
                     Ok::<(), std::io::Error>(())
                 }
@@ -411,53 +386,6 @@ async fn latency(
         "errors": errors.load(Ordering::Relaxed),
         "p50_us": pct(0.50),
         "p99_us": pct(0.99),
-        "seconds": start.elapsed().as_secs_f64(),
-    }))
-}
-
-async fn transactions(
-    addr: SocketAddr,
-    tls: TlsConnector,
-    name: ServerName<'static>,
-    path: &str,
-    seconds: f64,
-    concurrency: usize,
-) -> anyhow::Result<serde_json::Value> {
-    let ok = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs_f64(seconds);
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let (ok, errors, tls, name, path) = (
-            ok.clone(),
-            errors.clone(),
-            tls.clone(),
-            name.clone(),
-            path.to_owned(),
-        );
-        tasks.spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            while Instant::now() < deadline {
-                let result = tokio::time::timeout(Duration::from_secs(5), async {
-                    let tcp = TcpStream::connect(addr).await?;
-                    tcp.set_nodelay(true)?;
-                    let mut s = tls.connect(name.clone(), tcp).await?;
-                    get(&mut s, &path, &mut buf).await?;
-                    Ok::<(), std::io::Error>(())
-                })
-                .await;
-                match result {
-                    Ok(Ok(())) => ok.fetch_add(1, Ordering::Relaxed),
-                    _ => errors.fetch_add(1, Ordering::Relaxed),
-                };
-            }
-        });
-    }
-    while tasks.join_next().await.is_some() {}
-    Ok(serde_json::json!({
-        "ok": ok.load(Ordering::Relaxed),
-        "errors": errors.load(Ordering::Relaxed),
         "seconds": start.elapsed().as_secs_f64(),
     }))
 }

@@ -138,6 +138,33 @@ impl Results {
     }
 }
 
+/// Builds the release `proxy` and `xtask` (the load generator); returns their paths.
+pub(crate) fn build_release(
+    root: &Path,
+) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+    eprintln!("building proxy and the load generator (release)...");
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "proxy",
+            "-p",
+            "xtask",
+        ])
+        .current_dir(root)
+        .status()?;
+    ensure!(
+        status.success(),
+        "cargo build --release -p proxy -p xtask failed"
+    );
+    Ok((
+        root.join("target/release/proxy"),
+        root.join("target/release/xtask"),
+    ))
+}
+
 pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
     ensure!(
         unsafe { libc::geteuid() } == 0,
@@ -155,25 +182,7 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
     );
     raise_fd_limit();
 
-    eprintln!("building proxy and the load generator (release)...");
-    let status = Command::new("cargo")
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "proxy",
-            "-p",
-            "xtask",
-        ])
-        .current_dir(root)
-        .status()?;
-    ensure!(
-        status.success(),
-        "cargo build --release -p proxy -p xtask failed"
-    );
-    let proxy_bin = root.join("target/release/proxy");
-    let xtask = root.join("target/release/xtask");
+    let (proxy_bin, xtask) = build_release(root)?;
 
     let dir = tempfile::Builder::new().prefix("proxy-bench").tempdir()?;
     let d = dir.path();
