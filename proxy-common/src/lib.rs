@@ -17,7 +17,8 @@ pub mod map_names {
     pub const BLOCK_V6: &str = "BLOCK_V6";
     /// Array of one [`XdpConfig`](super::XdpConfig): rate limits, sampling, hash seeds.
     pub const CONFIG: &str = "CONFIG";
-    /// Array indexed by destination port: non-zero = rate limits apply (when scoped).
+    /// Array of one [`PortSet`](super::PortSet): destination ports the rate limits
+    /// apply to (when scoped).
     pub const PORTS: &str = "PORTS";
     /// Per-CPU array of [`Counter`](super::Counter), index [`counter_index`](super::counter_index).
     pub const COUNTERS: &str = "COUNTERS";
@@ -200,6 +201,28 @@ impl RateParams {
     }
 }
 
+/// A bit per TCP/UDP port (bit `p & 63` of word `p >> 6`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PortSet {
+    pub words: [u64; 1024],
+}
+
+impl PortSet {
+    pub const fn empty() -> PortSet {
+        PortSet { words: [0; 1024] }
+    }
+
+    #[inline(always)]
+    pub const fn contains(&self, port: u16) -> bool {
+        self.words[(port >> 6) as usize] & (1u64 << (port & 63)) != 0
+    }
+
+    pub fn insert(&mut self, port: u16) {
+        self.words[(port >> 6) as usize] |= 1u64 << (port & 63);
+    }
+}
+
 /// Words in V4_SUMMARY: 2^24 /24 prefixes, 64 per word.
 pub const V4_SUMMARY_WORDS: u32 = 1 << 18;
 
@@ -300,6 +323,7 @@ mod pod {
     unsafe impl aya::Pod for XdpConfig {}
     unsafe impl aya::Pod for DropEvent {}
     unsafe impl aya::Pod for VerdictSlot {}
+    unsafe impl aya::Pod for PortSet {}
 }
 
 #[cfg(test)]
@@ -327,6 +351,19 @@ mod tests {
         assert_eq!(p.tolerance_ns, 50_000_000);
         assert_eq!(RateParams::new(0, 10), RateParams::default());
         assert_eq!(RateParams::new(10, 0).burst, 1);
+    }
+
+    #[test]
+    fn port_set_holds_every_port() {
+        let mut set = PortSet::empty();
+        for p in [1u16, 63, 64, 443, 65535] {
+            set.insert(p);
+        }
+        for p in [1u16, 63, 64, 443, 65535] {
+            assert!(set.contains(p), "{p}");
+        }
+        assert!(!set.contains(0) && !set.contains(444) && !set.contains(65534));
+        assert_eq!(size_of::<PortSet>(), 8192);
     }
 
     #[test]

@@ -163,7 +163,7 @@ fn rate_limited_port(packet: &IpPacket, config: &XdpConfig) -> bool {
         return true;
     }
     match packet.dst_port {
-        Some(port) => PORTS.get(port as u32).is_some_and(|on| *on != 0),
+        Some(port) => PORTS.get(0).is_some_and(|set| set.contains(port)),
         None => false,
     }
 }

@@ -7,7 +7,7 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use proxy_common::{
-    COUNTERS_LEN, Counter, DropEvent, PolicyEntry, RateSketch, V4_SUMMARY_WORDS, VERDICT_CACHE_SLOTS,
+    COUNTERS_LEN, Counter, DropEvent, PolicyEntry, PortSet, RateSketch, V4_SUMMARY_WORDS, VERDICT_CACHE_SLOTS,
     VerdictSlot, XdpConfig,
 };
 
@@ -30,7 +30,7 @@ pub static CONFIG: Array<XdpConfig, 1> = Array::new();
 
 /// Destination ports the rate limits are scoped to (when `ports_scoped`). Userspace writes.
 #[btf_map]
-pub static PORTS: Array<u8, 65536> = Array::new();
+pub static PORTS: Array<PortSet, 1> = Array::new();
 
 /// Packets and bytes per (interface, reason), per CPU. The program writes, userspace sums.
 #[btf_map]

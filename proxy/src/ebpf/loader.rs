@@ -515,7 +515,7 @@ fn pinned_sizes(name: &str) -> (u32, u32) {
             (size_of::<LpmKey<16>>(), size_of::<PolicyEntry>())
         }
         map_names::CONFIG => (4, size_of::<XdpConfig>()),
-        map_names::PORTS => (4, 1),
+        map_names::PORTS => (4, size_of::<proxy_common::PortSet>()),
         map_names::COUNTERS => (4, size_of::<proxy_common::Counter>()),
         map_names::POLICY_GEN | map_names::V4_SUMMARY => (4, 8),
         other => unreachable!("{other} is not a pinned map"),

@@ -12,8 +12,8 @@ use aya::maps::{
 };
 use ipnet::IpNet;
 use proxy_common::{
-    Counter, MAX_IFINDEX, PolicyEntry, REASON_TEXT_LEN, RateParams, Reason, SKETCH_ROWS, XdpConfig,
-    counter_index, map_names, origin,
+    Counter, MAX_IFINDEX, PolicyEntry, PortSet, REASON_TEXT_LEN, RateParams, Reason, SKETCH_ROWS,
+    XdpConfig, counter_index, map_names, origin,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -116,7 +116,7 @@ pub struct Maps {
     block_v4: LpmTrie<MapData, [u8; 4], PolicyEntry>,
     block_v6: LpmTrie<MapData, [u8; 16], PolicyEntry>,
     config: Array<MapData, XdpConfig>,
-    ports: Array<MapData, u8>,
+    ports: Array<MapData, PortSet>,
     counters: PerCpuArray<MapData, Counter>,
     policy_gen: Array<MapData, u64>,
     v4_summary: Array<MapData, u64>,
@@ -537,19 +537,13 @@ impl Maps {
         config.ports_scoped = !limits.ports.is_empty() as u32;
         config.sample_every = sample_every;
         config.log_drops = log_drops as u32;
-        for port in 0..=u16::MAX {
-            let on = limits.ports.contains(&port) as u8;
-            if self
-                .ports
-                .get(&(port as u32), 0)
-                .map_err(map_err(map_names::PORTS))?
-                != on
-            {
-                self.ports
-                    .set(port as u32, on, 0)
-                    .map_err(map_err(map_names::PORTS))?;
-            }
+        let mut ports = PortSet::empty();
+        for port in &limits.ports {
+            ports.insert(*port);
         }
+        self.ports
+            .set(0, ports, 0)
+            .map_err(map_err(map_names::PORTS))?;
         self.config
             .set(0, config, 0)
             .map_err(map_err(map_names::CONFIG))
