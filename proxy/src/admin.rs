@@ -317,7 +317,13 @@ impl Collector for ProductCollector {
                     .collect()
             };
             let kind = ConstCounter::new(0u64).metric_type();
-            let series: [(&str, &str, Option<&Unit>, fn(&proxy_common::Counter) -> u64); 2] = [
+            type Series<'a> = (
+                &'a str,
+                &'a str,
+                Option<&'a Unit>,
+                fn(&proxy_common::Counter) -> u64,
+            );
+            let series: [Series; 2] = [
                 (
                     "xdp_packets",
                     "Packets the XDP program handled, by interface and verdict reason",

@@ -602,11 +602,11 @@ impl Config {
                 format!("invalid level {:?}: {e}", self.log.level),
             ));
         }
-        if let Some(xdp) = &self.xdp {
-            if let Err((key, message)) = xdp.validate() {
-                let path = key.split('.').fold(root.key("xdp"), |p, k| p.key(k));
-                return Err(ConfigIssue::new(path, message));
-            }
+        if let Some(xdp) = &self.xdp
+            && let Err((key, message)) = xdp.validate()
+        {
+            let path = key.split('.').fold(root.key("xdp"), |p, k| p.key(k));
+            return Err(ConfigIssue::new(path, message));
         }
         if let Err((key, message)) = self.autoblock.validate() {
             return Err(ConfigIssue::new(root.key("autoblock").key(key), message));

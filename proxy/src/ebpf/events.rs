@@ -78,15 +78,15 @@ const MAX_SOURCES: usize = 10_000;
 
 impl DropAggregator {
     pub fn add(&mut self, s: DropSample) {
-        if self.sources.len() >= MAX_SOURCES && !self.sources.contains_key(&s.source) {
-            if let Some(oldest) = self
+        if self.sources.len() >= MAX_SOURCES
+            && !self.sources.contains_key(&s.source)
+            && let Some(oldest) = self
                 .sources
                 .iter()
                 .min_by_key(|(_, e)| e.last_seen_unix)
                 .map(|(k, _)| *k)
-            {
-                self.sources.remove(&oldest);
-            }
+        {
+            self.sources.remove(&oldest);
         }
         let e = self.sources.entry(s.source).or_default();
         e.by_reason[s.reason as usize] += s.weight as u64;

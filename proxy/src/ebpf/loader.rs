@@ -184,10 +184,10 @@ impl XdpProgram {
             .pin_dir
             .as_ref()
             .map(|d| d.join("links").join(interface));
-        if self.options.stay_attached {
-            if let Some(pin) = link_pin.as_ref().filter(|p| p.exists()) {
-                return self.take_over_pinned_link(interface, ifindex, pin);
-            }
+        if self.options.stay_attached
+            && let Some(pin) = link_pin.as_ref().filter(|p| p.exists())
+        {
+            return self.take_over_pinned_link(interface, ifindex, pin);
         }
         let tries: &[(XdpMode, &'static str)] = match mode {
             AttachMode::Auto => &[(XdpMode::Driver, "native"), (XdpMode::Skb, "skb")],
@@ -219,11 +219,11 @@ impl XdpProgram {
                         mode: name,
                         link: Some(link),
                     };
-                    if self.options.stay_attached {
-                        if let Some(pin) = &link_pin {
-                            self.pinned_links
-                                .push(pin_link(program, &mut attachment, pin)?);
-                        }
+                    if self.options.stay_attached
+                        && let Some(pin) = &link_pin
+                    {
+                        self.pinned_links
+                            .push(pin_link(program, &mut attachment, pin)?);
                     }
                     self.attachments.push(attachment);
                     return Ok(self.attachments.last().expect("just pushed"));
@@ -245,7 +245,7 @@ impl XdpProgram {
             interface: interface.to_string(),
             mode: mode_name,
             hint,
-            source: last_error.expect("at least one attempt"),
+            source: Box::new(last_error.expect("at least one attempt")),
         })
     }
 

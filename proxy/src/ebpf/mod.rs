@@ -38,7 +38,7 @@ pub enum EbpfError {
         interface: String,
         mode: &'static str,
         hint: &'static str,
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     #[error("{path} is not on a bpffs mount and mounting bpffs at /sys/fs/bpf failed: {source}")]
     NoBpffs {
@@ -70,9 +70,9 @@ pub enum EbpfError {
         kind: &'static str,
     },
     #[error("loading the XDP program failed: {0}")]
-    Load(#[from] aya::EbpfError),
+    Load(Box<aya::EbpfError>),
     #[error("XDP program: {0}")]
-    Program(#[from] aya::programs::ProgramError),
+    Program(Box<aya::programs::ProgramError>),
     #[error("eBPF map {map}: {source}")]
     Map {
         map: &'static str,
@@ -83,4 +83,17 @@ pub enum EbpfError {
         context: String,
         source: std::io::Error,
     },
+}
+
+// Boxed: aya's errors are large, and every fallible call here returns EbpfError.
+impl From<aya::EbpfError> for EbpfError {
+    fn from(e: aya::EbpfError) -> EbpfError {
+        EbpfError::Load(Box::new(e))
+    }
+}
+
+impl From<aya::programs::ProgramError> for EbpfError {
+    fn from(e: aya::programs::ProgramError) -> EbpfError {
+        EbpfError::Program(Box::new(e))
+    }
 }
