@@ -5,6 +5,14 @@
 //! The kernel only reads policy and counts; userspace owns every policy write.
 #![no_std]
 
+pub mod prefix;
+pub mod rate;
+
+/// Default capacity of each blocklist trie (IPv4 and IPv6); `xdp.max_block_entries`.
+pub const DEFAULT_MAX_BLOCK_ENTRIES: u32 = 65536;
+/// Default capacity of each allowlist trie (IPv4 and IPv6); `xdp.max_allow_entries`.
+pub const DEFAULT_MAX_ALLOW_ENTRIES: u32 = 4096;
+
 /// Map names as the kernel (and `bpftool map show`) sees them; also the pin file names.
 pub mod map_names {
     /// LPM trie, IPv4 allowlist: `LpmKey<[u8; 4]>` → [`PolicyEntry`](super::PolicyEntry).
@@ -271,7 +279,7 @@ pub const SKETCH_LINE_BITS: u32 = 13;
 /// a spoofed-source flood cannot push real clients out.
 #[repr(C)]
 pub struct RateSketch {
-    pub lines: [[u64; 2 * SKETCH_ROWS]; SKETCH_LINES],
+    pub lines: [rate::SketchLine; SKETCH_LINES],
 }
 
 pub const SKETCH_PPS: u32 = 0;

@@ -6,7 +6,6 @@
 
 mod maps;
 mod parse;
-mod rate;
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -20,7 +19,8 @@ use maps::*;
 use parse::{IpPacket, Parsed, Source};
 use proxy_common::{
     DropEvent, FAMILY_V4, FAMILY_V6, LISTED_ALLOW, LISTED_BLOCK, LISTED_NONE, PolicyEntry, Reason,
-    SKETCH_PPS, SKETCH_SYN, VERDICT_CACHE_SLOTS, VerdictSlot, XdpConfig, counter_index,
+    SKETCH_PPS, SKETCH_SYN, VERDICT_CACHE_SLOTS, VerdictSlot, XdpConfig, counter_index, prefix,
+    rate::{self, Cells, sketch_key_v4, sketch_key_v6},
     v4_summary_bit,
 };
 
@@ -65,24 +65,32 @@ fn policy(packet: &IpPacket, config: &XdpConfig) -> Reason {
     if (config.pps.per_sec == 0 && !check_syn) || !rate_limited_port(packet, config) {
         return Reason::Passed;
     }
-    let (hi, lo) = sketch_key(&packet.src, config.ipv6_prefix_len);
-    let cells = rate::Cells::of(hi, lo, &config.hash_seeds);
+    let (hi, lo) = match packet.src {
+        Source::V4(a) => sketch_key_v4(a),
+        Source::V6(a) => sketch_key_v6(a, config.ipv6_prefix_len),
+    };
+    let cells = Cells::of(hi, lo, &config.hash_seeds);
     let now = clock.now();
-    if config.pps.per_sec != 0 {
-        if let Some(sketch) = RATE_SKETCH.get_ptr_mut(SKETCH_PPS) {
-            if !rate::admit(sketch, &cells, &config.pps, now) {
-                return Reason::RatePps;
-            }
-        }
+    if config.pps.per_sec != 0 && !admit(SKETCH_PPS, &cells, &config.pps, now) {
+        return Reason::RatePps;
     }
-    if check_syn {
-        if let Some(sketch) = RATE_SKETCH.get_ptr_mut(SKETCH_SYN) {
-            if !rate::admit(sketch, &cells, &config.syn, now) {
-                return Reason::RateSyn;
-            }
-        }
+    if check_syn && !admit(SKETCH_SYN, &cells, &config.syn, now) {
+        return Reason::RateSyn;
     }
     Reason::Passed
+}
+
+/// GCRA admission in sketch `index` (see `proxy_common::rate`).
+#[inline(always)]
+fn admit(index: u32, cells: &Cells, params: &proxy_common::RateParams, now: u64) -> bool {
+    let Some(sketch) = RATE_SKETCH.get_ptr_mut(index) else {
+        return true;
+    };
+    // SAFETY: the pointer comes from the map and stays valid for the program's run;
+    // `cells.line` is masked below SKETCH_LINES. Other CPUs may write the same line
+    // at once: a lost update only lets one packet more through (see rate::admit).
+    let line = unsafe { &mut (*sketch).lines[cells.line] };
+    rate::admit(line, cells, params, now)
 }
 
 /// Allow/block verdict for a source: from this CPU's verdict cache when the slot is
@@ -115,6 +123,8 @@ fn list_verdict(src: &Source, clock: &mut Clock) -> u32 {
     let Some(slot) = VERDICT_CACHE.get_ptr_mut(index) else {
         return lookup_lists(src, clock).0;
     };
+    // SAFETY: a per-CPU map slot: valid for the program's run and only this CPU
+    // touches it (the program runs to completion without preemption).
     let slot = unsafe { &mut *slot };
     if slot.generation == generation
         && slot.family == family
@@ -168,28 +178,6 @@ fn rate_limited_port(packet: &IpPacket, config: &XdpConfig) -> bool {
     }
 }
 
-/// The source as a 128-bit key: IPv4 as `::ffff:a.b.c.d`, IPv6 cut to its prefix.
-#[inline(always)]
-fn sketch_key(src: &Source, ipv6_prefix_len: u32) -> (u64, u64) {
-    match src {
-        Source::V4(a) => (0, 0xffff_0000_0000 | u32::from_be_bytes(*a) as u64),
-        Source::V6(a) => {
-            let mut hi_bytes = [0u8; 8];
-            let mut lo_bytes = [0u8; 8];
-            hi_bytes.copy_from_slice(&a[..8]);
-            lo_bytes.copy_from_slice(&a[8..]);
-            let (hi, lo) = (u64::from_be_bytes(hi_bytes), u64::from_be_bytes(lo_bytes));
-            match ipv6_prefix_len {
-                0 => (0, 0),
-                1..=63 => (hi & !(u64::MAX >> ipv6_prefix_len), 0),
-                64 => (hi, 0),
-                65..=127 => (hi, lo & !(u64::MAX >> (ipv6_prefix_len - 64))),
-                _ => (hi, lo),
-            }
-        }
-    }
-}
-
 /// Reads the clock at most once per packet, and only when needed.
 struct Clock(u64);
 
@@ -197,33 +185,10 @@ impl Clock {
     #[inline(always)]
     fn now(&mut self) -> u64 {
         if self.0 == 0 {
+            // SAFETY: a BPF helper without arguments or side effects.
             self.0 = unsafe { bpf_ktime_get_coarse_ns() };
         }
         self.0
-    }
-}
-
-/// An address that can be cut to a prefix (to name the exact LPM entry to delete).
-trait Prefixable: Copy {
-    const BITS: u32;
-    fn masked(self, prefix_len: u32) -> Self;
-}
-
-impl<const N: usize> Prefixable for [u8; N] {
-    const BITS: u32 = N as u32 * 8;
-    #[inline(always)]
-    fn masked(mut self, prefix_len: u32) -> Self {
-        let mut i = 0;
-        while i < N {
-            let bit = i as u32 * 8;
-            if bit >= prefix_len {
-                self[i] = 0;
-            } else if prefix_len - bit < 8 {
-                self[i] &= 0xffu8 << (8 - (prefix_len - bit));
-            }
-            i += 1;
-        }
-        self
     }
 }
 
@@ -231,12 +196,13 @@ impl<const N: usize> Prefixable for [u8; N] {
 /// lookup repeated, so a shorter covering prefix still applies. Returns the matched
 /// entry's expiry (0 = permanent).
 #[inline(always)]
-fn listed<K: Prefixable, const MAX: usize>(
-    map: &LpmTrie<K, PolicyEntry, MAX>,
-    addr: K,
+fn listed<const N: usize, const MAX: usize>(
+    map: &LpmTrie<[u8; N], PolicyEntry, MAX>,
+    addr: [u8; N],
     clock: &mut Clock,
 ) -> Option<u64> {
-    let key = Key::new(K::BITS, addr);
+    let bits = N as u32 * 8;
+    let key = Key::new(bits, addr);
     for _ in 0..MAX_EXPIRED_PER_LOOKUP {
         let entry = map.get(&key)?;
         let expires_at = entry.expires_at_ns;
@@ -244,8 +210,8 @@ fn listed<K: Prefixable, const MAX: usize>(
             return Some(expires_at);
         }
         let prefix_len = entry.prefix_len;
-        let prefix_len = if prefix_len > K::BITS { K::BITS } else { prefix_len };
-        let _ = map.remove(&Key::new(prefix_len, addr.masked(prefix_len)));
+        let prefix_len = if prefix_len > bits { bits } else { prefix_len };
+        let _ = map.remove(&Key::new(prefix_len, prefix::masked(addr, prefix_len)));
     }
     None
 }
@@ -255,6 +221,8 @@ fn account(ctx: &XdpContext, config: Option<&XdpConfig>, reason: Reason, src: Op
     let ifindex = ctx.ingress_ifindex() as u32;
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     if let Some(counter) = COUNTERS.get_ptr_mut(counter_index(ifindex, reason)) {
+        // SAFETY: a per-CPU map slot, valid for the program's run, written only by
+        // this CPU.
         unsafe {
             (*counter).packets += 1;
             (*counter).bytes += bytes;
@@ -265,6 +233,7 @@ fn account(ctx: &XdpContext, config: Option<&XdpConfig>, reason: Reason, src: Op
     }
     let Some(config) = config else { return };
     let every = config.sample_every;
+    // SAFETY: a BPF helper without arguments.
     if every != 0 && (every == 1 || unsafe { bpf_get_prandom_u32() } % every == 0) {
         let mut event = DropEvent { reason: reason as u32, ifindex, weight: every, ..DropEvent::default() };
         match src {

@@ -1,28 +1,28 @@
 //! Every map of the XDP program. Userspace (`proxy/src/ebpf/maps.rs`) is the only writer
 //! of policy; the program only reads policy and writes counters, rate state and samples.
-//! Sizes here are defaults; the loader resizes the lists from the config.
+//! List sizes here are the defaults from `proxy-common`; the loader resizes them from the config.
 
 use aya_ebpf::{
     btf_maps::{Array, LpmTrie, PerCpuArray, RingBuf},
     macros::btf_map,
 };
 use proxy_common::{
-    COUNTERS_LEN, Counter, DropEvent, PolicyEntry, PortSet, RateSketch, V4_SUMMARY_WORDS, VERDICT_CACHE_SLOTS,
+    COUNTERS_LEN, DEFAULT_MAX_ALLOW_ENTRIES as ALLOW_ENTRIES, DEFAULT_MAX_BLOCK_ENTRIES as BLOCK_ENTRIES, Counter, DropEvent, PolicyEntry, PortSet, RateSketch, V4_SUMMARY_WORDS, VERDICT_CACHE_SLOTS,
     VerdictSlot, XdpConfig,
 };
 
 /// Sources that skip every other check. Written by userspace (config, `proxy allow`).
 #[btf_map]
-pub static ALLOW_V4: LpmTrie<[u8; 4], PolicyEntry, 4096> = LpmTrie::new();
+pub static ALLOW_V4: LpmTrie<[u8; 4], PolicyEntry, { ALLOW_ENTRIES as usize }> = LpmTrie::new();
 #[btf_map]
-pub static ALLOW_V6: LpmTrie<[u8; 16], PolicyEntry, 4096> = LpmTrie::new();
+pub static ALLOW_V6: LpmTrie<[u8; 16], PolicyEntry, { ALLOW_ENTRIES as usize }> = LpmTrie::new();
 
 /// Sources dropped outright, with optional expiry. Written by userspace (config,
 /// `proxy block`, auto-blocking); the program deletes entries it finds expired.
 #[btf_map]
-pub static BLOCK_V4: LpmTrie<[u8; 4], PolicyEntry, 65536> = LpmTrie::new();
+pub static BLOCK_V4: LpmTrie<[u8; 4], PolicyEntry, { BLOCK_ENTRIES as usize }> = LpmTrie::new();
 #[btf_map]
-pub static BLOCK_V6: LpmTrie<[u8; 16], PolicyEntry, 65536> = LpmTrie::new();
+pub static BLOCK_V6: LpmTrie<[u8; 16], PolicyEntry, { BLOCK_ENTRIES as usize }> = LpmTrie::new();
 
 /// Rate limits and sampling. Written by userspace, read on every packet.
 #[btf_map]

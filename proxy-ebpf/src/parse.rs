@@ -44,20 +44,24 @@ pub struct IpPacket {
     pub later_fragment: bool,
 }
 
+/// Copies the `T` at `offset` out of the packet, if the packet is long enough.
 #[inline(always)]
-fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, Malformed> {
+fn read<T: Copy>(ctx: &XdpContext, offset: usize) -> Result<T, Malformed> {
     let start = ctx.data();
     let end = ctx.data_end();
     if start + offset + core::mem::size_of::<T>() > end {
         return Err(Malformed);
     }
-    Ok((start + offset) as *const T)
+    // SAFETY: the bytes [start + offset, start + offset + size_of::<T>()) lie inside
+    // the packet (checked just above, which is also what the verifier checks), and
+    // `T` is plain bytes (only byte arrays are read here), so any value is valid and
+    // an unaligned read is fine.
+    Ok(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
 }
 
 #[inline(always)]
 fn be16_at(ctx: &XdpContext, offset: usize) -> Result<u16, Malformed> {
-    let p = ptr_at::<[u8; 2]>(ctx, offset)?;
-    Ok(u16::from_be_bytes(unsafe { *p }))
+    Ok(u16::from_be_bytes(read::<[u8; 2]>(ctx, offset)?))
 }
 
 #[inline(always)]
@@ -81,8 +85,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, Malformed> {
 
 #[inline(always)]
 fn parse_ipv4(ctx: &XdpContext, off: usize) -> Result<IpPacket, Malformed> {
-    let header = ptr_at::<[u8; 20]>(ctx, off)?;
-    let h = unsafe { *header };
+    let h = read::<[u8; 20]>(ctx, off)?;
     if h[0] >> 4 != 4 {
         return Err(Malformed);
     }
@@ -110,8 +113,7 @@ fn parse_ipv4(ctx: &XdpContext, off: usize) -> Result<IpPacket, Malformed> {
 
 #[inline(always)]
 fn parse_ipv6(ctx: &XdpContext, off: usize) -> Result<IpPacket, Malformed> {
-    let header = ptr_at::<[u8; 40]>(ctx, off)?;
-    let h = unsafe { &*header };
+    let h = read::<[u8; 40]>(ctx, off)?;
     if h[0] >> 4 != 6 {
         return Err(Malformed);
     }
@@ -123,20 +125,17 @@ fn parse_ipv6(ctx: &XdpContext, off: usize) -> Result<IpPacket, Malformed> {
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         match next {
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
-                let ext = ptr_at::<[u8; 2]>(ctx, l4)?;
-                let ext = unsafe { *ext };
+                let ext = read::<[u8; 2]>(ctx, l4)?;
                 next = ext[0];
                 l4 += (ext[1] as usize + 1) * 8;
             }
             IPPROTO_AH => {
-                let ext = ptr_at::<[u8; 2]>(ctx, l4)?;
-                let ext = unsafe { *ext };
+                let ext = read::<[u8; 2]>(ctx, l4)?;
                 next = ext[0];
                 l4 += (ext[1] as usize + 2) * 4;
             }
             IPPROTO_FRAGMENT => {
-                let frag = ptr_at::<[u8; 8]>(ctx, l4)?;
-                let frag = unsafe { *frag };
+                let frag = read::<[u8; 8]>(ctx, l4)?;
                 next = frag[0];
                 l4 += 8;
                 let fragment_offset = u16::from_be_bytes([frag[2], frag[3]]) >> 3;
@@ -156,8 +155,7 @@ fn parse_ipv6(ctx: &XdpContext, off: usize) -> Result<IpPacket, Malformed> {
 fn parse_l4(ctx: &XdpContext, proto: u8, off: usize) -> Result<(Option<u16>, bool), Malformed> {
     match proto {
         IPPROTO_TCP => {
-            let tcp = ptr_at::<[u8; 20]>(ctx, off)?;
-            let tcp = unsafe { *tcp };
+            let tcp = read::<[u8; 20]>(ctx, off)?;
             if tcp[12] >> 4 < 5 {
                 return Err(Malformed);
             }
@@ -166,8 +164,7 @@ fn parse_l4(ctx: &XdpContext, proto: u8, off: usize) -> Result<(Option<u16>, boo
             Ok((Some(u16::from_be_bytes([tcp[2], tcp[3]])), syn))
         }
         IPPROTO_UDP => {
-            let udp = ptr_at::<[u8; 8]>(ctx, off)?;
-            let udp = unsafe { *udp };
+            let udp = read::<[u8; 8]>(ctx, off)?;
             Ok((Some(u16::from_be_bytes([udp[2], udp[3]])), false))
         }
         _ => Ok((None, false)),

@@ -30,8 +30,10 @@ pub fn lru_per_source(ctx: XdpContext) -> u32 {
     if ctx.data() + SRC + 4 > ctx.data_end() {
         return xdp_action::XDP_ABORTED;
     }
-    let src = unsafe { *((ctx.data() + SRC) as *const u32) };
+    // SAFETY: the 4 bytes at SRC are inside the packet (checked above).
+    let src = unsafe { core::ptr::read_unaligned((ctx.data() + SRC) as *const u32) };
     match PER_SOURCE.get_ptr_mut(src) {
+        // SAFETY: a pointer to a live map value; a racing update only miscounts.
         Some(count) => unsafe { *count += 1 },
         None => {
             let _ = PER_SOURCE.insert(src, 1, 0);
@@ -52,6 +54,8 @@ pub fn spoof_source(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_ABORTED;
     }
     let src = (ctx.data() + SRC) as *mut u32;
+    // SAFETY: the 4 bytes at SRC are inside the packet (checked above), which this
+    // program may rewrite; the tail call does not return on success.
     unsafe {
         // A multiplicative step walks all 2^32 addresses in a scattered order.
         *src = (*src).wrapping_mul(0x9E37_79B1).wrapping_add(1);
