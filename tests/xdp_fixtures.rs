@@ -299,9 +299,9 @@ fn fixture_table() {
     assert!(table.len() >= 20);
 
     for f in &table {
-        let before = maps.counters(TEST_RUN_IFINDEX).unwrap();
+        let before = maps.verdicts(TEST_RUN_IFINDEX).unwrap();
         let verdict = run(&program, &f.packet);
-        let after = maps.counters(TEST_RUN_IFINDEX).unwrap();
+        let after = maps.verdicts(TEST_RUN_IFINDEX).unwrap();
         let expected = if f.reason.is_drop() {
             XDP_DROP
         } else {

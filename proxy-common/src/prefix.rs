@@ -31,7 +31,11 @@ mod tests {
         }
         let v6 = [0xff; 16];
         for len in 0..=128u32 {
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
             assert_eq!(masked(v6, len), mask.to_be_bytes(), "/{len}");
         }
         // Lengths past the address keep it whole.

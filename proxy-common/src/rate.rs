@@ -154,7 +154,10 @@ mod tests {
             total += 1;
         }
         // Burst (50) + 100 ms at 1000/s (100) during the flood, and every calm packet.
-        assert!((149..=151 + 200).contains(&admitted), "{admitted} of {total}");
+        assert!(
+            (149..=151 + 200).contains(&admitted),
+            "{admitted} of {total}"
+        );
         assert!(admitted < total);
     }
 
@@ -174,7 +177,10 @@ mod tests {
             let now = 1_000_000_000 + i * 1000;
             let got = admit(&mut lines[cells.line], &cells, &p, now);
             let exact = reference.admit(key, &p, now);
-            assert!(!got || exact, "sketch admitted what the exact model refused");
+            assert!(
+                !got || exact,
+                "sketch admitted what the exact model refused"
+            );
             if got != exact {
                 // A refusal the exact model admitted: roll it back in the model so the
                 // two keep the same history for this source.
@@ -196,7 +202,12 @@ mod tests {
             assert!(!admit(&mut lines[cells.line], &cells, &p, t0 + i));
         }
         // One interval after the first packet the source may send again.
-        assert!(admit(&mut lines[cells.line], &cells, &p, t0 + p.interval_ns));
+        assert!(admit(
+            &mut lines[cells.line],
+            &cells,
+            &p,
+            t0 + p.interval_ns
+        ));
     }
 
     #[test]
@@ -216,7 +227,11 @@ mod tests {
         for len in 0..=128u32 {
             let (hi, lo) = sketch_key_v6(a, len);
             let full = u128::from_be_bytes(a);
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
             assert_eq!(((hi as u128) << 64) | lo as u128, full & mask, "/{len}");
         }
         assert_eq!(sketch_key_v4([1, 2, 3, 4]), (0, 0xffff_0102_0304));

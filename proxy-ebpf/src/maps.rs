@@ -1,4 +1,4 @@
-//! Every map of the XDP program. Userspace (`proxy/src/ebpf/maps.rs`) is the only writer
+//! Every map of the XDP program. Userspace (`proxy/src/ebpf/maps/`) is the only writer
 //! of policy; the program only reads policy and writes counters, rate state and samples.
 //! List sizes here are the defaults from `proxy-common`; the loader resizes them from the config.
 

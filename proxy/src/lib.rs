@@ -1,37 +1,24 @@
 //! `proxy`: a Layer-4 TCP/TLS edge load balancer with an XDP fast path.
 //!
 //! # Layout
-//! - [`cli`]: command line (clap derive); [`commands`]: admin commands on the pinned
-//!   maps (block/allow lists, kernel counters, XDP detach/unpin).
+//! - [`app`]: the composition root of `proxy run` (builds and wires every part).
 //! - [`config`]: the TOML configuration, validation with file/line/key errors.
-//! - [`daemon`]: start, SIGHUP reload, SIGTERM/SIGINT drain; subsystems (XDP, ...)
-//!   follow the configuration through it.
-//! - [`server`]: listeners (accept loop, limits); [`connection`]: one connection
-//!   (TLS handshake → pick backend → connect → splice); [`splice`]: byte copying
-//!   both ways with half-close; [`proxy_protocol`]: PROXY v1/v2 headers.
-//! - [`tls`]: certificates, SNI resolver, rustls server configuration.
-//! - [`balance`]: Maglev table and backend pools; [`health`]: active health checks.
-//! - [`events`]: per-source events for auto-blocking; [`metrics`]: Prometheus metrics.
-//! - [`ebpf`]: the kernel half's loader (load, attach, pin, detach) and typed map
-//!   handles; the only code that knows map names.
-//! - [`logging`]: `tracing` set-up (text or JSON), aya-log bridge.
-//! - [`admin`]: admin socket (stats, top) and Prometheus endpoint; [`autoblock`]:
-//!   automatic kernel blocks; [`privileges`]: capabilities dropped after start.
-pub mod admin;
-pub mod autoblock;
-pub mod balance;
+//! - [`datapath`]: listeners, connections, TLS, forwarding, backends and balancing.
+//! - [`control`]: daemon lifecycle (start, reload, drain), subsystems, auto-blocking,
+//!   the admin socket and `/metrics`, privilege dropping. Talks to the kernel half
+//!   only through the traits in [`control::policy`].
+//! - [`ebpf`]: the kernel half's loader (load, attach, pin, detach), typed map
+//!   handles, and the XDP subsystem; the only code that knows map names.
+//! - [`api`]: the typed admin API shared by the daemon and the CLI.
+//! - [`metrics`]: the one Prometheus registry.
+//! - [`cli`]: the command line and the admin commands.
+//! - [`logging`]: `tracing` set-up (text or JSON), aya-log bridge, rate-limited logs.
+pub mod api;
+pub mod app;
 pub mod cli;
-pub mod commands;
 pub mod config;
-pub mod connection;
-pub mod daemon;
+pub mod control;
+pub mod datapath;
 pub mod ebpf;
-pub mod events;
-pub mod health;
 pub mod logging;
 pub mod metrics;
-pub mod privileges;
-pub mod proxy_protocol;
-pub mod server;
-pub mod splice;
-pub mod tls;

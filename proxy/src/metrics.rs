@@ -1,9 +1,15 @@
-//! Every metric the data path produces, in one `prometheus-client` registry.
+//! Every metric of the daemon, in one `prometheus-client` registry.
 //!
 //! Hot paths hold cloned handles ([`ListenerMetrics`], [`BackendMetrics`]): a
-//! `Family` lookup happens once per listener/backend, not per connection.
-//! [`Metrics::encode`] renders the Prometheus text format.
+//! `Family` lookup happens once per listener/backend, not per connection. The same
+//! handles fill the typed admin API ([`Metrics::listener_stats`],
+//! [`AutoblockMetrics::stats`]); the kernel half adds a collector read at scrape time
+//! ([`Metrics::register_collector`]). [`Metrics::encode`] renders the whole registry.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -11,64 +17,45 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::api::{AutoblockStats, ByTrigger, HandshakeFailure, ListenerStats, RejectReason};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ListenerLabels {
-    pub listener: String,
+struct ListenerLabels {
+    listener: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct BackendLabels {
-    pub pool: String,
-    pub backend: String,
+struct BackendLabels {
+    pool: String,
+    backend: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PoolLabels {
-    pub pool: String,
+struct PoolLabels {
+    pool: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct HandshakeFailureLabels {
-    pub listener: String,
-    pub reason: &'static str,
+struct ReasonLabels {
+    listener: String,
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct BytesLabels {
-    pub listener: String,
+struct BytesLabels {
+    listener: String,
     /// `upstream` (client to backend) or `downstream` (backend to client).
-    pub direction: &'static str,
-}
-
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub enum RejectReason {
-    /// `limits.max_connections` reached.
-    Global,
-    /// The listener's `max_connections` reached.
-    Listener,
-    /// The listener's `max_per_source` reached for that client address.
-    PerSource,
-}
-
-impl RejectReason {
-    pub fn label(self) -> &'static str {
-        match self {
-            RejectReason::Global => "global_limit",
-            RejectReason::Listener => "listener_limit",
-            RejectReason::PerSource => "per_source_limit",
-        }
-    }
+    direction: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RejectLabels {
-    pub listener: String,
-    pub reason: &'static str,
+struct ResultLabels {
+    result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReloadLabels {
-    pub result: &'static str,
+struct TriggerLabels {
+    trigger: &'static str,
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -83,17 +70,21 @@ pub struct Metrics {
     registry: Registry,
     connections_active: Family<ListenerLabels, Gauge>,
     connections: Family<ListenerLabels, Counter>,
-    rejected: Family<RejectLabels, Counter>,
+    rejected: Family<ReasonLabels, Counter>,
     handshakes: Family<ListenerLabels, Counter>,
-    handshake_failures: Family<HandshakeFailureLabels, Counter>,
+    handshake_failures: Family<ReasonLabels, Counter>,
     bytes: Family<BytesLabels, Counter>,
+    spliced: Family<ListenerLabels, Counter>,
     backend_connections_active: Family<BackendLabels, Gauge>,
     backend_connections: Family<BackendLabels, Counter>,
     backend_connect_failures: Family<BackendLabels, Counter>,
     backend_up: Family<BackendLabels, Gauge>,
     backend_connect_seconds: HistogramFamily<PoolLabels>,
     no_backend: Family<ListenerLabels, Counter>,
-    reloads: Family<ReloadLabels, Counter>,
+    reloads: Family<ResultLabels, Counter>,
+    autoblock: AutoblockMetrics,
+    /// Handles of every listener seen since start, for the admin API.
+    listeners: Mutex<BTreeMap<String, ListenerMetrics>>,
 }
 
 impl Default for Metrics {
@@ -104,14 +95,17 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("proxy");
+        let autoblock = AutoblockMetrics::register(&mut registry);
         let mut m = Metrics {
-            registry: Registry::with_prefix("proxy"),
+            registry,
             connections_active: Family::default(),
             connections: Family::default(),
             rejected: Family::default(),
             handshakes: Family::default(),
             handshake_failures: Family::default(),
             bytes: Family::default(),
+            spliced: Family::default(),
             backend_connections_active: Family::default(),
             backend_connections: Family::default(),
             backend_connect_failures: Family::default(),
@@ -119,6 +113,8 @@ impl Metrics {
             backend_connect_seconds: Family::new_with_constructor(connect_buckets),
             no_backend: Family::default(),
             reloads: Family::default(),
+            autoblock,
+            listeners: Mutex::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -151,6 +147,12 @@ impl Metrics {
             "Payload bytes forwarded, per listener and direction",
             Unit::Bytes,
             m.bytes.clone(),
+        );
+        r.register_with_unit(
+            "spliced",
+            "Of the payload bytes forwarded (both directions), those moved by splice(2)",
+            Unit::Bytes,
+            m.spliced.clone(),
         );
         r.register(
             "backend_connections_active",
@@ -191,6 +193,12 @@ impl Metrics {
         m
     }
 
+    /// Adds a collector read at every scrape (the kernel half's counters). Call before
+    /// the registry is shared.
+    pub fn register_collector(&mut self, collector: Box<dyn Collector>) {
+        self.registry.register_collector(collector);
+    }
+
     /// The registry in the Prometheus text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -199,12 +207,12 @@ impl Metrics {
         out
     }
 
-    /// For subsystems that add their own metrics (admin, XDP).
-    pub fn registry_mut(&mut self) -> &mut Registry {
-        &mut self.registry
-    }
-
+    /// Handles for one listener (created on first use; the same afterwards).
     pub fn listener(&self, listener: &str) -> ListenerMetrics {
+        let mut known = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = known.get(listener) {
+            return m.clone();
+        }
         let l = ListenerLabels {
             listener: listener.to_owned(),
         };
@@ -214,17 +222,34 @@ impl Metrics {
                 direction,
             })
         };
-        ListenerMetrics {
-            name: listener.to_owned(),
+        let reason = |family: &Family<ReasonLabels, Counter>, reason| {
+            family.get_or_create_owned(&ReasonLabels {
+                listener: listener.to_owned(),
+                reason,
+            })
+        };
+        let m = ListenerMetrics {
             active: self.connections_active.get_or_create_owned(&l),
             accepted: self.connections.get_or_create_owned(&l),
             handshakes: self.handshakes.get_or_create_owned(&l),
             no_backend: self.no_backend.get_or_create_owned(&l),
-            bytes_up: bytes("upstream"),
-            bytes_down: bytes("downstream"),
-            handshake_failures: self.handshake_failures.clone(),
-            rejected: self.rejected.clone(),
-        }
+            bytes: ByteCounters {
+                up: bytes("upstream"),
+                down: bytes("downstream"),
+                spliced: self.spliced.get_or_create_owned(&l),
+            },
+            handshake_failures: HandshakeFailure::ALL
+                .map(|f| reason(&self.handshake_failures, f.label())),
+            rejected: RejectReason::ALL.map(|r| reason(&self.rejected, r.label())),
+        };
+        known.insert(listener.to_owned(), m.clone());
+        m
+    }
+
+    /// Every listener's counters, by name.
+    pub fn listener_stats(&self) -> Vec<ListenerStats> {
+        let known = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        known.iter().map(|(name, m)| m.stats(name)).collect()
     }
 
     pub fn backend(&self, pool: &str, backend: &str) -> BackendMetrics {
@@ -259,41 +284,65 @@ impl Metrics {
 
     pub fn reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "error" };
-        self.reloads.get_or_create(&ReloadLabels { result }).inc();
+        self.reloads.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    pub fn autoblock(&self) -> &AutoblockMetrics {
+        &self.autoblock
     }
 }
 
+/// Payload byte counters of one listener.
+#[derive(Clone, Debug)]
+pub struct ByteCounters {
+    pub up: Counter,
+    pub down: Counter,
+    /// Of `up` and `down`, the bytes moved by splice(2).
+    pub spliced: Counter,
+}
+
 /// Handles for one listener.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ListenerMetrics {
-    name: String,
     pub active: Gauge,
     pub accepted: Counter,
     pub handshakes: Counter,
     pub no_backend: Counter,
-    pub bytes_up: Counter,
-    pub bytes_down: Counter,
-    handshake_failures: Family<HandshakeFailureLabels, Counter>,
-    rejected: Family<RejectLabels, Counter>,
+    pub bytes: ByteCounters,
+    handshake_failures: [Counter; HandshakeFailure::ALL.len()],
+    rejected: [Counter; RejectReason::ALL.len()],
 }
 
 impl ListenerMetrics {
-    pub fn handshake_failed(&self, reason: &'static str) {
-        self.handshake_failures
-            .get_or_create(&HandshakeFailureLabels {
-                listener: self.name.clone(),
-                reason,
-            })
-            .inc();
+    pub fn handshake_failed(&self, reason: HandshakeFailure) {
+        self.handshake_failures[reason as usize].inc();
     }
 
     pub fn rejected(&self, reason: RejectReason) {
-        self.rejected
-            .get_or_create(&RejectLabels {
-                listener: self.name.clone(),
-                reason: reason.label(),
-            })
-            .inc();
+        self.rejected[reason as usize].inc();
+    }
+
+    fn stats(&self, name: &str) -> ListenerStats {
+        ListenerStats {
+            name: name.to_owned(),
+            connections_active: self.active.get(),
+            connections_total: self.accepted.get(),
+            tls_handshakes: self.handshakes.get(),
+            tls_handshake_failures: HandshakeFailure::ALL
+                .iter()
+                .map(|f| (*f, self.handshake_failures[*f as usize].get()))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            rejected: RejectReason::ALL
+                .iter()
+                .map(|r| (*r, self.rejected[*r as usize].get()))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            bytes_upstream: self.bytes.up.get(),
+            bytes_downstream: self.bytes.down.get(),
+            bytes_spliced: self.bytes.spliced.get(),
+            no_backend: self.no_backend.get(),
+        }
     }
 }
 
@@ -307,6 +356,68 @@ pub struct BackendMetrics {
     pub connect_seconds: Histogram,
 }
 
+/// What the auto-blocker counts.
+#[derive(Clone, Debug, Default)]
+pub struct AutoblockMetrics {
+    pub failed_handshakes: Counter,
+    pub handshake_timeouts: Counter,
+    pub new_connections: Counter,
+    pub skipped_allowlisted: Counter,
+    pub skipped_no_xdp: Counter,
+    pub events_dropped: Counter,
+}
+
+impl AutoblockMetrics {
+    fn register(r: &mut Registry) -> AutoblockMetrics {
+        let by_trigger: Family<TriggerLabels, Counter> = Family::default();
+        r.register(
+            "autoblocks",
+            "Sources the daemon blocked in the kernel, by trigger",
+            by_trigger.clone(),
+        );
+        let trigger = |trigger| by_trigger.get_or_create_owned(&TriggerLabels { trigger });
+        let m = AutoblockMetrics {
+            failed_handshakes: trigger("failed_handshakes"),
+            handshake_timeouts: trigger("handshake_timeouts"),
+            new_connections: trigger("new_connections"),
+            ..AutoblockMetrics::default()
+        };
+        r.register(
+            "autoblock_skipped_allowlisted",
+            "Auto-block thresholds reached by allowlisted sources (not blocked)",
+            m.skipped_allowlisted.clone(),
+        );
+        r.register(
+            "autoblock_skipped_no_xdp",
+            "Auto-block thresholds reached while no XDP program runs (not blocked)",
+            m.skipped_no_xdp.clone(),
+        );
+        r.register(
+            "source_events_dropped",
+            "Per-source events the data path dropped because the auto-blocker lagged",
+            m.events_dropped.clone(),
+        );
+        m
+    }
+
+    pub fn stats(&self) -> AutoblockStats {
+        let by_trigger = ByTrigger {
+            failed_handshakes: self.failed_handshakes.get(),
+            handshake_timeouts: self.handshake_timeouts.get(),
+            new_connections: self.new_connections.get(),
+        };
+        AutoblockStats {
+            blocked_total: by_trigger.failed_handshakes
+                + by_trigger.handshake_timeouts
+                + by_trigger.new_connections,
+            by_trigger,
+            skipped_allowlisted: self.skipped_allowlisted.get(),
+            skipped_no_xdp: self.skipped_no_xdp.get(),
+            events_dropped: self.events_dropped.get(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,13 +428,14 @@ mod tests {
         let l = m.listener("web");
         l.accepted.inc();
         l.active.inc();
-        l.bytes_up.inc_by(100);
-        l.handshake_failed("timeout");
+        l.bytes.up.inc_by(100);
+        l.handshake_failed(HandshakeFailure::Timeout);
         l.rejected(RejectReason::PerSource);
         let b = m.backend("app", "10.0.0.1:80");
         b.up.set(1);
         b.connect_seconds.observe(0.001);
         m.reload(true);
+        m.autoblock().failed_handshakes.inc();
         let text = m.encode();
         for line in [
             "proxy_connections_total{listener=\"web\"} 1",
@@ -334,10 +446,36 @@ mod tests {
             "proxy_backend_up{pool=\"app\",backend=\"10.0.0.1:80\"} 1",
             "proxy_backend_connect_duration_seconds_count{pool=\"app\"} 1",
             "proxy_config_reloads_total{result=\"ok\"} 1",
+            "proxy_autoblocks_total{trigger=\"failed_handshakes\"} 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }
+        assert_eq!(text.matches("# EOF").count(), 1);
         m.remove_backend("app", "10.0.0.1:80");
         assert!(!m.encode().contains("proxy_backend_up{"));
+    }
+
+    #[test]
+    fn typed_stats_come_from_the_same_handles() {
+        let m = Metrics::new();
+        let l = m.listener("web");
+        l.handshake_failed(HandshakeFailure::NotTls);
+        l.handshake_failed(HandshakeFailure::NotTls);
+        m.listener("web").bytes.spliced.inc_by(7);
+        let stats = m.listener_stats();
+        assert_eq!(stats.len(), 1);
+        assert_eq!(stats[0].name, "web");
+        assert_eq!(
+            stats[0].tls_handshake_failures[&HandshakeFailure::NotTls],
+            2
+        );
+        assert_eq!(
+            stats[0].tls_handshake_failures.len(),
+            1,
+            "zeros are left out"
+        );
+        assert_eq!(stats[0].bytes_spliced, 7);
+        m.autoblock().new_connections.inc();
+        assert_eq!(m.autoblock().stats().blocked_total, 1);
     }
 }

@@ -19,8 +19,6 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 
-use crate::balance::maglev::{DEFAULT_TABLE_SIZE, is_prime};
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
@@ -744,6 +742,25 @@ impl Pool {
         }
         Ok(())
     }
+}
+
+/// The Maglev table size when a pool sets none: prime, and 100 × up to 655 backends.
+pub const DEFAULT_TABLE_SIZE: u32 = 65_537;
+
+/// Maglev needs a prime table size.
+pub fn is_prime(n: u32) -> bool {
+    if n < 2 {
+        return false;
+    }
+    let n = u64::from(n);
+    let mut d = 2u64;
+    while d * d <= n {
+        if n % d == 0 {
+            return false;
+        }
+        d += 1;
+    }
+    true
 }
 
 fn check_table_size(size: u32, backends: usize) -> Result<(), String> {

@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aya::maps::{MapData, RingBuf};
 use proxy_common::{DropEvent, FAMILY_V4, FAMILY_V6, Reason};
-use serde::Serialize;
+
+use crate::api::SourceDrops;
 
 /// What userspace learns from one sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,23 +43,14 @@ impl DropSample {
 pub fn drain(ring: &mut RingBuf<MapData>, mut f: impl FnMut(DropSample)) {
     while let Some(item) = ring.next() {
         if item.len() >= std::mem::size_of::<DropEvent>() {
+            // SAFETY: the item holds at least size_of::<DropEvent>() bytes (checked above),
+            // DropEvent is plain old data, and read_unaligned needs no alignment.
             let event: DropEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
             if let Some(sample) = DropSample::from_event(&event) {
                 f(sample);
             }
         }
     }
-}
-
-/// Estimated drops for one source, from samples.
-#[derive(Clone, Debug, Serialize)]
-pub struct SourceDrops {
-    /// "malformed" when the packets had no parsable source.
-    pub source: String,
-    /// Estimated drops (samples × sampling rate) per reason name.
-    pub by_reason: Vec<(&'static str, u64)>,
-    pub estimated_drops: u64,
-    pub last_seen_unix: u64,
 }
 
 /// Per-source aggregation over a window (log summaries) and in total (`proxy top`).
@@ -105,11 +97,11 @@ impl DropAggregator {
             .sources
             .iter()
             .map(|(src, e)| SourceDrops {
-                source: src.map_or_else(|| "malformed".to_string(), |ip| ip.to_string()),
+                source: *src,
                 by_reason: Reason::ALL
                     .iter()
                     .filter(|r| e.by_reason[**r as usize] > 0)
-                    .map(|r| (r.name(), e.by_reason[*r as usize]))
+                    .map(|r| (r.name().to_owned(), e.by_reason[*r as usize]))
                     .collect(),
                 estimated_drops: e.by_reason.iter().sum(),
                 last_seen_unix: e.last_seen_unix,
@@ -145,7 +137,10 @@ impl DropAggregator {
                     .iter()
                     .map(|(r, n)| format!("{r}={n}"))
                     .collect();
-                format!("{} ({})", s.source, reasons.join(","))
+                let source = s
+                    .source
+                    .map_or_else(|| "malformed".to_owned(), |ip| ip.to_string());
+                format!("{source} ({})", reasons.join(","))
             })
             .collect();
         Some(format!(
@@ -178,11 +173,11 @@ mod tests {
         agg.add(sample("192.0.2.1", Reason::Blocklisted, 64));
         agg.add(sample("2001:db8::1", Reason::RateSyn, 1));
         let top = agg.top(10);
-        assert_eq!(top[0].source, "192.0.2.1");
+        assert_eq!(top[0].source, Some("192.0.2.1".parse().unwrap()));
         assert_eq!(top[0].estimated_drops, 256);
         assert_eq!(
             top[0].by_reason,
-            vec![("blocklisted", 64), ("rate_pps", 192)]
+            vec![("blocklisted".to_owned(), 64), ("rate_pps".to_owned(), 192)]
         );
         let line = agg.take_summary(Duration::from_secs(10)).unwrap();
         assert!(

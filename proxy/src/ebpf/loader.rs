@@ -1,21 +1,20 @@
 //! Loads the XDP program, pins its maps, attaches it to interfaces and detaches it.
 
-use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::MapInfo,
     programs::{
         Xdp, XdpMode,
         links::{FdLink, PinnedLink},
         xdp::XdpLinkId,
     },
 };
-use proxy_common::{LpmKey, PROGRAM_NAME, PolicyEntry, XdpConfig, map_names};
+use proxy_common::{PROGRAM_NAME, map_names};
 use tracing::{info, warn};
 
-use super::{EbpfError, OBJECT, maps::Maps};
+use super::host::{self, if_index};
+use super::{EbpfError, OBJECT, maps::Maps, pins};
 use crate::config::xdp::{AttachMode, XdpSection};
 
 /// How to load: where to pin (None = private maps, for tests and benchmarks) and how
@@ -72,8 +71,8 @@ pub struct XdpProgram {
 impl XdpProgram {
     /// Checks the host, loads the object (reusing pinned maps), verifies the program.
     pub fn load(options: LoadOptions) -> Result<(XdpProgram, Maps), EbpfError> {
-        preflight()?;
-        raise_memlock_limit();
+        host::preflight()?;
+        host::raise_memlock_limit();
         let mut loader = EbpfLoader::new();
         loader
             .map_max_entries(map_names::BLOCK_V4, options.max_block_entries)
@@ -82,7 +81,7 @@ impl XdpProgram {
             .map_max_entries(map_names::ALLOW_V6, options.max_allow_entries);
         let pin_paths: Vec<(&str, PathBuf)> = match &options.pin_dir {
             Some(dir) => {
-                ensure_bpffs(dir)?;
+                host::ensure_bpffs(dir)?;
                 std::fs::create_dir_all(dir).map_err(|source| EbpfError::Io {
                     context: format!("creating {}", dir.display()),
                     source,
@@ -91,7 +90,12 @@ impl XdpProgram {
                     .iter()
                     .map(|name| (*name, dir.join(name)))
                     .collect();
-                check_pins_compatible(dir, &paths, &options)?;
+                pins::check_pins_compatible(
+                    dir,
+                    &paths,
+                    options.max_block_entries,
+                    options.max_allow_entries,
+                )?;
                 paths
             }
             None => Vec::new(),
@@ -336,210 +340,4 @@ fn pin_link(
         std::fs::create_dir_all(parent).map_err(io)?;
     }
     fd_link.pin(pin).map_err(|e| io(std::io::Error::other(e)))
-}
-
-pub fn if_index(interface: &str) -> Result<u32, EbpfError> {
-    let name = CString::new(interface).map_err(|_| EbpfError::NoSuchInterface(interface.into()))?;
-    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
-        0 => Err(EbpfError::NoSuchInterface(interface.into())),
-        index => Ok(index),
-    }
-}
-
-/// Interface name for an index, if it exists.
-pub fn if_name(index: u32) -> Option<String> {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
-    if p.is_null() {
-        return None;
-    }
-    Some(
-        unsafe { std::ffi::CStr::from_ptr(p) }
-            .to_string_lossy()
-            .into_owned(),
-    )
-}
-
-/// Root or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON, and kernel BTF.
-fn preflight() -> Result<(), EbpfError> {
-    const CAP_NET_ADMIN: u32 = 12;
-    const CAP_SYS_ADMIN: u32 = 21;
-    const CAP_PERFMON: u32 = 38;
-    const CAP_BPF: u32 = 39;
-    let effective = effective_capabilities();
-    let has = |cap: u32| effective & (1u64 << cap) != 0;
-    if !has(CAP_SYS_ADMIN) {
-        let missing: Vec<&str> = [
-            (CAP_BPF, "CAP_BPF"),
-            (CAP_NET_ADMIN, "CAP_NET_ADMIN"),
-            // Measured: with only CAP_BPF + CAP_NET_ADMIN, BPF_PROG_LOAD fails with EACCES.
-            (CAP_PERFMON, "CAP_PERFMON"),
-        ]
-        .into_iter()
-        .filter(|(cap, _)| !has(*cap))
-        .map(|(_, name)| name)
-        .collect();
-        if !missing.is_empty() {
-            return Err(EbpfError::MissingCapabilities {
-                missing: missing.join(", "),
-            });
-        }
-    }
-    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
-        return Err(EbpfError::NoBtf);
-    }
-    Ok(())
-}
-
-fn effective_capabilities() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
-fn raise_memlock_limit() {
-    let unlimited = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
-        tracing::debug!("could not raise RLIMIT_MEMLOCK (only kernels before 5.11 need it)");
-    }
-}
-
-const BPF_FS_MAGIC: i64 = 0xcafe4a11;
-
-fn is_bpffs(path: &Path) -> bool {
-    let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC }
-}
-
-/// Pins need a bpffs; mount the conventional one at /sys/fs/bpf if nothing is there.
-fn ensure_bpffs(pin_dir: &Path) -> Result<(), EbpfError> {
-    let existing = pin_dir
-        .ancestors()
-        .find(|p| p.exists())
-        .unwrap_or(Path::new("/"));
-    if is_bpffs(existing) {
-        return Ok(());
-    }
-    let root = Path::new("/sys/fs/bpf");
-    if pin_dir.starts_with(root) && !is_bpffs(root) {
-        let ret = unsafe {
-            libc::mount(
-                c"bpf".as_ptr(),
-                c"/sys/fs/bpf".as_ptr(),
-                c"bpf".as_ptr(),
-                0,
-                std::ptr::null(),
-            )
-        };
-        if ret == 0 {
-            info!("mounted bpffs at /sys/fs/bpf");
-            return Ok(());
-        }
-        return Err(EbpfError::NoBpffs {
-            path: pin_dir.into(),
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    Err(EbpfError::NoBpffs {
-        path: pin_dir.into(),
-        source: std::io::Error::other(
-            "xdp.pin_path must be below a bpffs mount such as /sys/fs/bpf",
-        ),
-    })
-}
-
-/// Refuses pins made by an incompatible build; warns when a list's capacity differs.
-fn check_pins_compatible(
-    dir: &Path,
-    paths: &[(&str, PathBuf)],
-    options: &LoadOptions,
-) -> Result<(), EbpfError> {
-    for (name, path) in paths {
-        if !path.exists() {
-            continue;
-        }
-        let info = MapInfo::from_pin(path).map_err(|source| EbpfError::Map {
-            map: map_name_static(name),
-            source,
-        })?;
-        let (key, value) = pinned_sizes(name);
-        if info.key_size() != key || info.value_size() != value {
-            return Err(EbpfError::IncompatiblePin {
-                path: path.clone(),
-                dir: dir.to_path_buf(),
-                what: format!(
-                    "key/value size {}/{} bytes, expected {key}/{value}",
-                    info.key_size(),
-                    info.value_size()
-                ),
-            });
-        }
-        let wanted = match *name {
-            map_names::BLOCK_V4 | map_names::BLOCK_V6 => Some(options.max_block_entries),
-            map_names::ALLOW_V4 | map_names::ALLOW_V6 => Some(options.max_allow_entries),
-            _ => None,
-        };
-        if let Some(wanted) = wanted.filter(|w| *w != info.max_entries()) {
-            warn!(
-                map = name,
-                pinned = info.max_entries(),
-                configured = wanted,
-                "the pinned map keeps its capacity; to resize, save the list (`proxy block list --json`), \
-                 run `proxy xdp unpin`, and restart"
-            );
-        }
-    }
-    Ok(())
-}
-
-/// (key size, value size) this build uses for a pinned map.
-fn pinned_sizes(name: &str) -> (u32, u32) {
-    use std::mem::size_of;
-    let (key, value) = match name {
-        map_names::ALLOW_V4 | map_names::BLOCK_V4 => {
-            (size_of::<LpmKey<4>>(), size_of::<PolicyEntry>())
-        }
-        map_names::ALLOW_V6 | map_names::BLOCK_V6 => {
-            (size_of::<LpmKey<16>>(), size_of::<PolicyEntry>())
-        }
-        map_names::CONFIG => (4, size_of::<XdpConfig>()),
-        map_names::PORTS => (4, size_of::<proxy_common::PortSet>()),
-        map_names::COUNTERS => (4, size_of::<proxy_common::Counter>()),
-        map_names::POLICY_GEN | map_names::V4_SUMMARY => (4, 8),
-        other => unreachable!("{other} is not a pinned map"),
-    };
-    (key as u32, value as u32)
-}
-
-pub(crate) fn map_name_static(name: &str) -> &'static str {
-    map_names::PINNED
-        .iter()
-        .find(|n| **n == name)
-        .copied()
-        .unwrap_or("?")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_pinned_map_has_known_sizes() {
-        for name in map_names::PINNED {
-            let (key, value) = pinned_sizes(name);
-            assert!(key > 0 && value > 0, "{name}");
-        }
-    }
 }

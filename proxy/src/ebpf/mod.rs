@@ -7,9 +7,12 @@
 //!   or straight from the pins, for CLI commands).
 //! - [`events`]: sampled drop events → aggregated summaries.
 
+pub mod collector;
 pub mod events;
+pub mod host;
 pub mod loader;
 pub mod maps;
+mod pins;
 pub mod runtime;
 
 use std::path::PathBuf;

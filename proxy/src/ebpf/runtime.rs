@@ -9,11 +9,19 @@ use tokio::io::unix::AsyncFd;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
 use super::EbpfError;
 use super::events::{self, DropAggregator};
 use super::loader::{Attachment, LoadOptions, XdpProgram};
 use super::maps::{List, Maps, RateLimits};
+use crate::api::{InterfaceStats, ListEntry, Origin, Top, XdpStats};
+use crate::config::Config;
 use crate::config::xdp::XdpSection;
+use crate::control::policy::{KernelPolicy, KernelView};
+use crate::control::subsystem::Subsystem;
 
 /// How often expired list entries are deleted from the maps.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -198,15 +206,6 @@ impl XdpSubsystem {
             .map(|r| r.maps())
     }
 
-    /// Sampled drops since start, if the fast path runs.
-    pub fn recent_drops(&self) -> Option<Arc<Mutex<DropAggregator>>> {
-        self.runtime
-            .lock()
-            .expect("xdp lock")
-            .as_ref()
-            .map(|r| r.recent_drops())
-    }
-
     /// (interface, ifindex, mode) of each attachment.
     pub fn attachments(&self) -> Vec<(String, u32, &'static str)> {
         let runtime = self.runtime.lock().expect("xdp lock");
@@ -219,14 +218,93 @@ impl XdpSubsystem {
             })
             .collect()
     }
+
+    /// Verdicts of every attached interface.
+    pub fn interface_stats(&self) -> Option<Vec<InterfaceStats>> {
+        let maps = self.maps()?;
+        let maps = maps.lock().expect("maps lock");
+        let stats = self
+            .attachments()
+            .into_iter()
+            .filter_map(|(interface, ifindex, mode)| {
+                let verdicts = maps
+                    .verdicts(ifindex)
+                    .inspect_err(|e| warn!(error = %e, interface, "cannot read XDP counters"))
+                    .ok()?;
+                Some(InterfaceStats {
+                    interface: Some(interface),
+                    ifindex,
+                    mode: Some(mode.to_owned()),
+                    verdicts,
+                })
+            })
+            .collect();
+        Some(stats)
+    }
 }
 
-impl crate::daemon::Subsystem for XdpSubsystem {
+impl KernelPolicy for XdpSubsystem {
+    fn enforcing(&self) -> bool {
+        self.maps().is_some()
+    }
+
+    fn allowlisted(&self, addr: IpAddr) -> anyhow::Result<Option<ListEntry>> {
+        let Some(maps) = self.maps() else {
+            return Ok(None);
+        };
+        let entry = maps
+            .lock()
+            .expect("maps lock")
+            .matching(List::Allow, addr)?;
+        Ok(entry)
+    }
+
+    fn auto_block(&self, net: IpNet, ttl: Duration, reason: &str) -> anyhow::Result<()> {
+        let Some(maps) = self.maps() else {
+            anyhow::bail!("no XDP program runs: cannot block {net}");
+        };
+        maps.lock().expect("maps lock").insert(
+            List::Block,
+            net,
+            Some(ttl),
+            Origin::Auto,
+            reason,
+        )?;
+        Ok(())
+    }
+}
+
+impl KernelView for XdpSubsystem {
+    fn xdp_stats(&self) -> Option<XdpStats> {
+        let interfaces = self.interface_stats()?;
+        let maps = self.maps()?;
+        let blocks = maps
+            .lock()
+            .expect("maps lock")
+            .entries(List::Block)
+            .inspect_err(|e| warn!(error = %e, "cannot read the blocklist"))
+            .unwrap_or_default();
+        Some(XdpStats {
+            interfaces,
+            blocklist_entries: blocks.len(),
+            auto_blocks_active: blocks.iter().filter(|e| e.origin == Origin::Auto).count(),
+        })
+    }
+
+    fn top_sources(&self, n: usize) -> Option<Top> {
+        let runtime = self.runtime.lock().expect("xdp lock");
+        let drops = runtime.as_ref()?.recent_drops();
+        let sources = drops.lock().expect("drops lock").top(n);
+        Some(Top { sources })
+    }
+}
+
+impl Subsystem for XdpSubsystem {
     fn name(&self) -> &str {
         "xdp"
     }
 
-    fn apply(&self, config: &Arc<crate::config::Config>) -> anyhow::Result<()> {
+    fn apply(&self, config: &Arc<Config>) -> anyhow::Result<()> {
         let mut runtime = self.runtime.lock().expect("xdp lock");
         match (runtime.as_mut(), &config.xdp) {
             (None, Some(section)) => *runtime = Some(XdpRuntime::start(section)?),

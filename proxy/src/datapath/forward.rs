@@ -25,6 +25,8 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::time::Instant;
 
+use crate::metrics::ByteCounters;
+
 /// Why forwarding ended.
 #[derive(Debug)]
 pub enum End {
@@ -83,8 +85,7 @@ impl Default for Activity {
 pub async fn copy_bidirectional<C, B>(
     mut client: C,
     mut backend: B,
-    up: &Counter,
-    down: &Counter,
+    bytes: &ByteCounters,
     idle: Duration,
 ) -> End
 where
@@ -95,8 +96,8 @@ where
     let mut upstream = Direction::default();
     let mut downstream = Direction::default();
     let both = std::future::poll_fn(|cx| {
-        let a = upstream.poll(cx, &mut client, &mut backend, up, &activity)?;
-        let b = downstream.poll(cx, &mut backend, &mut client, down, &activity)?;
+        let a = upstream.poll(cx, &mut client, &mut backend, &bytes.up, &activity)?;
+        let b = downstream.poll(cx, &mut backend, &mut client, &bytes.down, &activity)?;
         match (a, b) {
             (Poll::Ready(_), Poll::Ready(_)) => Poll::Ready(Ok::<(), io::Error>(())),
             _ => Poll::Pending,
@@ -253,8 +254,7 @@ const PIPE_SIZE: usize = 256 * 1024;
 pub async fn forward_tcp(
     client: &mut TcpStream,
     backend: &mut TcpStream,
-    up: &Counter,
-    down: &Counter,
+    bytes: &ByteCounters,
     idle: Duration,
     splice: bool,
 ) -> End {
@@ -263,8 +263,22 @@ pub async fn forward_tcp(
     let (backend_r, backend_w) = backend.split();
     let both = async {
         tokio::try_join!(
-            tcp_direction(client_r, backend_w, up, &activity, splice),
-            tcp_direction(backend_r, client_w, down, &activity, splice),
+            tcp_direction(
+                client_r,
+                backend_w,
+                &bytes.up,
+                &bytes.spliced,
+                &activity,
+                splice
+            ),
+            tcp_direction(
+                backend_r,
+                client_w,
+                &bytes.down,
+                &bytes.spliced,
+                &activity,
+                splice
+            ),
         )
     };
     tokio::select! {
@@ -280,6 +294,7 @@ async fn tcp_direction(
     mut src: ReadHalf<'_>,
     mut dst: WriteHalf<'_>,
     counter: &Counter,
+    spliced: &Counter,
     activity: &Activity,
     splice: bool,
 ) -> io::Result<()> {
@@ -292,7 +307,15 @@ async fn tcp_direction(
     match outcome {
         Outcome::Done => Ok(()),
         Outcome::Switch => {
-            splice_one_way(src.as_ref(), dst.as_ref(), &Pipe::new()?, counter, activity).await
+            let pipe = Pipe::new()?;
+            splice_one_way(
+                src.as_ref(),
+                dst.as_ref(),
+                &pipe,
+                &[counter, spliced],
+                activity,
+            )
+            .await
         }
     }
 }
@@ -302,7 +325,7 @@ async fn splice_one_way(
     src: &TcpStream,
     dst: &TcpStream,
     pipe: &Pipe,
-    counter: &Counter,
+    counters: &[&Counter],
     activity: &Activity,
 ) -> io::Result<()> {
     loop {
@@ -324,9 +347,9 @@ async fn splice_one_way(
                 _ => Ok(()),
             };
         }
-        counter.inc_by(in_pipe as u64);
-        #[cfg(test)]
-        SPLICED.fetch_add(in_pipe as u64, Ordering::Relaxed);
+        for counter in counters {
+            counter.inc_by(in_pipe as u64);
+        }
         activity.touch();
         while in_pipe > 0 {
             dst.writable().await?;
@@ -340,10 +363,6 @@ async fn splice_one_way(
         }
     }
 }
-
-/// Bytes moved by splice(2), for tests.
-#[cfg(test)]
-static SPLICED: AtomicU64 = AtomicU64::new(0);
 
 fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     // SAFETY: plain syscall on descriptors we own for the call's duration; null
@@ -418,16 +437,17 @@ mod tests {
         Generic,
     }
 
-    async fn half_close_roundtrip(mode: Mode) {
+    /// Returns the bytes moved by splice.
+    async fn half_close_roundtrip(mode: Mode) -> u64 {
         let ((mut client, mut pc), (mut pb, mut server)) = pairs().await;
-        let (up, down) = (Counter::default(), Counter::default());
-        let (up2, down2) = (up.clone(), down.clone());
+        let bytes = counters();
+        let in_task = bytes.clone();
         let proxy = tokio::spawn(async move {
             let idle = Duration::from_secs(5);
             match mode {
-                Mode::TcpSplice => forward_tcp(&mut pc, &mut pb, &up2, &down2, idle, true).await,
-                Mode::TcpCopy => forward_tcp(&mut pc, &mut pb, &up2, &down2, idle, false).await,
-                Mode::Generic => copy_bidirectional(pc, pb, &up2, &down2, idle).await,
+                Mode::TcpSplice => forward_tcp(&mut pc, &mut pb, &in_task, idle, true).await,
+                Mode::TcpCopy => forward_tcp(&mut pc, &mut pb, &in_task, idle, false).await,
+                Mode::Generic => copy_bidirectional(pc, pb, &in_task, idle).await,
             }
         });
         client.write_all(b"request").await.unwrap();
@@ -443,26 +463,39 @@ mod tests {
         client.read_to_end(&mut got).await.unwrap();
         assert_eq!(got.len(), response.len());
         assert!(matches!(proxy.await.unwrap(), End::Closed));
-        assert_eq!(up.get(), 7);
-        assert_eq!(down.get(), 1 << 20);
+        assert_eq!(bytes.up.get(), 7);
+        assert_eq!(bytes.down.get(), 1 << 20);
+        bytes.spliced.get()
+    }
+
+    fn counters() -> ByteCounters {
+        ByteCounters {
+            up: Counter::default(),
+            down: Counter::default(),
+            spliced: Counter::default(),
+        }
     }
 
     #[tokio::test]
     async fn splice_propagates_half_close() {
-        let before = SPLICED.load(Ordering::Relaxed);
-        half_close_roundtrip(Mode::TcpSplice).await;
-        // The 1 MiB response went through splice after the first SPLICE_AFTER bytes.
-        assert!(SPLICED.load(Ordering::Relaxed) - before >= (1 << 20) - SPLICE_AFTER);
+        let spliced = half_close_roundtrip(Mode::TcpSplice).await;
+        // The 1 MiB response went through splice after the first SPLICE_AFTER bytes
+        // (the copy may have moved a little more before switching).
+        assert!(
+            spliced >= (1 << 20) - SPLICE_AFTER - SCRATCH as u64,
+            "{spliced}"
+        );
+        assert!(spliced <= 1 << 20, "{spliced}");
     }
 
     #[tokio::test]
     async fn tcp_copy_propagates_half_close() {
-        half_close_roundtrip(Mode::TcpCopy).await;
+        assert_eq!(half_close_roundtrip(Mode::TcpCopy).await, 0);
     }
 
     #[tokio::test]
     async fn copy_propagates_half_close() {
-        half_close_roundtrip(Mode::Generic).await;
+        assert_eq!(half_close_roundtrip(Mode::Generic).await, 0);
     }
 
     /// A client that reads slowly makes writes partial: the pending path must keep
@@ -470,9 +503,9 @@ mod tests {
     #[tokio::test]
     async fn copy_keeps_order_under_backpressure() {
         let ((mut client, pc), (pb, mut server)) = pairs().await;
-        let (up, down) = (Counter::default(), Counter::default());
+        let bytes = counters();
         let proxy = tokio::spawn(async move {
-            copy_bidirectional(pc, pb, &up, &down, Duration::from_secs(5)).await
+            copy_bidirectional(pc, pb, &bytes, Duration::from_secs(5)).await
         });
         let data: Vec<u8> = (0..(8u32 << 20)).map(|i| (i % 253) as u8).collect();
         let sent = data.clone();
@@ -506,9 +539,8 @@ mod tests {
     #[tokio::test]
     async fn idle_timeout_ends_forwarding() {
         let ((_client, mut pc), (mut pb, _server)) = pairs().await;
-        let (up, down) = (Counter::default(), Counter::default());
         let idle = Duration::from_millis(200);
-        let end = forward_tcp(&mut pc, &mut pb, &up, &down, idle, true).await;
+        let end = forward_tcp(&mut pc, &mut pb, &counters(), idle, true).await;
         assert!(matches!(end, End::Idle));
     }
 }

@@ -5,9 +5,11 @@
 //! counts the drop) when the consumer lags. The default is [`NoopObserver`].
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
+
+use crate::api::HandshakeFailure;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceEvent {
@@ -19,8 +21,8 @@ pub struct SourceEvent {
 pub enum SourceEventKind {
     /// A connection was accepted (and passed the limits).
     Accepted,
-    /// The TLS handshake failed; `reason` is the metric label (`not_tls`, `too_large`...).
-    HandshakeFailed { reason: &'static str },
+    /// The TLS handshake failed (for a reason other than the timeout).
+    HandshakeFailed { reason: HandshakeFailure },
     /// The client did not finish the handshake within `handshake_timeout`.
     HandshakeTimeout,
     /// Closed at accept: the source already had `max_per_source` connections open.
@@ -44,30 +46,26 @@ impl SourceObserver for NoopObserver {
 #[derive(Debug)]
 pub struct ChannelObserver {
     tx: mpsc::Sender<SourceEvent>,
-    dropped: AtomicU64,
+    /// Events dropped because the channel was full or closed.
+    dropped: Counter,
 }
 
 impl ChannelObserver {
-    /// An observer and the receiving end of a channel holding up to `capacity` events.
-    pub fn new(capacity: usize) -> (ChannelObserver, mpsc::Receiver<SourceEvent>) {
+    /// An observer and the receiving end of a channel holding up to `capacity` events;
+    /// events that do not fit are counted in `dropped`.
+    pub fn new(
+        capacity: usize,
+        dropped: Counter,
+    ) -> (ChannelObserver, mpsc::Receiver<SourceEvent>) {
         let (tx, rx) = mpsc::channel(capacity);
-        let observer = ChannelObserver {
-            tx,
-            dropped: AtomicU64::new(0),
-        };
-        (observer, rx)
-    }
-
-    /// Events dropped because the channel was full or closed.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        (ChannelObserver { tx, dropped }, rx)
     }
 }
 
 impl SourceObserver for ChannelObserver {
     fn observe(&self, event: SourceEvent) {
         if self.tx.try_send(event).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.dropped.inc();
         }
     }
 }
@@ -78,7 +76,8 @@ mod tests {
 
     #[test]
     fn channel_drops_instead_of_blocking() {
-        let (obs, mut rx) = ChannelObserver::new(2);
+        let dropped = Counter::default();
+        let (obs, mut rx) = ChannelObserver::new(2, dropped.clone());
         let addr: IpAddr = "192.0.2.7".parse().unwrap();
         for _ in 0..5 {
             obs.observe(SourceEvent {
@@ -86,7 +85,7 @@ mod tests {
                 kind: SourceEventKind::HandshakeTimeout,
             });
         }
-        assert_eq!(obs.dropped(), 3);
+        assert_eq!(dropped.get(), 3);
         assert_eq!(
             rx.try_recv().unwrap().kind,
             SourceEventKind::HandshakeTimeout

@@ -24,36 +24,17 @@ use tokio::sync::Mutex;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
-use crate::balance::{Pool, PoolStatus};
+use super::subsystem::Subsystem;
+use crate::api::{PoolStats, Stats};
 use crate::config::{self, Config, ConfigError, ConfigIssue, KeyPath};
-use crate::events::{NoopObserver, SourceObserver};
-use crate::health::{self, HealthChecks};
+use crate::datapath::balance::Pool;
+use crate::datapath::events::{NoopObserver, SourceObserver};
+use crate::datapath::health::{self, HealthChecks};
+use crate::datapath::limits::OpenCount;
+use crate::datapath::listener::{self, RunningListener};
+use crate::datapath::state::{ListenerState, Shared, TlsListener};
+use crate::datapath::tls::{self, SessionState};
 use crate::metrics::Metrics;
-use crate::server::{self, ListenerState, OpenCount, RunningListener, Shared, TlsListener};
-use crate::tls::{self, SessionState};
-
-/// Another part of the product that follows the configuration (XDP, admin socket...).
-pub trait Subsystem: Send + Sync {
-    fn name(&self) -> &str;
-    /// Called at start and on each reload, after the data path is prepared and before
-    /// it switches over. An error rejects the new configuration (at start: the daemon
-    /// exits; on reload: the old configuration keeps serving).
-    fn apply(&self, config: &Arc<Config>) -> anyhow::Result<()>;
-    /// Called once when the daemon stops.
-    fn stop(&self) {}
-}
-
-impl<T: Subsystem> Subsystem for Arc<T> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn apply(&self, config: &Arc<Config>) -> anyhow::Result<()> {
-        (**self).apply(config)
-    }
-    fn stop(&self) {
-        (**self).stop()
-    }
-}
 
 /// Everything a configuration needs, built but not yet running.
 pub struct Prepared {
@@ -166,19 +147,27 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// A daemon for the configuration file at `config_path` (read by [`Daemon::start`]
-    /// and each [`Daemon::reload`]).
+    /// A daemon for the configuration file at `config_path` (re-read by each
+    /// [`Daemon::reload`]), with its own metrics and no source observer.
     pub fn new(config_path: &Path) -> Daemon {
-        Daemon::with_observer(config_path, Arc::new(NoopObserver))
+        Daemon::with(
+            config_path,
+            Arc::new(Metrics::new()),
+            Arc::new(NoopObserver),
+        )
     }
 
-    /// Like [`Daemon::new`], with an observer for per-source events.
-    pub fn with_observer(config_path: &Path, observer: Arc<dyn SourceObserver>) -> Daemon {
+    /// A daemon that counts into `metrics` and reports per-source events to `observer`.
+    pub fn with(
+        config_path: &Path,
+        metrics: Arc<Metrics>,
+        observer: Arc<dyn SourceObserver>,
+    ) -> Daemon {
         Daemon {
             config_path: config_path.to_owned(),
             config: ArcSwap::from_pointee(Config::default()),
             shared: Arc::new(Shared {
-                metrics: Arc::new(Metrics::new()),
+                metrics,
                 observer,
                 connections: Arc::new(OpenCount::default()),
                 tracker: TaskTracker::new(),
@@ -208,11 +197,21 @@ impl Daemon {
     }
 
     /// Each pool's backends: address, weight, health, open connections.
-    pub async fn pools(&self) -> Vec<PoolStatus> {
+    pub async fn pools(&self) -> Vec<PoolStats> {
         let running = self.running.lock().await;
-        let mut pools: Vec<PoolStatus> = running.pools.values().map(|p| p.status()).collect();
+        let mut pools: Vec<PoolStats> = running.pools.values().map(|p| p.stats()).collect();
         pools.sort_by(|a, b| a.name.cmp(&b.name));
         pools
+    }
+
+    /// The data path's part of `proxy stats` (no kernel or auto-block figures).
+    pub async fn stats(&self) -> Stats {
+        Stats {
+            connections_open: self.open_connections(),
+            listeners: self.shared.metrics.listener_stats(),
+            pools: self.pools().await,
+            ..Stats::default()
+        }
     }
 
     /// Open client connections.
@@ -220,10 +219,9 @@ impl Daemon {
         self.shared.connections.get()
     }
 
-    /// Loads the configuration file and starts serving it.
-    pub async fn start(&self) -> anyhow::Result<()> {
+    /// Starts serving `config` (read from the daemon's configuration file).
+    pub async fn start(&self, config: Config) -> anyhow::Result<()> {
         raise_fd_limit();
-        let config = config::load(&self.config_path)?;
         self.apply(config).await
     }
 
@@ -270,7 +268,7 @@ impl Daemon {
                 }
                 Some(socket) => {
                     let state = Arc::new(ArcSwap::from_pointee(state));
-                    let r = server::start(socket, state, self.shared.clone())?;
+                    let r = listener::start(socket, state, self.shared.clone())?;
                     running.listeners.insert(name, r);
                 }
             }
@@ -306,7 +304,7 @@ impl Daemon {
             if running.listeners.get(name).is_some_and(|r| r.bind == bind) {
                 continue;
             }
-            let socket = server::bind(bind)
+            let socket = listener::bind(bind)
                 .with_context(|| format!("listener {name:?}: cannot listen on {bind}"))?;
             new_sockets.insert(name.clone(), socket);
         }
@@ -343,40 +341,13 @@ impl Daemon {
     }
 }
 
-/// `proxy run`: serves until SIGTERM/SIGINT (drain, then exit); SIGHUP reloads.
-pub async fn run(config_path: &Path) -> anyhow::Result<()> {
-    use crate::{
-        admin, autoblock::AutoBlocker, ebpf::runtime::XdpSubsystem, events::ChannelObserver,
-    };
-    // The admin section is read at start only.
-    let admin_section = config::load(config_path)?.admin;
-    let (observer, events) = ChannelObserver::new(SOURCE_EVENT_QUEUE);
-    let mut daemon = Daemon::with_observer(config_path, Arc::new(observer));
-    let xdp = Arc::new(XdpSubsystem::default());
-    let autoblock = Arc::new(AutoBlocker::new(xdp.clone(), events));
-    daemon.add_subsystem(Box::new(xdp.clone()));
-    daemon.add_subsystem(Box::new(autoblock.clone()));
-    // Last: once everything above has what it needs from the first configuration.
-    daemon.add_subsystem(Box::new(crate::privileges::DropCapabilities::default()));
-    let daemon = Arc::new(daemon);
-    let admin = admin::Admin {
-        daemon: daemon.clone(),
-        xdp,
-        autoblock: autoblock.counters(),
-    };
-    let _socket = admin::start(&admin_section, Arc::new(admin)).await?;
-    serve(&daemon).await
-}
-
-/// Source events waiting for the auto-blocker; beyond it events are dropped (counted).
-const SOURCE_EVENT_QUEUE: usize = 65536;
-
-/// Starts `daemon` and runs its signal loop until SIGTERM/SIGINT and the drain.
-pub async fn serve(daemon: &Daemon) -> anyhow::Result<()> {
+/// Starts `daemon` on `config` and runs its signal loop until SIGTERM/SIGINT and the
+/// drain.
+pub async fn serve(daemon: &Daemon, config: Config) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    daemon.start().await?;
+    daemon.start(config).await?;
     tracing::info!(
         pid = std::process::id(),
         "running; SIGHUP reloads, SIGTERM drains"
@@ -457,7 +428,7 @@ mod tests {
         let taken = taken.local_addr().unwrap().to_string();
         std::fs::write(&path, config("127.0.0.1:0", &["127.0.0.1:9"], "")).unwrap();
         let d = Daemon::new(&path);
-        d.start().await.unwrap();
+        d.start(config::load(&path).unwrap()).await.unwrap();
         assert_eq!(series(&d).len(), 1);
 
         // A certificate that does not exist: rejected while preparing.

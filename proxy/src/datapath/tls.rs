@@ -21,6 +21,7 @@ use rustls::{ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::api::HandshakeFailure;
 use crate::config::{self, ConfigIssue, KeyPath, TlsVersion};
 
 /// The crypto provider every TLS object of the proxy uses: aws-lc-rs with the
@@ -288,32 +289,33 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// Why a handshake failed: a metric label and a log field.
-pub fn failure_reason(error: &io::Error) -> &'static str {
+/// Why a handshake failed (other than the timeout).
+pub fn failure_reason(error: &io::Error) -> HandshakeFailure {
+    use HandshakeFailure as F;
     if error.kind() == io::ErrorKind::UnexpectedEof {
-        return "client_closed";
+        return F::ClientClosed;
     }
     let Some(tls) = error
         .get_ref()
         .and_then(|e| e.downcast_ref::<rustls::Error>())
     else {
         return match error.kind() {
-            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => "client_closed",
-            _ => "io_error",
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => F::ClientClosed,
+            _ => F::IoError,
         };
     };
     use rustls::Error as E;
     match tls {
         E::InvalidMessage(rustls::InvalidMessage::MessageTooLarge)
-        | E::InvalidMessage(rustls::InvalidMessage::HandshakePayloadTooLarge) => "too_large",
+        | E::InvalidMessage(rustls::InvalidMessage::HandshakePayloadTooLarge) => F::TooLarge,
         E::InvalidMessage(_)
         | E::InappropriateMessage { .. }
-        | E::InappropriateHandshakeMessage { .. } => "not_tls",
-        E::PeerIncompatible(_) => "incompatible",
-        E::NoApplicationProtocol => "no_alpn",
-        E::AlertReceived(_) => "alert_received",
-        E::PeerMisbehaved(_) => "misbehaved",
-        _ => "other",
+        | E::InappropriateHandshakeMessage { .. } => F::NotTls,
+        E::PeerIncompatible(_) => F::Incompatible,
+        E::NoApplicationProtocol => F::NoAlpn,
+        E::AlertReceived(_) => F::AlertReceived,
+        E::PeerMisbehaved(_) => F::Misbehaved,
+        _ => F::Other,
     }
 }
 

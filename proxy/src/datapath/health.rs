@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::{MissedTickBehavior, interval, timeout};
 
-use crate::balance::{Backend, Pool, Source};
+use super::balance::{Backend, Pool, Source};
 use crate::config;
 
 /// The running checks of one pool; dropping it stops them.

@@ -10,12 +10,14 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
-use crate::balance::{Backend, KeyInput, Pool, Source};
+use super::balance::{Backend, KeyInput, Pool, Source};
+use super::events::{SourceEvent, SourceEventKind};
+use super::forward::{self, End};
+use super::proxy_protocol;
+use super::state::{ListenerRuntime, ListenerState, Shared, TlsListener};
+use super::tls;
+use crate::api::HandshakeFailure;
 use crate::config::{Forwarding, ProxyProtocol};
-use crate::events::{SourceEvent, SourceEventKind};
-use crate::proxy_protocol;
-use crate::server::{ListenerRuntime, ListenerState, Shared, TlsListener};
-use crate::splice::{self, End};
 
 /// TCP keepalive on both sides: first probe after 60 s idle, then every 10 s.
 const KEEPALIVE_TIME: Duration = Duration::from_secs(60);
@@ -62,10 +64,9 @@ async fn plain(
     let (mut backend, _guard) = connect_backend(&state.pool, peer, None, runtime).await?;
     let header = proxy_header(&state.pool, peer, local, None, None);
     backend.write_all(&header).await.ok()?;
-    let m = &runtime.metrics;
     let splice = state.settings.forwarding == Forwarding::Splice;
-    let (up, down, idle) = (&m.bytes_up, &m.bytes_down, state.idle_timeout);
-    Some(splice::forward_tcp(&mut stream, &mut backend, up, down, idle, splice).await)
+    let (bytes, idle) = (&runtime.metrics.bytes, state.idle_timeout);
+    Some(forward::forward_tcp(&mut stream, &mut backend, bytes, idle, splice).await)
 }
 
 /// TLS: handshake (within the timeout), connect, PROXY header, forward.
@@ -81,13 +82,20 @@ async fn terminate_tls(
     let client = match timeout(tls.handshake_timeout, tls.acceptor.accept(stream)).await {
         Ok(Ok(client)) => client,
         Ok(Err(e)) => {
-            let reason = crate::tls::failure_reason(&e);
+            let reason = tls::failure_reason(&e);
             handshake_failed(state, runtime, shared, peer, reason, &e.to_string());
             return None;
         }
         Err(_) => {
             let detail = "handshake timeout";
-            handshake_failed(state, runtime, shared, peer, "timeout", detail);
+            handshake_failed(
+                state,
+                runtime,
+                shared,
+                peer,
+                HandshakeFailure::Timeout,
+                detail,
+            );
             return None;
         }
     };
@@ -98,8 +106,8 @@ async fn terminate_tls(
     let (mut backend, _guard) = connect_backend(&state.pool, peer, sni, runtime).await?;
     let header = proxy_header(&state.pool, peer, local, sni, conn.alpn_protocol());
     backend.write_all(&header).await.ok()?;
-    let (up, down, idle) = (&m.bytes_up, &m.bytes_down, state.idle_timeout);
-    Some(splice::copy_bidirectional(client, backend, up, down, idle).await)
+    let (bytes, idle) = (&m.bytes, state.idle_timeout);
+    Some(forward::copy_bidirectional(client, backend, bytes, idle).await)
 }
 
 fn handshake_failed(
@@ -107,12 +115,12 @@ fn handshake_failed(
     runtime: &ListenerRuntime,
     shared: &Shared,
     peer: SocketAddr,
-    reason: &'static str,
+    reason: HandshakeFailure,
     detail: &str,
 ) {
     runtime.metrics.handshake_failed(reason);
     let kind = match reason {
-        "timeout" => SourceEventKind::HandshakeTimeout,
+        HandshakeFailure::Timeout => SourceEventKind::HandshakeTimeout,
         reason => SourceEventKind::HandshakeFailed { reason },
     };
     shared.observer.observe(SourceEvent {
@@ -131,6 +139,7 @@ fn handshake_failed(
         );
     }
     if log {
+        let reason = reason.label();
         tracing::warn!(listener, %peer, reason, error = detail, "TLS handshake failed");
     }
 }

@@ -1,4 +1,12 @@
 //! The command line: `proxy run`, `proxy check-config`, and admin commands.
+//!
+//! - this file: the clap definitions and the dispatch of admin commands;
+//! - [`lists`]: block/allow list edits on the pins; [`stats`]: `stats` and `top`
+//!   through the admin socket; [`xdp`]: detach/unpin.
+
+pub mod lists;
+pub mod stats;
+pub mod xdp;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -6,6 +14,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 
+use crate::api::List;
 use crate::logging::LogFormat;
 
 #[derive(Parser, Debug)]
@@ -141,4 +150,23 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
         );
     }
     Ok(d)
+}
+
+/// Runs an admin command (every command but `run`).
+pub fn run_admin(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run { .. } => {
+            anyhow::bail!("`proxy run` starts the daemon; it is not an admin command")
+        }
+        Command::CheckConfig { file } => {
+            crate::control::daemon::check_config(&file)?;
+            println!("{}: OK", file.display());
+            Ok(())
+        }
+        Command::Block { action } => lists::list_command(List::Block, action),
+        Command::Allow { action } => lists::list_command(List::Allow, action),
+        Command::Stats { out, daemon } => stats::stats_command(&out, &daemon),
+        Command::Top { n, json, daemon } => stats::top_command(n, json, &daemon),
+        Command::Xdp { action } => xdp::xdp_command(action),
+    }
 }

@@ -17,7 +17,7 @@ pub struct DropCapabilities {
     done: AtomicBool,
 }
 
-impl crate::daemon::Subsystem for DropCapabilities {
+impl crate::control::subsystem::Subsystem for DropCapabilities {
     fn name(&self) -> &str {
         "privileges"
     }

@@ -1,100 +1,15 @@
-//! Backend selection: the Maglev table ([`maglev`]) and the backend pools.
-//!
-//! A [`Pool`] is immutable once built; a reload builds a new one and swaps it in.
-//! [`Backend`]s that survive a reload (same address) are carried over as the same
-//! `Arc`, so their health state and connection counts continue.
-
-pub mod maglev;
+//! A pool: its settings, backends and Maglev table; immutable once built. A reload
+//! builds a new one; [`Backend`]s that survive it (same address) are carried over as
+//! the same `Arc`, so their health state and connection counts continue.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::backend::Backend;
+use super::maglev::{KEY_SEED, Maglev, MaglevError, hash_bytes};
+use crate::api::{BackendStats, PoolStats};
 use crate::config::{self, HashKey};
-use crate::metrics::{BackendMetrics, Metrics};
-use maglev::{KEY_SEED, Maglev, MaglevError, hash_bytes};
-
-/// One backend server.
-#[derive(Debug)]
-pub struct Backend {
-    pub address: SocketAddr,
-    pool: Arc<str>,
-    up: AtomicBool,
-    streak: Mutex<Streak>,
-    pub metrics: BackendMetrics,
-}
-
-/// Consecutive results of the same kind (checks and real connects together).
-#[derive(Debug, Default)]
-struct Streak {
-    successes: u32,
-    failures: u32,
-}
-
-/// Where a health result came from (for the log line).
-#[derive(Debug, Clone, Copy)]
-pub enum Source {
-    /// An active health check.
-    Check,
-    /// A client connection's connect attempt.
-    Traffic,
-}
-
-impl Backend {
-    fn new(pool: &Arc<str>, address: SocketAddr, metrics: &Metrics) -> Backend {
-        let metrics = metrics.backend(pool, &address.to_string());
-        metrics.up.set(1);
-        Backend {
-            address,
-            pool: pool.clone(),
-            up: AtomicBool::new(true),
-            streak: Mutex::new(Streak::default()),
-            metrics,
-        }
-    }
-
-    pub fn is_up(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
-    }
-
-    /// Connections currently open to this backend.
-    pub fn active_connections(&self) -> i64 {
-        self.metrics.active.get()
-    }
-
-    /// Records a connect result; `rise` successes in a row mark a down backend up,
-    /// `fall` failures in a row mark an up backend down. Logs the transitions.
-    pub fn record(&self, ok: bool, source: Source, rules: &config::Health, detail: &str) {
-        let mut streak = match self.streak.lock() {
-            Ok(s) => s,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if ok {
-            streak.successes = streak.successes.saturating_add(1);
-            streak.failures = 0;
-        } else {
-            streak.failures = streak.failures.saturating_add(1);
-            streak.successes = 0;
-        }
-        let up = self.is_up();
-        if up && streak.failures >= rules.fall {
-            self.up.store(false, Ordering::Relaxed);
-            self.metrics.up.set(0);
-            tracing::warn!(
-                pool = %self.pool, backend = %self.address, ?source, failures = streak.failures,
-                error = detail, "backend marked DOWN"
-            );
-        } else if !up && streak.successes >= rules.rise {
-            self.up.store(true, Ordering::Relaxed);
-            self.metrics.up.set(1);
-            tracing::info!(
-                pool = %self.pool, backend = %self.address, ?source, successes = streak.successes,
-                "backend marked UP"
-            );
-        }
-    }
-}
+use crate::metrics::Metrics;
 
 /// A pool: its settings, backends and Maglev table.
 #[derive(Debug)]
@@ -102,21 +17,6 @@ pub struct Pool {
     pub settings: config::Pool,
     backends: Vec<Arc<Backend>>,
     table: Maglev,
-}
-
-/// What the admin interface shows for a backend.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct BackendStatus {
-    pub address: SocketAddr,
-    pub weight: u32,
-    pub healthy: bool,
-    pub active_connections: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct PoolStatus {
-    pub name: String,
-    pub backends: Vec<BackendStatus>,
 }
 
 /// What the pool's hash key is computed from.
@@ -207,14 +107,14 @@ impl Pool {
             .filter(move |b| !any_up || b.is_up())
     }
 
-    pub fn status(&self) -> PoolStatus {
-        PoolStatus {
+    pub fn stats(&self) -> PoolStats {
+        PoolStats {
             name: self.settings.name.clone(),
             backends: self
                 .backends
                 .iter()
                 .zip(&self.settings.backends)
-                .map(|(b, c)| BackendStatus {
+                .map(|(b, c)| BackendStats {
                     address: b.address,
                     weight: c.weight,
                     healthy: b.is_up(),
@@ -228,6 +128,7 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::datapath::balance::backend::Source;
 
     fn pool(backends: &[(&str, u32)]) -> config::Pool {
         let list = backends
@@ -273,7 +174,7 @@ mod tests {
         owner.record(true, Source::Check, &settings.health, "");
         owner.record(true, Source::Check, &settings.health, "");
         assert!(owner.is_up());
-        assert_eq!(p.status().backends.iter().filter(|b| b.healthy).count(), 1);
+        assert_eq!(p.stats().backends.iter().filter(|b| b.healthy).count(), 1);
     }
 
     #[test]
@@ -289,7 +190,7 @@ mod tests {
         assert!(Arc::ptr_eq(&old.backends[1], &new.backends[0]));
         assert!(!new.backends[0].is_up());
         assert!(new.backends[1].is_up());
-        assert_eq!(new.status().backends[0].weight, 5);
+        assert_eq!(new.stats().backends[0].weight, 5);
     }
 
     #[test]

@@ -6,9 +6,7 @@
 //! [`hash_bytes`] is part of that contract: changing it moves clients, and
 //! `pinned_outputs` in the tests fails if it changes.
 
-/// Default table size: a prime well above 100 × the backends of any realistic pool,
-/// which keeps every backend's share within about 1% of its ideal (Maglev §3.4).
-pub const DEFAULT_TABLE_SIZE: u32 = 65_537;
+use crate::config::is_prime;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MaglevError {
@@ -98,11 +96,6 @@ impl Maglev {
         }
     }
 
-    /// The table size (number of slots).
-    pub fn size(&self) -> u32 {
-        self.table.len() as u32
-    }
-
     /// The member that owns `key_hash`.
     pub fn lookup(&self, key_hash: u64) -> usize {
         self.table[self.slot(key_hash)] as usize
@@ -190,25 +183,10 @@ pub fn hash_bytes(bytes: &[u8], seed: u64) -> u64 {
     h ^ (h >> 31)
 }
 
-/// Trial division; table sizes are small.
-pub fn is_prime(n: u32) -> bool {
-    if n < 2 {
-        return false;
-    }
-    let n = u64::from(n);
-    let mut d = 2u64;
-    while d * d <= n {
-        if n % d == 0 {
-            return false;
-        }
-        d += 1;
-    }
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::DEFAULT_TABLE_SIZE;
 
     fn backends(n: usize) -> Vec<(String, u32)> {
         (0..n)

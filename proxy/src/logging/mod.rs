@@ -1,5 +1,10 @@
 //! Logging: `tracing` with structured fields, as text or JSON lines.
 //! `log` records (aya-log's XDP messages among them) are bridged into `tracing`.
+//! [`LogLimiter`] bounds lines that outside input can cause.
+
+mod limit;
+
+pub use limit::LogLimiter;
 
 use tracing_subscriber::{EnvFilter, fmt};
 

@@ -1,0 +1,401 @@
+//! The typed admin API: the requests the daemon answers on its admin socket and the
+//! answers, as one set of serde types that the daemon fills and the CLI, the tests
+//! (and later the status page) read. A renamed field fails to compile instead of
+//! printing `null`. `/metrics` is an export of the same data, not its source.
+//!
+//! Wire format: one JSON [`Request`] line in, one JSON [`Response`] line out.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use proxy_common::{REASON_COUNT, Reason};
+use serde::{Deserialize, Serialize};
+
+/// A request on the admin socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Request {
+    /// Everything `proxy stats` shows.
+    Stats,
+    /// The `n` sources dropped most in the kernel.
+    Top { n: usize },
+}
+
+/// The daemon's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Stats(Box<Stats>),
+    Top(Top),
+    Error(String),
+}
+
+/// `proxy stats`: the daemon at a glance.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Open client connections, all listeners together.
+    pub connections_open: u32,
+    pub listeners: Vec<ListenerStats>,
+    pub pools: Vec<PoolStats>,
+    /// The kernel half; `None` when no `[xdp]` section runs.
+    pub xdp: Option<XdpStats>,
+    pub autoblock: AutoblockStats,
+}
+
+/// One listener's counters since the daemon started.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListenerStats {
+    pub name: String,
+    pub connections_active: i64,
+    pub connections_total: u64,
+    pub tls_handshakes: u64,
+    pub tls_handshake_failures: BTreeMap<HandshakeFailure, u64>,
+    pub rejected: BTreeMap<RejectReason, u64>,
+    /// Client to backend payload bytes.
+    pub bytes_upstream: u64,
+    /// Backend to client payload bytes.
+    pub bytes_downstream: u64,
+    /// Of the bytes above (both ways), those moved by splice(2) without a copy.
+    pub bytes_spliced: u64,
+    /// Connections closed because every attempted backend failed.
+    pub no_backend: u64,
+}
+
+/// Why a TLS handshake failed (the `reason` label of
+/// `proxy_tls_handshake_failures_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandshakeFailure {
+    /// Not finished within `handshake_timeout`.
+    Timeout,
+    /// The client closed or reset the connection.
+    ClientClosed,
+    IoError,
+    /// A record or handshake message over the size limits.
+    TooLarge,
+    /// Bytes that are not a TLS handshake.
+    NotTls,
+    /// No common version, cipher suite or signature scheme.
+    Incompatible,
+    /// The client offered none of the listener's ALPN protocols.
+    NoAlpn,
+    /// The client sent an alert.
+    AlertReceived,
+    /// The client broke the protocol.
+    Misbehaved,
+    Other,
+}
+
+impl HandshakeFailure {
+    pub const ALL: [HandshakeFailure; 10] = [
+        HandshakeFailure::Timeout,
+        HandshakeFailure::ClientClosed,
+        HandshakeFailure::IoError,
+        HandshakeFailure::TooLarge,
+        HandshakeFailure::NotTls,
+        HandshakeFailure::Incompatible,
+        HandshakeFailure::NoAlpn,
+        HandshakeFailure::AlertReceived,
+        HandshakeFailure::Misbehaved,
+        HandshakeFailure::Other,
+    ];
+
+    /// The metric label and log field.
+    pub const fn label(self) -> &'static str {
+        match self {
+            HandshakeFailure::Timeout => "timeout",
+            HandshakeFailure::ClientClosed => "client_closed",
+            HandshakeFailure::IoError => "io_error",
+            HandshakeFailure::TooLarge => "too_large",
+            HandshakeFailure::NotTls => "not_tls",
+            HandshakeFailure::Incompatible => "incompatible",
+            HandshakeFailure::NoAlpn => "no_alpn",
+            HandshakeFailure::AlertReceived => "alert_received",
+            HandshakeFailure::Misbehaved => "misbehaved",
+            HandshakeFailure::Other => "other",
+        }
+    }
+}
+
+/// Why a connection was closed at accept (the `reason` label of
+/// `proxy_connections_rejected_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum RejectReason {
+    /// `limits.max_connections` reached.
+    #[serde(rename = "global_limit")]
+    Global,
+    /// The listener's `max_connections` reached.
+    #[serde(rename = "listener_limit")]
+    Listener,
+    /// The listener's `max_per_source` reached for that client address.
+    #[serde(rename = "per_source_limit")]
+    PerSource,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 3] = [
+        RejectReason::Global,
+        RejectReason::Listener,
+        RejectReason::PerSource,
+    ];
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            RejectReason::Global => "global_limit",
+            RejectReason::Listener => "listener_limit",
+            RejectReason::PerSource => "per_source_limit",
+        }
+    }
+}
+
+/// A pool and its backends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolStats {
+    pub name: String,
+    pub backends: Vec<BackendStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendStats {
+    pub address: SocketAddr,
+    pub weight: u32,
+    pub healthy: bool,
+    pub active_connections: i64,
+}
+
+/// The kernel half: verdicts per interface and the blocklist's size.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct XdpStats {
+    pub interfaces: Vec<InterfaceStats>,
+    pub blocklist_entries: usize,
+    pub auto_blocks_active: usize,
+}
+
+/// The XDP program's verdicts on one interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceStats {
+    /// The interface's name, if it exists in this network namespace.
+    pub interface: Option<String>,
+    pub ifindex: u32,
+    /// `native`, `skb` or `pinned`; `None` when read from the pins without a daemon.
+    pub mode: Option<String>,
+    pub verdicts: Verdicts,
+}
+
+/// Packets and bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketCount {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Packets and bytes per verdict [`Reason`], serialized as `{"passed": {...}, ...}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Verdicts([PacketCount; REASON_COUNT as usize]);
+
+impl Verdicts {
+    pub fn get(&self, reason: Reason) -> PacketCount {
+        self.0[reason as usize]
+    }
+
+    pub fn add(&mut self, reason: Reason, count: PacketCount) {
+        let c = &mut self.0[reason as usize];
+        c.packets += count.packets;
+        c.bytes += count.bytes;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|c| c.packets == 0)
+    }
+}
+
+impl Serialize for Verdicts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(Reason::ALL.len()))?;
+        for r in Reason::ALL {
+            map.serialize_entry(r.name(), &self.get(r))?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Verdicts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = BTreeMap::<String, PacketCount>::deserialize(d)?;
+        let mut v = Verdicts::default();
+        for (name, count) in map {
+            let reason = Reason::ALL
+                .into_iter()
+                .find(|r| r.name() == name)
+                .ok_or_else(|| serde::de::Error::custom(format!("unknown reason {name:?}")))?;
+            v.add(reason, count);
+        }
+        Ok(v)
+    }
+}
+
+/// What the auto-blocker did since the daemon started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoblockStats {
+    pub blocked_total: u64,
+    pub by_trigger: ByTrigger,
+    /// Thresholds reached by allowlisted sources (not blocked).
+    pub skipped_allowlisted: u64,
+    /// Thresholds reached while no XDP program runs (nothing to block with).
+    pub skipped_no_xdp: u64,
+    /// Source events the data path could not hand over (the auto-blocker lagged).
+    pub events_dropped: u64,
+}
+
+/// Auto-blocks per trigger.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ByTrigger {
+    pub failed_handshakes: u64,
+    pub handshake_timeouts: u64,
+    pub new_connections: u64,
+}
+
+/// `proxy top`: the sources dropped most, from the sampled drop events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Top {
+    pub sources: Vec<SourceDrops>,
+}
+
+/// One source's sampled drops since the daemon started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceDrops {
+    /// `None` for packets without a parsable source address (malformed).
+    pub source: Option<IpAddr>,
+    /// Samples × sampling rate.
+    pub estimated_drops: u64,
+    pub last_seen_unix: u64,
+    /// (reason name, estimated drops), most first.
+    pub by_reason: Vec<(String, u64)>,
+}
+
+/// Which kernel list an entry is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum List {
+    Allow,
+    Block,
+}
+
+impl List {
+    /// `allowlist` or `blocklist`.
+    pub fn noun(self) -> &'static str {
+        match self {
+            List::Allow => "allowlist",
+            List::Block => "blocklist",
+        }
+    }
+}
+
+/// Who added a list entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    Config,
+    Manual,
+    Auto,
+    Unknown,
+}
+
+impl Origin {
+    pub fn label(self) -> &'static str {
+        match self {
+            Origin::Config => "config",
+            Origin::Manual => "manual",
+            Origin::Auto => "auto",
+            Origin::Unknown => "?",
+        }
+    }
+}
+
+/// One allow/block list entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListEntry {
+    pub cidr: IpNet,
+    /// Time left before the kernel stops honouring it; `None` = permanent.
+    #[serde(with = "humantime_serde")]
+    pub expires_in: Option<Duration>,
+    pub created_at_unix: u64,
+    pub origin: Origin,
+    pub reason: String,
+}
+
+/// `proxy stats` without a reachable daemon: the kernel counters from the pins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KernelOnlyStats {
+    pub xdp: XdpStats,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_one_json_line() {
+        assert_eq!(
+            serde_json::to_string(&Request::Top { n: 5 }).unwrap(),
+            r#"{"command":"top","n":5}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"command":"stats"}"#).unwrap(),
+            Request::Stats
+        );
+    }
+
+    #[test]
+    fn stats_round_trip_with_reason_names() {
+        let mut verdicts = Verdicts::default();
+        verdicts.add(
+            Reason::Blocklisted,
+            PacketCount {
+                packets: 3,
+                bytes: 180,
+            },
+        );
+        let mut failures = BTreeMap::new();
+        failures.insert(HandshakeFailure::NotTls, 7);
+        let stats = Stats {
+            listeners: vec![ListenerStats {
+                name: "web".into(),
+                tls_handshake_failures: failures,
+                ..ListenerStats::default()
+            }],
+            xdp: Some(XdpStats {
+                interfaces: vec![InterfaceStats {
+                    interface: Some("eth0".into()),
+                    ifindex: 2,
+                    mode: Some("native".into()),
+                    verdicts,
+                }],
+                ..XdpStats::default()
+            }),
+            ..Stats::default()
+        };
+        let json = serde_json::to_value(Response::Stats(Box::new(stats.clone()))).unwrap();
+        let s = &json["stats"];
+        assert_eq!(
+            s["xdp"]["interfaces"][0]["verdicts"]["blocklisted"]["packets"],
+            3
+        );
+        assert_eq!(s["listeners"][0]["tls_handshake_failures"]["not_tls"], 7);
+        let back: Response = serde_json::from_value(json).unwrap();
+        assert_eq!(back, Response::Stats(Box::new(stats)));
+    }
+
+    #[test]
+    fn labels_match_the_serde_names() {
+        for f in HandshakeFailure::ALL {
+            assert_eq!(serde_json::to_value(f).unwrap(), f.label());
+        }
+        for r in RejectReason::ALL {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.label());
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! The composition root of `proxy run`: builds every part once and wires them
+//! together. Nothing else constructs subsystems or knows the whole graph.
+//!
+//! metrics (+ the XDP collector) ─┐
+//! source events channel ─────────┼─> Daemon (data path) ─> admin socket, /metrics
+//! XdpSubsystem ─> AutoBlocker ───┘        subsystems: xdp, autoblock, privileges
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::control::admin::{self, Admin};
+use crate::control::autoblock::AutoBlocker;
+use crate::control::daemon::{self, Daemon};
+use crate::control::privileges::DropCapabilities;
+use crate::datapath::events::ChannelObserver;
+use crate::ebpf::collector::XdpCollector;
+use crate::ebpf::runtime::XdpSubsystem;
+use crate::metrics::Metrics;
+
+/// Source events waiting for the auto-blocker; beyond it events are dropped (counted).
+const SOURCE_EVENT_QUEUE: usize = 65536;
+
+/// Serves `config` (read from `path`, which SIGHUP re-reads) until SIGTERM/SIGINT.
+pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
+    let xdp = Arc::new(XdpSubsystem::default());
+    let mut metrics = Metrics::new();
+    metrics.register_collector(Box::new(XdpCollector::new(xdp.clone())));
+    let metrics = Arc::new(metrics);
+
+    let (observer, events) = ChannelObserver::new(
+        SOURCE_EVENT_QUEUE,
+        metrics.autoblock().events_dropped.clone(),
+    );
+    let autoblock = AutoBlocker::new(xdp.clone(), metrics.autoblock().clone(), events);
+
+    let mut daemon = Daemon::with(path, metrics, Arc::new(observer));
+    daemon.add_subsystem(Box::new(xdp.clone()));
+    daemon.add_subsystem(Box::new(autoblock));
+    // Last: once everything above has what it needs from the first configuration.
+    daemon.add_subsystem(Box::new(DropCapabilities::default()));
+    let daemon = Arc::new(daemon);
+
+    // The admin section is read at start only.
+    let admin_section = config.admin.clone();
+    let admin = Arc::new(Admin {
+        daemon: daemon.clone(),
+        kernel: xdp,
+    });
+    let _socket = admin::start(&admin_section, admin).await?;
+    daemon::serve(&daemon, config).await
+}

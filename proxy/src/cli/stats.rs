@@ -1,0 +1,183 @@
+//! `proxy stats` and `proxy top`: ask the daemon over the admin socket (typed
+//! [`crate::api`]) and print a table or JSON. Without a daemon, `stats` reads the
+//! kernel counters from the pins.
+
+use proxy_common::Reason;
+
+use super::{DaemonArgs, OutputArgs};
+use crate::api::{
+    InterfaceStats, KernelOnlyStats, Request, Response, Stats, Top, Verdicts, XdpStats,
+};
+use crate::control::admin::client;
+use crate::ebpf::host::if_name;
+use crate::ebpf::maps::Maps;
+
+pub fn stats_command(out: &OutputArgs, daemon: &DaemonArgs) -> anyhow::Result<()> {
+    let stats = match client::request(&daemon.socket, &Request::Stats) {
+        Ok(Response::Stats(stats)) => stats,
+        Ok(other) => anyhow::bail!("the daemon answered a stats request with {other:?}"),
+        Err(e) => {
+            eprintln!("note: {e:#}; showing the kernel counters from the pinned maps only");
+            return kernel_stats(out);
+        }
+    };
+    if out.json {
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+    } else {
+        print_stats(&stats);
+    }
+    Ok(())
+}
+
+fn print_stats(stats: &Stats) {
+    println!("open connections: {}", stats.connections_open);
+    for l in &stats.listeners {
+        println!("listener {}:", l.name);
+        let row = |k: &str, v: &dyn std::fmt::Display| println!("  {k:<36} {v}");
+        row("connections_active", &l.connections_active);
+        row("connections_total", &l.connections_total);
+        row("tls_handshakes", &l.tls_handshakes);
+        for (reason, n) in l.tls_handshake_failures.iter().filter(|(_, n)| **n > 0) {
+            row(&format!("tls_handshake_failed_{}", reason.label()), n);
+        }
+        for (reason, n) in l.rejected.iter().filter(|(_, n)| **n > 0) {
+            row(&format!("rejected_{}", reason.label()), n);
+        }
+        row("bytes_upstream", &l.bytes_upstream);
+        row("bytes_downstream", &l.bytes_downstream);
+        row("bytes_spliced", &l.bytes_spliced);
+        row("no_backend", &l.no_backend);
+    }
+    for pool in &stats.pools {
+        println!("pool {}:", pool.name);
+        for b in &pool.backends {
+            let health = if b.healthy { "up" } else { "DOWN" };
+            println!(
+                "  {:<40} {:<5} weight {:<4} active {}",
+                b.address, health, b.weight, b.active_connections
+            );
+        }
+    }
+    match &stats.xdp {
+        None => println!("XDP: not running (no [xdp] section)"),
+        Some(xdp) => print_xdp(xdp),
+    }
+    let ab = &stats.autoblock;
+    println!(
+        "auto-blocks: {} (failed handshakes {}, handshake timeouts {}, connection rate {}); \
+         skipped allowlisted {}, skipped without XDP {}, events dropped {}",
+        ab.blocked_total,
+        ab.by_trigger.failed_handshakes,
+        ab.by_trigger.handshake_timeouts,
+        ab.by_trigger.new_connections,
+        ab.skipped_allowlisted,
+        ab.skipped_no_xdp,
+        ab.events_dropped
+    );
+}
+
+fn print_xdp(xdp: &XdpStats) {
+    println!(
+        "XDP: {} blocklist entries ({} automatic)",
+        xdp.blocklist_entries, xdp.auto_blocks_active
+    );
+    for ifc in &xdp.interfaces {
+        println!(
+            "  {} (ifindex {}, {} mode):",
+            ifc.interface.as_deref().unwrap_or("?"),
+            ifc.ifindex,
+            ifc.mode.as_deref().unwrap_or("?")
+        );
+        print_verdicts(&ifc.verdicts);
+    }
+}
+
+fn print_verdicts(verdicts: &Verdicts) {
+    println!("    {:<12} {:>14} {:>16}", "REASON", "PACKETS", "BYTES");
+    for r in Reason::ALL {
+        let v = verdicts.get(r);
+        println!("    {:<12} {:>14} {:>16}", r.name(), v.packets, v.bytes);
+    }
+}
+
+/// Kernel counters straight from the pinned maps (no daemon needed).
+fn kernel_stats(out: &OutputArgs) -> anyhow::Result<()> {
+    let maps = Maps::from_pins(&out.pin_path)?;
+    let interfaces: Vec<InterfaceStats> = maps
+        .all_verdicts()?
+        .into_iter()
+        .map(|(ifindex, verdicts)| InterfaceStats {
+            interface: if_name(ifindex),
+            ifindex,
+            mode: None,
+            verdicts,
+        })
+        .collect();
+    if out.json {
+        let stats = KernelOnlyStats {
+            xdp: XdpStats {
+                interfaces,
+                ..XdpStats::default()
+            },
+        };
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+        return Ok(());
+    }
+    if interfaces.is_empty() {
+        println!("no packets seen by the XDP program yet");
+    }
+    for ifc in &interfaces {
+        let name = ifc
+            .interface
+            .clone()
+            .unwrap_or_else(|| format!("ifindex {}", ifc.ifindex));
+        println!("XDP verdicts on {name}:");
+        print_verdicts(&ifc.verdicts);
+    }
+    Ok(())
+}
+
+pub fn top_command(n: usize, json: bool, daemon: &DaemonArgs) -> anyhow::Result<()> {
+    let top = match client::request(&daemon.socket, &Request::Top { n })? {
+        Response::Top(top) => top,
+        other => anyhow::bail!("the daemon answered a top request with {other:?}"),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&top)?);
+    } else {
+        print_top(&top);
+    }
+    Ok(())
+}
+
+fn print_top(top: &Top) {
+    if top.sources.is_empty() {
+        println!("no drops sampled yet");
+        return;
+    }
+    println!(
+        "{:<40} {:>12}  {:<20} BY REASON",
+        "SOURCE", "~DROPS", "LAST SEEN"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for s in &top.sources {
+        let ago = now.saturating_sub(s.last_seen_unix);
+        let reasons: Vec<String> = s
+            .by_reason
+            .iter()
+            .map(|(r, n)| format!("{r}={n}"))
+            .collect();
+        let source = s
+            .source
+            .map_or_else(|| "malformed".to_owned(), |ip| ip.to_string());
+        println!(
+            "{:<40} {:>12}  {:<20} {}",
+            source,
+            s.estimated_drops,
+            format!("{ago}s ago"),
+            reasons.join(" ")
+        );
+    }
+}

@@ -1,0 +1,59 @@
+//! The local admin interface: the admin socket answering the typed requests of
+//! [`crate::api`] (`proxy stats`, `proxy top`), and the HTTP `/metrics` endpoint.
+//!
+//! - [`server`]: the Unix socket (bind, peer check, one request per connection).
+//! - [`http`]: `/metrics` from the one registry.
+//! - [`client`]: the CLI's side of the socket.
+
+pub mod client;
+pub mod http;
+pub mod server;
+
+use std::sync::Arc;
+
+use super::daemon::Daemon;
+use super::policy::KernelView;
+use crate::api::{Request, Response, Stats};
+use crate::config::admin::AdminSection;
+
+/// What the admin interface reads from.
+pub struct Admin {
+    pub daemon: Arc<Daemon>,
+    pub kernel: Arc<dyn KernelView>,
+}
+
+impl Admin {
+    pub async fn answer(&self, request: Request) -> Response {
+        match request {
+            Request::Stats => Response::Stats(Box::new(self.stats().await)),
+            Request::Top { n } => match self.kernel.top_sources(n.clamp(1, 1000)) {
+                Some(top) => Response::Top(top),
+                None => Response::Error(
+                    "no XDP program runs in this daemon: nothing is dropped in the kernel".into(),
+                ),
+            },
+        }
+    }
+
+    async fn stats(&self) -> Stats {
+        Stats {
+            xdp: self.kernel.xdp_stats(),
+            autoblock: self.daemon.metrics().autoblock().stats(),
+            ..self.daemon.stats().await
+        }
+    }
+}
+
+/// Starts the socket and, if configured, the metrics endpoint. Drop the guard to
+/// remove the socket file.
+pub async fn start(
+    section: &AdminSection,
+    admin: Arc<Admin>,
+) -> anyhow::Result<server::SocketGuard> {
+    let metrics = admin.daemon.metrics().clone();
+    let guard = server::start(&section.socket, admin).await?;
+    if let Some(addr) = section.metrics {
+        http::start(addr, metrics).await?;
+    }
+    Ok(guard)
+}

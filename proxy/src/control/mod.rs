@@ -1,0 +1,17 @@
+//! The control plane: everything that follows the configuration and answers the
+//! operator, but moves no client bytes.
+//!
+//! - [`daemon`]: start, SIGHUP reload, SIGTERM/SIGINT drain of the data path.
+//! - [`subsystem`]: the trait other parts implement to follow the configuration.
+//! - [`policy`]: what the control plane needs from the kernel half, as traits (so
+//!   this module never imports `ebpf`, and tests can fake the kernel).
+//! - [`autoblock`]: blocks abusive sources in the kernel.
+//! - [`admin`]: the admin socket (typed [`crate::api`]) and the `/metrics` endpoint.
+//! - [`privileges`]: drops capabilities after start.
+
+pub mod admin;
+pub mod autoblock;
+pub mod daemon;
+pub mod policy;
+pub mod privileges;
+pub mod subsystem;

@@ -1,0 +1,83 @@
+//! The kernel's verdict counters as Prometheus series, read at scrape time from the
+//! running XDP program's maps (`proxy_xdp_packets_total`, `proxy_xdp_bytes_total`,
+//! by interface and reason).
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::registry::Unit;
+use proxy_common::Reason;
+
+use super::runtime::XdpSubsystem;
+use crate::api::PacketCount;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerdictLabels {
+    interface: String,
+    reason: &'static str,
+}
+
+/// Reads the XDP counters at every scrape; empty while no XDP program runs.
+pub struct XdpCollector {
+    xdp: Arc<XdpSubsystem>,
+}
+
+impl XdpCollector {
+    pub fn new(xdp: Arc<XdpSubsystem>) -> XdpCollector {
+        XdpCollector { xdp }
+    }
+}
+
+impl std::fmt::Debug for XdpCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("XdpCollector")
+    }
+}
+
+type Series = (
+    &'static str,
+    &'static str,
+    Option<Unit>,
+    fn(PacketCount) -> u64,
+);
+
+const SERIES: [Series; 2] = [
+    (
+        "xdp_packets",
+        "Packets the XDP program handled, by interface and verdict reason",
+        None,
+        |c| c.packets,
+    ),
+    (
+        "xdp",
+        "Bytes the XDP program handled, by interface and verdict reason",
+        Some(Unit::Bytes),
+        |c| c.bytes,
+    ),
+];
+
+impl Collector for XdpCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(interfaces) = self.xdp.interface_stats() else {
+            return Ok(());
+        };
+        let kind = ConstCounter::new(0u64).metric_type();
+        for (name, help, unit, value) in SERIES {
+            let mut family = encoder.encode_descriptor(name, help, unit.as_ref(), kind)?;
+            for i in &interfaces {
+                let interface = i.interface.clone().unwrap_or_else(|| i.ifindex.to_string());
+                for r in Reason::ALL {
+                    let labels = VerdictLabels {
+                        interface: interface.clone(),
+                        reason: r.name(),
+                    };
+                    ConstCounter::new(value(i.verdicts.get(r)))
+                        .encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,156 @@
+//! Typed handles on the XDP program's maps, opened from a freshly loaded program or
+//! from the pins (so CLI commands work against a running daemon without talking to
+//! it). One file per job:
+//!
+//! - [`lists`]: allow/block list edits and reads (both address families, one code path).
+//! - `summary`: the IPv4 /24 summary bitmap kept in step with the IPv4 tries.
+//! - [`rate`]: rate limits, sampling and hash seeds (the `CONFIG` and `PORTS` maps).
+//! - `counters`: per-interface verdict counters.
+
+mod counters;
+pub mod lists;
+pub mod rate;
+mod summary;
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use aya::maps::{Array, Map, MapData, MapError, PerCpuArray};
+use proxy_common::{Counter, PortSet, XdpConfig, map_names};
+
+pub use self::lists::ListTries;
+pub use self::rate::RateLimits;
+pub use crate::api::{List, ListEntry, Origin};
+
+use super::EbpfError;
+use super::pins::map_name_static;
+
+pub struct Maps {
+    allow: ListTries,
+    block: ListTries,
+    config: Array<MapData, XdpConfig>,
+    ports: Array<MapData, PortSet>,
+    counters: PerCpuArray<MapData, Counter>,
+    policy_gen: Array<MapData, u64>,
+    v4_summary: Array<MapData, u64>,
+    /// The pin directory, flock()ed around every list change: the daemon and CLI
+    /// commands may write the same maps. None for private (unpinned) maps.
+    lock: Option<File>,
+}
+
+/// Holds the writers' lock (an flock on the pin directory's fd) until dropped.
+struct WriteLock(Option<std::os::fd::RawFd>);
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        if let Some(fd) = self.0 {
+            // SAFETY: `fd` belongs to the `File` in `Maps::lock`, which outlives this guard
+            // (the guard borrows nothing, but is only created and dropped inside `&mut Maps` methods).
+            unsafe { libc::flock(fd, libc::LOCK_UN) };
+        }
+    }
+}
+
+/// Wraps an aya map error with the map's name.
+fn map_err(name: &str) -> impl Fn(MapError) -> EbpfError + '_ {
+    move |source| EbpfError::Map {
+        map: map_name_static(name),
+        source,
+    }
+}
+
+impl Maps {
+    /// Takes the maps out of a freshly loaded program.
+    pub(crate) fn take_from(ebpf: &mut aya::Ebpf) -> Result<Maps, EbpfError> {
+        Maps::open(|name| {
+            ebpf.take_map(name).ok_or_else(|| EbpfError::Io {
+                context: format!("the embedded object has no map {name}"),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            })
+        })
+    }
+
+    /// Opens the maps a running (or previous) daemon pinned under `dir`.
+    pub fn from_pins(dir: &Path) -> Result<Maps, EbpfError> {
+        if !dir.join(map_names::CONFIG).exists() {
+            return Err(EbpfError::NotPinned(dir.to_path_buf()));
+        }
+        let mut maps = Maps::open(|name| {
+            let data = MapData::from_pin(dir.join(name)).map_err(map_err(name))?;
+            Map::from_map_data(data).map_err(map_err(name))
+        })?;
+        maps.lock_dir(dir)?;
+        Ok(maps)
+    }
+
+    /// Serialise list changes with other processes using the maps pinned at `dir`.
+    pub(crate) fn lock_dir(&mut self, dir: &Path) -> Result<(), EbpfError> {
+        let file = File::open(dir).map_err(|source| EbpfError::Io {
+            context: format!("opening {} for locking", dir.display()),
+            source,
+        })?;
+        self.lock = Some(file);
+        Ok(())
+    }
+
+    fn write_lock(&self) -> WriteLock {
+        let fd = self.lock.as_ref().map(|f| f.as_raw_fd());
+        if let Some(fd) = fd {
+            // SAFETY: `fd` is the open directory `File` held in `self.lock`.
+            unsafe { libc::flock(fd, libc::LOCK_EX) };
+        }
+        WriteLock(fd)
+    }
+
+    fn open(mut get: impl FnMut(&str) -> Result<Map, EbpfError>) -> Result<Maps, EbpfError> {
+        macro_rules! typed {
+            ($name:expr) => {
+                get($name)?.try_into().map_err(map_err($name))?
+            };
+        }
+        Ok(Maps {
+            allow: ListTries::open(List::Allow, &mut get)?,
+            block: ListTries::open(List::Block, &mut get)?,
+            config: typed!(map_names::CONFIG),
+            ports: typed!(map_names::PORTS),
+            counters: typed!(map_names::COUNTERS),
+            policy_gen: typed!(map_names::POLICY_GEN),
+            v4_summary: typed!(map_names::V4_SUMMARY),
+            lock: None,
+        })
+    }
+
+    fn tries(&self, list: List) -> &ListTries {
+        match list {
+            List::Allow => &self.allow,
+            List::Block => &self.block,
+        }
+    }
+
+    fn tries_mut(&mut self, list: List) -> &mut ListTries {
+        match list {
+            List::Allow => &mut self.allow,
+            List::Block => &mut self.block,
+        }
+    }
+}
+
+fn is_errno(e: &MapError, errno: i32) -> bool {
+    match e {
+        MapError::SyscallError(s) => s.io_error.raw_os_error() == Some(errno),
+        MapError::KeyNotFound => errno == libc::ENOENT,
+        _ => false,
+    }
+}
+
+/// CLOCK_MONOTONIC in ns: the clock `bpf_ktime_get_ns` reads.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the valid local `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
