@@ -1,41 +1,49 @@
 //! Builds the XDP program and embeds it: `include_bytes!(concat!(env!("OUT_DIR"), "/proxy-ebpf.o"))`.
+//! Any failure is one `cargo::error` line that names the cause and the fix.
 use std::{env, fs, path::PathBuf};
 
-#[path = "../xtask/src/ebpf_build.rs"]
-mod ebpf_build;
+fn main() {
+    if let Err(message) = build() {
+        println!("cargo::error={message}");
+    }
+}
 
-fn main() -> anyhow::Result<()> {
-    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
+fn build() -> Result<(), String> {
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
     let workspace = manifest
         .parent()
-        .expect("proxy/ has a parent")
+        .ok_or("proxy/ has no parent")?
         .to_path_buf();
     for input in ebpf_build::inputs(&workspace) {
-        println!("cargo:rerun-if-changed={}", input.display());
+        println!("cargo::rerun-if-changed={}", input.display());
     }
-    println!("cargo:rerun-if-changed=../xtask/src/ebpf_build.rs");
-    println!("cargo:rerun-if-env-changed=PROXY_EBPF_ROUTE");
+    println!("cargo::rerun-if-env-changed=PROXY_EBPF_ROUTE");
 
-    let route = ebpf_build::choose_route().map_err(anyhow::Error::msg)?;
-    let output = ebpf_build::build_command(&workspace, route).output()?;
+    let route = ebpf_build::choose_route()?;
+    let output = ebpf_build::build_command(&workspace, route)
+        .output()
+        .map_err(|e| {
+            format!(
+                "cannot start the eBPF build ({}): {e}; run `cargo xtask setup`",
+                route.name()
+            )
+        })?;
     if !output.status.success() {
         for line in String::from_utf8_lossy(&output.stderr).lines() {
-            println!("cargo:warning={line}");
+            println!("cargo::warning={line}");
         }
-        anyhow::bail!(
+        return Err(format!(
             "building the XDP program (route: {}) failed; see the warnings above. \
              If a tool is missing, run `cargo xtask setup`.",
             route.name()
-        );
+        ));
     }
-    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
-    fs::copy(
-        ebpf_build::object_path(&workspace),
-        out_dir.join("proxy-ebpf.o"),
-    )?;
-    fs::copy(
-        ebpf_build::bench_object_path(&workspace),
-        out_dir.join("xdp-bench.o"),
-    )?;
-    Ok(())
+    let out_dir = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
+    let copy = |from: PathBuf, to: &str| {
+        fs::copy(&from, out_dir.join(to))
+            .map(drop)
+            .map_err(|e| format!("copying {}: {e}", from.display()))
+    };
+    copy(ebpf_build::object_path(&workspace), "proxy-ebpf.o")?;
+    copy(ebpf_build::bench_object_path(&workspace), "xdp-bench.o")
 }

@@ -134,7 +134,13 @@ fn list_verdict(src: &Source, clock: &mut Clock) -> u32 {
         return slot.listed;
     }
     let (listed, expires_at_ns) = lookup_lists(src, clock);
-    *slot = VerdictSlot { addr, family, listed, generation, expires_at_ns };
+    *slot = VerdictSlot {
+        addr,
+        family,
+        listed,
+        generation,
+        expires_at_ns,
+    };
     listed
 }
 
@@ -235,7 +241,12 @@ fn account(ctx: &XdpContext, config: Option<&XdpConfig>, reason: Reason, src: Op
     let every = config.sample_every;
     // SAFETY: a BPF helper without arguments.
     if every != 0 && (every == 1 || unsafe { bpf_get_prandom_u32() } % every == 0) {
-        let mut event = DropEvent { reason: reason as u32, ifindex, weight: every, ..DropEvent::default() };
+        let mut event = DropEvent {
+            reason: reason as u32,
+            ifindex,
+            weight: every,
+            ..DropEvent::default()
+        };
         match src {
             Some(Source::V4(a)) => {
                 event.family = FAMILY_V4;
@@ -247,10 +258,13 @@ fn account(ctx: &XdpContext, config: Option<&XdpConfig>, reason: Reason, src: Op
             }
             None => {}
         }
-        let _ = DROP_EVENTS.output(&event, 0);
+        let _ = DROP_EVENTS.output(event, 0);
     }
     if config.log_drops != 0 {
-        info!(ctx, "xdp drop: reason={} ifindex={}", reason as u32, ifindex);
+        info!(
+            ctx,
+            "xdp drop: reason={} ifindex={}", reason as u32, ifindex
+        );
     }
 }
 

@@ -7,8 +7,9 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use proxy_common::{
-    COUNTERS_LEN, DEFAULT_MAX_ALLOW_ENTRIES as ALLOW_ENTRIES, DEFAULT_MAX_BLOCK_ENTRIES as BLOCK_ENTRIES, Counter, DropEvent, PolicyEntry, PortSet, RateSketch, V4_SUMMARY_WORDS, VERDICT_CACHE_SLOTS,
-    VerdictSlot, XdpConfig,
+    COUNTERS_LEN, Counter, DEFAULT_MAX_ALLOW_ENTRIES as ALLOW_ENTRIES,
+    DEFAULT_MAX_BLOCK_ENTRIES as BLOCK_ENTRIES, DropEvent, PolicyEntry, PortSet, RateSketch,
+    V4_SUMMARY_WORDS, VERDICT_CACHE_SLOTS, VerdictSlot, XdpConfig,
 };
 
 /// Sources that skip every other check. Written by userspace (config, `proxy allow`).
@@ -57,4 +58,5 @@ pub static V4_SUMMARY: Array<u64, { V4_SUMMARY_WORDS as usize }> = Array::new();
 
 /// Recent allow/block verdicts per source, per CPU; only the program touches it.
 #[btf_map]
-pub static VERDICT_CACHE: PerCpuArray<VerdictSlot, { VERDICT_CACHE_SLOTS as usize }> = PerCpuArray::new();
+pub static VERDICT_CACHE: PerCpuArray<VerdictSlot, { VERDICT_CACHE_SLOTS as usize }> =
+    PerCpuArray::new();

@@ -105,10 +105,20 @@ fn parse_ipv4(ctx: &XdpContext, off: usize) -> Result<IpPacket, Malformed> {
     let src = Source::V4([h[12], h[13], h[14], h[15]]);
     let fragment_offset = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
     if fragment_offset != 0 {
-        return Ok(IpPacket { src, dst_port: None, tcp_syn: false, later_fragment: true });
+        return Ok(IpPacket {
+            src,
+            dst_port: None,
+            tcp_syn: false,
+            later_fragment: true,
+        });
     }
     let (dst_port, tcp_syn) = parse_l4(ctx, h[9], l4)?;
-    Ok(IpPacket { src, dst_port, tcp_syn, later_fragment: false })
+    Ok(IpPacket {
+        src,
+        dst_port,
+        tcp_syn,
+        later_fragment: false,
+    })
 }
 
 #[inline(always)]
@@ -140,14 +150,24 @@ fn parse_ipv6(ctx: &XdpContext, off: usize) -> Result<IpPacket, Malformed> {
                 l4 += 8;
                 let fragment_offset = u16::from_be_bytes([frag[2], frag[3]]) >> 3;
                 if fragment_offset != 0 {
-                    return Ok(IpPacket { src, dst_port: None, tcp_syn: false, later_fragment: true });
+                    return Ok(IpPacket {
+                        src,
+                        dst_port: None,
+                        tcp_syn: false,
+                        later_fragment: true,
+                    });
                 }
             }
             _ => break,
         }
     }
     let (dst_port, tcp_syn) = parse_l4(ctx, next, l4)?;
-    Ok(IpPacket { src, dst_port, tcp_syn, later_fragment: false })
+    Ok(IpPacket {
+        src,
+        dst_port,
+        tcp_syn,
+        later_fragment: false,
+    })
 }
 
 /// Destination port and SYN flag; the transport header must be complete.

@@ -3,8 +3,6 @@ mod bench_attack;
 mod bench_client;
 mod bench_tls;
 mod bench_xdp;
-#[allow(dead_code)] // shared with proxy/build.rs, which uses other parts
-mod ebpf_build;
 mod setup;
 
 use std::path::PathBuf;
@@ -29,6 +27,10 @@ enum Task {
     Setup,
     /// Build the XDP program for bpfel-unknown-none and print the object's path.
     BuildEbpf,
+    /// Formatting and lints, as CI runs them: `cargo fmt --check` and `cargo clippy
+    /// --all-targets -D warnings` on the workspace and on the eBPF crate (checked for
+    /// the host target: clippy does not run for bpfel, the lints are the same).
+    Lint,
     /// Run the whole test suite (unit, BPF_PROG_TEST_RUN fixtures, namespace tests). Root.
     Test {
         /// Skip `setup` (when it is known to be done).
@@ -85,6 +87,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}", ebpf_build::object_path(&root).display());
             Ok(())
         }
+        Task::Lint => lint(),
         Task::Test { no_setup, args } => {
             if !no_setup {
                 setup::run()?;
@@ -116,6 +119,48 @@ fn main() -> anyhow::Result<()> {
         }
         Task::BenchClient(args) => bench_client::run(args),
     }
+}
+
+fn lint() -> anyhow::Result<()> {
+    let root = workspace_root();
+    let ebpf = root.join("proxy-ebpf");
+    let host = "x86_64-unknown-linux-gnu";
+    let steps: [(&str, &[&str], &PathBuf); 4] = [
+        ("fmt", &["fmt", "--all", "--check"], &root),
+        (
+            "clippy",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            &root,
+        ),
+        ("fmt (proxy-ebpf)", &["fmt", "--check"], &ebpf),
+        (
+            "clippy (proxy-ebpf)",
+            &["clippy", "--target", host, "--", "-D", "warnings"],
+            &ebpf,
+        ),
+    ];
+    for (name, args, dir) in steps {
+        println!("[lint] {name}");
+        let status = Command::new(env!("CARGO"))
+            .args(args)
+            .current_dir(dir)
+            .status()
+            .with_context(|| format!("running cargo {}", args.join(" ")))?;
+        anyhow::ensure!(
+            status.success(),
+            "{name} failed: run `cargo {}` in {} and fix what it reports",
+            args.join(" "),
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 fn demo(keep: bool) -> anyhow::Result<()> {

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::ebpf_build::{self, Route};
+use ebpf_build::{self, Route};
 
 /// The bpf-linker release this project is proven with (see ../shared/TOOLCHAIN.md).
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -1,6 +1,6 @@
 //! Builds the XDP program (`proxy-ebpf`) for `bpfel-unknown-none`.
 //!
-//! Shared verbatim by `proxy/build.rs` (which embeds the object into the daemon) and
+//! A crate of its own, used by `proxy/build.rs` (which embeds the object into the daemon) and
 //! `cargo xtask build-ebpf`, so both build it the same way. Standard library only.
 
 use std::path::{Path, PathBuf};
