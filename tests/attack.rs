@@ -2,15 +2,14 @@
 //! connections and then a packet flood, and a spoofed-source SYN flood runs, real
 //! TLS clients (curl) keep completing their requests, and the heavy source ends up
 //! blocked by the kernel (auto-blocked, then dropped by XDP). Needs root.
-mod harness;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use harness::attack::{heavy_source, mac_of, spoofed_syn_flood};
-use harness::certs::{self, KeyType};
-use harness::inside::in_netns;
-use harness::lab::{Lab, LabOptions};
+use lab::attack::{heavy_source, spoofed_syn_flood};
+use lab::certs::{self, KeyType};
+use lab::inside::in_netns;
+use lab::site::{Lab, LabOptions};
 use serde_json::Value;
 
 /// Runs curl against the TLS listener for `duration`, one new TLS connection per
@@ -43,7 +42,7 @@ fn legit_clients_keep_working_while_attackers_are_dropped() {
         "site.test",
         &["site.test"],
     );
-    let pins = harness::PinDir::new("attack");
+    let pins = lab::PinDir::new("attack");
     let config = format!(
         r#"
 [[listener]]
@@ -87,7 +86,7 @@ block_for = "10m"
     let attacker = lab.attacker(0);
     let attacker_ip = attacker.ipv4.clone();
     let lb_ip: Ipv4Addr = lab.lb_ip().parse().unwrap();
-    let lb_mac = mac_of(&lab.topo.host(0).ns, "eth0");
+    let lb_mac = lab.topo.host(0).ns.mac_of("eth0").unwrap();
     let tls_port = SocketAddr::from((lb_ip, 443));
     let started = Instant::now();
     let (legit, junk, udp_sent, spoofed) = std::thread::scope(|s| {

@@ -1,9 +1,8 @@
 //! `proxy check-config`: exit status and messages for good and bad files. No root.
-mod harness;
 
 use std::process::Command;
 
-use harness::certs::{self, KeyType};
+use lab::certs::{self, KeyType};
 
 fn check(path: &std::path::Path) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_proxy"))

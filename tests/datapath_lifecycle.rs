@@ -1,12 +1,11 @@
 //! Daemon lifecycle with real clients and nginx: SIGTERM drains without cutting an
 //! in-flight download; SIGHUP swaps certificates and backends while a long download
 //! continues; a bad configuration is rejected and the old one keeps serving.
-mod harness;
 
 use std::time::Duration;
 
-use harness::certs::{self, KeyType};
-use harness::lab::{Lab, LabOptions, s_client_text};
+use lab::certs::{self, KeyType};
+use lab::site::{Lab, LabOptions, s_client_text};
 
 /// Size of `/big`: far more than the kernel's socket buffers hold, so a download
 /// cut by the proxy cannot complete from buffered data.
@@ -22,7 +21,7 @@ fn lab(backends: usize) -> Lab {
 
 /// A download of `/big` limited to 8 MiB/s (about 4 s), in the background on the
 /// client host.
-fn slow_download(lab: &Lab, url: &str, extra: &str, file: &str) -> harness::Proc {
+fn slow_download(lab: &Lab, url: &str, extra: &str, file: &str) -> lab::Proc {
     lab.topo.host(1).ns.spawn(&format!(
         "curl -sS --fail --max-time 60 --limit-rate 8388608 {extra} -o {file} {url}"
     ))
@@ -30,7 +29,7 @@ fn slow_download(lab: &Lab, url: &str, extra: &str, file: &str) -> harness::Proc
 
 /// Waits until the download has received some bytes (it is in flight).
 fn wait_started(file: &str) {
-    harness::wait_for("the download to start", Duration::from_secs(10), || {
+    lab::wait_for("the download to start", Duration::from_secs(10), || {
         std::fs::metadata(file)
             .ok()
             .filter(|m| m.len() > 0)
@@ -38,7 +37,7 @@ fn wait_started(file: &str) {
     });
 }
 
-fn finish(download: harness::Proc, file: &str, want: &[u8]) {
+fn finish(download: lab::Proc, file: &str, want: &[u8]) {
     let (_, stderr, code) = download.wait_output(Duration::from_secs(60));
     assert_eq!(code, Some(0), "download failed: {stderr}");
     let got = std::fs::read(file).unwrap();
@@ -171,7 +170,7 @@ backends = [{{ address = "{backend}" }}]
     missing.cert = dir.join("missing.pem");
     proxy.write_config(&config(&missing, 0, ""));
     proxy.signal("HUP");
-    harness::wait_for("second rejection", Duration::from_secs(10), || {
+    lab::wait_for("second rejection", Duration::from_secs(10), || {
         (proxy.count_log("reload rejected") == 2).then_some(())
     });
     assert!(proxy.log().contains("missing.pem"), "{}", proxy.log());

@@ -1,13 +1,12 @@
 //! Plain TCP forwarding, backend choice and failure handling, PROXY protocol and
 //! limits, with curl and real nginx backends in network namespaces.
-mod harness;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
-use harness::inside::in_netns;
-use harness::lab::{Lab, LabOptions};
+use lab::inside::in_netns;
+use lab::site::{Lab, LabOptions};
 
 fn curl(lab: &Lab, url: &str) -> String {
     lab.client_ok(&format!("curl -sS --fail --max-time 10 -g {url}"))
@@ -89,7 +88,7 @@ fn eof_server(lab: &Lab, connections: usize) -> std::thread::JoinHandle<Vec<Vec<
     let listener = in_netns(&lab.topo.host(2).ns, || {
         std::net::TcpListener::bind(&addr).unwrap()
     });
-    harness::inside::spawn_in_netns(&lab.topo.host(2).ns, move || {
+    lab::inside::spawn_in_netns(&lab.topo.host(2).ns, move || {
         let mut requests = Vec::new();
         for _ in 0..connections {
             let (mut s, _) = listener.accept().unwrap();
@@ -109,10 +108,10 @@ fn half_close_keeps_the_response_flowing() {
         backends: 1,
         ..LabOptions::default()
     });
-    let cert = harness::certs::write(
+    let cert = lab::certs::write(
         lab.dir.path(),
         "hc",
-        harness::certs::KeyType::EcdsaP256,
+        lab::certs::KeyType::EcdsaP256,
         "hc.test",
         &["hc.test"],
     );
@@ -298,10 +297,10 @@ fn proxy_protocol_v1_and_v2_reach_nginx() {
         proxy_protocol: true,
         ..LabOptions::default()
     });
-    let cert = harness::certs::write(
+    let cert = lab::certs::write(
         lab.dir.path(),
         "pp",
-        harness::certs::KeyType::EcdsaP256,
+        lab::certs::KeyType::EcdsaP256,
         "pp.test",
         &["pp.test"],
     );
@@ -454,7 +453,7 @@ name = "web"
             }
             drop(open);
             // Places are released once the proxy sees the closes.
-            harness::wait_for("a place to free up", Duration::from_secs(10), || {
+            lab::wait_for("a place to free up", Duration::from_secs(10), || {
                 let mut again = TcpStream::connect(&target).ok()?;
                 request(&mut again).then_some(())
             });

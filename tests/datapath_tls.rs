@@ -1,15 +1,14 @@
 //! TLS termination through real clients (curl, openssl s_client) to real nginx
 //! backends, in network namespaces: versions, SNI certificate choice, ALPN, session
 //! resumption, and bad input that must not disturb other clients.
-mod harness;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use harness::certs::{self, CertFiles, KeyType};
-use harness::inside::in_netns;
-use harness::lab::{Lab, LabOptions, s_client_text};
+use lab::certs::{self, CertFiles, KeyType};
+use lab::inside::in_netns;
+use lab::site::{Lab, LabOptions, s_client_text};
 
 struct Certs {
     ec: CertFiles,

@@ -1,11 +1,10 @@
 //! Least privilege: the daemon runs with exactly the capabilities the systemd unit
 //! grants (dist/proxy.service), and keeps only CAP_NET_BIND_SERVICE after start;
 //! without CAP_BPF it refuses to start and says why. Needs root.
-mod harness;
 
 use std::time::{Duration, Instant};
 
-use harness::lab::{Lab, LabOptions};
+use lab::site::{Lab, LabOptions};
 
 const CAP_NET_BIND_SERVICE: u64 = 1 << 10;
 

@@ -2,12 +2,10 @@
 //! `{description, packet, expected verdict, expected counter delta}` run in order
 //! against one loaded program with known policy. Needs root (CAP_BPF).
 
-mod harness;
-
 use std::time::Duration;
 
 use aya::programs::{TestRun, TestRunOptions};
-use harness::packets::{self, ACK, PSH_ACK, SYN, v4, v6};
+use lab::packets::{self, ACK, PSH_ACK, SYN, v4, v6};
 use proxy::config::xdp::cidr;
 use proxy::ebpf::events::{self, DropSample};
 use proxy::ebpf::loader::{LoadOptions, XdpProgram};
@@ -70,7 +68,7 @@ fn allow(maps: &mut Maps, net: &str) {
 }
 
 fn load_with_policy(sample_every: u32) -> (XdpProgram, Maps) {
-    harness::require_root();
+    lab::require_root();
     let (program, mut maps) = XdpProgram::load(LoadOptions::private()).expect("load XDP program");
     block(&mut maps, "192.0.2.66", None);
     block(&mut maps, "198.51.100.0/24", None);
@@ -430,7 +428,7 @@ fn verdict_cache_follows_list_changes_and_expiry() {
 
 #[test]
 fn a_full_list_is_a_clear_error_and_loses_nothing() {
-    harness::require_root();
+    lab::require_root();
     let options = LoadOptions {
         max_block_entries: 2,
         ..LoadOptions::private()

@@ -2,14 +2,13 @@
 //! and being taken over by the next start, generic (skb) mode with the program's
 //! aya-log lines in the daemon log, and a missing interface named in the error.
 //! Needs root.
-mod harness;
 
 use std::time::Duration;
 
-use harness::Topology;
-use harness::proxyd::ProxyD;
+use lab::Topology;
+use lab::proxyd::ProxyD;
 
-use harness::PinDir as Pins;
+use lab::PinDir as Pins;
 
 fn ping_ok(topo: &Topology) -> bool {
     let lb = &topo.host(0).ipv4;
@@ -34,7 +33,7 @@ fn cli(topo: &Topology, pins: &Pins, args: &str) -> String {
 
 #[test]
 fn stays_attached_after_exit_and_the_next_start_takes_over() {
-    harness::require_root();
+    lab::require_root();
     let topo = Topology::new(&["lb", "client"]);
     let dir = tempfile::tempdir().unwrap();
     let pins = Pins::new("stay");
@@ -88,7 +87,7 @@ fn prog_id(link: &str) -> String {
 
 #[test]
 fn generic_mode_and_program_logs_reach_the_daemon_log() {
-    harness::require_root();
+    lab::require_root();
     let topo = Topology::new(&["lb", "client"]);
     let dir = tempfile::tempdir().unwrap();
     let pins = Pins::new("skb");
@@ -112,7 +111,7 @@ fn generic_mode_and_program_logs_reach_the_daemon_log() {
 
 #[test]
 fn a_missing_interface_is_named() {
-    harness::require_root();
+    lab::require_root();
     let topo = Topology::new(&["lb"]);
     let dir = tempfile::tempdir().unwrap();
     let pins = Pins::new("noif");
@@ -142,7 +141,7 @@ fn a_missing_interface_is_named() {
 
 #[test]
 fn reload_reapplies_the_lists_and_keeps_runtime_entries() {
-    harness::require_root();
+    lab::require_root();
     let topo = Topology::new(&["lb"]);
     let dir = tempfile::tempdir().unwrap();
     let pins = Pins::new("reload");
@@ -201,7 +200,7 @@ fn reload_reapplies_the_lists_and_keeps_runtime_entries() {
     // keep_runtime_entries = false: the lists become exactly the file's.
     daemon.write_config(&config("\"192.0.2.2\"", false, 200));
     daemon.signal("HUP");
-    harness::wait_for("the second reload", Duration::from_secs(10), || {
+    lab::wait_for("the second reload", Duration::from_secs(10), || {
         (daemon.count_log("reload succeeded") == 2).then_some(())
     });
     assert_eq!(listed(), ["192.0.2.2/32:config"]);

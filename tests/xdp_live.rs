@@ -1,16 +1,18 @@
 //! The XDP fast path with live traffic in network namespaces: clients and an attacker
 //! on a bridge, `proxy run` attached to the load balancer's veth. Needs root.
 
-mod harness;
-
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use harness::inside::{in_netns, spawn_in_netns};
-use harness::{Proc, Topology};
+use lab::PinDir;
+use lab::config::{Config, RateLimit, Xdp};
+use lab::inside::{in_netns, spawn_in_netns};
+use lab::site::{self, LabOptions};
+use proxy::api::{InterfaceStats, Stats, Top};
+use proxy_common::Reason;
 use serde_json::Value;
 
 const LB: usize = 0;
@@ -23,62 +25,55 @@ const PPS_BURST: u64 = 200;
 const TCP_PORT: u16 = 8080;
 const UDP_PORT: u16 = 9000;
 
+/// The data-path lab without backends: the LB, a client and two more hosts (`other`
+/// and `attacker`), the daemon with XDP on the LB's eth0.
 struct Lab {
-    topo: Topology,
-    pin_dir: PathBuf,
-    config: PathBuf,
-    daemon: Option<Proc>,
+    site: site::Lab,
+    pins: PinDir,
+}
+
+impl std::ops::Deref for Lab {
+    type Target = site::Lab;
+    fn deref(&self) -> &site::Lab {
+        &self.site
+    }
 }
 
 impl Lab {
     fn new() -> Lab {
-        harness::require_root();
-        let topo = Topology::new(&["lb", "client", "other", "attacker"]);
-        let tag = format!("proxy-test-{}", std::process::id());
-        let pin_dir = PathBuf::from("/sys/fs/bpf").join(&tag);
-        let config = std::env::temp_dir().join(format!("{tag}.toml"));
-        let _ = std::fs::remove_file(config.with_extension("sock"));
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-[admin]
-socket = "{}"
-
-[xdp]
-interfaces = ["eth0"]
-pin_path = "{}"
-drop_sample_rate = 1
-drop_log_interval = "1s"
-[xdp.rate_limit]
-packets_per_second = {PPS_LIMIT}
-packets_burst = {PPS_BURST}
-ports = [{UDP_PORT}]
-"#,
-                config.with_extension("sock").display(),
-                pin_dir.display()
-            ),
-        )
-        .unwrap();
+        let site = site::Lab::new(LabOptions {
+            backends: 0,
+            attackers: 2,
+            ..LabOptions::default()
+        });
         let mut lab = Lab {
-            topo,
-            pin_dir,
-            config,
-            daemon: None,
+            site,
+            pins: PinDir::new("live"),
         };
         lab.start_daemon();
         lab
     }
 
+    fn config(&self) -> String {
+        Config::new()
+            .xdp(
+                Xdp::on(&["eth0"], self.pins.display())
+                    .sample_every_drop("1s")
+                    .rate_limit(RateLimit {
+                        packets_per_second: Some(PPS_LIMIT as u32),
+                        packets_burst: Some(PPS_BURST as u32),
+                        ports: vec![UDP_PORT],
+                        ..RateLimit::default()
+                    }),
+            )
+            .to_toml()
+    }
+
     fn start_daemon(&mut self) {
-        let lb = &self.topo.host(LB).ns;
-        let daemon = lb.spawn(&format!(
-            "{} run --config {}",
-            env!("CARGO_BIN_EXE_proxy"),
-            self.config.display()
-        ));
-        self.daemon = Some(daemon);
-        harness::wait_for(
+        let config = self.config();
+        self.site.start_proxy(&config);
+        let lb = &self.site.lb().ns;
+        lab::wait_for(
             "XDP attached to the LB's eth0",
             Duration::from_secs(10),
             || {
@@ -89,19 +84,19 @@ ports = [{UDP_PORT}]
         );
     }
 
+    /// Stops the daemon (it must exit 0); its log.
     fn stop_daemon(&mut self) -> String {
-        let (_, stderr, code) = self.daemon.take().expect("daemon running").stop();
-        assert_eq!(code, Some(0), "daemon exit status; log:\n{stderr}");
-        stderr
+        let mut proxy = self.site.proxy.take().expect("daemon running");
+        let code = proxy.stop();
+        let log = proxy.log();
+        assert_eq!(code, Some(0), "daemon exit status; log:\n{log}");
+        log
     }
 
-    /// Runs `proxy <args>` inside the LB namespace; returns stdout.
+    /// Runs `proxy <args> --pin-path <pins>` on the LB; its stdout.
     fn cli(&self, args: &str) -> String {
-        self.topo.host(LB).ns.sh(&format!(
-            "{} {args} --pin-path {}",
-            env!("CARGO_BIN_EXE_proxy"),
-            self.pin_dir.display()
-        ))
+        self.site
+            .cli(&format!("{args} --pin-path {}", self.pins.display()))
     }
 
     fn ping_ok(&self, from: usize, family: u8) -> bool {
@@ -127,41 +122,29 @@ ports = [{UDP_PORT}]
         })
     }
 
-    /// The LB interface's verdict counters as `proxy stats --json` reports them.
-    fn product_counters(&self) -> Value {
-        let socket = self.config.with_extension("sock");
-        let stats: Value =
-            serde_json::from_str(&self.cli(&format!("stats --json --socket {}", socket.display())))
-                .unwrap();
-        let ifaces = stats["xdp"]["interfaces"]
-            .as_array()
-            .expect("the daemon reports its XDP interfaces");
-        ifaces
-            .iter()
-            .find(|i| i["interface"] == "eth0")
-            .cloned()
+    /// The LB interface's verdicts as `proxy stats --json` reports them.
+    fn product_counters(&self) -> InterfaceStats {
+        let stats: Stats = serde_json::from_str(&self.cli(&format!(
+            "stats --json --socket {}",
+            self.path("admin.sock")
+        )))
+        .unwrap();
+        let xdp = stats.xdp.expect("the daemon reports its XDP interfaces");
+        xdp.interfaces
+            .into_iter()
+            .find(|i| i.interface.as_deref() == Some("eth0"))
             .expect("eth0 in proxy stats")
     }
 
-    fn packets(&self, reason: &str) -> u64 {
-        self.product_counters()["verdicts"][reason]["packets"]
-            .as_u64()
-            .unwrap()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        drop(self.daemon.take());
-        let _ = std::fs::remove_dir_all(&self.pin_dir);
-        let _ = std::fs::remove_file(&self.config);
+    fn packets(&self, reason: Reason) -> u64 {
+        self.product_counters().verdicts.get(reason).packets
     }
 }
 
 /// Sums a per-CPU COUNTERS entry straight from `bpftool map lookup` (an independent reader).
 fn bpftool_counter(pin_dir: &Path, index: u32) -> (u64, u64) {
     let key: Vec<String> = index.to_le_bytes().iter().map(|b| b.to_string()).collect();
-    let out = harness::netns::sh(&format!(
+    let out = lab::netns::sh(&format!(
         "bpftool -j map lookup pinned {}/COUNTERS key {}",
         pin_dir.display(),
         key.join(" ")
@@ -223,7 +206,7 @@ fn block_rate_limit_unblock_and_survive_restart() {
 
     // Counters: exactly the pings we send are counted as blocklisted, by the product
     // and by bpftool, with the frame sizes of a default ping (98 bytes).
-    let before = lab.product_counters()["verdicts"]["blocklisted"].clone();
+    let before = lab.product_counters().verdicts.get(Reason::Blocklisted);
     let pings = 5;
     let target = lab.topo.host(LB).ipv4.clone();
     lab.topo
@@ -232,25 +215,25 @@ fn block_rate_limit_unblock_and_survive_restart() {
         .try_sh(&format!("ping -4 -c {pings} -i 0.1 -W 1 {target}"));
     std::thread::sleep(Duration::from_millis(200));
     let product = lab.product_counters();
-    let blocked = &product["verdicts"]["blocklisted"];
-    let delta = |field: &str| blocked[field].as_u64().unwrap() - before[field].as_u64().unwrap();
-    assert_eq!(delta("packets"), pings, "blocklisted packets counted");
+    let blocked = product.verdicts.get(Reason::Blocklisted);
     assert_eq!(
-        delta("bytes"),
+        blocked.packets - before.packets,
+        pings,
+        "blocklisted packets counted"
+    );
+    assert_eq!(
+        blocked.bytes - before.bytes,
         pings * 98,
         "blocklisted bytes: 98-byte ping frames"
     );
-    let ifindex = product["ifindex"].as_u64().unwrap() as u32;
-    let index = proxy_common::counter_index(ifindex, proxy_common::Reason::Blocklisted);
-    let (bpftool_packets, bpftool_bytes) = bpftool_counter(&lab.pin_dir, index);
+    let index = proxy_common::counter_index(product.ifindex, Reason::Blocklisted);
+    let (bpftool_packets, bpftool_bytes) = bpftool_counter(&lab.pins.0, index);
     assert_eq!(
-        bpftool_packets,
-        blocked["packets"].as_u64().unwrap(),
+        bpftool_packets, blocked.packets,
         "proxy stats vs bpftool: packets"
     );
     assert_eq!(
-        bpftool_bytes,
-        blocked["bytes"].as_u64().unwrap(),
+        bpftool_bytes, blocked.bytes,
         "proxy stats vs bpftool: bytes"
     );
 
@@ -313,34 +296,32 @@ fn block_rate_limit_unblock_and_survive_restart() {
         error * 100.0
     );
     assert!(
-        lab.packets("rate_pps") >= flood_sent - flood_received - 10,
+        lab.packets(Reason::RatePps) >= flood_sent - flood_received - 10,
         "drops counted as rate_pps"
     );
 
     // Every drop is sampled here (rate 1): the attacker tops the list, and the other
     // source was never dropped by XDP. (veth's receive ring may still overflow under
     // the flood before XDP runs, so a packet or two of the other source can be lost.)
-    let socket = lab.config.with_extension("sock");
-    let top_out = lab.topo.host(LB).ns.sh(&format!(
-        "{} top --json -n 10 --socket {}",
-        env!("CARGO_BIN_EXE_proxy"),
-        socket.display()
+    let top_out = lab.site.cli(&format!(
+        "top --json -n 10 --socket {}",
+        lab.path("admin.sock")
     ));
-    let top: Value = serde_json::from_str(&top_out).unwrap();
-    let sources = top["sources"].as_array().unwrap();
+    let top: Top = serde_json::from_str(&top_out).unwrap();
+    let sources = &top.sources;
     assert_eq!(
-        sources[0]["source"],
-        lab.topo.host(ATTACKER).ipv4.as_str(),
+        sources[0].source,
+        Some(lab.topo.host(ATTACKER).ipv4.parse().unwrap()),
         "top: {top_out}"
     );
-    let estimated = sources[0]["estimated_drops"].as_u64().unwrap();
+    let estimated = sources[0].estimated_drops;
     assert!(
         estimated + 10 >= flood_sent - flood_received,
         "sampled drops {estimated}"
     );
-    let other = lab.topo.host(OTHER).ipv4.clone();
+    let other = lab.topo.host(OTHER).ipv4.parse().unwrap();
     assert!(
-        !sources.iter().any(|s| s["source"] == other.as_str()),
+        !sources.iter().any(|s| s.source == Some(other)),
         "other source dropped: {top_out}"
     );
     assert!(
@@ -358,7 +339,7 @@ fn block_rate_limit_unblock_and_survive_restart() {
         .find(|l| l.starts_with("proxy_xdp_packets_total{") && l.contains("reason=\"rate_pps\""))
         .unwrap_or_else(|| panic!("no rate_pps series in:\n{metrics}"));
     let exported: u64 = rate_line.rsplit(' ').next().unwrap().parse().unwrap();
-    assert_eq!(exported, lab.packets("rate_pps"), "{rate_line}");
+    assert_eq!(exported, lab.packets(Reason::RatePps), "{rate_line}");
 
     // Unblocking restores the client.
     lab.cli(&format!("block del {client_v4}"));

@@ -4,16 +4,13 @@
 //! attack; then what happened, as the operator sees it. Cleans up after itself
 //! unless `--keep`.
 
-#[path = "../../tests/harness/mod.rs"]
-mod harness;
-
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use harness::attack::{heavy_source, mac_of, spoofed_syn_flood};
-use harness::certs::{self, KeyType};
-use harness::inside::in_netns;
-use harness::lab::{Lab, LabOptions};
+use lab::attack::{heavy_source, spoofed_syn_flood};
+use lab::certs::{self, KeyType};
+use lab::inside::in_netns;
+use lab::site::{Lab, LabOptions};
 
 fn step(n: u32, text: &str) {
     println!("\n\x1b[1m== {n}/7 {text}\x1b[0m");
@@ -25,7 +22,7 @@ fn main() {
         eprintln!("the demo creates network namespaces and loads XDP: run it as root");
         std::process::exit(1);
     }
-    let proxy = harness::proxyd::proxy_bin();
+    let proxy = lab::proxyd::proxy_bin();
 
     step(
         1,
@@ -121,7 +118,7 @@ block_for = "10m"
     );
     let attacker = lab.attacker(0);
     let lb_ip: Ipv4Addr = "10.77.0.1".parse().unwrap();
-    let lb_mac = mac_of(lb, "eth0");
+    let lb_mac = lb.mac_of("eth0").unwrap();
     let t0 = Instant::now();
     let (legit, junk, udp, spoofed) = std::thread::scope(|s| {
         let legit = s.spawn(|| {
@@ -214,7 +211,7 @@ block_for = "10m"
         }
         script += &format!(
             "ip netns del {}\nrm -rf {pins} {}\n",
-            lab.topo.switch_name(),
+            lab.topo.switch_name().unwrap_or("-"),
             lab.dir.path().display()
         );
         let path = "/tmp/proxy-demo-cleanup.sh";

@@ -6,23 +6,7 @@ use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use super::Netns;
-use super::packets::{SYN, v4};
-
-/// MAC address of `ifname` inside `ns`.
-pub fn mac_of(ns: &Netns, ifname: &str) -> [u8; 6] {
-    let out = ns.sh(&format!("ip -o link show dev {ifname}"));
-    let hex = out
-        .split_whitespace()
-        .skip_while(|w| *w != "link/ether")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no MAC in {out:?}"));
-    let mut mac = [0u8; 6];
-    for (b, part) in mac.iter_mut().zip(hex.split(':')) {
-        *b = u8::from_str_radix(part, 16).expect("hex MAC");
-    }
-    mac
-}
+use crate::packets::{SYN, v4};
 
 #[derive(Debug, Clone, Copy)]
 pub struct FloodReport {

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Netns, Proc, wait_for};
+use crate::{Netns, Proc};
 
 pub struct Nginx {
     pub proc: Option<Proc>,
@@ -65,15 +65,8 @@ impl Nginx {
     /// (Re)starts nginx with the same config and waits until it listens.
     pub fn restart(&mut self, ns: &Netns) {
         self.proc = Some(ns.spawn(&format!("nginx -c {}", self.conf.display())));
-        let port = self.port;
-        wait_for(
-            "nginx to listen",
-            std::time::Duration::from_secs(10),
-            || {
-                let out = ns.try_sh(&format!("ss -ltnH 'sport = :{port}'"));
-                (!String::from_utf8_lossy(&out.stdout).trim().is_empty()).then_some(())
-            },
-        );
+        ns.wait_listening(&[self.port])
+            .unwrap_or_else(|e| panic!("nginx: {e:#}"));
     }
 
     /// Stops nginx (SIGTERM to the master, by PID) and waits until the port is closed.
@@ -81,18 +74,8 @@ impl Nginx {
         if let Some(p) = self.proc.take() {
             p.stop();
         }
-        let port = self.port;
-        wait_for(
-            "nginx to stop listening",
-            std::time::Duration::from_secs(10),
-            || {
-                let out = ns.try_sh(&format!("ss -ltnH 'sport = :{port}'"));
-                String::from_utf8_lossy(&out.stdout)
-                    .trim()
-                    .is_empty()
-                    .then_some(())
-            },
-        );
+        ns.wait_closed(self.port)
+            .unwrap_or_else(|e| panic!("nginx: {e:#}"));
     }
 
     pub fn access_log(&self) -> String {

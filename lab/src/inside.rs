@@ -3,7 +3,7 @@
 
 use std::os::fd::AsRawFd;
 
-use super::Netns;
+use crate::netns::Netns;
 
 pub fn in_netns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
     let path = format!("/var/run/netns/{}", ns.name);

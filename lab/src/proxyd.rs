@@ -3,14 +3,40 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{Netns, Proc};
+use crate::{Netns, Proc};
 
-/// The `proxy` binary: cargo's for tests, `$PROXY_BIN` for the demo.
+/// The `proxy` binary: `$PROXY_BIN`, else the one cargo built next to the running
+/// executable (integration tests run from `target/<profile>/deps`, examples from
+/// `target/<profile>/examples`).
 pub fn proxy_bin() -> String {
-    std::env::var("PROXY_BIN")
-        .ok()
-        .or(option_env!("CARGO_BIN_EXE_proxy").map(String::from))
-        .expect("set PROXY_BIN to the proxy binary")
+    try_proxy_bin().unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+pub fn try_proxy_bin() -> anyhow::Result<String> {
+    if let Ok(bin) = std::env::var("PROXY_BIN") {
+        return Ok(bin);
+    }
+    let exe = std::env::current_exe()?;
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join("proxy"))
+        .collect();
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no proxy binary at {candidates:?}: build it (cargo build -p proxy) or set PROXY_BIN"
+            )
+        })
+}
+
+/// Runs `proxy <args>` inside `ns`; its stdout (panics on failure).
+pub fn cli(ns: &Netns, args: &str) -> String {
+    ns.sh(&format!("{} {args}", proxy_bin()))
 }
 
 pub struct ProxyD {
@@ -35,6 +61,8 @@ impl ProxyD {
         };
         std::fs::write(&path, config).unwrap();
         let log = dir.join("proxy.log");
+        // A restart must not find the previous run's "running" line.
+        let _ = std::fs::remove_file(&log);
         let cmd = format!(
             "env NO_COLOR=1 RUST_LOG=${{PROXY_TEST_LOG:-info}} {} --log-format json run --config {} 2>{}",
             proxy_bin(),
@@ -71,6 +99,11 @@ impl ProxyD {
     /// Number of log lines containing `needle`.
     pub fn count_log(&self, needle: &str) -> usize {
         self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Stops the daemon (SIGTERM, SIGKILL after 5 s); its exit code. The log stays.
+    pub fn stop(&mut self) -> Option<i32> {
+        self.proc.take().and_then(|p| p.stop().2)
     }
 
     pub fn signal(&self, sig: &str) {

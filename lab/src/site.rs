@@ -4,9 +4,9 @@
 
 use std::process::Output;
 
-use super::nginx::{Nginx, NginxOptions};
-use super::proxyd::ProxyD;
-use super::{Topology, require_root};
+use crate::nginx::{Nginx, NginxOptions};
+use crate::proxyd::{self, ProxyD};
+use crate::{Host, Topology, require_root};
 
 /// Port every nginx backend listens on.
 pub const BACKEND_PORT: u16 = 8080;
@@ -50,9 +50,9 @@ impl Lab {
         roles.extend(attackers.iter().map(String::as_str));
         let topo = Topology::new(&roles);
         let dir = tempfile::Builder::new()
-            .prefix("pxt-lab")
+            .prefix("lab-")
             .tempdir()
-            .unwrap();
+            .expect("a scratch directory");
         let backends = names
             .iter()
             .enumerate()
@@ -78,7 +78,7 @@ impl Lab {
     }
 
     /// Attack host `i` (after the backends).
-    pub fn attacker(&self, i: usize) -> &super::netns::Host {
+    pub fn attacker(&self, i: usize) -> &Host {
         self.topo.host(2 + self.backends.len() + i)
     }
 
@@ -111,6 +111,16 @@ impl Lab {
 
     pub fn proxy(&self) -> &ProxyD {
         self.proxy.as_ref().expect("proxy started")
+    }
+
+    /// The load-balancer host.
+    pub fn lb(&self) -> &Host {
+        self.topo.host(0)
+    }
+
+    /// Runs `proxy <args>` (the CLI) on the load-balancer host; its stdout.
+    pub fn cli(&self, args: &str) -> String {
+        proxyd::cli(&self.lb().ns, args)
     }
 
     /// Runs a shell command on the client host.

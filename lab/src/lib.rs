@@ -1,0 +1,87 @@
+//! The one lab every test, benchmark and the demo use: network namespaces and
+//! topologies, processes stopped by PID on drop, real servers (nginx), certificates,
+//! crafted packets, bounded attack generators, the `proxy` daemon under test and a
+//! typed builder for its configuration.
+//!
+//! Every lab builds its own namespaces (names carry the PID and a counter) and
+//! removes them on drop, so cleanup also happens when a test panics. The core is
+//! fallible (`anyhow::Result`); short panicking helpers are for tests.
+//!
+//! - [`netns`]: one namespace; [`topology`]: star, pair and fleet topologies;
+//!   [`process`]: processes and their CPU/memory; [`inside`]: run Rust code inside.
+//! - [`nginx`]: nginx backends; [`certs`]: certificates (rcgen);
+//!   [`proxyd`]: the daemon under test and its CLI; [`config`]: its configuration.
+//! - [`packets`]: crafted frames; [`attack`]: bounded attack traffic.
+//! - [`site`]: the usual data-path lab (load balancer, client, nginx backends).
+
+pub mod attack;
+pub mod certs;
+pub mod config;
+pub mod inside;
+pub mod netns;
+pub mod nginx;
+pub mod packets;
+pub mod process;
+pub mod proxyd;
+pub mod site;
+pub mod topology;
+
+pub use netns::Netns;
+pub use process::Proc;
+pub use topology::{Fleet, Host, Topology};
+
+use std::time::{Duration, Instant};
+
+/// A bpffs directory for a test's pinned maps, removed when dropped.
+pub struct PinDir(pub std::path::PathBuf);
+
+impl PinDir {
+    pub fn new(tag: &str) -> PinDir {
+        PinDir(std::path::PathBuf::from(format!(
+            "/sys/fs/bpf/pxt-{}-{tag}",
+            std::process::id()
+        )))
+    }
+
+    pub fn display(&self) -> std::path::Display<'_> {
+        self.0.display()
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Namespaces and XDP need root: an error that says so otherwise.
+pub fn ensure_root() -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    anyhow::ensure!(
+        euid == 0,
+        "this creates network namespaces and loads XDP programs: run it as root \
+         (CI runs as root; locally: sudo -E cargo ...)"
+    );
+    Ok(())
+}
+
+/// Like [`ensure_root`]; panics otherwise.
+pub fn require_root() {
+    ensure_root().unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or panics after `timeout` with `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
