@@ -13,6 +13,7 @@
 //!   [`proxyd`]: the daemon under test and its CLI; [`config`]: its configuration.
 //! - [`packets`]: crafted frames; [`attack`]: bounded attack traffic.
 //! - [`site`]: the usual data-path lab (load balancer, client, nginx backends).
+//! - [`stats`]: medians and ranges for benchmark reports.
 
 pub mod attack;
 pub mod certs;
@@ -24,6 +25,7 @@ pub mod packets;
 pub mod process;
 pub mod proxyd;
 pub mod site;
+pub mod stats;
 pub mod topology;
 
 pub use netns::Netns;
@@ -38,7 +40,7 @@ pub struct PinDir(pub std::path::PathBuf);
 impl PinDir {
     pub fn new(tag: &str) -> PinDir {
         PinDir(std::path::PathBuf::from(format!(
-            "/sys/fs/bpf/pxt-{}-{tag}",
+            "/sys/fs/bpf/lab-{}-{tag}",
             std::process::id()
         )))
     }
@@ -63,6 +65,22 @@ pub fn ensure_root() -> anyhow::Result<()> {
         "this creates network namespaces and loads XDP programs: run it as root \
          (CI runs as root; locally: sudo -E cargo ...)"
     );
+    Ok(())
+}
+
+/// An error naming the first of `tools` that is not on PATH, and `install` (how to
+/// get them).
+pub fn ensure_tools(tools: &[&str], install: &str) -> anyhow::Result<()> {
+    for tool in tools {
+        let found = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        anyhow::ensure!(found, "`{tool}` not found: {install}");
+    }
     Ok(())
 }
 

@@ -94,6 +94,13 @@ impl Lab {
         format!("{}:{BACKEND_PORT}", self.topo.host(2 + i).ipv4)
     }
 
+    /// Every backend's address, for [`crate::config::Pool::new`].
+    pub fn backend_addrs(&self) -> Vec<String> {
+        (0..self.backends.len())
+            .map(|i| self.backend_addr(i))
+            .collect()
+    }
+
     /// `backends = [...]` for a pool with every backend, weight 1.
     pub fn backends_toml(&self) -> String {
         let list: Vec<String> = (0..self.backends.len())

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use aya::maps::ProgramArray;
 use aya::programs::{TestRun, TestRunOptions, Xdp};
+use lab::packets;
+use lab::stats::{median, min_max};
 use proxy::config::xdp::cidr;
 use proxy::ebpf::loader::{LoadOptions, XdpProgram};
 use proxy::ebpf::maps::{List, Maps, Origin, RateLimits};
@@ -84,7 +86,7 @@ fn main() -> anyhow::Result<()> {
     }
     let mut target = ProgramArray::try_from(bench.take_map("TARGET").expect("TARGET map"))?;
 
-    let tcp = |src: &str| packet_v4(src, 0x18);
+    let tcp = |src: &str| packets::v4(src).tcp(443, packets::PSH_ACK).build();
     let classes = vec![
         Class {
             name: "bare XDP_DROP (baseline)",
@@ -124,7 +126,7 @@ fn main() -> anyhow::Result<()> {
         Class {
             name: "passed with pps + SYN limits (TCP SYN)",
             runner: Runner::Product,
-            packet: packet_v4("10.1.1.2", 0x02),
+            packet: packets::v4("10.1.1.2").tcp(443, packets::SYN).build(),
             limits: Some(HIGH),
             target: Some(3.0),
         },
@@ -306,29 +308,4 @@ fn fill_lists(maps: &mut Maps) -> anyhow::Result<usize> {
         )?;
     }
     Ok(n + 2)
-}
-
-/// Ethernet + IPv4 + TCP (flags given) + 32 bytes payload.
-fn packet_v4(src: &str, tcp_flags: u8) -> Vec<u8> {
-    let src: std::net::Ipv4Addr = src.parse().unwrap();
-    let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];
-    f.extend_from_slice(&[0x45, 0, 0, 72, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0]);
-    f.extend_from_slice(&src.octets());
-    f.extend_from_slice(&[10, 77, 0, 1]);
-    f.extend_from_slice(&[
-        0x9c, 0x40, 0x01, 0xbb, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, tcp_flags, 0xff, 0xff, 0, 0, 0, 0,
-    ]);
-    f.extend_from_slice(&[0xab; 32]);
-    f
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    s[s.len() / 2]
-}
-
-fn min_max(v: &[f64]) -> (f64, f64) {
-    v.iter()
-        .fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(*x), hi.max(*x)))
 }

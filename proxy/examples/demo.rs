@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use lab::attack::{heavy_source, spoofed_syn_flood};
 use lab::certs::{self, KeyType};
+use lab::config::{Autoblock, Config, Listener, Pool, RateLimit, Tls, Xdp};
 use lab::inside::in_netns;
 use lab::site::{Lab, LabOptions};
 
@@ -18,8 +19,8 @@ fn step(n: u32, text: &str) {
 
 fn main() {
     let keep = std::env::args().any(|a| a == "--keep");
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("the demo creates network namespaces and loads XDP: run it as root");
+    if let Err(e) = lab::ensure_root() {
+        eprintln!("{e:#}");
         std::process::exit(1);
     }
     let proxy = lab::proxyd::proxy_bin();
@@ -48,38 +49,28 @@ fn main() {
 
     step(3, "proxy run with the built-in demo configuration");
     let pins = format!("/sys/fs/bpf/proxy-demo-{}", std::process::id());
-    let config = format!(
-        r#"# TLS on :443, Maglev over two nginx backends, XDP on eth0 with per-source
-# limits, auto-blocking of sources that fail TLS handshakes.
-[[listener]]
-name = "https"
-bind = "10.77.0.1:443"
-pool = "web"
-[listener.tls]
-certificates = [{{ cert = "{cert}", key = "{key}" }}]
-alpn = ["http/1.1"]
-
-[[pool]]
-name = "web"
-{backends}
-
-[xdp]
-interfaces = ["eth0"]
-pin_path = "{pins}"
-drop_sample_rate = 16
-drop_log_interval = "2s"
-[xdp.rate_limit]
-packets_per_second = 5000
-syn_per_second = 200
-
-[autoblock]
-failed_handshakes = 20
-block_for = "10m"
-"#,
-        cert = cert.cert.display(),
-        key = cert.key.display(),
-        backends = lab.backends_toml(),
-    );
+    // TLS on :443, Maglev over two nginx backends, XDP on eth0 with per-source
+    // limits, auto-blocking of sources that fail TLS handshakes.
+    let config = Config::new()
+        .listener(
+            Listener::new("https", "10.77.0.1:443", "web").tls(Tls::new(&cert).alpn(&["http/1.1"])),
+        )
+        .pool(Pool::new("web", &lab.backend_addrs()))
+        .xdp(Xdp {
+            drop_sample_rate: Some(16),
+            drop_log_interval: Some("2s".into()),
+            ..Xdp::on(&["eth0"], &pins).rate_limit(RateLimit {
+                packets_per_second: Some(5000),
+                syn_per_second: Some(200),
+                ..RateLimit::default()
+            })
+        })
+        .autoblock(Autoblock {
+            failed_handshakes: Some(20),
+            block_for: Some("10m".into()),
+            ..Autoblock::default()
+        })
+        .to_toml();
     println!(
         "{}",
         config

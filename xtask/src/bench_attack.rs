@@ -2,9 +2,9 @@
 //! flood, with a flood and the XDP fast path on, and with the same flood and XDP off
 //! (userspace only), in the same run, rounds alternating the order.
 //!
-//! Three hosts on a bridge: `lb` (10.98.0.1, the proxy, CPU 0), `gen` (10.98.0.2:
-//! the legitimate load generator and the nginx backend, CPU 1) and `at`
-//! (10.98.0.3, one heavy attacking source). A transaction is a new TCP connection,
+//! Three hosts on a bridge (`lab::Topology::star`): `lb` (10.77.0.1, the proxy,
+//! CPU 0), `gen` (10.77.0.2: the legitimate load generator and the nginx backend,
+//! CPU 1) and `at` (10.77.0.3, one heavy attacking source). A transaction is a new TCP connection,
 //! a full TLS handshake (ECDSA P-256, no resumption), one small GET, close.
 //! The attacker, pinned to the LB's CPU (on veth the receive work of its packets
 //! runs on the sender's CPU, so this is where a real NIC's softirq would put it),
@@ -15,14 +15,17 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, ensure};
+use anyhow::Context;
+use lab::certs::{self, KeyType};
+use lab::config::{Admin, Autoblock, Config, Health, Listener, Log, Pool, RateLimit, Tls, Xdp};
+use lab::process::raise_fd_limit;
+use lab::{PinDir, Topology};
 
-use crate::bench_tls::{
-    Netns, Proc, build_release, cpu_seconds, median, num, raise_fd_limit, sh, wait_listening,
-};
+use crate::release::build_release;
+use lab::stats::{median, min_max, num};
 
-const LB_IP: &str = "10.98.0.1";
-const GEN_IP: &str = "10.98.0.2";
+const LB_IP: &str = "10.77.0.1";
+const GEN_IP: &str = "10.77.0.2";
 const LB_CPU: &str = "0";
 const GEN_CPU: &str = "1";
 const TLS_PORT: u16 = 443;
@@ -63,10 +66,7 @@ impl Scenario {
 }
 
 pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
-    ensure!(
-        unsafe { libc::geteuid() } == 0,
-        "the benchmark creates namespaces and loads XDP: run it as root"
-    );
+    lab::ensure_root()?;
     raise_fd_limit();
     let (proxy_bin, xtask) = build_release(root)?;
 
@@ -74,35 +74,18 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
         .prefix("proxy-bench-attack")
         .tempdir()?;
     let d = dir.path();
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let cert = rcgen::CertificateParams::new(vec![SERVER_NAME.to_string()])?.self_signed(&key)?;
-    std::fs::write(d.join("ec.pem"), cert.pem())?;
-    std::fs::write(d.join("ec.key"), key.serialize_pem())?;
+    let cert = certs::try_write(d, "ec", KeyType::EcdsaP256, SERVER_NAME, &[SERVER_NAME])?;
+    let pins = PinDir::new("bench-attack");
     std::fs::create_dir_all(d.join("www"))?;
     std::fs::write(d.join("www/small"), vec![b's'; 100])?;
 
-    // Switch first so it is dropped last.
-    let sw = Netns::new("sw")?;
-    sw.sh("ip link add br0 type bridge && ip link set br0 up")?;
-    let lb = Netns::new("lb")?;
-    let gen_ns = Netns::new("gen")?;
-    let at = Netns::new("at")?;
-    for (i, (ns, ip)) in [(&lb, LB_IP), (&gen_ns, GEN_IP), (&at, "10.98.0.3")]
-        .into_iter()
-        .enumerate()
-    {
-        sh(&format!(
-            "ip link add p{i} netns {} type veth peer name eth0 netns {}",
-            sw.name, ns.name
-        ))?;
-        sw.sh(&format!(
-            "ip link set p{i} master br0 && ip link set p{i} up"
-        ))?;
-        ns.sh(&format!(
-            "ip addr add {ip}/24 dev eth0 && ip link set eth0 up && ip link set lo up && \
-             sysctl -qw net.ipv4.tcp_tw_reuse=1 && sysctl -qw net.ipv4.ip_local_port_range='1024 65000' && \
-             sysctl -qw net.core.somaxconn=8192"
-        ))?;
+    let topo = Topology::star(&["lb", "gen", "at"])?;
+    let (lb, gen_ns, at) = (&topo.host(0).ns, &topo.host(1).ns, &topo.host(2).ns);
+    for ns in [lb, gen_ns, at] {
+        ns.exec(
+            "sysctl -qw net.ipv4.tcp_tw_reuse=1 && sysctl -qw net.ipv4.ip_local_port_range='1024 65000' && \
+             sysctl -qw net.core.somaxconn=8192",
+        )?;
     }
     let dd = d.display();
     std::fs::write(
@@ -113,20 +96,19 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
              http {{\n  access_log off;\n  server {{ listen {GEN_IP}:{BACKEND_PORT} backlog=8192; root {dd}/www; }}\n}}\n"
         ),
     )?;
-    let _backend = Proc::spawn(&gen_ns, GEN_CPU, &format!("nginx -c {dd}/backend.conf"))?;
-    wait_listening(&gen_ns, &[BACKEND_PORT])?;
+    let _backend = gen_ns.start_on_cpu(GEN_CPU, &format!("nginx -c {dd}/backend.conf"))?;
+    gen_ns.wait_listening(&[BACKEND_PORT])?;
 
     // Warm-up (backend, generator, page cache), not measured.
     {
         let config = d.join("proxy.toml");
-        std::fs::write(&config, proxy_conf(d, false))?;
-        let proxy = Proc::spawn(
-            &lb,
+        std::fs::write(&config, proxy_conf(d, &cert, None))?;
+        let proxy = lb.start_on_cpu(
             LB_CPU,
             &format!("{} run --config {}", proxy_bin.display(), config.display()),
         )?;
-        wait_listening(&lb, &[TLS_PORT])?;
-        gen_ns.output(
+        lb.wait_listening(&[TLS_PORT])?;
+        gen_ns.output_on_cpu(
             GEN_CPU,
             &format!(
                 "{} bench-client handshakes --addr {LB_IP}:{TLS_PORT} --name {SERVER_NAME} --ca {dd}/ec.pem \
@@ -134,7 +116,7 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
                 xtask.display()
             ),
         )?;
-        proxy.stop();
+        drop(proxy);
     }
     let mut results: Vec<(Scenario, Vec<f64>, Vec<f64>)> =
         Scenario::ALL.iter().map(|s| (*s, vec![], vec![])).collect();
@@ -145,9 +127,9 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
         order.rotate_left(round % Scenario::ALL.len());
         for scenario in order {
             let config = d.join("proxy.toml");
-            std::fs::write(&config, proxy_conf(d, scenario != Scenario::FloodNoXdp))?;
-            let proxy = Proc::spawn(
-                &lb,
+            let xdp = (scenario != Scenario::FloodNoXdp).then_some(&pins);
+            std::fs::write(&config, proxy_conf(d, &cert, xdp))?;
+            let proxy = lb.start_on_cpu(
                 LB_CPU,
                 &format!(
                     "env RUST_LOG=warn {} run --config {}",
@@ -155,9 +137,9 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
                     config.display()
                 ),
             )?;
-            wait_listening(&lb, &[TLS_PORT])?;
+            lb.wait_listening(&[TLS_PORT])?;
             let attacker = (scenario != Scenario::NoFlood).then(|| {
-                at.command(
+                at.command_on_cpu(
                     LB_CPU,
                     &format!(
                         "{} bench-client attack --addr {LB_IP}:{TLS_PORT} --seconds {} --udp-pps {}",
@@ -172,8 +154,8 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
             let attacker = attacker.transpose().context("starting the attacker")?;
             // Let the attack start (and, with XDP, the auto-block happen) first.
             std::thread::sleep(Duration::from_secs(1));
-            let before = cpu_seconds(proxy.pid());
-            let out = gen_ns.output(
+            let before = proxy.cpu_seconds();
+            let out = gen_ns.output_on_cpu(
                 GEN_CPU,
                 &format!(
                     "{} bench-client handshakes --addr {LB_IP}:{TLS_PORT} --name {SERVER_NAME} --ca {dd}/ec.pem \
@@ -182,7 +164,7 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
                     args.seconds
                 ),
             )?;
-            let cpu = cpu_seconds(proxy.pid()) - before;
+            let cpu = proxy.cpu_seconds() - before;
             let j: serde_json::Value =
                 serde_json::from_str(out.trim()).with_context(|| format!("generator: {out}"))?;
             let rate = num(&j, "ok") / num(&j, "seconds");
@@ -208,7 +190,7 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
             if round == 0 && scenario != Scenario::NoFlood {
                 notes.push(format!("{}: attacker {attack}", scenario.label()));
             }
-            proxy.stop();
+            drop(proxy);
         }
     }
 
@@ -221,9 +203,7 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
     println!("| scenario | legit TLS transactions/s, median (min-max) | vs no flood | proxy CPU |");
     println!("|---|---|---|---|");
     for (scenario, rates, cpu) in &results {
-        let (lo, hi) = rates
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
+        let (lo, hi) = min_max(rates);
         println!(
             "| {} | {:.0} ({lo:.0}-{hi:.0}) | {:.0}% | {:.0}% |",
             scenario.label(),
@@ -238,23 +218,34 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn proxy_conf(d: &Path, xdp: bool) -> String {
-    let d = d.display();
-    let mut c = format!(
-        "[[listener]]\nname = \"tls\"\nbind = \"{LB_IP}:{TLS_PORT}\"\npool = \"web\"\n\
-         [listener.tls]\ncertificates = [{{ cert = \"{d}/ec.pem\", key = \"{d}/ec.key\" }}]\n\n\
-         [[pool]]\nname = \"web\"\nbackends = [{{ address = \"{GEN_IP}:{BACKEND_PORT}\" }}]\n\
-         [pool.health]\nenabled = false\n\n[log]\nlevel = \"warn\"\n\n\
-         [admin]\nsocket = \"{d}/admin.sock\"\nmetrics = \"off\"\n\n"
-    );
-    if xdp {
+/// The proxy under attack: one TLS listener; with `xdp` (its pin directory), the
+/// XDP fast path and auto-blocking.
+fn proxy_conf(d: &Path, cert: &certs::CertFiles, xdp: Option<&PinDir>) -> String {
+    let mut config = Config::new()
+        .listener(Listener::new("tls", format!("{LB_IP}:{TLS_PORT}"), "web").tls(Tls::new(cert)))
+        .pool(Pool::new("web", &[format!("{GEN_IP}:{BACKEND_PORT}")]).health(Health::off()))
+        .log(Log {
+            level: Some("warn".into()),
+            ..Log::default()
+        })
+        .admin(Admin {
+            socket: d.join("admin.sock").display().to_string(),
+            metrics: Some("off".into()),
+        });
+    if let Some(pins) = xdp {
         // Limits above what the one legitimate generator address sends; the
         // connection-rate trigger is off for the same reason (one busy client).
-        c.push_str(
-            "[xdp]\ninterfaces = [\"eth0\"]\npin_path = \"/sys/fs/bpf/proxy-bench-attack\"\n\
-             [xdp.rate_limit]\npackets_per_second = 200000\nsyn_per_second = 20000\n\n\
-             [autoblock]\nfailed_handshakes = 20\nnew_connections = 0\n",
-        );
+        config = config
+            .xdp(Xdp::on(&["eth0"], pins.display()).rate_limit(RateLimit {
+                packets_per_second: Some(200_000),
+                syn_per_second: Some(20_000),
+                ..RateLimit::default()
+            }))
+            .autoblock(Autoblock {
+                failed_handshakes: Some(20),
+                new_connections: Some(0),
+                ..Autoblock::default()
+            });
     }
-    c
+    config.to_toml()
 }

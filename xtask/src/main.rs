@@ -3,6 +3,7 @@ mod bench_attack;
 mod bench_client;
 mod bench_tls;
 mod bench_xdp;
+mod release;
 mod setup;
 
 use std::path::PathBuf;

@@ -1,0 +1,311 @@
+//! `cargo xtask bench tls`: `proxy`, HAProxy and NGINX (stream) side by side.
+//!
+//! Two namespaces joined by a veth pair (`lab::Topology::pair`): `lb` (10.77.0.1)
+//! runs the load balancer under test pinned to CPU 0; `gen` (10.77.0.2) runs the load generator
+//! (`xtask bench-client`, see bench_client.rs), the nginx HTTP backend and the
+//! iperf3 server, pinned to CPU 1. Each round starts every product in turn (the order
+//! rotates), measures every figure, stops it. Printed: medians, min-max, and the
+//! median of the per-round (paired) ratios; LB CPU time per handshake and per GB
+//! comes from /proc (utime + stime of the LB's processes).
+//!
+//! Requires root and the Debian packages haproxy, nginx, libnginx-mod-stream, iperf3.
+
+mod products;
+mod report;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use lab::process::{cpu_seconds, raise_fd_limit, rss_kib};
+use lab::{Netns, Proc, Topology};
+
+pub use self::products::Product;
+use self::products::{backend_nginx_conf, haproxy_conf, lb_nginx_conf, proxy_conf, write_certs};
+use self::report::{Figure, Results, check_errors, report};
+use crate::release::build_release;
+use lab::stats::num;
+
+const LB_IP: &str = "10.77.0.1";
+const GEN_IP: &str = "10.77.0.2";
+pub(crate) const LB_CPU: &str = "0";
+pub(crate) const GEN_CPU: &str = "1";
+const STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
+/// Ports on the load balancer: ECDSA TLS, RSA TLS, plain HTTP, plain iperf3.
+const PORT_EC: u16 = 8443;
+const PORT_RSA: u16 = 8444;
+const PORT_PLAIN: u16 = 8080;
+const PORT_IPERF: u16 = 5201;
+/// Backend ports in `gen`.
+const BACKEND_HTTP: u16 = 80;
+const BACKEND_IPERF: u16 = 5202;
+const SERVER_NAME: &str = "bench.test";
+const LATENCY_RATE: u32 = 2000;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Rounds (each runs every product once, order rotating).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Idle TLS connections for the memory figure. Each costs the LB two file
+    /// descriptors; the hard limit here is 20000, so 10,000 cannot fit.
+    #[arg(long, default_value_t = 9000)]
+    pub idle_connections: usize,
+    /// Products to compare (proxy, haproxy, nginx).
+    #[arg(long, value_delimiter = ',', default_value = "proxy,haproxy,nginx")]
+    pub products: Vec<Product>,
+}
+
+pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
+    lab::ensure_root()?;
+    lab::ensure_tools(
+        &["ip", "taskset", "iperf3", "nginx", "haproxy", "ss"],
+        "apt-get install haproxy nginx libnginx-mod-stream iperf3 iproute2 util-linux",
+    )?;
+    ensure!(
+        Path::new(STREAM_MODULE).exists(),
+        "{STREAM_MODULE} is missing: apt-get install libnginx-mod-stream"
+    );
+    raise_fd_limit();
+
+    let (proxy_bin, xtask) = build_release(root)?;
+
+    let dir = tempfile::Builder::new().prefix("proxy-bench").tempdir()?;
+    let d = dir.path();
+    write_certs(d)?;
+    std::fs::create_dir_all(d.join("www"))?;
+    std::fs::write(d.join("www/1m"), vec![b'x'; 1 << 20])?;
+    std::fs::write(d.join("www/small"), vec![b's'; 100])?;
+
+    let topo = Topology::pair("lb", "gen")?;
+    let (lb, gen_ns) = (&topo.host(0).ns, &topo.host(1).ns);
+    for ns in [lb, gen_ns] {
+        ns.exec(
+            "sysctl -qw net.ipv4.tcp_tw_reuse=1 && sysctl -qw net.ipv4.ip_local_port_range='1024 65000' && \
+             sysctl -qw net.core.somaxconn=8192",
+        )?;
+    }
+
+    std::fs::write(d.join("backend.conf"), backend_nginx_conf(d))?;
+    let _backend =
+        gen_ns.start_on_cpu(GEN_CPU, &format!("nginx -c {}/backend.conf", d.display()))?;
+    let _iperf = gen_ns.start_on_cpu(
+        GEN_CPU,
+        &format!("iperf3 -s -B {GEN_IP} -p {BACKEND_IPERF}"),
+    )?;
+    gen_ns.wait_listening(&[BACKEND_HTTP, BACKEND_IPERF])?;
+
+    std::fs::write(d.join("proxy.toml"), proxy_conf(d))?;
+    std::fs::write(d.join("haproxy.cfg"), haproxy_conf(d))?;
+    std::fs::write(d.join("lbnginx.conf"), lb_nginx_conf(d))?;
+    let bench = Bench {
+        lb,
+        gen_ns,
+        dir: d,
+        xtask: &xtask,
+        proxy_bin: &proxy_bin,
+        seconds: args.seconds,
+    };
+
+    let mut results = Results::default();
+    for round in 0..args.rounds {
+        eprintln!("round {}/{}", round + 1, args.rounds);
+        let (p50, p99) = bench.latency(&format!("{GEN_IP}:{BACKEND_HTTP}"))?;
+        results.baseline_p50.push(p50);
+        results.baseline_p99.push(p99);
+        let mut order = args.products.clone();
+        let shift = round % order.len().max(1);
+        order.rotate_left(shift);
+        for &product in &order {
+            eprintln!("  {}", product.label());
+            bench.round(product, &mut results)?;
+        }
+    }
+    for &product in &args.products {
+        eprintln!("idle memory: {}", product.label());
+        let kib = bench.idle_memory(product, args.idle_connections)?;
+        results.add(Figure::IdleMemory, product, kib);
+    }
+    results.notes.push(format!(
+        "idle memory measured at {} connections (LB RSS growth / connections)",
+        args.idle_connections
+    ));
+    print!("{}", report(&args, &results));
+    Ok(())
+}
+
+struct Bench<'a> {
+    lb: &'a Netns,
+    gen_ns: &'a Netns,
+    dir: &'a Path,
+    xtask: &'a Path,
+    proxy_bin: &'a Path,
+    seconds: f64,
+}
+
+impl Bench<'_> {
+    fn start(&self, product: Product) -> anyhow::Result<Proc> {
+        let d = self.dir.display();
+        let cmd = match product {
+            Product::Proxy => format!(
+                "env RUST_LOG=warn {} run --config {d}/proxy.toml",
+                self.proxy_bin.display()
+            ),
+            Product::Haproxy => format!("haproxy -db -f {d}/haproxy.cfg"),
+            Product::Nginx => format!("nginx -c {d}/lbnginx.conf"),
+        };
+        let p = self.lb.start_on_cpu(LB_CPU, &cmd)?;
+        self.lb
+            .wait_listening(&[PORT_EC, PORT_RSA, PORT_PLAIN, PORT_IPERF])?;
+        Ok(p)
+    }
+
+    /// Runs the generator; returns its JSON answer and the LB CPU seconds it cost.
+    fn client(&self, lb: &Proc, args: &str) -> anyhow::Result<(serde_json::Value, f64)> {
+        let before = cpu_seconds(lb.pid());
+        let out = self.gen_ns.output_on_cpu(
+            GEN_CPU,
+            &format!("{} bench-client {args}", self.xtask.display()),
+        )?;
+        let cpu = cpu_seconds(lb.pid()) - before;
+        let json: serde_json::Value = serde_json::from_str(out.trim())
+            .with_context(|| format!("bench-client {args}: {out}"))?;
+        Ok((json, cpu))
+    }
+
+    fn round(&self, product: Product, results: &mut Results) -> anyhow::Result<()> {
+        let lb = self.start(product)?;
+        let s = self.seconds;
+        let d = self.dir.display();
+        for (port, ca, rate_fig, cpu_fig) in [
+            (PORT_EC, "ec.pem", Figure::EcdsaHandshakes, Figure::EcdsaCpu),
+            (PORT_RSA, "rsa.pem", Figure::RsaHandshakes, Figure::RsaCpu),
+        ] {
+            let (j, cpu) = self.client(
+                &lb,
+                &format!(
+                    "handshakes --addr {LB_IP}:{port} --name {SERVER_NAME} --ca {d}/{ca} --seconds {s}"
+                ),
+            )?;
+            let ok = num(&j, "ok");
+            check_errors(&j, product, rate_fig)?;
+            results.add(rate_fig, product, ok / num(&j, "seconds"));
+            results.add(cpu_fig, product, cpu * 1e6 / ok.max(1.0));
+        }
+        let (j, cpu) = self.client(
+            &lb,
+            &format!("connects --addr {LB_IP}:{PORT_PLAIN} --seconds {s}"),
+        )?;
+        check_errors(&j, product, Figure::TcpConnects)?;
+        let ok = num(&j, "ok");
+        results.add(Figure::TcpConnects, product, ok / num(&j, "seconds"));
+        results.add(Figure::TcpConnectCpu, product, cpu * 1e6 / ok.max(1.0));
+
+        let (j, cpu) = self.client(
+            &lb,
+            &format!(
+                "bulk --addr {LB_IP}:{PORT_EC} --name {SERVER_NAME} --ca {d}/ec.pem --path /1m --seconds {s}"
+            ),
+        )?;
+        check_errors(&j, product, Figure::TlsBulk)?;
+        let bytes = num(&j, "bytes");
+        results.add(
+            Figure::TlsBulk,
+            product,
+            bytes * 8.0 / num(&j, "seconds") / 1e9,
+        );
+        results.add(Figure::TlsBulkCpu, product, cpu / (bytes / 1e9));
+
+        let mut tcp_cpu = 0.0;
+        let mut tcp_bytes = 0.0;
+        for (flag, fig) in [("", Figure::TcpUp), ("-R", Figure::TcpDown)] {
+            let before = cpu_seconds(lb.pid());
+            let out = self.gen_ns.output_on_cpu(
+                GEN_CPU,
+                &format!("iperf3 -c {LB_IP} -p {PORT_IPERF} -t {s} -J {flag}"),
+            )?;
+            tcp_cpu += cpu_seconds(lb.pid()) - before;
+            let j: serde_json::Value =
+                serde_json::from_str(&out).with_context(|| format!("iperf3 output: {out}"))?;
+            let end = &j["end"]["sum_received"];
+            let bps = end["bits_per_second"]
+                .as_f64()
+                .with_context(|| format!("iperf3: no result: {out}"))?;
+            tcp_bytes += end["bytes"].as_f64().unwrap_or(0.0);
+            results.add(fig, product, bps / 1e9);
+        }
+        results.add(Figure::TcpCpu, product, tcp_cpu / (tcp_bytes / 1e9));
+
+        let (p50, p99) = self.latency(&format!("{LB_IP}:{PORT_PLAIN}"))?;
+        results.add(Figure::P50, product, p50);
+        results.add(Figure::P99, product, p99);
+        let base = results.baseline_p99.last().copied().unwrap_or(0.0);
+        results.add(Figure::AddedP99, product, p99 - base);
+        drop(lb);
+        Ok(())
+    }
+
+    fn latency(&self, addr: &str) -> anyhow::Result<(f64, f64)> {
+        let out = self.gen_ns.output_on_cpu(
+            GEN_CPU,
+            &format!(
+                "{} bench-client latency --addr {addr} --path /small --rate {LATENCY_RATE} --seconds {}",
+                self.xtask.display(),
+                self.seconds
+            ),
+        )?;
+        let j: serde_json::Value = serde_json::from_str(out.trim())?;
+        ensure!(
+            num(&j, "errors") == 0.0,
+            "latency run to {addr} had errors: {j}"
+        );
+        Ok((num(&j, "p50_us"), num(&j, "p99_us")))
+    }
+
+    /// LB memory growth per idle TLS connection, in KiB.
+    fn idle_memory(&self, product: Product, count: usize) -> anyhow::Result<f64> {
+        let lb = self.start(product)?;
+        // Warm up (allocator, session caches) before the baseline.
+        self.client(
+            &lb,
+            &format!(
+                "handshakes --addr {LB_IP}:{PORT_EC} --name {SERVER_NAME} --ca {}/ec.pem --seconds 1",
+                self.dir.display()
+            ),
+        )?;
+        std::thread::sleep(Duration::from_millis(500));
+        let before = rss_kib(lb.pid());
+        let mut child = self
+            .gen_ns
+            .command_on_cpu(GEN_CPU, &format!(
+                "{} bench-client idle --addr {LB_IP}:{PORT_EC} --name {SERVER_NAME} --ca {}/ec.pem --count {count}",
+                self.xtask.display(),
+                self.dir.display()
+            ))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().context("stdout")?).read_line(&mut line)?;
+        let opened: f64 = line
+            .strip_prefix("ready ")
+            .and_then(|n| n.trim().parse().ok())
+            .with_context(|| format!("idle client: {line:?}"))?;
+        std::thread::sleep(Duration::from_millis(500));
+        let after = rss_kib(lb.pid());
+        drop(child.stdin.take());
+        let _ = child.wait();
+        drop(lb);
+        ensure!(
+            opened as usize == count,
+            "{}: only {opened} of {count} idle connections opened",
+            product.label()
+        );
+        Ok((after - before) / opened)
+    }
+}

@@ -1,0 +1,122 @@
+//! The products under test and what each needs: certificates, the nginx backend,
+//! and the load balancer configuration of `proxy` (typed, through the lab), HAProxy
+//! and NGINX stream.
+
+use std::path::Path;
+
+use lab::certs::{self, KeyType};
+use lab::config::{Config, Health, Limits, Listener, Log, Pool, Tls};
+
+use super::{
+    BACKEND_HTTP, BACKEND_IPERF, GEN_IP, LB_IP, PORT_EC, PORT_IPERF, PORT_PLAIN, PORT_RSA,
+    SERVER_NAME, STREAM_MODULE,
+};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Product {
+    Proxy,
+    Haproxy,
+    Nginx,
+}
+
+impl Product {
+    pub fn label(self) -> &'static str {
+        match self {
+            Product::Proxy => "proxy",
+            Product::Haproxy => "HAProxy",
+            Product::Nginx => "NGINX",
+        }
+    }
+}
+
+/// `ec.pem`/`ec.key` and `rsa.pem`/`rsa.key` for SERVER_NAME, plus the combined
+/// `<stem>.haproxy.pem` HAProxy wants.
+pub fn write_certs(d: &Path) -> anyhow::Result<()> {
+    for (stem, key_type) in [("ec", KeyType::EcdsaP256), ("rsa", KeyType::Rsa2048)] {
+        let files = certs::try_write(d, stem, key_type, SERVER_NAME, &[SERVER_NAME])?;
+        let combined =
+            std::fs::read_to_string(&files.cert)? + &std::fs::read_to_string(&files.key)?;
+        std::fs::write(d.join(format!("{stem}.haproxy.pem")), combined)?;
+    }
+    Ok(())
+}
+
+pub fn backend_nginx_conf(d: &Path) -> String {
+    let d = d.display();
+    format!(
+        "worker_processes 1;\ndaemon off;\npid {d}/backend.pid;\nerror_log {d}/backend.err warn;\n\
+         worker_rlimit_nofile 20000;\nevents {{ worker_connections 19000; }}\n\
+         http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 100000000;\n\
+           keepalive_timeout 300s;\n  client_header_timeout 300s;\n\
+           server {{ listen {GEN_IP}:{BACKEND_HTTP} backlog=8192; root {d}/www; }}\n}}\n"
+    )
+}
+
+pub fn proxy_conf(d: &Path) -> String {
+    let tls = |name: &str, port: u16, stem: &str| {
+        let files = certs::CertFiles {
+            cert: d.join(format!("{stem}.pem")),
+            key: d.join(format!("{stem}.key")),
+            common_name: SERVER_NAME.into(),
+        };
+        Listener::new(name, format!("{LB_IP}:{port}"), "web").tls(Tls::new(&files))
+    };
+    Config::new()
+        .listener(tls("ec", PORT_EC, "ec"))
+        .listener(tls("rsa", PORT_RSA, "rsa"))
+        .listener(Listener::new(
+            "plain",
+            format!("{LB_IP}:{PORT_PLAIN}"),
+            "web",
+        ))
+        .listener(Listener::new(
+            "iperf",
+            format!("{LB_IP}:{PORT_IPERF}"),
+            "iperf",
+        ))
+        .pool(Pool::new("web", &[format!("{GEN_IP}:{BACKEND_HTTP}")]).health(Health::off()))
+        .pool(Pool::new("iperf", &[format!("{GEN_IP}:{BACKEND_IPERF}")]).health(Health::off()))
+        .limits(Limits {
+            max_connections: 9900,
+        })
+        .log(Log {
+            level: Some("warn".into()),
+            ..Log::default()
+        })
+        .to_toml()
+}
+
+pub fn haproxy_conf(d: &Path) -> String {
+    let d = d.display();
+    format!(
+        "global\n  nbthread 1\n  maxconn 9900\n\
+         defaults\n  mode tcp\n  maxconn 9900\n  timeout connect 5s\n  timeout client 300s\n  timeout server 300s\n\
+         frontend ec\n  bind {LB_IP}:{PORT_EC} ssl crt {d}/ec.haproxy.pem\n  default_backend web\n\
+         frontend rsa\n  bind {LB_IP}:{PORT_RSA} ssl crt {d}/rsa.haproxy.pem\n  default_backend web\n\
+         frontend plain\n  bind {LB_IP}:{PORT_PLAIN}\n  default_backend web\n\
+         frontend iperf\n  bind {LB_IP}:{PORT_IPERF}\n  default_backend iperf\n\
+         backend web\n  server b1 {GEN_IP}:{BACKEND_HTTP}\n\
+         backend iperf\n  server b1 {GEN_IP}:{BACKEND_IPERF}\n"
+    )
+}
+
+pub fn lb_nginx_conf(d: &Path) -> String {
+    let d = d.display();
+    let tls = |port: u16, stem: &str| {
+        format!(
+            "  server {{ listen {LB_IP}:{port} ssl; ssl_certificate {d}/{stem}.pem; \
+             ssl_certificate_key {d}/{stem}.key; proxy_pass web; }}\n"
+        )
+    };
+    format!(
+        "load_module {STREAM_MODULE};\nworker_processes 1;\ndaemon off;\npid {d}/lbnginx.pid;\n\
+         error_log {d}/lbnginx.err warn;\nworker_rlimit_nofile 20000;\n\
+         events {{ worker_connections 19900; }}\n\
+         stream {{\n  proxy_timeout 300s;\n  ssl_protocols TLSv1.2 TLSv1.3;\n  upstream web {{ server {GEN_IP}:{BACKEND_HTTP}; }}\n\
+           upstream iperf {{ server {GEN_IP}:{BACKEND_IPERF}; }}\n{}{}\
+           server {{ listen {LB_IP}:{PORT_PLAIN}; proxy_pass web; }}\n\
+           server {{ listen {LB_IP}:{PORT_IPERF}; proxy_pass iperf; }}\n}}\n",
+        tls(PORT_EC, "ec"),
+        tls(PORT_RSA, "rsa"),
+    )
+}

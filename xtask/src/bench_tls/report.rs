@@ -1,0 +1,160 @@
+//! The TLS benchmark's figures and its report: medians, min-max and the median of
+//! the per-round (paired) ratios against each peer.
+
+use std::collections::BTreeMap;
+
+use anyhow::bail;
+
+use super::products::Product;
+use super::{Args, GEN_CPU, LB_CPU};
+use lab::stats::{median, min_max, num};
+
+/// A figure measured per product and round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Figure {
+    EcdsaHandshakes,
+    EcdsaCpu,
+    RsaHandshakes,
+    RsaCpu,
+    TcpConnects,
+    TcpConnectCpu,
+    TlsBulk,
+    TlsBulkCpu,
+    TcpUp,
+    TcpDown,
+    TcpCpu,
+    P50,
+    P99,
+    AddedP99,
+    IdleMemory,
+}
+
+impl Figure {
+    pub fn label(self) -> &'static str {
+        match self {
+            Figure::EcdsaHandshakes => "full ECDSA P-256 handshakes/s",
+            Figure::EcdsaCpu => "LB CPU per ECDSA handshake (µs)",
+            Figure::RsaHandshakes => "full RSA-2048 handshakes/s",
+            Figure::RsaCpu => "LB CPU per RSA handshake (µs)",
+            Figure::TcpConnects => "new plain TCP connections/s",
+            Figure::TcpConnectCpu => "LB CPU per new TCP connection (µs)",
+            Figure::TlsBulk => "TLS bulk, 1 MiB objects (Gbit/s)",
+            Figure::TlsBulkCpu => "LB CPU per GB, TLS bulk (s)",
+            Figure::TcpUp => "plain TCP iperf3 up (Gbit/s)",
+            Figure::TcpDown => "plain TCP iperf3 down (Gbit/s)",
+            Figure::TcpCpu => "LB CPU per GB, plain TCP (s)",
+            Figure::P50 => "small request p50 at 2k/s (µs)",
+            Figure::P99 => "small request p99 at 2k/s (µs)",
+            Figure::AddedP99 => "added p99 vs no LB (µs)",
+            Figure::IdleMemory => "memory per idle TLS connection (KiB)",
+        }
+    }
+
+    fn decimals(self) -> usize {
+        match self {
+            Figure::TlsBulk | Figure::TcpUp | Figure::TcpDown => 2,
+            Figure::TlsBulkCpu | Figure::TcpCpu => 3,
+            Figure::IdleMemory => 1,
+            _ => 0,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Results {
+    /// (figure, product) → one value per round.
+    pub values: BTreeMap<(Figure, Product), Vec<f64>>,
+    /// No-LB baseline latency per round.
+    pub baseline_p50: Vec<f64>,
+    pub baseline_p99: Vec<f64>,
+    pub notes: Vec<String>,
+}
+
+impl Results {
+    pub fn add(&mut self, figure: Figure, product: Product, value: f64) {
+        self.values
+            .entry((figure, product))
+            .or_default()
+            .push(value);
+    }
+}
+
+/// Fails when more than 1% of a measurement's operations failed.
+pub fn check_errors(j: &serde_json::Value, product: Product, figure: Figure) -> anyhow::Result<()> {
+    let errors = num(j, "errors");
+    let done = num(j, "ok").max(num(j, "bytes"));
+    if errors > done * 0.01 {
+        bail!(
+            "{} {}: {errors} errors: {j}",
+            product.label(),
+            figure.label()
+        );
+    }
+    Ok(())
+}
+
+pub fn report(args: &Args, r: &Results) -> String {
+    let mut out = String::new();
+    let products = &args.products;
+    let peers: Vec<Product> = products
+        .iter()
+        .copied()
+        .filter(|p| *p != Product::Proxy)
+        .collect();
+    out += &format!(
+        "\n{} rounds x {} s, LB on CPU {LB_CPU}, generator and backends on CPU {GEN_CPU}; median (min-max)\n\n",
+        args.rounds, args.seconds
+    );
+    out += "| figure |";
+    for p in products {
+        out += &format!(" {} |", p.label());
+    }
+    for p in &peers {
+        out += &format!(" proxy/{} |", p.label());
+    }
+    out += "\n|---|";
+    out += &"---|".repeat(products.len() + peers.len());
+    out += "\n";
+    let figures: Vec<Figure> = {
+        let mut f: Vec<Figure> = r.values.keys().map(|(f, _)| *f).collect();
+        f.dedup();
+        f
+    };
+    for fig in figures {
+        out += &format!("| {} |", fig.label());
+        for p in products {
+            match r.values.get(&(fig, *p)) {
+                Some(v) => {
+                    let (lo, hi) = min_max(v);
+                    let k = fig.decimals();
+                    out += &format!(" {:.k$} ({lo:.k$}-{hi:.k$}) |", median(v));
+                }
+                None => out += " - |",
+            }
+        }
+        for peer in &peers {
+            // A ratio of differences (added latency) means nothing: compare medians.
+            let (Some(a), Some(b), false) = (
+                r.values.get(&(fig, Product::Proxy)),
+                r.values.get(&(fig, *peer)),
+                fig == Figure::AddedP99,
+            ) else {
+                out += " - |";
+                continue;
+            };
+            // Paired: same round, then the median of the ratios.
+            let ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+            out += &format!(" {:.2} |", median(&ratios));
+        }
+        out += "\n";
+    }
+    out += &format!(
+        "\nno LB (client straight to the backend): p50 {:.0} µs, p99 {:.0} µs\n",
+        median(&r.baseline_p50),
+        median(&r.baseline_p99)
+    );
+    for n in &r.notes {
+        out += &format!("note: {n}\n");
+    }
+    out
+}

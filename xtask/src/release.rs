@@ -1,0 +1,31 @@
+//! Release builds for benchmarks.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::ensure;
+
+/// Builds the release `proxy` and `xtask` (the load generator); returns their paths.
+pub fn build_release(root: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    eprintln!("building proxy and the load generator (release)...");
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "proxy",
+            "-p",
+            "xtask",
+        ])
+        .current_dir(root)
+        .status()?;
+    ensure!(
+        status.success(),
+        "cargo build --release -p proxy -p xtask failed"
+    );
+    Ok((
+        root.join("target/release/proxy"),
+        root.join("target/release/xtask"),
+    ))
+}
