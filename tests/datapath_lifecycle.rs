@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use lab::certs::{self, KeyType};
+use lab::config::{Config, Listener, Pool, Timeouts, Tls};
 use lab::site::{Lab, LabOptions, s_client_text};
 
 /// Size of `/big`: far more than the kernel's socket buffers hold, so a download
@@ -47,12 +48,14 @@ fn finish(download: lab::Proc, file: &str, want: &[u8]) {
 
 /// One plain listener on port 8080 to the lab's backends, with this drain deadline.
 fn plain_config(lab: &Lab, drain: &str) -> String {
-    format!(
-        "[[listener]]\nname = \"web\"\nbind = \"{}:8080\"\npool = \"web\"\n\n\
-         [[pool]]\nname = \"web\"\n{}\n\n[timeouts]\ndrain = \"{drain}\"\n",
-        lab.lb_ip(),
-        lab.backends_toml()
-    )
+    Config::new()
+        .listener(Listener::new("web", format!("{}:8080", lab.lb_ip()), "web"))
+        .pool(Pool::new("web", &lab.backend_addrs()))
+        .timeouts(Timeouts {
+            drain: Some(drain.into()),
+            ..Timeouts::default()
+        })
+        .to_toml()
 }
 
 #[test]
@@ -113,25 +116,11 @@ fn sighup_swaps_certificates_and_backends_without_cutting() {
     .unwrap();
     let lb = lab.lb_ip().to_string();
     let backend_addrs = [lab.backend_addr(0), lab.backend_addr(1)];
-    let config = |cert: &certs::CertFiles, backend: usize, extra: &str| {
-        format!(
-            r#"
-[[listener]]
-name = "tls"
-bind = "{lb}:8443"
-pool = "web"
-{extra}
-[listener.tls]
-certificates = [{{ cert = "{cert}", key = "{key}" }}]
-
-[[pool]]
-name = "web"
-backends = [{{ address = "{backend}" }}]
-"#,
-            cert = cert.cert.display(),
-            key = cert.key.display(),
-            backend = backend_addrs[backend],
-        )
+    let config = |cert: &certs::CertFiles, backend: usize| {
+        Config::new()
+            .listener(Listener::new("tls", format!("{lb}:8443"), "web").tls(Tls::new(cert)))
+            .pool(Pool::new("web", &[&backend_addrs[backend]]))
+            .to_toml()
     };
     let subject = |lab: &Lab| {
         s_client_text(&lab.client(&format!(
@@ -145,7 +134,7 @@ backends = [{{ address = "{backend}" }}]
             "curl -sS --fail --max-time 10 {curl} https://swap.test:8443/name"
         ))
     };
-    lab.start_proxy(&config(&old, 0, ""));
+    lab.start_proxy(&config(&old, 0));
     assert!(subject(&lab).contains("subject=CN = old.test"));
     assert_eq!(name(&lab), "be0\n");
 
@@ -155,20 +144,24 @@ backends = [{{ address = "{backend}" }}]
 
     // A broken config is rejected with its line; the old one keeps serving.
     let proxy = lab.proxy();
-    proxy.write_config(&config(&old, 0, "max_conections = 5"));
+    proxy.write_config(&config(&old, 0).replacen(
+        "[[listener]]\n",
+        "[[listener]]\nmax_conections = 5\n", // misspelt on purpose
+        1,
+    ));
     proxy.signal("HUP");
     proxy.wait_log("bad config rejected", "reload rejected");
     assert!(
         proxy
             .log()
-            .contains("proxy.toml:6:1: `listener[0].max_conections`: unknown field"),
+            .contains("proxy.toml:2:1: `listener[0].max_conections`: unknown field"),
         "{}",
         proxy.log()
     );
     // So is one whose certificate cannot be read.
     let mut missing = new.clone();
     missing.cert = dir.join("missing.pem");
-    proxy.write_config(&config(&missing, 0, ""));
+    proxy.write_config(&config(&missing, 0));
     proxy.signal("HUP");
     lab::wait_for("second rejection", Duration::from_secs(10), || {
         (proxy.count_log("reload rejected") == 2).then_some(())
@@ -178,7 +171,7 @@ backends = [{{ address = "{backend}" }}]
     assert_eq!(name(&lab), "be0\n");
 
     // A good one: new certificate (another key type) and another backend.
-    proxy.write_config(&config(&new, 1, ""));
+    proxy.write_config(&config(&new, 1));
     proxy.signal("HUP");
     proxy.wait_log("reload", "reload succeeded");
     let out = subject(&lab);

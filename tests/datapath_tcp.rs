@@ -5,8 +5,11 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
+use lab::config::{Config, Health, Listener, Pool, Tls};
 use lab::inside::in_netns;
 use lab::site::{Lab, LabOptions};
+use proxy::api::Stats;
+use proxy::datapath::forward::SPLICE_AFTER;
 
 fn curl(lab: &Lab, url: &str) -> String {
     lab.client_ok(&format!("curl -sS --fail --max-time 10 -g {url}"))
@@ -15,32 +18,13 @@ fn curl(lab: &Lab, url: &str) -> String {
 #[test]
 fn plain_tcp_ipv4_ipv6_and_stickiness() {
     let mut lab = Lab::new(LabOptions::default());
-    let config = format!(
-        r#"
-[[listener]]
-name = "v4"
-bind = "{lb}:8080"
-pool = "web"
-
-[[listener]]
-name = "v6"
-bind = "[{lb6}]:8080"
-pool = "web"
-
-[[listener]]
-name = "v4copy"
-bind = "{lb}:8081"
-pool = "web"
-forwarding = "copy"
-
-[[pool]]
-name = "web"
-{backends}
-"#,
-        lb = lab.lb_ip(),
-        lb6 = lab.topo.host(0).ipv6,
-        backends = lab.backends_toml(),
-    );
+    let (lb, lb6) = (lab.lb_ip().to_string(), lab.topo.host(0).ipv6.clone());
+    let config = Config::new()
+        .listener(Listener::new("v4", format!("{lb}:8080"), "web"))
+        .listener(Listener::new("v6", format!("[{lb6}]:8080"), "web"))
+        .listener(Listener::new("v4copy", format!("{lb}:8081"), "web").forwarding("copy"))
+        .pool(Pool::new("web", &lab.backend_addrs()))
+        .to_toml();
     lab.start_proxy(&config);
     let big = lab.backends[0].big();
     assert_eq!(big, lab.backends[1].big());
@@ -72,6 +56,29 @@ name = "web"
             "port {port}: body differs"
         );
     }
+    // The splice listener moved the body with splice(2); the copy listener did not.
+    let stats: Stats = serde_json::from_str(&lab.stats_json()).unwrap();
+    let listener = |name: &str| {
+        stats
+            .listeners
+            .iter()
+            .find(|l| l.name == name)
+            .unwrap_or_else(|| panic!("listener {name} in {stats:?}"))
+            .clone()
+    };
+    let (spliced, copied) = (listener("v4"), listener("v4copy"));
+    // Each direction copies its first SPLICE_AFTER bytes (plus at most one scratch
+    // buffer) before it switches to splice; the rest of the body is spliced.
+    let copied_at_most = SPLICE_AFTER + 64 * 1024;
+    assert!(
+        spliced.bytes_spliced + copied_at_most >= big.len() as u64,
+        "spliced {} of the {}-byte body: {spliced:?}",
+        spliced.bytes_spliced,
+        big.len()
+    );
+    assert!(spliced.bytes_spliced <= spliced.bytes_upstream + spliced.bytes_downstream);
+    assert_eq!(copied.bytes_spliced, 0, "{copied:?}");
+    assert!(copied.bytes_downstream >= big.len() as u64, "{copied:?}");
 }
 
 /// A backend that answers only after the client's EOF: it reads the whole request,
@@ -116,36 +123,13 @@ fn half_close_keeps_the_response_flowing() {
         &["hc.test"],
     );
     let backend = format!("{}:9000", lab.topo.host(2).ipv4);
-    let config = format!(
-        r#"
-[[listener]]
-name = "splice"
-bind = "{lb}:8080"
-pool = "eof"
-
-[[listener]]
-name = "copy"
-bind = "{lb}:8081"
-pool = "eof"
-forwarding = "copy"
-
-[[listener]]
-name = "tls"
-bind = "{lb}:8443"
-pool = "eof"
-[listener.tls]
-certificates = [{{ cert = "{cert}", key = "{key}" }}]
-
-[[pool]]
-name = "eof"
-backends = [{{ address = "{backend}" }}]
-[pool.health]
-enabled = false
-"#,
-        lb = lab.lb_ip(),
-        cert = cert.cert.display(),
-        key = cert.key.display(),
-    );
+    let lb = lab.lb_ip().to_string();
+    let config = Config::new()
+        .listener(Listener::new("splice", format!("{lb}:8080"), "eof"))
+        .listener(Listener::new("copy", format!("{lb}:8081"), "eof").forwarding("copy"))
+        .listener(Listener::new("tls", format!("{lb}:8443"), "eof").tls(Tls::new(&cert)))
+        .pool(Pool::new("eof", &[&backend]).health(Health::off()))
+        .to_toml();
     let server = eof_server(&lab, 3);
     lab.start_proxy(&config);
     let lb = lab.lb_ip().to_string();
@@ -209,39 +193,26 @@ enabled = false
 #[test]
 fn failed_backend_falls_through_and_health_checks_mark_it() {
     let mut lab = Lab::new(LabOptions::default());
-    let config = format!(
-        r#"
-[[listener]]
-name = "unchecked"
-bind = "{lb}:8080"
-pool = "unchecked"
-
-[[listener]]
-name = "checked"
-bind = "{lb}:8081"
-pool = "checked"
-
-# No active checks, and passive marking effectively off: every connection tries the
-# dead backend first, fails, and must fall through to the next candidate.
-[[pool]]
-name = "unchecked"
-{backends}
-[pool.health]
-enabled = false
-fall = 1000
-
-[[pool]]
-name = "checked"
-{backends}
-[pool.health]
-interval = "200ms"
-timeout = "200ms"
-rise = 2
-fall = 2
-"#,
-        lb = lab.lb_ip(),
-        backends = lab.backends_toml(),
-    );
+    let lb = lab.lb_ip().to_string();
+    // No active checks, and passive marking effectively off: every connection tries the
+    // dead backend first, fails, and must fall through to the next candidate.
+    let unchecked = Health {
+        fall: Some(1000),
+        ..Health::off()
+    };
+    let config = Config::new()
+        .listener(Listener::new(
+            "unchecked",
+            format!("{lb}:8080"),
+            "unchecked",
+        ))
+        .listener(Listener::new("checked", format!("{lb}:8081"), "checked"))
+        .pool(Pool::new("unchecked", &lab.backend_addrs()).health(unchecked))
+        .pool(
+            Pool::new("checked", &lab.backend_addrs())
+                .health(Health::every("200ms", "200ms", 2, 2)),
+        )
+        .to_toml();
     lab.start_proxy(&config);
     let lb = lab.lb_ip().to_string();
     let url = |port| format!("http://{lb}:{port}/name");
@@ -260,6 +231,15 @@ fall = 2
     for _ in 0..3 {
         assert_eq!(curl(&lab, &url(8080)), format!("be{alive}\n"));
     }
+    // nginx logs a request after the response is sent: wait for the third line.
+    lab::wait_for(
+        "three more access log lines",
+        Duration::from_secs(5),
+        || {
+            let served = lab.backends[alive].access_log().lines().count();
+            (served >= served_before + 3).then_some(())
+        },
+    );
     assert_eq!(
         lab.backends[alive].access_log().lines().count(),
         served_before + 3
@@ -304,47 +284,18 @@ fn proxy_protocol_v1_and_v2_reach_nginx() {
         "pp.test",
         &["pp.test"],
     );
-    let config = format!(
-        r#"
-[[listener]]
-name = "v2"
-bind = "{lb}:8080"
-pool = "v2"
-
-[[listener]]
-name = "v2-ipv6"
-bind = "[{lb6}]:8080"
-pool = "v2"
-
-[[listener]]
-name = "v1"
-bind = "{lb}:8081"
-pool = "v1"
-
-[[listener]]
-name = "v2-tls"
-bind = "{lb}:8443"
-pool = "v2"
-[listener.tls]
-certificates = [{{ cert = "{cert}", key = "{key}" }}]
-alpn = ["http/1.1"]
-
-[[pool]]
-name = "v2"
-{backends}
-proxy_protocol = "v2"
-
-[[pool]]
-name = "v1"
-{backends}
-proxy_protocol = "v1"
-"#,
-        lb = lab.lb_ip(),
-        lb6 = lab.topo.host(0).ipv6,
-        cert = cert.cert.display(),
-        key = cert.key.display(),
-        backends = lab.backends_toml(),
-    );
+    let (lb, lb6) = (lab.lb_ip().to_string(), lab.topo.host(0).ipv6.clone());
+    let config = Config::new()
+        .listener(Listener::new("v2", format!("{lb}:8080"), "v2"))
+        .listener(Listener::new("v2-ipv6", format!("[{lb6}]:8080"), "v2"))
+        .listener(Listener::new("v1", format!("{lb}:8081"), "v1"))
+        .listener(
+            Listener::new("v2-tls", format!("{lb}:8443"), "v2")
+                .tls(Tls::new(&cert).alpn(&["http/1.1"])),
+        )
+        .pool(Pool::new("v2", &lab.backend_addrs()).proxy_protocol("v2"))
+        .pool(Pool::new("v1", &lab.backend_addrs()).proxy_protocol("v1"))
+        .to_toml();
     lab.start_proxy(&config);
     let client = lab.client_ip().to_string();
     let client6 = lab.topo.host(1).ipv6.clone();
@@ -389,27 +340,12 @@ fn per_source_and_listener_limits() {
         backends: 1,
         ..LabOptions::default()
     });
-    let config = format!(
-        r#"
-[[listener]]
-name = "per-source"
-bind = "{lb}:8080"
-pool = "web"
-max_per_source = 2
-
-[[listener]]
-name = "listener-cap"
-bind = "{lb}:8081"
-pool = "web"
-max_connections = 1
-
-[[pool]]
-name = "web"
-{backends}
-"#,
-        lb = lab.lb_ip(),
-        backends = lab.backends_toml(),
-    );
+    let lb = lab.lb_ip().to_string();
+    let config = Config::new()
+        .listener(Listener::new("per-source", format!("{lb}:8080"), "web").max_per_source(2))
+        .listener(Listener::new("listener-cap", format!("{lb}:8081"), "web").max_connections(1))
+        .pool(Pool::new("web", &lab.backend_addrs()))
+        .to_toml();
     lab.start_proxy(&config);
     let lb = lab.lb_ip().to_string();
     in_netns(&lab.topo.host(1).ns, || {

@@ -7,6 +7,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use lab::certs::{self, CertFiles, KeyType};
+use lab::config::{Certificate, Config, Listener, Log, Pool, Tls};
 use lab::inside::in_netns;
 use lab::site::{Lab, LabOptions, s_client_text};
 
@@ -44,14 +45,6 @@ fn make_certs(lab: &Lab) -> Certs {
     c
 }
 
-fn cert_entry(f: &CertFiles, extra: &str) -> String {
-    format!(
-        "{{ cert = \"{}\", key = \"{}\"{extra} }}",
-        f.cert.display(),
-        f.key.display()
-    )
-}
-
 /// `openssl s_client` from the client host; returns its whole output.
 fn s_client(lab: &Lab, port: u16, args: &str) -> String {
     let out = lab.client(&format!(
@@ -65,40 +58,25 @@ fn s_client(lab: &Lab, port: u16, args: &str) -> String {
 fn versions_sni_alpn_and_resumption() {
     let mut lab = Lab::new(LabOptions::default());
     let c = make_certs(&lab);
-    let certificates = [
-        cert_entry(&c.default, ", default = true"),
-        cert_entry(&c.ec, ""),
-        cert_entry(&c.rsa, ""),
-        cert_entry(&c.ed, ""),
-        cert_entry(&c.wild, ""),
-    ]
-    .join(", ");
-    let config = format!(
-        r#"
-[[listener]]
-name = "tls"
-bind = "{lb}:8443"
-pool = "web"
-[listener.tls]
-certificates = [{certificates}]
-alpn = ["h2", "http/1.1"]
-
-[[listener]]
-name = "tls13"
-bind = "{lb}:8444"
-pool = "web"
-[listener.tls]
-certificates = [{ec}]
-min_version = "1.3"
-
-[[pool]]
-name = "web"
-{backends}
-"#,
-        lb = lab.lb_ip(),
-        ec = cert_entry(&c.ec, ""),
-        backends = lab.backends_toml(),
-    );
+    let lb = lab.lb_ip().to_string();
+    let certificates = vec![
+        Certificate::of(&c.default).as_default(),
+        Certificate::of(&c.ec),
+        Certificate::of(&c.rsa),
+        Certificate::of(&c.ed),
+        Certificate::of(&c.wild),
+    ];
+    let config = Config::new()
+        .listener(
+            Listener::new("tls", format!("{lb}:8443"), "web")
+                .tls(Tls::with(certificates).alpn(&["h2", "http/1.1"])),
+        )
+        .listener(
+            Listener::new("tls13", format!("{lb}:8444"), "web")
+                .tls(Tls::new(&c.ec).min_version("1.3")),
+        )
+        .pool(Pool::new("web", &lab.backend_addrs()))
+        .to_toml();
     lab.start_proxy(&config);
 
     // TLS 1.2 and 1.3, real HTTP through to nginx.
@@ -230,27 +208,17 @@ fn closed_by_peer(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> bool
 fn bad_input_is_contained() {
     let mut lab = Lab::new(LabOptions::default());
     let c = make_certs(&lab);
-    let config = format!(
-        r#"
-[[listener]]
-name = "tls"
-bind = "{lb}:8443"
-pool = "web"
-[listener.tls]
-certificates = [{ec}]
-handshake_timeout = "1s"
-
-[[pool]]
-name = "web"
-{backends}
-
-[log]
-handshake_errors_per_second = 10
-"#,
-        lb = lab.lb_ip(),
-        ec = cert_entry(&c.ec, ""),
-        backends = lab.backends_toml(),
-    );
+    let config = Config::new()
+        .listener(
+            Listener::new("tls", format!("{}:8443", lab.lb_ip()), "web")
+                .tls(Tls::new(&c.ec).handshake_timeout("1s")),
+        )
+        .pool(Pool::new("web", &lab.backend_addrs()))
+        .log(Log {
+            handshake_errors_per_second: Some(10),
+            ..Log::default()
+        })
+        .to_toml();
     lab.start_proxy(&config);
     let target = format!("{}:8443", lab.lb_ip());
     let curl = format!(

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use lab::config::{Admin, Config, Listener, Pool, Xdp};
 use lab::site::{Lab, LabOptions};
 
 const CAP_NET_BIND_SERVICE: u64 = 1 << 10;
@@ -34,21 +35,18 @@ fn runs_with_the_unit_capabilities_and_drops_them_after_start() {
         backends: 1,
         ..Default::default()
     });
-    let pins = format!("/sys/fs/bpf/pxt-{}-caps", std::process::id());
+    let pins = lab::PinDir::new("caps");
     let config = lab.path("proxy.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[listener]]\nname = \"http\"\nbind = \"{lb}:80\"\npool = \"web\"\n\
-             [[pool]]\nname = \"web\"\n{backends}\n\
-             [admin]\nsocket = \"{sock}\"\n\
-             [xdp]\ninterfaces = [\"eth0\"]\npin_path = \"{pins}\"\n",
-            lb = lab.lb_ip(),
-            backends = lab.backends_toml(),
-            sock = lab.path("admin.sock"),
-        ),
-    )
-    .unwrap();
+    let text = Config::new()
+        .listener(Listener::new("http", format!("{}:80", lab.lb_ip()), "web"))
+        .pool(Pool::new("web", &lab.backend_addrs()))
+        .admin(Admin {
+            socket: lab.path("admin.sock"),
+            metrics: None,
+        })
+        .xdp(Xdp::on(&["eth0"], pins.display()))
+        .to_toml();
+    std::fs::write(&config, text).unwrap();
     let caps: Vec<String> = unit_capabilities()
         .iter()
         .map(|c| format!("+{c}"))
@@ -56,7 +54,7 @@ fn runs_with_the_unit_capabilities_and_drops_them_after_start() {
     let run = |bounding: &str| {
         lab.topo.host(0).ns.spawn(&format!(
             "setpriv --bounding-set -all,{bounding} --inh-caps=-all {} run --config {config}",
-            env!("CARGO_BIN_EXE_proxy")
+            lab::proxyd::proxy_bin()
         ))
     };
 
@@ -115,5 +113,4 @@ fn runs_with_the_unit_capabilities_and_drops_them_after_start() {
     let (_, log, code) = run(&without_bpf.join(",")).wait_output(Duration::from_secs(10));
     assert_ne!(code, Some(0));
     assert!(log.contains("missing: CAP_BPF"), "{log}");
-    let _ = std::fs::remove_dir_all(&pins);
 }

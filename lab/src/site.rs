@@ -101,14 +101,6 @@ impl Lab {
             .collect()
     }
 
-    /// `backends = [...]` for a pool with every backend, weight 1.
-    pub fn backends_toml(&self) -> String {
-        let list: Vec<String> = (0..self.backends.len())
-            .map(|i| format!("{{ address = \"{}\" }}", self.backend_addr(i)))
-            .collect();
-        format!("backends = [{}]", list.join(", "))
-    }
-
     /// Starts the proxy on the load-balancer host with this config.
     pub fn start_proxy(&mut self, config: &str) -> &ProxyD {
         let p = ProxyD::start(&self.topo.host(0).ns, self.dir.path(), config);
@@ -128,6 +120,15 @@ impl Lab {
     /// Runs `proxy <args>` (the CLI) on the load-balancer host; its stdout.
     pub fn cli(&self, args: &str) -> String {
         proxyd::cli(&self.lb().ns, args)
+    }
+
+    /// `proxy stats --json` from the running daemon's admin socket (parse it with the
+    /// product's typed API).
+    pub fn stats_json(&self) -> String {
+        self.cli(&format!(
+            "stats --json --socket {}",
+            self.path("admin.sock")
+        ))
     }
 
     /// Runs a shell command on the client host.
