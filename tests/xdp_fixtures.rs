@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aya::programs::{TestRun, TestRunOptions};
 use lab::packets::{self, ACK, PSH_ACK, SYN, v4, v6};
-use proxy::config::xdp::cidr;
+use proxy::config::cidr;
 use proxy::ebpf::events::{self, DropSample};
 use proxy::ebpf::loader::{LoadOptions, XdpProgram};
 use proxy::ebpf::maps::{List, Maps, Origin, RateLimits};

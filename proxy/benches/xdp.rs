@@ -11,7 +11,7 @@ use aya::maps::ProgramArray;
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use lab::packets;
 use lab::stats::{median, min_max};
-use proxy::config::xdp::cidr;
+use proxy::config::cidr;
 use proxy::ebpf::loader::{LoadOptions, XdpProgram};
 use proxy::ebpf::maps::{List, Maps, Origin, RateLimits};
 

@@ -138,12 +138,11 @@ pub enum XdpAction {
 }
 
 fn parse_cidr(s: &str) -> Result<IpNet, String> {
-    crate::config::xdp::cidr::parse(s)
+    crate::config::cidr::parse(s)
 }
 
 fn parse_ttl(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s)
-        .map_err(|e| format!("{s:?} is not a duration ({e}); examples: 30s, 10m, 1h, 2days"))?;
+    let d = crate::config::duration::parse(s)?;
     if d.is_zero() {
         return Err(
             "a ttl of 0 would expire at once; leave --ttl out for a permanent entry".into(),

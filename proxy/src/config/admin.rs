@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::error::{ConfigIssue, KeyPath};
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSection {
@@ -28,10 +30,11 @@ impl Default for AdminSection {
 }
 
 impl AdminSection {
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+    /// Checks values serde cannot; `at` is the section's key (`admin`).
+    pub fn validate(&self, at: &KeyPath) -> Result<(), ConfigIssue> {
         if !self.socket.is_absolute() {
-            return Err((
-                "socket",
+            return Err(ConfigIssue::new(
+                at.key("socket"),
                 format!("{:?} must be an absolute path", self.socket),
             ));
         }

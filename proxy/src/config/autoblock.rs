@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::duration;
+use super::error::{ConfigIssue, KeyPath};
+
 /// Thresholds count events per source within `window`; a source that reaches one is
 /// put on the kernel blocklist for `block_for`. 0 turns a threshold off. The
 /// allowlist always wins: allowlisted sources are never auto-blocked.
@@ -14,7 +17,7 @@ pub struct AutoblockSection {
     #[serde(default = "yes")]
     pub enabled: bool,
     /// Counting window per source. Default "10s".
-    #[serde(default = "default_window", with = "humantime_serde")]
+    #[serde(default = "default_window", with = "duration")]
     pub window: Duration,
     /// Failed TLS handshakes (not TLS, bad ClientHello, no common cipher...). Default 20.
     #[serde(default = "default_failed_handshakes")]
@@ -26,7 +29,7 @@ pub struct AutoblockSection {
     #[serde(default = "default_new_connections")]
     pub new_connections: u32,
     /// How long the kernel drops an auto-blocked source. Default "10m".
-    #[serde(default = "default_block_for", with = "humantime_serde")]
+    #[serde(default = "default_block_for", with = "duration")]
     pub block_for: Duration,
     /// IPv6 sources are blocked as this prefix (one host owns a /64). Default 64.
     #[serde(default = "default_ipv6_prefix")]
@@ -44,21 +47,23 @@ impl Default for AutoblockSection {
 }
 
 impl AutoblockSection {
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+    /// Checks values serde cannot; `at` is the section's key (`autoblock`).
+    pub fn validate(&self, at: &KeyPath) -> Result<(), ConfigIssue> {
+        let err = |key: &str, message: String| Err(ConfigIssue::new(at.key(key), message));
         if self.window.is_zero() {
-            return Err(("window", "must be above 0".into()));
+            return err("window", "must be above 0".into());
         }
         if self.block_for.is_zero() {
-            return Err(("block_for", "must be above 0".into()));
+            return err("block_for", "must be above 0".into());
         }
         if !(1..=128).contains(&self.ipv6_prefix) {
-            return Err((
+            return err(
                 "ipv6_prefix",
                 format!("{} is not in 1..=128", self.ipv6_prefix),
-            ));
+            );
         }
         if self.max_tracked_sources == 0 {
-            return Err(("max_tracked_sources", "must be at least 1".into()));
+            return err("max_tracked_sources", "must be at least 1".into());
         }
         Ok(())
     }

@@ -6,6 +6,9 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use super::error::{ConfigIssue, KeyPath};
+use super::{cidr, duration};
+
 /// `[xdp]`. Absent: the daemon runs userspace only.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,7 +37,7 @@ pub struct XdpSection {
     #[serde(default = "default_drop_sample_rate")]
     pub drop_sample_rate: u32,
     /// How often sampled drops are summarised into one log line. Default "10s".
-    #[serde(default = "default_drop_log_interval", with = "humantime_serde")]
+    #[serde(default = "default_drop_log_interval", with = "duration")]
     pub drop_log_interval: Duration,
     /// Log every drop through aya-log (debugging only: costs time per dropped packet).
     #[serde(default)]
@@ -67,7 +70,7 @@ pub struct ListEntryConfig {
 struct DetailedEntry {
     #[serde(with = "cidr")]
     cidr: IpNet,
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "duration::option")]
     ttl: Option<Duration>,
     #[serde(default)]
     reason: String,
@@ -169,9 +172,12 @@ impl XdpSection {
         toml::from_str(&text).expect("defaults deserialize")
     }
 
-    /// Checks values serde cannot; the error is (key below `xdp`, dotted; message).
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let err = |key: &str, message: String| Err((key.to_string(), message));
+    /// Checks values serde cannot; `at` is the section's key (`xdp`).
+    pub fn validate(&self, at: &KeyPath) -> Result<(), ConfigIssue> {
+        let err = |key: &str, message: String| {
+            let path = key.split('.').fold(at.clone(), |p, k| p.key(k));
+            Err(ConfigIssue::new(path, message))
+        };
         if self.interfaces.is_empty() {
             return err(
                 "interfaces",
@@ -244,10 +250,10 @@ fn default_pin_path() -> PathBuf {
     PathBuf::from("/sys/fs/bpf/proxy")
 }
 fn default_max_block_entries() -> u32 {
-    65536
+    proxy_common::DEFAULT_MAX_BLOCK_ENTRIES
 }
 fn default_max_allow_entries() -> u32 {
-    4096
+    proxy_common::DEFAULT_MAX_ALLOW_ENTRIES
 }
 fn default_drop_sample_rate() -> u32 {
     64
@@ -260,27 +266,6 @@ fn default_ipv6_prefix() -> u8 {
 }
 fn yes() -> bool {
     true
-}
-
-/// CIDRs as strings; a bare address means a single host (/32 or /128).
-pub mod cidr {
-    use ipnet::IpNet;
-    use serde::{Deserialize, Deserializer};
-
-    pub fn parse(s: &str) -> Result<IpNet, String> {
-        let s = s.trim();
-        if let Ok(net) = s.parse::<IpNet>() {
-            return Ok(net.trunc());
-        }
-        s.parse::<std::net::IpAddr>().map(IpNet::from).map_err(|_| {
-            format!("{s:?} is not an IP address or CIDR (examples: 192.0.2.7, 10.0.0.0/8, 2001:db8::/32)")
-        })
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<IpNet, D::Error> {
-        let s = String::deserialize(d)?;
-        parse(&s).map_err(serde::de::Error::custom)
-    }
 }
 
 #[cfg(test)]
@@ -304,7 +289,7 @@ mod tests {
         assert_eq!(s.blocklist[1].reason(), "abuse");
         assert_eq!(s.rate_limit.ipv6_prefix, 64);
         assert_eq!(s.mode, AttachMode::Auto);
-        s.validate().unwrap();
+        s.validate(&KeyPath::root()).unwrap();
     }
 
     #[test]
@@ -334,7 +319,7 @@ mod tests {
     #[test]
     fn a_minimal_section_is_valid_and_limits_are_off() {
         let s = XdpSection::for_interfaces(vec!["eth0".into()]);
-        s.validate().unwrap();
+        s.validate(&KeyPath::root()).unwrap();
         assert_eq!(s.rate_limit.ipv6_prefix, 64);
         assert_eq!(s.rate_limit.packets_per_second, 0);
         assert_eq!(s.pin_path, std::path::Path::new("/sys/fs/bpf/proxy"));
@@ -349,12 +334,16 @@ mod tests {
 
     #[test]
     fn validation_names_the_key() {
+        let at = KeyPath::root().key("xdp");
         let s = XdpSection::for_interfaces(vec![]);
-        assert_eq!(s.validate().unwrap_err().0, "interfaces");
+        assert_eq!(
+            s.validate(&at).unwrap_err().key.to_string(),
+            "xdp.interfaces"
+        );
         let mut s = XdpSection::for_interfaces(vec!["eth0".into()]);
         s.rate_limit.ipv6_prefix = 0;
-        let (key, message) = s.validate().unwrap_err();
-        assert_eq!(key, "rate_limit.ipv6_prefix");
-        assert!(message.contains("not in 1..=128"), "{message}");
+        let issue = s.validate(&at).unwrap_err();
+        assert_eq!(issue.key.to_string(), "xdp.rate_limit.ipv6_prefix");
+        assert!(issue.message.contains("not in 1..=128"), "{issue}");
     }
 }

@@ -32,8 +32,8 @@ impl LoadOptions {
     pub fn private() -> LoadOptions {
         LoadOptions {
             pin_dir: None,
-            max_block_entries: 65536,
-            max_allow_entries: 4096,
+            max_block_entries: proxy_common::DEFAULT_MAX_BLOCK_ENTRIES,
+            max_allow_entries: proxy_common::DEFAULT_MAX_ALLOW_ENTRIES,
             stay_attached: false,
         }
     }

@@ -1,0 +1,46 @@
+//! The one duration syntax of the configuration and the CLI: humantime strings such
+//! as "500ms", "10s", "5m", "1h", "2days".
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, de::Error};
+
+/// Parses a duration; the error says how to write one.
+pub fn parse(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("invalid duration {text:?}: {e} (write e.g. \"500ms\", \"10s\", \"5m\", \"1h\")")
+    })
+}
+
+/// `#[serde(with = "duration")]` for a `Duration` field.
+pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    parse(&String::deserialize(d)?).map_err(D::Error::custom)
+}
+
+/// `#[serde(with = "duration::option")]` for an `Option<Duration>` field.
+pub mod option {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(text) => super::parse(&text).map(Some).map_err(D::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_syntax_with_a_helpful_error() {
+        assert_eq!(parse("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse(" 2days "), Ok(Duration::from_secs(2 * 86400)));
+        let e = parse("ten seconds").unwrap_err();
+        assert!(e.contains("\"10s\""), "{e}");
+        assert!(e.contains("ten seconds"), "{e}");
+    }
+}

@@ -1,0 +1,343 @@
+//! The schema: every section and key, with its default. Unknown keys are errors.
+//! What serde cannot check is in `validate.rs`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::origin::Origin;
+use super::{admin, autoblock, duration, xdp};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[[listener]]`: addresses the proxy accepts connections on.
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<Listener>,
+    /// `[[pool]]`: backend pools the listeners forward to.
+    #[serde(default, rename = "pool")]
+    pub pools: Vec<Pool>,
+    /// `[limits]`: process-wide limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// `[timeouts]`: process-wide timeouts.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// `[log]`: logging.
+    #[serde(default)]
+    pub log: Log,
+    /// The XDP fast path (absent: userspace only).
+    pub xdp: Option<xdp::XdpSection>,
+    /// `[autoblock]`: abusive sources blocked in the kernel (needs `[xdp]`).
+    #[serde(default)]
+    pub autoblock: autoblock::AutoblockSection,
+    /// `[admin]`: the admin socket and the Prometheus endpoint.
+    #[serde(default)]
+    pub admin: admin::AdminSection,
+    /// Where the configuration came from (for error positions).
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// `[[listener]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// Unique name, used in logs and metrics.
+    pub name: String,
+    /// Address to listen on: `"0.0.0.0:443"`, `"[::]:443"` (IPv6 only), `"10.0.0.1:80"`.
+    pub bind: SocketAddr,
+    /// Name of the `[[pool]]` that receives this listener's connections.
+    pub pool: String,
+    /// TLS termination; absent: plain TCP, forwarded as is.
+    pub tls: Option<ListenerTls>,
+    /// Concurrent connections on this listener; absent: only `limits.max_connections`.
+    pub max_connections: Option<u32>,
+    /// Concurrent connections from one source IP address; absent: no limit.
+    pub max_per_source: Option<u32>,
+    /// Plain TCP only: how bytes are moved. Default `"splice"` (zero-copy splice(2)
+    /// through a pipe); `"copy"` uses userspace buffers.
+    #[serde(default)]
+    pub forwarding: Forwarding,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Forwarding {
+    #[default]
+    Splice,
+    Copy,
+}
+
+/// `[listener.tls]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    /// Certificates, chosen by the client's SNI (exact names first, then wildcards).
+    pub certificates: Vec<Certificate>,
+    /// ALPN protocols offered, in server preference order, e.g. `["h2", "http/1.1"]`.
+    /// Default: none (no ALPN extension in the answer).
+    #[serde(default)]
+    pub alpn: Vec<String>,
+    /// Lowest TLS version accepted: `"1.2"` (default) or `"1.3"`.
+    #[serde(default)]
+    pub min_version: TlsVersion,
+    /// Stateless session resumption with tickets (TLS 1.2 and 1.3). Default true.
+    #[serde(default = "default_true")]
+    pub session_tickets: bool,
+    /// Server-side session cache size (sessions); 0 disables it. Default 20480.
+    #[serde(default = "default_session_cache")]
+    pub session_cache: usize,
+    /// Time a client has to complete the handshake. Default "10s".
+    #[serde(default = "default_handshake_timeout", with = "duration")]
+    pub handshake_timeout: Duration,
+}
+
+/// One certificate chain and its key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Certificate {
+    /// PEM file: the certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM file: the private key (PKCS#8, PKCS#1 RSA or SEC1 EC; ECDSA, RSA or Ed25519).
+    pub key: PathBuf,
+    /// Server names it answers, exact (`"example.com"`) or wildcard
+    /// (`"*.example.com"`, one label). Default: the DNS names in the certificate.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// Serve it to clients without SNI or with an unknown name. Default: the first
+    /// certificate of the listener is the default.
+    #[serde(default)]
+    pub default: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum TlsVersion {
+    #[default]
+    #[serde(rename = "1.2")]
+    V1_2,
+    #[serde(rename = "1.3")]
+    V1_3,
+}
+
+/// `[[pool]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    /// Unique name, referenced by listeners.
+    pub name: String,
+    /// The backends.
+    pub backends: Vec<BackendEntry>,
+    /// What picks the backend: `"client_ip"` (default), `"client_ip_port"`, or `"sni"`
+    /// (TLS listeners; clients without SNI fall back to the client IP).
+    #[serde(default)]
+    pub hash_key: HashKey,
+    /// PROXY protocol header sent to the backends: `"none"` (default), `"v1"`, `"v2"`.
+    #[serde(default)]
+    pub proxy_protocol: ProxyProtocol,
+    /// Time allowed for one TCP connect to a backend. Default "3s".
+    #[serde(default = "default_connect_timeout", with = "duration")]
+    pub connect_timeout: Duration,
+    /// Backends tried per connection (candidates in Maglev order). Default 3.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Maglev table size; must be prime. Default 65537.
+    #[serde(default = "default_table_size")]
+    pub table_size: u32,
+    /// `[pool.health]`: active health checks.
+    #[serde(default)]
+    pub health: Health,
+}
+
+/// A backend in a pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendEntry {
+    /// `"ip:port"` or `"[ipv6]:port"`.
+    pub address: SocketAddr,
+    /// Relative share of clients, 0 to 1000; 0 = drained (no new connections).
+    /// Default 1.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HashKey {
+    #[default]
+    ClientIp,
+    ClientIpPort,
+    Sni,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyProtocol {
+    #[default]
+    None,
+    V1,
+    V2,
+}
+
+/// `[pool.health]`: active TCP connect checks; connect failures of real traffic
+/// count too (passive checks).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// Run active checks. Default true (passive marking always applies).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Time between checks of one backend. Default "2s".
+    #[serde(default = "default_health_interval", with = "duration")]
+    pub interval: Duration,
+    /// Time allowed for the check's connect. Default "1s".
+    #[serde(default = "default_health_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// Consecutive successes that mark a down backend up. Default 2.
+    #[serde(default = "default_rise")]
+    pub rise: u32,
+    /// Consecutive failures (checks or real connects) that mark a backend down.
+    /// Default 3.
+    #[serde(default = "default_fall")]
+    pub fall: u32,
+}
+
+impl Default for Health {
+    fn default() -> Health {
+        Health {
+            enabled: true,
+            interval: default_health_interval(),
+            timeout: default_health_timeout(),
+            rise: default_rise(),
+            fall: default_fall(),
+        }
+    }
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Concurrent client connections, all listeners together. Default 10000.
+    /// Each one uses two file descriptors (client and backend).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+/// `[timeouts]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// A connection with no bytes moving either way for this long is closed.
+    /// Default "5m".
+    #[serde(default = "default_idle", with = "duration")]
+    pub idle: Duration,
+    /// On SIGTERM/SIGINT, open connections get this long to finish. Default "30s".
+    #[serde(default = "default_drain", with = "duration")]
+    pub drain: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            idle: default_idle(),
+            drain: default_drain(),
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// Level filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing
+    /// directive); `RUST_LOG` overrides it. Default "info". Read at start only.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    /// Handshake failures logged per listener per second; the rest are only counted
+    /// (and summed up in one line). Default 5.
+    #[serde(default = "default_handshake_log_rate")]
+    pub handshake_errors_per_second: u32,
+}
+
+impl Default for Log {
+    fn default() -> Log {
+        Log {
+            level: default_log_level(),
+            handshake_errors_per_second: default_handshake_log_rate(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_session_cache() -> usize {
+    20_480
+}
+fn default_handshake_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(3)
+}
+fn default_max_attempts() -> u32 {
+    3
+}
+fn default_table_size() -> u32 {
+    DEFAULT_TABLE_SIZE
+}
+fn default_weight() -> u32 {
+    1
+}
+fn default_health_interval() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_health_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_rise() -> u32 {
+    2
+}
+fn default_fall() -> u32 {
+    3
+}
+fn default_max_connections() -> u32 {
+    10_000
+}
+fn default_idle() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_drain() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+fn default_handshake_log_rate() -> u32 {
+    5
+}
+
+/// Highest accepted backend weight.
+pub const MAX_WEIGHT: u32 = 1000;
+
+/// The Maglev table size when a pool sets none: prime, and 100 × up to 655 backends.
+pub const DEFAULT_TABLE_SIZE: u32 = 65_537;
+
+impl Config {
+    /// The pool a listener forwards to (validated to exist).
+    pub fn pool(&self, name: &str) -> Option<&Pool> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+}

@@ -1,0 +1,255 @@
+//! Checks serde cannot make: ranges, cross references (a listener's pool), unique
+//! names and binds, server names, Maglev table sizes. Each problem is a
+//! [`ConfigIssue`] on the key it concerns.
+
+use super::error::{ConfigIssue, KeyPath};
+use super::schema::{Config, HashKey, ListenerTls, MAX_WEIGHT, Pool};
+
+impl Config {
+    /// Checks everything that does not need other files.
+    pub fn validate(&self) -> Result<(), ConfigIssue> {
+        let root = KeyPath::root();
+        for (i, l) in self.listeners.iter().enumerate() {
+            let at = root.key("listener").index(i);
+            if l.name.is_empty() {
+                return Err(ConfigIssue::new(at.key("name"), "must not be empty"));
+            }
+            if self.listeners[..i].iter().any(|o| o.name == l.name) {
+                return Err(ConfigIssue::new(
+                    at.key("name"),
+                    format!(
+                        "listener name {:?} is used twice; names must be unique",
+                        l.name
+                    ),
+                ));
+            }
+            if self.listeners[..i].iter().any(|o| o.bind == l.bind) {
+                return Err(ConfigIssue::new(
+                    at.key("bind"),
+                    format!("{} is bound by another listener", l.bind),
+                ));
+            }
+            let Some(pool) = self.pool(&l.pool) else {
+                let known: Vec<&str> = self.pools.iter().map(|p| p.name.as_str()).collect();
+                return Err(ConfigIssue::new(
+                    at.key("pool"),
+                    format!("no [[pool]] named {:?} (pools: {known:?})", l.pool),
+                ));
+            };
+            if pool.hash_key == HashKey::Sni && l.tls.is_none() {
+                return Err(ConfigIssue::new(
+                    at.key("pool"),
+                    format!(
+                        "pool {:?} hashes on the SNI name, which only a TLS listener has; \
+                         add [listener.tls] or use hash_key = \"client_ip\"",
+                        pool.name
+                    ),
+                ));
+            }
+            for (key, value) in [
+                ("max_connections", l.max_connections),
+                ("max_per_source", l.max_per_source),
+            ] {
+                if value == Some(0) {
+                    return Err(ConfigIssue::new(
+                        at.key(key),
+                        "must be at least 1 (remove the key for no limit)",
+                    ));
+                }
+            }
+            if let Some(tls) = &l.tls {
+                tls.validate(&at.key("tls"))?;
+            }
+        }
+        for (i, p) in self.pools.iter().enumerate() {
+            p.validate(&root.key("pool").index(i))?;
+            if self.pools[..i].iter().any(|o| o.name == p.name) {
+                return Err(ConfigIssue::new(
+                    root.key("pool").index(i).key("name"),
+                    format!("pool name {:?} is used twice; names must be unique", p.name),
+                ));
+            }
+        }
+        if self.limits.max_connections == 0 {
+            return Err(ConfigIssue::new(
+                root.key("limits").key("max_connections"),
+                "must be at least 1",
+            ));
+        }
+        if self.timeouts.idle.is_zero() {
+            return Err(ConfigIssue::new(
+                root.key("timeouts").key("idle"),
+                "must be above 0",
+            ));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(ConfigIssue::new(
+                root.key("log").key("level"),
+                format!("invalid level {:?}: {e}", self.log.level),
+            ));
+        }
+        if let Some(xdp) = &self.xdp {
+            xdp.validate(&root.key("xdp"))?;
+        }
+        self.autoblock.validate(&root.key("autoblock"))?;
+        self.admin.validate(&root.key("admin"))
+    }
+}
+
+impl ListenerTls {
+    fn validate(&self, at: &KeyPath) -> Result<(), ConfigIssue> {
+        if self.certificates.is_empty() {
+            return Err(ConfigIssue::new(
+                at.key("certificates"),
+                "a TLS listener needs at least one certificate",
+            ));
+        }
+        if self.certificates.iter().filter(|c| c.default).count() > 1 {
+            return Err(ConfigIssue::new(
+                at.key("certificates"),
+                "more than one certificate has default = true",
+            ));
+        }
+        for (i, c) in self.certificates.iter().enumerate() {
+            for (j, name) in c.names.iter().enumerate() {
+                if let Err(why) = check_server_name(name) {
+                    return Err(ConfigIssue::new(
+                        at.key("certificates").index(i).key("names").index(j),
+                        format!("{name:?}: {why}"),
+                    ));
+                }
+            }
+        }
+        for (i, p) in self.alpn.iter().enumerate() {
+            if p.is_empty() || p.len() > 255 {
+                return Err(ConfigIssue::new(
+                    at.key("alpn").index(i),
+                    "an ALPN protocol name has 1 to 255 bytes",
+                ));
+            }
+        }
+        if self.handshake_timeout.is_zero() {
+            return Err(ConfigIssue::new(
+                at.key("handshake_timeout"),
+                "must be above 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A DNS name, optionally with one leading `*.` label.
+fn check_server_name(name: &str) -> Result<(), &'static str> {
+    let host = name.strip_prefix("*.").unwrap_or(name);
+    if host.is_empty() || host.len() > 253 {
+        return Err("not a DNS name");
+    }
+    for label in host.split('.') {
+        let ok_chars = label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if label.is_empty() || label.len() > 63 || !ok_chars {
+            return Err(
+                "not a DNS name (a wildcard is only allowed as the whole first label, \"*.example.com\")",
+            );
+        }
+    }
+    Ok(())
+}
+
+impl Pool {
+    fn validate(&self, at: &KeyPath) -> Result<(), ConfigIssue> {
+        if self.name.is_empty() {
+            return Err(ConfigIssue::new(at.key("name"), "must not be empty"));
+        }
+        if self.backends.is_empty() {
+            return Err(ConfigIssue::new(
+                at.key("backends"),
+                "a pool needs at least one backend",
+            ));
+        }
+        for (i, b) in self.backends.iter().enumerate() {
+            let here = at.key("backends").index(i);
+            if b.weight > MAX_WEIGHT {
+                return Err(ConfigIssue::new(
+                    here.key("weight"),
+                    format!("{} is above the maximum weight {MAX_WEIGHT}", b.weight),
+                ));
+            }
+            if self.backends[..i].iter().any(|o| o.address == b.address) {
+                return Err(ConfigIssue::new(
+                    here.key("address"),
+                    format!("{} is listed twice in this pool", b.address),
+                ));
+            }
+        }
+        let members: Vec<(String, u32)> = self
+            .backends
+            .iter()
+            .map(|b| (b.address.to_string(), b.weight))
+            .collect();
+        if members.iter().all(|m| m.1 == 0) {
+            return Err(ConfigIssue::new(
+                at.key("backends"),
+                "every backend has weight 0; at least one must take connections",
+            ));
+        }
+        if let Err(e) = check_table_size(self.table_size, members.len()) {
+            return Err(ConfigIssue::new(at.key("table_size"), e));
+        }
+        if self.max_attempts == 0 {
+            return Err(ConfigIssue::new(
+                at.key("max_attempts"),
+                "must be at least 1",
+            ));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(ConfigIssue::new(
+                at.key("connect_timeout"),
+                "must be above 0",
+            ));
+        }
+        let h = &self.health;
+        let hat = at.key("health");
+        if h.interval.is_zero() || h.timeout.is_zero() {
+            return Err(ConfigIssue::new(
+                hat,
+                "interval and timeout must be above 0",
+            ));
+        }
+        if h.rise == 0 || h.fall == 0 {
+            return Err(ConfigIssue::new(hat, "rise and fall must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Maglev needs a prime table size.
+pub fn is_prime(n: u32) -> bool {
+    if n < 2 {
+        return false;
+    }
+    let n = u64::from(n);
+    let mut d = 2u64;
+    while d * d <= n {
+        if n % d == 0 {
+            return false;
+        }
+        d += 1;
+    }
+    true
+}
+
+fn check_table_size(size: u32, backends: usize) -> Result<(), String> {
+    if !is_prime(size) {
+        return Err(format!(
+            "{size} is not prime; Maglev needs a prime table size (default 65537)"
+        ));
+    }
+    if (size as usize) < backends.saturating_mul(10) {
+        return Err(format!(
+            "{size} is too small for {backends} backends; use a prime of at least 10 × the backends (100 × keeps shares within 1%)"
+        ));
+    }
+    Ok(())
+}
