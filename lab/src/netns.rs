@@ -149,32 +149,31 @@ impl Netns {
 
     /// Waits (10 s at most) until every TCP port in `ports` listens inside.
     pub fn wait_listening(&self, ports: &[u16]) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let text = self.exec("ss -ltnH")?;
-            if ports.iter().all(|p| text.contains(&format!(":{p} "))) {
-                return Ok(());
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "ports {ports:?} not listening in {} after 10 s:\n{text}",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.poll_ss("ss -ltnH", |text| {
+            ports.iter().all(|p| text.contains(&format!(":{p} ")))
+        })
+        .with_context(|| format!("ports {ports:?} not listening"))
     }
 
     /// Waits (10 s at most) until nothing listens on TCP `port` inside.
     pub fn wait_closed(&self, port: u16) -> anyhow::Result<()> {
+        self.poll_ss(&format!("ss -ltnH 'sport = :{port}'"), |text| {
+            text.trim().is_empty()
+        })
+        .with_context(|| format!("port {port} still listening"))
+    }
+
+    /// Runs `cmd` every 50 ms until `done(stdout)`, for 10 s at most.
+    fn poll_ss(&self, cmd: &str, done: impl Fn(&str) -> bool) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let text = self.exec(&format!("ss -ltnH 'sport = :{port}'"))?;
-            if text.trim().is_empty() {
+            let text = self.exec(cmd)?;
+            if done(&text) {
                 return Ok(());
             }
             ensure!(
                 Instant::now() < deadline,
-                "port {port} still listening in {} after 10 s:\n{text}",
+                "after 10 s in {}, `{cmd}` shows:\n{text}",
                 self.name
             );
             std::thread::sleep(Duration::from_millis(50));

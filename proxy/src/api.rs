@@ -276,6 +276,24 @@ pub struct SourceDrops {
     pub by_reason: Vec<(String, u64)>,
 }
 
+impl SourceDrops {
+    /// The address, or `malformed`.
+    pub fn source_label(&self) -> String {
+        self.source
+            .map_or_else(|| "malformed".to_owned(), |ip| ip.to_string())
+    }
+
+    /// `reason=drops` pairs joined by `separator`.
+    pub fn reasons_text(&self, separator: &str) -> String {
+        let pairs: Vec<String> = self
+            .by_reason
+            .iter()
+            .map(|(r, n)| format!("{r}={n}"))
+            .collect();
+        pairs.join(separator)
+    }
+}
+
 /// Which kernel list an entry is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -164,20 +164,12 @@ fn print_top(top: &Top) {
         .map_or(0, |d| d.as_secs());
     for s in &top.sources {
         let ago = now.saturating_sub(s.last_seen_unix);
-        let reasons: Vec<String> = s
-            .by_reason
-            .iter()
-            .map(|(r, n)| format!("{r}={n}"))
-            .collect();
-        let source = s
-            .source
-            .map_or_else(|| "malformed".to_owned(), |ip| ip.to_string());
         println!(
             "{:<40} {:>12}  {:<20} {}",
-            source,
+            s.source_label(),
             s.estimated_drops,
             format!("{ago}s ago"),
-            reasons.join(" ")
+            s.reasons_text(" ")
         );
     }
 }

@@ -131,17 +131,7 @@ impl DropAggregator {
         self.sources.clear();
         let list: Vec<String> = top
             .iter()
-            .map(|s| {
-                let reasons: Vec<String> = s
-                    .by_reason
-                    .iter()
-                    .map(|(r, n)| format!("{r}={n}"))
-                    .collect();
-                let source = s
-                    .source
-                    .map_or_else(|| "malformed".to_owned(), |ip| ip.to_string());
-                format!("{source} ({})", reasons.join(","))
-            })
+            .map(|s| format!("{} ({})", s.source_label(), s.reasons_text(",")))
             .collect();
         Some(format!(
             "~{total} packets dropped in the last {} from {sources} sources; top: {}",
