@@ -51,7 +51,10 @@ fn check_config_reports_file_line_key_and_cause() {
     std::fs::write(&file, config(&cert, &key, "")).unwrap();
     let (ok, text) = check(&file);
     assert!(ok, "{text}");
-    assert_eq!(text, format!("{shown}: OK\n"));
+    assert_eq!(
+        text,
+        format!("{shown}: OK\nauto-blocking: off (no [autoblock] section)\n")
+    );
 
     let cases = [
         (
@@ -75,6 +78,15 @@ fn check_config_reports_file_line_key_and_cause() {
         (
             config(&cert, &other.key.display().to_string(), ""),
             "does not belong to the certificate".to_string(),
+        ),
+        (
+            config(&cert, &key, "") + "[xdp]\ninterfaces = [\"eth0\"]\nblocklist = [\"10.0.0.1/8\"]\n",
+            "\"10.0.0.1/8\" has host bits set: write 10.0.0.0/8 for the network or 10.0.0.1/32"
+                .to_string(),
+        ),
+        (
+            config(&cert, &key, "").replace("name = \"web\"", "name = \"we\\\"b\""),
+            format!("{shown}:2:1: `listener[0].name`: \"we\\\"b\" is not a valid name"),
         ),
     ];
     for (text_in, want) in cases {

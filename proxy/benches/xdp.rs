@@ -270,7 +270,7 @@ fn fill_lists(maps: &mut Maps) -> anyhow::Result<usize> {
         x ^= x << 5;
         let addr = std::net::Ipv4Addr::from(x);
         let net = if i % 2 == 0 {
-            format!("{addr}/24")
+            format!("{}/24", std::net::Ipv4Addr::from(x & 0xffff_ff00))
         } else {
             format!("{addr}/32")
         };

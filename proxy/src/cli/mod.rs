@@ -158,8 +158,13 @@ pub fn run_admin(command: Command) -> anyhow::Result<()> {
             anyhow::bail!("`proxy run` starts the daemon; it is not an admin command")
         }
         Command::CheckConfig { file } => {
-            crate::control::daemon::check_config(&file)?;
+            let config = crate::control::daemon::check_config(&file)?;
             println!("{}: OK", file.display());
+            let autoblock = config
+                .autoblock
+                .as_ref()
+                .map_or_else(|| "off (no [autoblock] section)".into(), |a| a.describe());
+            println!("auto-blocking: {autoblock}");
             Ok(())
         }
         Command::Block { action } => lists::list_command(List::Block, action),

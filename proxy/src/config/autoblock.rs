@@ -7,13 +7,15 @@ use serde::Deserialize;
 use super::duration;
 use super::error::{ConfigIssue, KeyPath};
 
-/// Thresholds count events per source within `window`; a source that reaches one is
-/// put on the kernel blocklist for `block_for`. 0 turns a threshold off. The
-/// allowlist always wins: allowlisted sources are never auto-blocked.
+/// Auto-blocking is an explicit choice: without an `[autoblock]` section nothing is
+/// blocked automatically. Thresholds count events per source within `window`; a
+/// source that reaches one is put on the kernel blocklist for `block_for`. 0 turns a
+/// threshold off. The allowlist always wins: allowlisted sources are never
+/// auto-blocked.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AutoblockSection {
-    /// Default true; auto-blocking also needs the `[xdp]` section.
+    /// Default true (the section is the choice); auto-blocking also needs `[xdp]`.
     #[serde(default = "yes")]
     pub enabled: bool,
     /// Counting window per source. Default "10s".
@@ -25,8 +27,10 @@ pub struct AutoblockSection {
     /// Clients that never finished the handshake in time. Default 10.
     #[serde(default = "default_handshake_timeouts")]
     pub handshake_timeouts: u32,
-    /// New connections accepted (or refused by `max_per_source`). Default 1000.
-    #[serde(default = "default_new_connections")]
+    /// New connections accepted (or refused by `max_per_source`). Default 0 (off):
+    /// busy legitimate clients (NAT, proxies, API clients) open many; set it only
+    /// above what your busiest real client does.
+    #[serde(default)]
     pub new_connections: u32,
     /// How long the kernel drops an auto-blocked source. Default "10m".
     #[serde(default = "default_block_for", with = "duration")]
@@ -47,6 +51,25 @@ impl Default for AutoblockSection {
 }
 
 impl AutoblockSection {
+    /// What will be blocked automatically, for `check-config` and the start-up log.
+    pub fn describe(&self) -> String {
+        if !self.enabled {
+            return "off ([autoblock] enabled = false)".into();
+        }
+        let w = humantime::format_duration(self.window);
+        let rule = |n: u32, what: &str| match n {
+            0 => format!("{what}: off"),
+            n => format!("{what}: {n} in {w}"),
+        };
+        format!(
+            "sources blocked in the kernel for {} after {}, {}, {}",
+            humantime::format_duration(self.block_for),
+            rule(self.failed_handshakes, "failed TLS handshakes"),
+            rule(self.handshake_timeouts, "handshake timeouts"),
+            rule(self.new_connections, "new connections"),
+        )
+    }
+
     /// Checks values serde cannot; `at` is the section's key (`autoblock`).
     pub fn validate(&self, at: &KeyPath) -> Result<(), ConfigIssue> {
         let err = |key: &str, message: String| Err(ConfigIssue::new(at.key(key), message));
@@ -80,9 +103,6 @@ fn default_failed_handshakes() -> u32 {
 }
 fn default_handshake_timeouts() -> u32 {
     10
-}
-fn default_new_connections() -> u32 {
-    1000
 }
 fn default_block_for() -> Duration {
     Duration::from_secs(600)

@@ -159,8 +159,35 @@ backends = [{ address = "10.0.0.1:80" }, { address = "[fd00::2]:80", weight = 3 
     }
 
     #[test]
-    fn empty_file_is_valid() {
-        let c = parse("").unwrap();
-        assert!(c.listeners.is_empty());
+    fn a_file_that_runs_nothing_is_refused() {
+        let e = error_of("");
+        assert!(e.contains("nothing to run: add a [[listener]]"), "{e}");
+        // A kernel-only filter is something to run.
+        let c = parse("[xdp]\ninterfaces = [\"eth0\"]\n").unwrap();
+        assert!(c.listeners.is_empty() && c.xdp.is_some());
+    }
+
+    #[test]
+    fn port_zero_wildcard_backends_and_bad_names_are_refused() {
+        let e = error_of(&GOOD.replace("127.0.0.1:8443", "127.0.0.1:0"));
+        assert!(e.contains("`listener[0].bind`: 127.0.0.1:0: port 0"), "{e}");
+        for bad in ["0.0.0.0:8080", "10.0.0.1:0"] {
+            let e = error_of(&GOOD.replace("10.0.0.1:80", bad));
+            assert!(e.contains("is not a backend address"), "{bad}: {e}");
+        }
+        let e = error_of(&GOOD.replace("name = \"web\"", "name = \"a\\\"b\""));
+        assert!(e.contains("`listener[0].name`") && e.contains("is not a valid name"), "{e}");
+        let e = error_of(&GOOD.replace("name = \"web\"", "name = \"a\\nb\""));
+        assert!(e.contains("is not a valid name"), "{e}");
+    }
+
+    #[test]
+    fn autoblock_is_an_explicit_choice() {
+        assert_eq!(parse(GOOD).unwrap().autoblock, None);
+        let c = parse(&format!("{GOOD}\n[autoblock]\n")).unwrap();
+        let a = c.autoblock.unwrap();
+        assert!(a.enabled);
+        assert_eq!(a.new_connections, 0, "the connection-rate trigger is off unless set");
+        assert!(a.describe().contains("new connections: off"), "{}", a.describe());
     }
 }

@@ -31,9 +31,10 @@ pub struct Config {
     pub log: Log,
     /// The XDP fast path (absent: userspace only).
     pub xdp: Option<xdp::XdpSection>,
-    /// `[autoblock]`: abusive sources blocked in the kernel (needs `[xdp]`).
+    /// `[autoblock]`: abusive sources blocked in the kernel (needs `[xdp]`). Absent:
+    /// nothing is blocked automatically.
     #[serde(default)]
-    pub autoblock: autoblock::AutoblockSection,
+    pub autoblock: Option<autoblock::AutoblockSection>,
     /// `[admin]`: the admin socket and the Prometheus endpoint.
     #[serde(default)]
     pub admin: admin::AdminSection,

@@ -9,10 +9,24 @@ impl Config {
     /// Checks everything that does not need other files.
     pub fn validate(&self) -> Result<(), ConfigIssue> {
         let root = KeyPath::root();
+        if self.listeners.is_empty() && self.xdp.is_none() {
+            return Err(ConfigIssue::new(
+                root.clone(),
+                "nothing to run: add a [[listener]] (with its [[pool]]), or an [xdp] section \
+                 for a kernel-only filter",
+            ));
+        }
         for (i, l) in self.listeners.iter().enumerate() {
             let at = root.key("listener").index(i);
-            if l.name.is_empty() {
-                return Err(ConfigIssue::new(at.key("name"), "must not be empty"));
+            check_name(&l.name).map_err(|m| ConfigIssue::new(at.key("name"), m))?;
+            if l.bind.port() == 0 {
+                return Err(ConfigIssue::new(
+                    at.key("bind"),
+                    format!(
+                        "{}: port 0 would listen on a random port; give the port clients connect to",
+                        l.bind
+                    ),
+                ));
             }
             if self.listeners[..i].iter().any(|o| o.name == l.name) {
                 return Err(ConfigIssue::new(
@@ -91,7 +105,9 @@ impl Config {
         if let Some(xdp) = &self.xdp {
             xdp.validate(&root.key("xdp"))?;
         }
-        self.autoblock.validate(&root.key("autoblock"))?;
+        if let Some(autoblock) = &self.autoblock {
+            autoblock.validate(&root.key("autoblock"))?;
+        }
         self.admin.validate(&root.key("admin"))
     }
 }
@@ -157,11 +173,21 @@ fn check_server_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Listener and pool names appear in logs, metrics labels and the admin API: 1 to 64
+/// of `A-Z a-z 0-9 _ - . :`.
+fn check_name(name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':');
+    if name.is_empty() || name.len() > 64 || !name.chars().all(allowed) {
+        return Err(format!(
+            "{name:?} is not a valid name: use 1 to 64 of A-Z a-z 0-9 _ - . :"
+        ));
+    }
+    Ok(())
+}
+
 impl Pool {
     fn validate(&self, at: &KeyPath) -> Result<(), ConfigIssue> {
-        if self.name.is_empty() {
-            return Err(ConfigIssue::new(at.key("name"), "must not be empty"));
-        }
+        check_name(&self.name).map_err(|m| ConfigIssue::new(at.key("name"), m))?;
         if self.backends.is_empty() {
             return Err(ConfigIssue::new(
                 at.key("backends"),
@@ -174,6 +200,15 @@ impl Pool {
                 return Err(ConfigIssue::new(
                     here.key("weight"),
                     format!("{} is above the maximum weight {MAX_WEIGHT}", b.weight),
+                ));
+            }
+            if b.address.port() == 0 || b.address.ip().is_unspecified() {
+                return Err(ConfigIssue::new(
+                    here.key("address"),
+                    format!(
+                        "{} is not a backend address: give the backend's own IP and port",
+                        b.address
+                    ),
                 ));
             }
             if self.backends[..i].iter().any(|o| o.address == b.address) {

@@ -410,6 +410,12 @@ mod tests {
         )
     }
 
+    /// A loopback address with a port free right now (port 0 is refused by validation).
+    fn free_addr() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    }
+
     fn series(d: &Daemon) -> Vec<String> {
         d.metrics()
             .encode()
@@ -426,14 +432,15 @@ mod tests {
         // A port we hold, so that binding it fails.
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let taken = taken.local_addr().unwrap().to_string();
-        std::fs::write(&path, config("127.0.0.1:0", &["127.0.0.1:9"], "")).unwrap();
+        let listen = free_addr();
+        std::fs::write(&path, config(&listen, &["127.0.0.1:9"], "")).unwrap();
         let d = Daemon::new(&path);
         d.start(config::load(&path).unwrap()).await.unwrap();
         assert_eq!(series(&d).len(), 1);
 
         // A certificate that does not exist: rejected while preparing.
         let tls = "[listener.tls]\ncertificates = [{ cert = \"/nonexistent.pem\", key = \"/x\" }]";
-        std::fs::write(&path, config("127.0.0.1:0", &["127.0.0.1:10"], tls)).unwrap();
+        std::fs::write(&path, config(&listen, &["127.0.0.1:10"], tls)).unwrap();
         let e = d.reload().await.unwrap_err();
         assert!(format!("{e:#}").contains("/nonexistent.pem"), "{e:#}");
         // An address in use: rejected after preparing (the new backend's series go).
@@ -447,7 +454,7 @@ mod tests {
         assert_eq!(d.pools().await[0].backends[0].address.port(), 9);
 
         // A good reload replaces the backend and its series.
-        std::fs::write(&path, config("127.0.0.1:0", &["127.0.0.1:10"], "")).unwrap();
+        std::fs::write(&path, config(&listen, &["127.0.0.1:10"], "")).unwrap();
         d.reload().await.unwrap();
         assert_eq!(
             series(&d),

@@ -52,13 +52,25 @@ impl Subsystem for AutoBlocker {
     }
 
     fn apply(&self, config: &Arc<Config>) -> anyhow::Result<()> {
-        let section = &config.autoblock;
-        if section.enabled && config.xdp.is_none() {
-            warn!(
-                "[autoblock] needs the [xdp] section to block in the kernel: sources are counted but not blocked"
-            );
-        }
-        self.settings.store(Arc::new(section.clone()));
+        let section = match &config.autoblock {
+            None => {
+                info!("auto-blocking: off (no [autoblock] section)");
+                AutoblockSection {
+                    enabled: false,
+                    ..AutoblockSection::default()
+                }
+            }
+            Some(section) => {
+                if section.enabled && config.xdp.is_none() {
+                    warn!(
+                        "[autoblock] needs the [xdp] section to block in the kernel: sources are counted but not blocked"
+                    );
+                }
+                info!("auto-blocking: {}", section.describe());
+                section.clone()
+            }
+        };
+        self.settings.store(Arc::new(section));
         // First apply: start consuming events.
         if let Some(events) = self.events.lock().expect("events lock").take() {
             let blocker = Blocker {

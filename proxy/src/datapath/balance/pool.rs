@@ -137,7 +137,8 @@ mod tests {
             .collect::<Vec<_>>()
             .join(", ");
         let text = format!(
-            "[[pool]]\nname = \"p\"\nbackends = [{list}]\n[pool.health]\nrise = 2\nfall = 2\n"
+            "[[listener]]\nname = \"l\"\nbind = \"127.0.0.1:1\"\npool = \"p\"\n\
+             [[pool]]\nname = \"p\"\nbackends = [{list}]\n[pool.health]\nrise = 2\nfall = 2\n"
         );
         config::parse(&text).unwrap().pools.remove(0)
     }
