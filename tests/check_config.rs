@@ -80,7 +80,8 @@ fn check_config_reports_file_line_key_and_cause() {
             "does not belong to the certificate".to_string(),
         ),
         (
-            config(&cert, &key, "") + "[xdp]\ninterfaces = [\"eth0\"]\nblocklist = [\"10.0.0.1/8\"]\n",
+            config(&cert, &key, "")
+                + "[xdp]\ninterfaces = [\"eth0\"]\nblocklist = [\"10.0.0.1/8\"]\n",
             "\"10.0.0.1/8\" has host bits set: write 10.0.0.0/8 for the network or 10.0.0.1/32"
                 .to_string(),
         ),

@@ -10,6 +10,7 @@ use lab::certs::{self, CertFiles, KeyType};
 use lab::config::{Certificate, Config, Listener, Log, Pool, Tls};
 use lab::inside::in_netns;
 use lab::site::{Lab, LabOptions, s_client_text};
+use proxy::logging::gate::LIBRARY_LINES_PER_SECOND;
 
 struct Certs {
     ec: CertFiles,
@@ -292,6 +293,32 @@ fn bad_input_is_contained() {
         "{logged} handshake failure lines for 85 failures"
     );
     assert_eq!(lab.client_ok(&curl).len(), 4, "still serving");
+
+    // ClientHellos with an illegal SNI name make rustls itself warn, with the name the
+    // client chose: those library lines share one rate limit, and the proxy reports
+    // what it held back.
+    let flood = format!(
+        "start=$(date +%s%N); for i in $(seq 300); do \
+           echo | timeout 2 openssl s_client -connect {target} -servername 'a..b' >/dev/null 2>&1; \
+         done; echo $(( ($(date +%s%N) - start) / 1000000 ))"
+    );
+    let millis: u64 = lab.client_ok(&flood).trim().parse().unwrap();
+    lab.proxy().wait_log(
+        "the held-back library lines reported",
+        "library log lines held back by the rate limit",
+    );
+    let illegal = lab.proxy().count_log("Illegal SNI hostname");
+    let bound = LIBRARY_LINES_PER_SECOND as u64 * (millis / 1000 + 2);
+    eprintln!("{illegal} rustls SNI lines for 300 bad ClientHellos in {millis} ms (bound {bound})");
+    assert!(
+        illegal >= 1,
+        "rustls still says it once in a while:\n{}",
+        lab.proxy().log()
+    );
+    assert!(
+        illegal as u64 <= bound,
+        "{illegal} rustls lines in {millis} ms, limit {LIBRARY_LINES_PER_SECOND}/s"
+    );
     let mut proxy = lab.proxy.take().unwrap();
     assert!(proxy.proc.as_mut().unwrap().alive());
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -19,31 +19,58 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::api::{AutoblockStats, ByTrigger, HandshakeFailure, ListenerStats, RejectReason};
 
+/// A label value from outside the program (a configured name, an interface name),
+/// escaped as the text exposition format requires (`\\`, `\"`, `\n`), so no value
+/// can break the scrape or inject series. (prometheus-client writes values as given.)
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct LabelText(pub String);
+
+impl From<&str> for LabelText {
+    fn from(s: &str) -> LabelText {
+        LabelText(s.to_owned())
+    }
+}
+
+impl EncodeLabelValue for LabelText {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        for c in self.0.chars() {
+            match c {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                c => encoder.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabels {
-    listener: String,
+    listener: LabelText,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BackendLabels {
-    pool: String,
-    backend: String,
+    pool: LabelText,
+    backend: LabelText,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabels {
-    pool: String,
+    pool: LabelText,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
-    listener: String,
+    listener: LabelText,
     reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BytesLabels {
-    listener: String,
+    listener: LabelText,
     /// `upstream` (client to backend) or `downstream` (backend to client).
     direction: &'static str,
 }
@@ -214,17 +241,17 @@ impl Metrics {
             return m.clone();
         }
         let l = ListenerLabels {
-            listener: listener.to_owned(),
+            listener: listener.into(),
         };
         let bytes = |direction| {
             self.bytes.get_or_create_owned(&BytesLabels {
-                listener: listener.to_owned(),
+                listener: listener.into(),
                 direction,
             })
         };
         let reason = |family: &Family<ReasonLabels, Counter>, reason| {
             family.get_or_create_owned(&ReasonLabels {
-                listener: listener.to_owned(),
+                listener: listener.into(),
                 reason,
             })
         };
@@ -254,8 +281,8 @@ impl Metrics {
 
     pub fn backend(&self, pool: &str, backend: &str) -> BackendMetrics {
         let l = BackendLabels {
-            pool: pool.to_owned(),
-            backend: backend.to_owned(),
+            pool: pool.into(),
+            backend: backend.into(),
         };
         BackendMetrics {
             active: self.backend_connections_active.get_or_create_owned(&l),
@@ -264,17 +291,15 @@ impl Metrics {
             up: self.backend_up.get_or_create_owned(&l),
             connect_seconds: self
                 .backend_connect_seconds
-                .get_or_create_owned(&PoolLabels {
-                    pool: pool.to_owned(),
-                }),
+                .get_or_create_owned(&PoolLabels { pool: pool.into() }),
         }
     }
 
     /// Drops a removed backend's series.
     pub fn remove_backend(&self, pool: &str, backend: &str) {
         let l = BackendLabels {
-            pool: pool.to_owned(),
-            backend: backend.to_owned(),
+            pool: pool.into(),
+            backend: backend.into(),
         };
         self.backend_connections_active.remove(&l);
         self.backend_connections.remove(&l);
@@ -421,6 +446,21 @@ impl AutoblockMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::new();
+        m.listener("a\"b\\c\nproxy_fake_total 1").accepted.inc();
+        let text = m.encode();
+        assert!(
+            text.contains(r#"proxy_connections_total{listener="a\"b\\c\nproxy_fake_total 1"} 1"#),
+            "{text}"
+        );
+        assert!(
+            !text.lines().any(|l| l.starts_with("proxy_fake_total")),
+            "{text}"
+        );
+    }
 
     #[test]
     fn encodes_conventional_names() {

@@ -41,7 +41,10 @@ mod tests {
         assert_eq!(parse("2001:db8::1").unwrap().to_string(), "2001:db8::1/128");
         assert_eq!(parse(" 10.0.0.0/8 ").unwrap().to_string(), "10.0.0.0/8");
         let e = parse("10.1.2.3/8").unwrap_err();
-        assert!(e.contains("write 10.0.0.0/8") && e.contains("10.1.2.3/32"), "{e}");
+        assert!(
+            e.contains("write 10.0.0.0/8") && e.contains("10.1.2.3/32"),
+            "{e}"
+        );
         let e = parse("2001:db8::1/32").unwrap_err();
         assert!(e.contains("2001:db8::/32"), "{e}");
         let e = parse("10.0.0.0/33").unwrap_err();

@@ -176,7 +176,10 @@ backends = [{ address = "10.0.0.1:80" }, { address = "[fd00::2]:80", weight = 3 
             assert!(e.contains("is not a backend address"), "{bad}: {e}");
         }
         let e = error_of(&GOOD.replace("name = \"web\"", "name = \"a\\\"b\""));
-        assert!(e.contains("`listener[0].name`") && e.contains("is not a valid name"), "{e}");
+        assert!(
+            e.contains("`listener[0].name`") && e.contains("is not a valid name"),
+            "{e}"
+        );
         let e = error_of(&GOOD.replace("name = \"web\"", "name = \"a\\nb\""));
         assert!(e.contains("is not a valid name"), "{e}");
     }
@@ -187,7 +190,14 @@ backends = [{ address = "10.0.0.1:80" }, { address = "[fd00::2]:80", weight = 3 
         let c = parse(&format!("{GOOD}\n[autoblock]\n")).unwrap();
         let a = c.autoblock.unwrap();
         assert!(a.enabled);
-        assert_eq!(a.new_connections, 0, "the connection-rate trigger is off unless set");
-        assert!(a.describe().contains("new connections: off"), "{}", a.describe());
+        assert_eq!(
+            a.new_connections, 0,
+            "the connection-rate trigger is off unless set"
+        );
+        assert!(
+            a.describe().contains("new connections: off"),
+            "{}",
+            a.describe()
+        );
     }
 }

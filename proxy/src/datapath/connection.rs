@@ -140,7 +140,13 @@ fn handshake_failed(
     }
     if log {
         let reason = reason.label();
-        tracing::warn!(listener, %peer, reason, error = detail, "TLS handshake failed");
+        tracing::warn!(
+            listener,
+            %peer,
+            reason,
+            error = crate::logging::peer_text(detail),
+            "TLS handshake failed"
+        );
     }
 }
 

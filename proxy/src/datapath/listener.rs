@@ -104,8 +104,13 @@ async fn accept_loop(
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
+                // EMFILE and friends: back off instead of spinning; a flood of
+                // connections can cause these, so they are rate-limited too.
+                static ACCEPT_ERRORS: LogLimiter = LogLimiter::new();
+                let (log, suppressed) = ACCEPT_ERRORS.check(1);
+                if log {
+                    tracing::warn!(error = %e, suppressed, "accept failed");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }

@@ -12,10 +12,11 @@ use proxy_common::Reason;
 
 use super::runtime::XdpSubsystem;
 use crate::api::PacketCount;
+use crate::metrics::LabelText;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VerdictLabels {
-    interface: String,
+    interface: LabelText,
     reason: &'static str,
 }
 
@@ -70,7 +71,7 @@ impl Collector for XdpCollector {
                 let interface = i.interface.clone().unwrap_or_else(|| i.ifindex.to_string());
                 for r in Reason::ALL {
                     let labels = VerdictLabels {
-                        interface: interface.clone(),
+                        interface: LabelText(interface.clone()),
                         reason: r.name(),
                     };
                     ConstCounter::new(value(i.verdicts.get(r)))

@@ -15,6 +15,14 @@ struct LogWindow {
 }
 
 impl LogLimiter {
+    pub const fn new() -> LogLimiter {
+        LogLimiter(Mutex::new(LogWindow {
+            second: 0,
+            logged: 0,
+            suppressed: 0,
+        }))
+    }
+
     /// `(may log this one, lines suppressed in the previous window)`.
     pub fn check(&self, per_second: u32) -> (bool, u64) {
         let now = std::time::SystemTime::now()

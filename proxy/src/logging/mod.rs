@@ -1,12 +1,20 @@
 //! Logging: `tracing` with structured fields, as text or JSON lines.
 //! `log` records (aya-log's XDP messages among them) are bridged into `tracing`.
-//! [`LogLimiter`] bounds lines that outside input can cause.
+//! [`LogLimiter`] bounds lines that outside input can cause; [`gate`] puts every
+//! other crate's lines under one shared limit and escapes peer text.
 
+pub mod gate;
 mod limit;
 
+pub use gate::peer_text;
 pub use limit::LogLimiter;
 
-use tracing_subscriber::{EnvFilter, fmt};
+use std::time::Duration;
+
+use tracing_subscriber::filter::FilterExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, fmt};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -18,17 +26,23 @@ pub enum LogFormat {
 
 /// Installs the global subscriber. `RUST_LOG` overrides `default_level`.
 pub fn init(format: LogFormat, default_level: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let level = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // The level first: only lines that would be written count against the gate.
+    let filter = level.and(gate::LibraryGate);
     use std::io::IsTerminal;
-    let builder = fmt()
-        .with_env_filter(filter)
+    let base = fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
-    let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let layer = match format {
+        LogFormat::Text => base.with_filter(filter).boxed(),
+        LogFormat::Json => base.json().flatten_event(true).with_filter(filter).boxed(),
     };
     // A second init (tests) keeps the first subscriber.
-    let _ = result;
+    if tracing_subscriber::registry()
+        .with(layer)
+        .try_init()
+        .is_ok()
+    {
+        gate::spawn_reporter(Duration::from_secs(5));
+    }
 }
