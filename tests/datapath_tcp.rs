@@ -293,8 +293,16 @@ fn proxy_protocol_v1_and_v2_reach_nginx() {
             Listener::new("v2-tls", format!("{lb}:8443"), "v2")
                 .tls(Tls::new(&cert).alpn(&["http/1.1"])),
         )
-        .pool(Pool::new("v2", &lab.backend_addrs()).proxy_protocol("v2"))
-        .pool(Pool::new("v1", &lab.backend_addrs()).proxy_protocol("v1"))
+        .pool(
+            Pool::new("v2", &lab.backend_addrs())
+                .proxy_protocol("v2")
+                .health(Health::every("100ms", "1s", 1, 1)),
+        )
+        .pool(
+            Pool::new("v1", &lab.backend_addrs())
+                .proxy_protocol("v1")
+                .health(Health::every("100ms", "1s", 1, 1)),
+        )
         .to_toml();
     lab.start_proxy(&config);
     let client = lab.client_ip().to_string();
@@ -331,6 +339,24 @@ fn proxy_protocol_v1_and_v2_reach_nginx() {
     ] {
         let want = format!("{peer} pp={real} \"GET /name?{query} HTTP/1.1\" 200");
         assert!(log.contains(&want), "missing {want:?} in:\n{log}");
+    }
+    // Health checks (every 100 ms, both pools, both backends) send a PROXY header
+    // too: nginx sees a client that closes while waiting for a request, never a
+    // broken header.
+    for backend in &lab.backends {
+        lab::wait_for(
+            "health checks at the backend",
+            Duration::from_secs(10),
+            || {
+                let closed = backend
+                    .error_log()
+                    .matches("client closed connection while waiting for request")
+                    .count();
+                (closed >= 10).then_some(())
+            },
+        );
+        let errors = backend.error_log();
+        assert!(!errors.contains("broken header"), "{errors}");
     }
 }
 

@@ -82,6 +82,10 @@ impl Nginx {
         std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
     }
 
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
+    }
+
     pub fn big(&self) -> Vec<u8> {
         std::fs::read(self.dir.join("www/big")).unwrap()
     }

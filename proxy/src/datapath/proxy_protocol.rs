@@ -4,6 +4,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::config::ProxyProtocol;
+
 /// v2 signature: `\r\n\r\n\0\r\nQUIT\n`.
 const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 /// PP2_TYPE_ALPN and PP2_TYPE_AUTHORITY (the SNI name).
@@ -86,9 +88,36 @@ pub fn v2(h: &Header<'_>) -> Vec<u8> {
     out
 }
 
+/// The header a health check sends before closing, so a backend that requires the
+/// PROXY protocol sees a well-formed connection (as HAProxy's checks do): v1
+/// `PROXY UNKNOWN`, v2 command LOCAL. `None` when the pool sends no header.
+pub fn health_check(version: ProxyProtocol) -> Option<Vec<u8>> {
+    match version {
+        ProxyProtocol::None => None,
+        ProxyProtocol::V1 => Some(b"PROXY UNKNOWN\r\n".to_vec()),
+        ProxyProtocol::V2 => {
+            let mut out = V2_SIGNATURE.to_vec();
+            out.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]); // v2 LOCAL, AF_UNSPEC, no body
+            Some(out)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn health_check_headers() {
+        assert_eq!(health_check(ProxyProtocol::None), None);
+        assert_eq!(
+            health_check(ProxyProtocol::V1).unwrap(),
+            b"PROXY UNKNOWN\r\n"
+        );
+        let v2 = health_check(ProxyProtocol::V2).unwrap();
+        assert_eq!(&v2[..12], &V2_SIGNATURE);
+        assert_eq!(&v2[12..], &[0x20, 0x00, 0x00, 0x00]);
+    }
 
     fn header(client: &str, local: &str) -> Header<'static> {
         Header {
