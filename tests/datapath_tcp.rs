@@ -422,3 +422,96 @@ fn per_source_and_listener_limits() {
         }
     });
 }
+
+/// A backend on host 2 port 9100 that, per connection, either sends `bytes` and then
+/// resets (`reset_first`), or reads until the client side resets; returns what its
+/// reads ended with.
+fn resetting_backend(
+    lab: &Lab,
+    connections: usize,
+    reset_first: bool,
+) -> std::thread::JoinHandle<Vec<std::io::ErrorKind>> {
+    let addr = format!("{}:9100", lab.topo.host(2).ipv4);
+    let listener = in_netns(&lab.topo.host(2).ns, || {
+        std::net::TcpListener::bind(&addr).unwrap()
+    });
+    lab::inside::spawn_in_netns(&lab.topo.host(2).ns, move || {
+        let mut ends = Vec::new();
+        for _ in 0..connections {
+            let (mut s, _) = listener.accept().unwrap();
+            if reset_first {
+                s.write_all(&[7u8; 300_000]).unwrap();
+                socket2::SockRef::from(&s)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+                drop(s);
+                ends.push(std::io::ErrorKind::Other);
+            } else {
+                let mut buf = [0u8; 65536];
+                let end = loop {
+                    match s.read(&mut buf) {
+                        Ok(0) => break std::io::ErrorKind::UnexpectedEof,
+                        Ok(_) => continue,
+                        Err(e) => break e.kind(),
+                    }
+                };
+                ends.push(end);
+            }
+        }
+        ends
+    })
+}
+
+#[test]
+fn an_abort_stays_an_abort_both_ways() {
+    let mut lab = Lab::new(LabOptions {
+        backends: 1,
+        ..LabOptions::default()
+    });
+    let lb = lab.lb_ip().to_string();
+    let backend = format!("{}:9100", lab.topo.host(2).ipv4);
+    let config = Config::new()
+        .listener(Listener::new("splice", format!("{lb}:8080"), "rst"))
+        .listener(Listener::new("copy", format!("{lb}:8081"), "rst").forwarding("copy"))
+        .pool(Pool::new("rst", &[&backend]).health(Health::off()))
+        .to_toml();
+
+    // The backend resets after 300 KB (past SPLICE_AFTER, so splice runs): the
+    // client must see a reset, not an orderly end of a short response.
+    let server = resetting_backend(&lab, 2, true);
+    lab.start_proxy(&config);
+    in_netns(&lab.topo.host(1).ns, || {
+        for port in [8080, 8081] {
+            let mut s = TcpStream::connect(format!("{lb}:{port}")).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut got = Vec::new();
+            let end = s.read_to_end(&mut got);
+            assert_eq!(
+                end.as_ref().map_err(|e| e.kind()).err(),
+                Some(std::io::ErrorKind::ConnectionReset),
+                "port {port}: {end:?} after {} bytes",
+                got.len()
+            );
+        }
+    });
+    server.join().unwrap();
+
+    // The client resets mid-upload: the backend must see a reset too.
+    let server = resetting_backend(&lab, 2, false);
+    in_netns(&lab.topo.host(1).ns, || {
+        for port in [8080, 8081] {
+            let mut s = TcpStream::connect(format!("{lb}:{port}")).unwrap();
+            s.write_all(&[9u8; 200_000]).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            socket2::SockRef::from(&s)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        }
+    });
+    let ends = server.join().unwrap();
+    assert_eq!(
+        ends,
+        [std::io::ErrorKind::ConnectionReset; 2],
+        "what the backend's reads ended with"
+    );
+}

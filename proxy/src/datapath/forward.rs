@@ -10,7 +10,9 @@
 //!
 //! In both, EOF from one side becomes `shutdown(SHUT_WR)` on the other while the other
 //! direction keeps flowing, so a client that closes its write side still receives the
-//! rest of the response.
+//! rest of the response. On plain TCP a reset from one side becomes a reset of the
+//! other (SO_LINGER 0 before close), so an abort is never passed on as a complete
+//! stream; TLS listeners end without close_notify for the same reason.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -281,13 +283,33 @@ pub async fn forward_tcp(
             ),
         )
     };
-    tokio::select! {
+    let end = tokio::select! {
         r = both => match r {
             Ok(_) => End::Closed,
             Err(e) => End::Error(e),
         },
         _ = activity.idle(idle) => End::Idle,
+    };
+    if let End::Error(e) = &end
+        && is_abort(e)
+    {
+        // One side reset: reset the other too, so it cannot take the cut stream
+        // for a complete one (an orderly FIN would say "this is all").
+        for socket in [&*client, &*backend] {
+            let _ = socket2::SockRef::from(socket).set_linger(Some(Duration::ZERO));
+        }
     }
+    end
+}
+
+/// Errors that mean a peer aborted the connection (RST) rather than closed it.
+fn is_abort(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
 }
 
 async fn tcp_direction(
