@@ -89,17 +89,27 @@ pub fn require_root() {
     ensure_root().unwrap_or_else(|e| panic!("{e:#}"));
 }
 
-/// Polls `f` every 50 ms until it returns `Some`, or panics after `timeout` with `what`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+/// Polls `f` every 50 ms until it returns `Some`; an error naming `what` after
+/// `timeout`.
+pub fn try_wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
-            return v;
+            return Ok(v);
         }
-        assert!(
+        anyhow::ensure!(
             Instant::now() < deadline,
             "timed out after {timeout:?} waiting for {what}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Like [`try_wait_for`]; panics on the timeout.
+pub fn wait_for<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
+    try_wait_for(what, timeout, f).unwrap_or_else(|e| panic!("{e:#}"))
 }

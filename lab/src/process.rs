@@ -167,6 +167,23 @@ pub fn rss_kib(pid: u32) -> f64 {
         .sum()
 }
 
+/// Open file descriptors of `pid`.
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Threads of `pid`.
+pub fn threads(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// Raises this process's open-file soft limit to the hard limit (load generators
 /// and benchmarks hold many sockets).
 pub fn raise_fd_limit() {

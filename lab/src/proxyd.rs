@@ -46,9 +46,24 @@ pub struct ProxyD {
 }
 
 impl ProxyD {
-    /// Writes `config` to `dir/proxy.toml` and starts `proxy run`; waits until it
-    /// reports that it is running.
+    /// Like [`ProxyD::try_start`]; panics on failure.
     pub fn start(ns: &Netns, dir: &Path, config: &str) -> ProxyD {
+        ProxyD::try_start(ns, dir, config).unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// Writes `config` to `dir/proxy.toml` and starts `proxy run` (the binary of
+    /// [`try_proxy_bin`]); waits until it reports that it is running.
+    pub fn try_start(ns: &Netns, dir: &Path, config: &str) -> anyhow::Result<ProxyD> {
+        ProxyD::try_start_bin(&try_proxy_bin()?, ns, dir, config)
+    }
+
+    /// Like [`ProxyD::try_start`] with the binary `bin`.
+    pub fn try_start_bin(
+        bin: &str,
+        ns: &Netns,
+        dir: &Path,
+        config: &str,
+    ) -> anyhow::Result<ProxyD> {
         let path = dir.join("proxy.toml");
         // Each daemon gets its own admin socket (the default path is host-wide).
         let config = if config.contains("[admin]") {
@@ -59,24 +74,24 @@ impl ProxyD {
                 dir.join("admin.sock").display()
             )
         };
-        std::fs::write(&path, config).unwrap();
+        std::fs::write(&path, config)?;
         let log = dir.join("proxy.log");
         // A restart must not find the previous run's "running" line.
         let _ = std::fs::remove_file(&log);
         let cmd = format!(
             "env NO_COLOR=1 RUST_LOG=${{PROXY_TEST_LOG:-info}} {} --log-format json run --config {} 2>{}",
-            proxy_bin(),
+            bin,
             path.display(),
             log.display()
         );
-        let proc = ns.spawn(&cmd);
+        let proc = ns.start(&cmd)?;
         let p = ProxyD {
             proc: Some(proc),
             config: path,
             log,
         };
-        p.wait_log("proxy to start", "running; SIGHUP reloads");
-        p
+        p.try_wait_log("proxy to start", "running; SIGHUP reloads")?;
+        Ok(p)
     }
 
     pub fn log(&self) -> String {
@@ -84,16 +99,17 @@ impl ProxyD {
     }
 
     /// Waits (10 s at most) until the log contains `needle`.
+    pub fn try_wait_log(&self, what: &str, needle: &str) -> anyhow::Result<()> {
+        crate::try_wait_for(what, Duration::from_secs(10), || {
+            self.log().contains(needle).then_some(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e} ({needle:?} in the proxy log):\n{}", self.log()))
+    }
+
+    /// Like [`ProxyD::try_wait_log`]; panics on the timeout.
     pub fn wait_log(&self, what: &str, needle: &str) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !self.log().contains(needle) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "timed out waiting for {what} ({needle:?} in the proxy log):\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.try_wait_log(what, needle)
+            .unwrap_or_else(|e| panic!("{e:#}"));
     }
 
     /// Number of log lines containing `needle`.

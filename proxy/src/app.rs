@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::control::admin::{self, Admin};
 use crate::control::autoblock::AutoBlocker;
 use crate::control::daemon::{self, Daemon};
+use crate::control::memory;
 use crate::control::privileges::DropCapabilities;
 use crate::datapath::events::ChannelObserver;
 use crate::ebpf::collector::XdpCollector;
@@ -48,5 +49,6 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
         kernel: xdp,
     });
     let _socket = admin::start(&admin_section, admin).await?;
+    tokio::spawn(memory::trim_after_waves(daemon.clone()));
     daemon::serve(&daemon, config).await
 }

@@ -94,6 +94,16 @@ pub enum Mode {
         #[arg(long, default_value_t = 100_000)]
         udp_pps: u32,
     },
+    /// Slow clients: `count` TCP connections that each send one byte of a
+    /// ClientHello per second (reconnecting when the server cuts them), for `seconds`.
+    Slowloris {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long)]
+        count: usize,
+        #[arg(long)]
+        seconds: f64,
+    },
     /// Opens `count` TLS connections, prints `ready`, holds them until stdin closes.
     Idle {
         #[arg(long)]
@@ -168,6 +178,11 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
                 ca,
                 count,
             } => idle(addr, connector(&ca)?, ServerName::try_from(name)?, count).await,
+            Mode::Slowloris {
+                addr,
+                count,
+                seconds,
+            } => slowloris(addr, count, seconds).await,
         }
     })?;
     println!("{out}");
@@ -480,4 +495,39 @@ async fn idle(
         .await;
     drop(open);
     Ok(serde_json::json!({ "errors": errors }))
+}
+
+async fn slowloris(
+    addr: SocketAddr,
+    count: usize,
+    seconds: f64,
+) -> anyhow::Result<serde_json::Value> {
+    // The first bytes of a TLS record carrying a ClientHello; never completed.
+    const HELLO_START: [u8; 9] = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc];
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let cut = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        let cut = cut.clone();
+        tasks.spawn(async move {
+            while Instant::now() < deadline {
+                let Ok(mut s) = TcpStream::connect(addr).await else {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                };
+                for byte in HELLO_START.iter().cycle() {
+                    if Instant::now() >= deadline {
+                        return;
+                    }
+                    if s.write_all(&[*byte]).await.is_err() {
+                        cut.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(serde_json::json!({ "cut_by_server": cut.load(Ordering::Relaxed) }))
 }

@@ -1,8 +1,10 @@
 //! Project tasks. `cargo xtask --help` lists them.
 mod bench_attack;
 mod bench_client;
+mod bench_soak;
 mod bench_tls;
 mod bench_xdp;
+mod fuzz;
 mod release;
 mod setup;
 
@@ -28,11 +30,14 @@ enum Task {
     Setup,
     /// Build the XDP program for bpfel-unknown-none and print the object's path.
     BuildEbpf,
+    /// Run the fuzz targets (fuzz/) for a bounded time or number of runs each.
+    Fuzz(fuzz::Args),
     /// Formatting and lints, as CI runs them: `cargo fmt --check` and `cargo clippy
     /// --all-targets -D warnings` on the workspace and on the eBPF crate (checked for
     /// the host target: clippy does not run for bpfel, the lints are the same).
     Lint,
-    /// Run the whole test suite (unit, BPF_PROG_TEST_RUN fixtures, namespace tests). Root.
+    /// Run the whole test suite (unit, BPF_PROG_TEST_RUN fixtures, namespace tests),
+    /// then 10 s of each fuzz target and the short soak. Root.
     Test {
         /// Skip `setup` (when it is known to be done).
         #[arg(long)]
@@ -66,6 +71,8 @@ enum Bench {
     Tls(bench_tls::Args),
     /// Legitimate TLS transactions/s: no flood, flood + XDP, flood without XDP.
     Attack(bench_attack::Args),
+    /// One daemon under long use: idle connections, reloads under load, mixed load.
+    Soak(bench_soak::Args),
 }
 
 pub fn workspace_root() -> PathBuf {
@@ -89,6 +96,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Task::Lint => lint(),
+        Task::Fuzz(args) => fuzz::run(args),
         Task::Test { no_setup, args } => {
             if !no_setup {
                 setup::run()?;
@@ -100,6 +108,11 @@ fn main() -> anyhow::Result<()> {
                 .status()
                 .context("running cargo test")?;
             anyhow::ensure!(status.success(), "tests failed");
+            if args.is_empty() {
+                // The bounded versions of the fuzzing and soak evidence.
+                fuzz::run(fuzz::Args::short())?;
+                bench_soak::run(bench_soak::Args::short(), &workspace_root())?;
+            }
             Ok(())
         }
         Task::Demo { keep } => demo(keep),
@@ -117,6 +130,12 @@ fn main() -> anyhow::Result<()> {
         } => {
             setup::run()?;
             bench_attack::run(args, &workspace_root())
+        }
+        Task::Bench {
+            which: Bench::Soak(args),
+        } => {
+            setup::run()?;
+            bench_soak::run(args, &workspace_root())
         }
         Task::BenchClient(args) => bench_client::run(args),
     }

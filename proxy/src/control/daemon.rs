@@ -219,6 +219,11 @@ impl Daemon {
         self.shared.connections.get()
     }
 
+    /// The most client connections open at once since the last call.
+    pub fn take_peak_connections(&self) -> u32 {
+        self.shared.connections.take_peak()
+    }
+
     /// Starts serving `config` (read from the daemon's configuration file).
     pub async fn start(&self, config: Config) -> anyhow::Result<()> {
         raise_fd_limit();

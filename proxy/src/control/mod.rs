@@ -7,11 +7,13 @@
 //!   this module never imports `ebpf`, and tests can fake the kernel).
 //! - [`autoblock`]: blocks abusive sources in the kernel.
 //! - [`admin`]: the admin socket (typed [`crate::api`]) and the `/metrics` endpoint.
-//! - [`privileges`]: drops capabilities after start.
+//! - [`privileges`]: drops capabilities after start; [`memory`]: returns freed
+//!   memory after a wave of connections.
 
 pub mod admin;
 pub mod autoblock;
 pub mod daemon;
+pub mod memory;
 pub mod policy;
 pub mod privileges;
 pub mod subsystem;

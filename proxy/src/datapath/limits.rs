@@ -37,22 +37,34 @@ impl Drop for Admission {
     }
 }
 
-/// A count of open connections with a limit checked on acquire.
+/// A count of open connections with a limit checked on acquire, and its high-water
+/// mark.
 #[derive(Debug, Default)]
-pub struct OpenCount(AtomicU32);
+pub struct OpenCount {
+    open: AtomicU32,
+    peak: AtomicU32,
+}
 
 impl OpenCount {
     pub fn acquire(self: &Arc<Self>, limit: u32) -> Option<SlotGuard> {
-        self.0
+        let before = self
+            .open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < limit).then_some(n + 1)
             })
-            .ok()
-            .map(|_| SlotGuard(self.clone()))
+            .ok()?;
+        self.peak.fetch_max(before + 1, Ordering::Relaxed);
+        Some(SlotGuard(self.clone()))
     }
 
     pub fn get(&self) -> u32 {
-        self.0.load(Ordering::Acquire)
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// The most connections open at once since the last call (or the start); the
+    /// mark restarts from the connections open now.
+    pub fn take_peak(&self) -> u32 {
+        self.peak.swap(self.get(), Ordering::Relaxed)
     }
 }
 
@@ -60,7 +72,7 @@ pub struct SlotGuard(Arc<OpenCount>);
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        self.0.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -97,6 +109,17 @@ impl Drop for SourceGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_peak_is_a_high_water_mark() {
+        let count = Arc::new(OpenCount::default());
+        let held: Vec<_> = (0..5).map(|_| count.acquire(10).unwrap()).collect();
+        drop(held);
+        let _one = count.acquire(10).unwrap();
+        assert_eq!(count.take_peak(), 5);
+        assert_eq!(count.take_peak(), 1, "restarts from what is open");
+        assert!(count.acquire(1).is_none(), "the limit still holds");
+    }
 
     #[test]
     fn counter_enforces_limit_and_releases() {

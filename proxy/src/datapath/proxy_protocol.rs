@@ -69,11 +69,20 @@ pub fn v2(h: &Header<'_>) -> Vec<u8> {
         }
         None => 0x00, // AF_UNSPEC: the receiver ignores the addresses.
     };
-    for (kind, value) in [
-        (PP2_TYPE_ALPN, h.alpn),
-        (PP2_TYPE_AUTHORITY, h.sni.map(str::as_bytes)),
-    ] {
-        if let Some(v) = value.filter(|v| v.len() <= usize::from(u16::MAX)) {
+    // With AF_UNSPEC receivers ignore the whole payload, TLVs included: send none.
+    let tlvs = if family == 0x00 {
+        [(PP2_TYPE_ALPN, None), (PP2_TYPE_AUTHORITY, None)]
+    } else {
+        [
+            (PP2_TYPE_ALPN, h.alpn),
+            (PP2_TYPE_AUTHORITY, h.sni.map(str::as_bytes)),
+        ]
+    };
+    for (kind, value) in tlvs {
+        // The whole body's length is a u16: a TLV that would overflow it is left out
+        // (SNI and ALPN are at most 255 bytes on the wire; this guards the encoder).
+        let fits = |v: &&[u8]| body.len() + 3 + v.len() <= usize::from(u16::MAX);
+        if let Some(v) = value.filter(fits) {
             body.push(kind);
             body.extend_from_slice(&(v.len() as u16).to_be_bytes());
             body.extend_from_slice(v);
