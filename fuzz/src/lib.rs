@@ -1,0 +1,3 @@
+//! Shared pieces of the fuzz targets.
+
+pub mod xdp_model;
