@@ -17,7 +17,6 @@
 //! and two nginx backends), `at` 10.77.0.3 (junk and a UDP flood), `sl` 10.77.0.4
 //! (slowloris).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -29,6 +28,7 @@ use lab::process::{fd_count, raise_fd_limit, rss_kib, threads};
 use lab::proxyd::ProxyD;
 use lab::{PinDir, Topology};
 
+use crate::idle_client::IdleClients;
 use crate::release::{build_debug, build_release};
 use lab::stats::num;
 
@@ -193,31 +193,16 @@ impl Soak<'_> {
     fn idle(&self, count: usize, failures: &mut Vec<String>) -> anyhow::Result<()> {
         let base = self.settled()?;
         let cpu_before = self.cpu();
-        let mut child = self
-            .topo
-            .host(1)
-            .ns
-            .command_on_cpu(
-                GEN_CPU,
-                &self.client(&format!(
-                    "idle --addr {LB_IP}:{TLS_PORT} --name {NAME} --ca {}/ca.pem --count {count}",
-                    self.dir.display()
-                )),
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().context("stdout")?).read_line(&mut line)?;
-        let opened: usize = line
-            .strip_prefix("ready ")
-            .and_then(|n| n.trim().parse().ok())
-            .with_context(|| format!("idle client: {line:?}"))?;
+        let tls = format!(
+            "--addr {LB_IP}:{TLS_PORT} --name {NAME} --ca {}/ca.pem",
+            self.dir.display()
+        );
+        let idle = IdleClients::open(&self.topo.host(1).ns, GEN_CPU, self.xtask, &tls, count)?;
+        let opened = idle.opened;
         std::thread::sleep(Duration::from_secs(1));
         let held = self.usage()?;
         let cpu = self.cpu() - cpu_before;
-        drop(child.stdin.take());
-        let _ = child.wait();
+        idle.close();
         let after = self.settled()?;
         let per_conn = (held.rss_kib - base.rss_kib) / opened.max(1) as f64;
         println!(

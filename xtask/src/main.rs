@@ -5,6 +5,7 @@ mod bench_soak;
 mod bench_tls;
 mod bench_xdp;
 mod fuzz;
+mod idle_client;
 mod release;
 mod setup;
 

@@ -13,9 +13,7 @@
 mod products;
 mod report;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
@@ -25,6 +23,7 @@ use lab::{Netns, Proc, Topology};
 pub use self::products::Product;
 use self::products::{backend_nginx_conf, haproxy_conf, lb_nginx_conf, proxy_conf, write_certs};
 use self::report::{Figure, Results, check_errors, report};
+use crate::idle_client::IdleClients;
 use crate::release::build_release;
 use lab::stats::num;
 
@@ -280,32 +279,21 @@ impl Bench<'_> {
         )?;
         std::thread::sleep(Duration::from_millis(500));
         let before = rss_kib(lb.pid());
-        let mut child = self
-            .gen_ns
-            .command_on_cpu(GEN_CPU, &format!(
-                "{} bench-client idle --addr {LB_IP}:{PORT_EC} --name {SERVER_NAME} --ca {}/ec.pem --count {count}",
-                self.xtask.display(),
-                self.dir.display()
-            ))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().context("stdout")?).read_line(&mut line)?;
-        let opened: f64 = line
-            .strip_prefix("ready ")
-            .and_then(|n| n.trim().parse().ok())
-            .with_context(|| format!("idle client: {line:?}"))?;
+        let tls = format!(
+            "--addr {LB_IP}:{PORT_EC} --name {SERVER_NAME} --ca {}/ec.pem",
+            self.dir.display()
+        );
+        let idle = IdleClients::open(self.gen_ns, GEN_CPU, self.xtask, &tls, count)?;
         std::thread::sleep(Duration::from_millis(500));
         let after = rss_kib(lb.pid());
-        drop(child.stdin.take());
-        let _ = child.wait();
+        let opened = idle.opened;
+        idle.close();
         drop(lb);
         ensure!(
-            opened as usize == count,
+            opened == count,
             "{}: only {opened} of {count} idle connections opened",
             product.label()
         );
-        Ok((after - before) / opened)
+        Ok((after - before) / opened as f64)
     }
 }
