@@ -25,6 +25,7 @@ const RUNTIME_PACKAGES: &[&str] = &[
     "libnginx-mod-stream",
     "netsniff-ng",
     "iperf3",
+    "prometheus",
     "ca-certificates",
 ];
 

@@ -1,18 +1,26 @@
 //! The kernel's verdict counters as Prometheus series, read at scrape time from the
 //! running XDP program's maps (`proxy_xdp_packets_total`, `proxy_xdp_bytes_total`,
-//! by interface and reason).
+//! by interface and reason), and `proxy_xdp_attached{interface,mode}` (1 per
+//! attachment the daemon holds).
 
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Unit;
 use proxy_common::Reason;
 
 use super::runtime::XdpSubsystem;
 use crate::api::PacketCount;
 use crate::metrics::LabelText;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AttachmentLabels {
+    interface: LabelText,
+    mode: &'static str,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VerdictLabels {
@@ -64,6 +72,20 @@ impl Collector for XdpCollector {
         let Some(interfaces) = self.xdp.interface_stats() else {
             return Ok(());
         };
+        let gauge = ConstGauge::new(1i64);
+        let mut attached = encoder.encode_descriptor(
+            "xdp_attached",
+            "XDP attachments the daemon holds (1 per interface, with the mode in use)",
+            None,
+            gauge.metric_type(),
+        )?;
+        for (interface, _, mode) in self.xdp.attachments() {
+            let labels = AttachmentLabels {
+                interface: LabelText(interface),
+                mode,
+            };
+            gauge.encode(attached.encode_family(&labels)?)?;
+        }
         let kind = ConstCounter::new(0u64).metric_type();
         for (name, help, unit, value) in SERIES {
             let mut family = encoder.encode_descriptor(name, help, unit.as_ref(), kind)?;
