@@ -21,6 +21,8 @@ pub enum Request {
     Stats,
     /// The `n` sources dropped most in the kernel.
     Top { n: usize },
+    /// The kernel blocklist's entries.
+    Blocklist,
 }
 
 /// The daemon's answer.
@@ -29,6 +31,7 @@ pub enum Request {
 pub enum Response {
     Stats(Box<Stats>),
     Top(Top),
+    Blocklist(Vec<ListEntry>),
     Error(String),
 }
 

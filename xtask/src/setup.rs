@@ -26,6 +26,7 @@ const RUNTIME_PACKAGES: &[&str] = &[
     "netsniff-ng",
     "iperf3",
     "prometheus",
+    "chromium",
     "ca-certificates",
 ];
 

@@ -25,6 +25,8 @@ pub trait KernelView: Send + Sync {
     fn xdp_stats(&self) -> Option<XdpStats>;
     /// The `n` sources dropped most; `None` without a kernel program.
     fn top_sources(&self, n: usize) -> Option<Top>;
+    /// The blocklist's unexpired entries; `None` without a kernel program.
+    fn blocklist(&self) -> Option<Vec<ListEntry>>;
 }
 
 /// No kernel half: nothing enforced, nothing to show.
@@ -48,6 +50,9 @@ impl KernelView for NoKernel {
         None
     }
     fn top_sources(&self, _: usize) -> Option<Top> {
+        None
+    }
+    fn blocklist(&self) -> Option<Vec<ListEntry>> {
         None
     }
 }

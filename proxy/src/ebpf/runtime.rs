@@ -291,6 +291,14 @@ impl KernelView for XdpSubsystem {
         })
     }
 
+    fn blocklist(&self) -> Option<Vec<ListEntry>> {
+        let maps = self.maps()?;
+        let entries = maps.lock().expect("maps lock").entries(List::Block);
+        entries
+            .inspect_err(|e| warn!(error = %e, "cannot read the blocklist"))
+            .ok()
+    }
+
     fn top_sources(&self, n: usize) -> Option<Top> {
         let runtime = self.runtime.lock().expect("xdp lock");
         let drops = runtime.as_ref()?.recent_drops();

@@ -1,5 +1,7 @@
-//! The `/metrics` endpoint: the one registry (data path, auto-blocks and, through a
-//! collector, the kernel's verdict counters) in the Prometheus text format.
+//! The admin HTTP endpoint (loopback by default): `/metrics` (the one registry in
+//! the Prometheus text format), `/status` (a live page, no external assets) and the
+//! JSON it reads, `/api/stats`, `/api/top` and `/api/blocklist` (the typed admin API,
+//! the same data as `proxy stats`). Read-only.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,16 +14,18 @@ use hyper::{Response, StatusCode};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::metrics::Metrics;
+use super::Admin;
+use crate::api::{Request, Response as ApiResponse};
 
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const METRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const STATUS_PAGE: &str = include_str!("status.html");
 
-/// Binds `addr` and serves `GET /metrics` in the background.
-pub async fn start(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+/// Binds `addr` and serves the endpoint in the background.
+pub async fn start(addr: SocketAddr, admin: Arc<Admin>) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr).await.with_context(|| {
         format!("binding the metrics endpoint {addr} (admin.metrics; \"off\" disables it)")
     })?;
-    info!(%addr, "metrics endpoint ready (GET /metrics)");
+    info!(%addr, "admin HTTP ready (GET /metrics, /status)");
     tokio::spawn(async move {
         loop {
             let stream = match listener.accept().await {
@@ -32,11 +36,11 @@ pub async fn start(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()
                     continue;
                 }
             };
-            let metrics = metrics.clone();
+            let admin = admin.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
-                    let metrics = metrics.clone();
-                    async move { Ok::<_, Infallible>(respond(req.uri().path(), &metrics)) }
+                    let admin = admin.clone();
+                    async move { Ok::<_, Infallible>(respond(&req, &admin).await) }
                 });
                 let io = hyper_util::rt::TokioIo::new(stream);
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -48,15 +52,80 @@ pub async fn start(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()
     Ok(())
 }
 
-fn respond(path: &str, metrics: &Metrics) -> Response<Full<Bytes>> {
-    let response = if path == "/metrics" {
-        Response::builder()
-            .header("content-type", CONTENT_TYPE)
-            .body(Full::new(Bytes::from(metrics.encode())))
-    } else {
-        Response::builder()
-            .status(StatusCode::NOT_FOUND)
-            .body(Full::new(Bytes::from_static(b"try /metrics\n")))
+async fn respond<B>(req: &hyper::Request<B>, admin: &Admin) -> Response<Full<Bytes>> {
+    if req.method() != hyper::Method::GET {
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "read-only: GET\n".into(),
+        );
+    }
+    let request = match req.uri().path() {
+        "/metrics" => {
+            return reply(
+                StatusCode::OK,
+                METRICS_TYPE,
+                admin.daemon.metrics().encode(),
+            );
+        }
+        "/status" | "/" => {
+            return reply(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                STATUS_PAGE.into(),
+            );
+        }
+        "/api/stats" => Request::Stats,
+        "/api/top" => Request::Top {
+            n: top_n(req.uri().query()),
+        },
+        "/api/blocklist" => Request::Blocklist,
+        _ => {
+            return reply(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "try /status or /metrics\n".into(),
+            );
+        }
     };
-    response.expect("static status and header are valid")
+    match admin.answer(request).await {
+        ApiResponse::Stats(s) => json(&s),
+        ApiResponse::Top(t) => json(&t),
+        ApiResponse::Blocklist(b) => json(&b),
+        ApiResponse::Error(e) => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "application/json",
+            serde_json::json!({ "error": e }).to_string(),
+        ),
+    }
+}
+
+/// `?n=10` → 10; default 10.
+fn top_n(query: Option<&str>) -> usize {
+    query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("n=")?.parse().ok())
+        .unwrap_or(10)
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Response<Full<Bytes>> {
+    match serde_json::to_string(value) {
+        Ok(body) => reply(StatusCode::OK, "application/json", body),
+        Err(e) => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            format!("{e}\n"),
+        ),
+    }
+}
+
+fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("cache-control", "no-store")
+        .header("x-content-type-options", "nosniff")
+        .body(Full::new(Bytes::from(body)))
+        .expect("static status and headers are valid")
 }

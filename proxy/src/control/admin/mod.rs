@@ -2,7 +2,7 @@
 //! [`crate::api`] (`proxy stats`, `proxy top`), and the HTTP `/metrics` endpoint.
 //!
 //! - [`server`]: the Unix socket (bind, peer check, one request per connection).
-//! - [`http`]: `/metrics` from the one registry.
+//! - [`http`]: `/metrics` from the one registry, the `/status` page and its JSON.
 //! - [`client`]: the CLI's side of the socket.
 
 pub mod client;
@@ -16,6 +16,8 @@ use super::policy::KernelView;
 use crate::api::{Request, Response, Stats};
 use crate::config::admin::AdminSection;
 
+const NO_XDP: &str = "no XDP program runs in this daemon: nothing is dropped in the kernel";
+
 /// What the admin interface reads from.
 pub struct Admin {
     pub daemon: Arc<Daemon>,
@@ -28,9 +30,11 @@ impl Admin {
             Request::Stats => Response::Stats(Box::new(self.stats().await)),
             Request::Top { n } => match self.kernel.top_sources(n.clamp(1, 1000)) {
                 Some(top) => Response::Top(top),
-                None => Response::Error(
-                    "no XDP program runs in this daemon: nothing is dropped in the kernel".into(),
-                ),
+                None => Response::Error(NO_XDP.into()),
+            },
+            Request::Blocklist => match self.kernel.blocklist() {
+                Some(entries) => Response::Blocklist(entries),
+                None => Response::Error(NO_XDP.into()),
             },
         }
     }
@@ -50,10 +54,9 @@ pub async fn start(
     section: &AdminSection,
     admin: Arc<Admin>,
 ) -> anyhow::Result<server::SocketGuard> {
-    let metrics = admin.daemon.metrics().clone();
-    let guard = server::start(&section.socket, admin).await?;
+    let guard = server::start(&section.socket, admin.clone()).await?;
     if let Some(addr) = section.metrics {
-        http::start(addr, metrics).await?;
+        http::start(addr, admin).await?;
     }
     Ok(guard)
 }
