@@ -168,6 +168,7 @@ fn the_status_page_shows_what_proxy_stats_says() {
         let cells = row(&dom, &format!("data-backend=\"{}\"", b.address));
         assert_eq!(text(&cells, 2), if b.healthy { "up" } else { "DOWN" });
         assert_eq!(text(&cells, 3), b.weight.to_string());
+        assert_eq!(text(&cells, 5), b.connect_failures.to_string());
     }
     let xdp = stats.xdp.as_ref().unwrap();
     let eth0 = xdp

@@ -166,6 +166,11 @@ pub struct BackendStats {
     pub weight: u32,
     pub healthy: bool,
     pub active_connections: i64,
+    /// Failed connect attempts (checks excluded); each made its client fall through
+    /// to the next candidate.
+    pub connect_failures: u64,
+    /// Why the last check or connect failed, if one ever did.
+    pub last_failure: Option<String>,
 }
 
 /// The kernel half: verdicts per interface and the blocklist's size.

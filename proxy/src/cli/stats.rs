@@ -53,8 +53,16 @@ fn print_stats(stats: &Stats) {
         for b in &pool.backends {
             let health = if b.healthy { "up" } else { "DOWN" };
             println!(
-                "  {:<40} {:<5} weight {:<4} active {}",
-                b.address, health, b.weight, b.active_connections
+                "  {:<40} {:<5} weight {:<4} active {:<6} failed connects {}{}",
+                b.address,
+                health,
+                b.weight,
+                b.active_connections,
+                b.connect_failures,
+                b.last_failure
+                    .as_deref()
+                    .map(|e| format!(" (last: {e})"))
+                    .unwrap_or_default()
             );
         }
     }

@@ -19,11 +19,13 @@ pub struct Backend {
     pub metrics: BackendMetrics,
 }
 
-/// Consecutive results of the same kind (checks and real connects together).
+/// Consecutive results of the same kind (checks and real connects together), and
+/// the last failure's cause.
 #[derive(Debug, Default)]
 struct Streak {
     successes: u32,
     failures: u32,
+    last_failure: Option<String>,
 }
 
 /// Where a health result came from (for the log line).
@@ -57,6 +59,12 @@ impl Backend {
         self.metrics.active.get()
     }
 
+    /// Why the last check or connect failed, if one ever did.
+    pub fn last_failure(&self) -> Option<String> {
+        let streak = self.streak.lock().unwrap_or_else(|p| p.into_inner());
+        streak.last_failure.clone()
+    }
+
     /// Records a connect result; `rise` successes in a row mark a down backend up,
     /// `fall` failures in a row mark an up backend down. Logs the transitions.
     pub fn record(&self, ok: bool, source: Source, rules: &config::Health, detail: &str) {
@@ -70,6 +78,7 @@ impl Backend {
         } else {
             streak.failures = streak.failures.saturating_add(1);
             streak.successes = 0;
+            streak.last_failure = Some(detail.to_owned());
         }
         let up = self.is_up();
         if up && streak.failures >= rules.fall {

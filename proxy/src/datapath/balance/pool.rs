@@ -119,6 +119,8 @@ impl Pool {
                     weight: c.weight,
                     healthy: b.is_up(),
                     active_connections: b.active_connections(),
+                    connect_failures: b.metrics.connect_failures.get(),
+                    last_failure: b.last_failure(),
                 })
                 .collect(),
         }
