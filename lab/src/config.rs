@@ -2,7 +2,7 @@
 //! demo state what they configure instead of copying TOML text. Every field is
 //! optional: what a test leaves out takes the product's default.
 //!
-//! ```ignore
+//! ```text
 //! let toml = Config::new()
 //!     .listener(Listener::new("web", "10.77.0.1:443", "p").tls(Tls::new(&cert)))
 //!     .pool(Pool::new("p", &["10.77.0.3:8080"]).health(Health::off()))
