@@ -7,7 +7,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use lab::attack::{heavy_source, spoofed_syn_flood};
-use lab::certs::{self, KeyType};
 use lab::config::{Autoblock, Config, Listener, Pool, RateLimit, Tls, Xdp};
 use lab::inside::in_netns;
 use lab::site::{Lab, LabOptions};
@@ -43,13 +42,7 @@ fn legit_clients_keep_working_while_attackers_are_dropped() {
         attackers: 1,
         ..Default::default()
     });
-    let cert = certs::write(
-        lab.dir.path(),
-        "site",
-        KeyType::EcdsaP256,
-        "site.test",
-        &["site.test"],
-    );
+    let cert = lab.cert("site.test");
     let pins = lab::PinDir::new("attack");
     let config = Config::new()
         .listener(

@@ -115,13 +115,7 @@ fn half_close_keeps_the_response_flowing() {
         backends: 1,
         ..LabOptions::default()
     });
-    let cert = lab::certs::write(
-        lab.dir.path(),
-        "hc",
-        lab::certs::KeyType::EcdsaP256,
-        "hc.test",
-        &["hc.test"],
-    );
+    let cert = lab.cert("hc.test");
     let backend = format!("{}:9000", lab.topo.host(2).ipv4);
     let lb = lab.lb_ip().to_string();
     let config = Config::new()
@@ -277,13 +271,7 @@ fn proxy_protocol_v1_and_v2_reach_nginx() {
         proxy_protocol: true,
         ..LabOptions::default()
     });
-    let cert = lab::certs::write(
-        lab.dir.path(),
-        "pp",
-        lab::certs::KeyType::EcdsaP256,
-        "pp.test",
-        &["pp.test"],
-    );
+    let cert = lab.cert("pp.test");
     let (lb, lb6) = (lab.lb_ip().to_string(), lab.topo.host(0).ipv6.clone());
     let config = Config::new()
         .listener(Listener::new("v2", format!("{lb}:8080"), "v2"))

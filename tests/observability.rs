@@ -7,7 +7,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use lab::certs::{self, KeyType};
 use lab::config::{Autoblock, Config, Listener, Pool, Tls, Xdp};
 use lab::site::{Lab, LabOptions};
 use serde_json::Value;
@@ -66,13 +65,7 @@ fn dashboard_expressions_return_data_and_alerts_evaluate() {
         backends: 1,
         ..LabOptions::default()
     });
-    let cert = certs::write(
-        lab.dir.path(),
-        "obs",
-        KeyType::EcdsaP256,
-        "obs.test",
-        &["obs.test"],
-    );
+    let cert = lab.cert("obs.test");
     let pins = lab::PinDir::new("obs");
     let lb = lab.lb_ip().to_string();
     let config = Config::new()

@@ -7,7 +7,6 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use lab::certs::{self, KeyType};
 use lab::config::{Autoblock, Config, Listener, Pool, RateLimit, Tls, Xdp};
 use lab::inside::spawn_in_netns;
 use lab::site::{Lab, LabOptions};
@@ -57,13 +56,7 @@ fn the_status_page_shows_what_proxy_stats_says() {
         attackers: 1,
         ..LabOptions::default()
     });
-    let cert = certs::write(
-        lab.dir.path(),
-        "st",
-        KeyType::EcdsaP256,
-        "st.test",
-        &["st.test"],
-    );
+    let cert = lab.cert("st.test");
     let pins = lab::PinDir::new("status");
     let lb = lab.lb_ip().to_string();
     let config = Config::new()

@@ -4,6 +4,7 @@
 
 use std::process::Output;
 
+use crate::certs::{self, CertFiles, KeyType};
 use crate::nginx::{Nginx, NginxOptions};
 use crate::proxyd::{self, ProxyD};
 use crate::{Host, Topology, require_root};
@@ -110,6 +111,12 @@ impl Lab {
 
     pub fn proxy(&self) -> &ProxyD {
         self.proxy.as_ref().expect("proxy started")
+    }
+
+    /// A self-signed ECDSA certificate for `name` (subject and only SAN), written as
+    /// `<name>.pem`/`<name>.key` in the lab's directory.
+    pub fn cert(&self, name: &str) -> CertFiles {
+        certs::write(self.dir.path(), name, KeyType::EcdsaP256, name, &[name])
     }
 
     /// The load-balancer host.

@@ -8,7 +8,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use lab::attack::{heavy_source, spoofed_syn_flood};
-use lab::certs::{self, KeyType};
 use lab::config::{Autoblock, Config, Listener, Pool, RateLimit, Tls, Xdp};
 use lab::inside::in_netns;
 use lab::site::{Lab, LabOptions};
@@ -38,13 +37,7 @@ fn main() {
     }
 
     step(2, "a self-signed ECDSA certificate for demo.test (rcgen)");
-    let cert = certs::write(
-        lab.dir.path(),
-        "demo",
-        KeyType::EcdsaP256,
-        "demo.test",
-        &["demo.test"],
-    );
+    let cert = lab.cert("demo.test");
     println!("   {}", cert.cert.display());
 
     step(3, "proxy run with the built-in demo configuration");
