@@ -90,3 +90,21 @@ impl Nginx {
         std::fs::read(self.dir.join("www/big")).unwrap()
     }
 }
+
+/// The configuration of the benchmarks' backend: one worker serving `dir/www` on every
+/// address in `listen` (`"10.77.0.2:80"`), built for load (no access log, sendfile,
+/// long keep-alive, 19,000 connections).
+pub fn bench_backend_conf(dir: &Path, listen: &[String]) -> String {
+    let d = dir.display();
+    let listen: String = listen
+        .iter()
+        .map(|a| format!("listen {a} backlog=8192; "))
+        .collect();
+    format!(
+        "worker_processes 1;\ndaemon off;\npid {d}/backend.pid;\nerror_log {d}/backend.err warn;\n\
+         worker_rlimit_nofile 20000;\nevents {{ worker_connections 19000; }}\n\
+         http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 100000000;\n\
+           keepalive_timeout 300s;\n  client_header_timeout 300s;\n\
+           server {{ {listen}root {d}/www; }}\n}}\n"
+    )
+}

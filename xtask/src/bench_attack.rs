@@ -90,11 +90,7 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
     let dd = d.display();
     std::fs::write(
         d.join("backend.conf"),
-        format!(
-            "worker_processes 1;\ndaemon off;\npid {dd}/backend.pid;\nerror_log {dd}/backend.err warn;\n\
-             worker_rlimit_nofile 20000;\nevents {{ worker_connections 19000; }}\n\
-             http {{\n  access_log off;\n  server {{ listen {GEN_IP}:{BACKEND_PORT} backlog=8192; root {dd}/www; }}\n}}\n"
-        ),
+        lab::nginx::bench_backend_conf(d, &[format!("{GEN_IP}:{BACKEND_PORT}")]),
     )?;
     let _backend = gen_ns.start_on_cpu(GEN_CPU, &format!("nginx -c {dd}/backend.conf"))?;
     gen_ns.wait_listening(&[BACKEND_PORT])?;

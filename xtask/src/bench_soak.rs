@@ -546,15 +546,9 @@ fn config(d: &Path, k: usize, pins: &PinDir) -> String {
 }
 
 fn backend_conf(d: &Path) -> String {
-    let d = d.display();
-    let listen: String = BACKEND_PORTS
+    let listen: Vec<String> = BACKEND_PORTS
         .iter()
-        .map(|p| format!("listen {GEN_IP}:{p} backlog=8192; "))
+        .map(|p| format!("{GEN_IP}:{p}"))
         .collect();
-    format!(
-        "worker_processes 1;\ndaemon off;\npid {d}/backend.pid;\nerror_log {d}/backend.err warn;\n\
-         worker_rlimit_nofile 20000;\nevents {{ worker_connections 19000; }}\n\
-         http {{\n  access_log off;\n  sendfile on;\n  keepalive_requests 100000000;\n\
-           server {{ {listen}root {d}/www; }}\n}}\n"
-    )
+    lab::nginx::bench_backend_conf(d, &listen)
 }

@@ -42,14 +42,7 @@ pub fn write_certs(d: &Path) -> anyhow::Result<()> {
 }
 
 pub fn backend_nginx_conf(d: &Path) -> String {
-    let d = d.display();
-    format!(
-        "worker_processes 1;\ndaemon off;\npid {d}/backend.pid;\nerror_log {d}/backend.err warn;\n\
-         worker_rlimit_nofile 20000;\nevents {{ worker_connections 19000; }}\n\
-         http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 100000000;\n\
-           keepalive_timeout 300s;\n  client_header_timeout 300s;\n\
-           server {{ listen {GEN_IP}:{BACKEND_HTTP} backlog=8192; root {d}/www; }}\n}}\n"
-    )
+    lab::nginx::bench_backend_conf(d, &[format!("{GEN_IP}:{BACKEND_HTTP}")])
 }
 
 pub fn proxy_conf(d: &Path) -> String {
