@@ -24,6 +24,10 @@ pub struct Args {
     /// Targets to run (default: all).
     #[arg(long, value_delimiter = ',')]
     targets: Vec<String>,
+    /// Read the committed corpora but write new inputs to a scratch directory (what
+    /// `cargo xtask test` does, so a test run leaves the checkout unchanged).
+    #[arg(long)]
+    read_only_corpus: bool,
 }
 
 impl Args {
@@ -33,6 +37,7 @@ impl Args {
             seconds: 10,
             runs: 0,
             targets: Vec::new(),
+            read_only_corpus: true,
         }
     }
 }
@@ -57,9 +62,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         let corpus = dir.join("corpus").join(target);
         std::fs::create_dir_all(&corpus)?;
+        // libFuzzer writes new inputs into the first corpus directory it is given.
+        let scratch = tempfile::tempdir()?;
+        let mut corpora = vec![corpus];
+        if args.read_only_corpus {
+            corpora.insert(0, scratch.path().to_owned());
+        }
         let status = Command::new(env!("CARGO"))
             .args(["fuzz", "run", "--sanitizer", "none", target])
-            .arg(&corpus)
+            .args(&corpora)
             .args([
                 "--",
                 &format!("-max_total_time={}", args.seconds),
