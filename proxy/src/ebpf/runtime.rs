@@ -221,10 +221,12 @@ impl XdpSubsystem {
 
     /// Verdicts of every attached interface.
     pub fn interface_stats(&self) -> Option<Vec<InterfaceStats>> {
+        // The runtime lock before the maps lock, as `apply` takes them: never both
+        // the other way round.
+        let attachments = self.attachments();
         let maps = self.maps()?;
         let maps = maps.lock().expect("maps lock");
-        let stats = self
-            .attachments()
+        let stats = attachments
             .into_iter()
             .filter_map(|(interface, ifindex, mode)| {
                 let verdicts = maps
