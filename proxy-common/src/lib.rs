@@ -42,6 +42,20 @@ pub mod map_names {
     pub const V4_SUMMARY: &str = "V4_SUMMARY";
     /// Per-CPU direct-mapped cache of recent list verdicts ([`VerdictSlot`](super::VerdictSlot)).
     pub const VERDICT_CACHE: &str = "VERDICT_CACHE";
+    /// Program array of the [`TAIL_PROGRAMS`](super::TAIL_PROGRAMS), by index.
+    pub const SERVICES: &str = "SERVICES";
+    /// Hash [`ListenerKey`](super::ListenerKey) → [`ListenerState`](super::ListenerState):
+    /// the daemon's TCP listeners and whether SYN cookies are answered for each.
+    pub const LISTENERS: &str = "LISTENERS";
+    /// Per-CPU array of [`ListenerCounters`](super::ListenerCounters), indexed by
+    /// [`ListenerState::index`](super::ListenerState).
+    pub const LISTENER_COUNTERS: &str = "LISTENER_COUNTERS";
+    /// Array of two [`PortSet`](super::PortSet)s: TCP (index 0) and UDP (1) ports that
+    /// are served (listeners) or allowed; the service filter drops the others.
+    pub const SERVED_PORTS: &str = "SERVED_PORTS";
+    /// Hash [`AddrKey`](super::AddrKey) → u32: the host's service addresses, the
+    /// destinations the service filter applies to.
+    pub const SERVICE_ADDRS: &str = "SERVICE_ADDRS";
 
     /// Maps pinned under the pin directory so policy and counters survive a restart.
     pub const PINNED: [&str; 9] = [
@@ -51,6 +65,9 @@ pub mod map_names {
 
 /// The XDP program's function name (`bpftool prog show` lists it).
 pub const PROGRAM_NAME: &str = "proxy_xdp";
+/// The programs [`PROGRAM_NAME`] chains to by tail call, at their index in the
+/// SERVICES program array: the service filter, then the SYN cookie stage.
+pub const TAIL_PROGRAMS: [&str; 2] = ["proxy_xdp_services", "proxy_xdp_cookies"];
 
 /// Why the program passed or dropped a packet. Index into the per-interface counters.
 #[repr(u32)]
@@ -70,6 +87,14 @@ pub enum Reason {
     Malformed = 5,
     /// Not IPv4/IPv6 (ARP, LLDP, ...): XDP_PASS.
     NonIp = 6,
+    /// A SYN to a listener with SYN cookies on, answered with a cookie SYN-ACK: XDP_TX.
+    SynCookieSent = 7,
+    /// The ACK of a cookie SYN-ACK, cookie valid: XDP_PASS (the kernel accepts it).
+    SynCookieAckOk = 8,
+    /// An ACK to a cookie listener with no connection and an invalid cookie: XDP_DROP.
+    SynCookieAckBad = 9,
+    /// To a service address, at a port no listener serves and not allowed: XDP_DROP.
+    PortClosed = 10,
 }
 
 impl Reason {
@@ -81,6 +106,10 @@ impl Reason {
         Reason::RateSyn,
         Reason::Malformed,
         Reason::NonIp,
+        Reason::SynCookieSent,
+        Reason::SynCookieAckOk,
+        Reason::SynCookieAckBad,
+        Reason::PortClosed,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -92,14 +121,29 @@ impl Reason {
             Reason::RateSyn => "rate_syn",
             Reason::Malformed => "malformed",
             Reason::NonIp => "non_ip",
+            Reason::SynCookieSent => "syn_cookie_sent",
+            Reason::SynCookieAckOk => "syn_cookie_ack_ok",
+            Reason::SynCookieAckBad => "syn_cookie_ack_bad",
+            Reason::PortClosed => "port_closed",
         }
     }
 
     pub const fn is_drop(self) -> bool {
         matches!(
             self,
-            Reason::Blocklisted | Reason::RatePps | Reason::RateSyn | Reason::Malformed
+            Reason::Blocklisted
+                | Reason::RatePps
+                | Reason::RateSyn
+                | Reason::Malformed
+                | Reason::SynCookieAckBad
+                | Reason::PortClosed
         )
+    }
+
+    /// Verdicts whose packet never reaches the stack (drops and cookie answers): sampled
+    /// into DROP_EVENTS.
+    pub const fn is_sampled(self) -> bool {
+        self.is_drop() || matches!(self, Reason::SynCookieSent)
     }
 
     pub const fn from_u32(v: u32) -> Option<Reason> {
@@ -111,9 +155,9 @@ impl Reason {
     }
 }
 
-pub const REASON_COUNT: u32 = 7;
+pub const REASON_COUNT: u32 = 11;
 /// Counter slots per interface (a power of two ≥ [`REASON_COUNT`]).
-pub const REASON_SLOTS: u32 = 8;
+pub const REASON_SLOTS: u32 = 16;
 /// Interfaces with `ifindex < MAX_IFINDEX` get their own counters; higher ones share slot 0.
 pub const MAX_IFINDEX: u32 = 1024;
 pub const COUNTERS_LEN: u32 = MAX_IFINDEX * REASON_SLOTS;
@@ -285,6 +329,62 @@ pub struct RateSketch {
 pub const SKETCH_PPS: u32 = 0;
 pub const SKETCH_SYN: u32 = 1;
 
+/// Listeners the LISTENERS map holds (and LISTENER_COUNTERS has slots for).
+pub const MAX_LISTENERS: u32 = 256;
+/// Service addresses the SERVICE_ADDRS map holds.
+pub const MAX_SERVICE_ADDRS: u32 = 1024;
+
+/// An address with its family: IPv4 in the first 4 bytes, the rest zero. All zero
+/// with a family: the wildcard (`0.0.0.0` / `::`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AddrKey {
+    pub addr: [u8; 16],
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u32,
+}
+
+/// Key of LISTENERS: where a listener accepts TCP connections.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ListenerKey {
+    /// Bound address; the wildcard matches every destination of its family.
+    pub addr: AddrKey,
+    /// Host byte order.
+    pub port: u32,
+}
+
+/// SYN cookie states of a listener (in [`ListenerState::cookies`]).
+pub const COOKIES_OFF: u32 = 0;
+/// SYNs are answered with cookie SYN-ACKs and cookie ACKs are checked in XDP.
+pub const COOKIES_ON: u32 = 1;
+
+/// Value of LISTENERS. Userspace writes it; `cookies` flips in `auto` mode.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListenerState {
+    /// [`COOKIES_OFF`] or [`COOKIES_ON`].
+    pub cookies: u32,
+    /// This listener's slot in LISTENER_COUNTERS (< [`MAX_LISTENERS`]).
+    pub index: u32,
+}
+
+/// Per-listener packet counts, per CPU (LISTENER_COUNTERS).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListenerCounters {
+    /// SYNs that reached the cookie stage (past allow/block lists and rate limits),
+    /// whatever the mode: `auto` decides from their rate.
+    pub syns: u64,
+    pub cookies_sent: u64,
+    pub cookie_acks_ok: u64,
+    pub cookie_acks_bad: u64,
+}
+
+/// Index of the TCP and UDP port sets in SERVED_PORTS.
+pub const SERVED_TCP: u32 = 0;
+pub const SERVED_UDP: u32 = 1;
+
 /// The single CONFIG entry, written by userspace, read by the program on every packet.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -301,6 +401,19 @@ pub struct XdpConfig {
     pub log_drops: u32,
     /// Secret per-row hash seeds, random per pin directory.
     pub hash_seeds: [u64; SKETCH_ROWS],
+    /// Non-zero: drop TCP/UDP to service addresses at ports not in SERVED_PORTS.
+    pub service_filter: u32,
+    /// Listeners with SYN cookies `on` or `auto`: their SYNs go to the services program.
+    pub syn_cookie_listeners: u32,
+    /// Listeners answering with cookies now: ACKs to listeners are checked too.
+    pub syn_cookies_active: u32,
+    /// Window scale the kernel will choose for a connection made from a cookie (its
+    /// `rcv_wscale`), advertised in cookie SYN-ACKs. Computed by the daemon from sysctls.
+    pub synack_wscale: u32,
+    /// `net.ipv4.ip_local_port_range`: UDP replies to a bound socket in this range
+    /// pass the service filter (the host's own client sockets).
+    pub ephemeral_first: u32,
+    pub ephemeral_last: u32,
 }
 
 /// IP family values in [`DropEvent::family`].
@@ -332,6 +445,10 @@ mod pod {
     unsafe impl aya::Pod for DropEvent {}
     unsafe impl aya::Pod for VerdictSlot {}
     unsafe impl aya::Pod for PortSet {}
+    unsafe impl aya::Pod for AddrKey {}
+    unsafe impl aya::Pod for ListenerKey {}
+    unsafe impl aya::Pod for ListenerState {}
+    unsafe impl aya::Pod for ListenerCounters {}
 }
 
 #[cfg(test)]
@@ -345,7 +462,14 @@ mod tests {
         assert_eq!(size_of::<PolicyEntry>(), 8 + 8 + 4 + 4 + REASON_TEXT_LEN);
         assert_eq!(size_of::<PolicyEntry>() % 4, 0);
         assert_eq!(size_of::<RateParams>(), 24);
-        assert_eq!(size_of::<XdpConfig>(), 2 * 24 + 4 * 4 + 8 * SKETCH_ROWS);
+        assert_eq!(
+            size_of::<XdpConfig>(),
+            2 * 24 + 4 * 4 + 8 * SKETCH_ROWS + 6 * 4
+        );
+        assert_eq!(size_of::<AddrKey>(), 20);
+        assert_eq!(size_of::<ListenerKey>(), 24);
+        assert_eq!(size_of::<ListenerState>(), 8);
+        assert_eq!(size_of::<ListenerCounters>(), 32);
         assert_eq!(size_of::<DropEvent>(), 32);
         assert_eq!(size_of::<VerdictSlot>(), 40);
         assert_eq!(size_of::<LpmKey<4>>(), 8);
@@ -386,7 +510,7 @@ mod tests {
 
     #[test]
     fn counter_index_overflow_shares_slot_zero() {
-        assert_eq!(counter_index(3, Reason::RateSyn), 3 * 8 + 4);
+        assert_eq!(counter_index(3, Reason::RateSyn), 3 * 16 + 4);
         assert_eq!(counter_index(5000, Reason::Passed), 0);
         assert!(counter_index(MAX_IFINDEX - 1, Reason::NonIp) < COUNTERS_LEN);
     }

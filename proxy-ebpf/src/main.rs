@@ -1,11 +1,22 @@
 //! The kernel half of the proxy: an XDP program that drops traffic from blocklisted
-//! and over-rate sources before the kernel stack or the daemon sees it, and counts
-//! every verdict. Decision order: allowlist → blocklist → rate limits → pass.
+//! and over-rate sources before the kernel stack or the daemon sees it, answers SYNs
+//! with SYN cookies for listeners under flood, drops traffic to ports nobody serves,
+//! and counts every verdict. Decision order: allowlist → blocklist → rate limits →
+//! service filter → SYN cookies → pass.
+//!
+//! Three programs chained by tail calls: `proxy_xdp` (attached) runs the lists and
+//! limits; packets the service filter or the SYN cookies may concern continue in
+//! `proxy_xdp_services`, and TCP to cookie listeners in `proxy_xdp_cookies`. Each is
+//! verified alone with its own 512-byte stack, which keeps each within the verifier's
+//! limits; each re-parses the headers (cheap, and nothing is trusted across the call).
 #![no_std]
 #![no_main]
 
+mod cookies;
 mod maps;
 mod parse;
+mod services;
+mod socket;
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -16,10 +27,11 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::info;
 use maps::*;
-use parse::{IpPacket, Parsed, Source};
+use parse::{Addr, IpPacket, Parsed};
 use proxy_common::{
-    DropEvent, FAMILY_V4, FAMILY_V6, LISTED_ALLOW, LISTED_BLOCK, LISTED_NONE, PolicyEntry, Reason,
-    SKETCH_PPS, SKETCH_SYN, VERDICT_CACHE_SLOTS, VerdictSlot, XdpConfig, counter_index, prefix,
+    AddrKey, DropEvent, FAMILY_V4, FAMILY_V6, LISTED_ALLOW, LISTED_BLOCK, LISTED_NONE, PolicyEntry,
+    Reason, SKETCH_PPS, SKETCH_SYN, VERDICT_CACHE_SLOTS, VerdictSlot, XdpConfig, counter_index,
+    prefix,
     rate::{self, Cells, sketch_key_v4, sketch_key_v6},
     v4_summary_bit,
 };
@@ -30,27 +42,83 @@ const MAX_EXPIRED_PER_LOOKUP: usize = 3;
 #[xdp]
 pub fn proxy_xdp(ctx: XdpContext) -> u32 {
     let config = CONFIG.get(0);
-    let (reason, src) = decide(&ctx, config);
-    account(&ctx, config, reason, src.as_ref());
+    let (reason, src, continues) = decide(&ctx, config);
+    if continues {
+        // SAFETY: index 0 of SERVICES holds `proxy_xdp_services` (or nothing: then
+        // the call returns and the packet passes as decided here).
+        unsafe { SERVICES.tail_call(&ctx, 0) };
+    }
+    finish(&ctx, config, reason, &src)
+}
+
+/// The service filter, for packets `proxy_xdp` passed on; then the SYN cookie stage.
+#[xdp]
+pub fn proxy_xdp_services(ctx: XdpContext) -> u32 {
+    let config = CONFIG.get(0);
+    let (reason, src) = match (parse::parse(&ctx), config) {
+        (Ok(Parsed::Ip(mut packet)), Some(config)) => {
+            packet.offsets_opaque();
+            let reason = services::service_filter(&ctx, &packet, config);
+            if reason == Reason::Passed && services::cookie_stage_concerns(&packet, config) {
+                // SAFETY: index 1 of SERVICES holds `proxy_xdp_cookies` (or nothing:
+                // then the call returns and the packet passes).
+                unsafe { SERVICES.tail_call(&ctx, 1) };
+            }
+            (reason, packet.src.key())
+        }
+        // Only parsed IP packets are passed on, with a config: nothing to do otherwise.
+        _ => (Reason::Passed, AddrKey::default()),
+    };
+    finish(&ctx, config, reason, &src)
+}
+
+/// The SYN cookie stage, for TCP to a listener with cookies on or auto.
+#[xdp]
+pub fn proxy_xdp_cookies(ctx: XdpContext) -> u32 {
+    let config = CONFIG.get(0);
+    let (reason, src) = match (parse::parse(&ctx), config) {
+        (Ok(Parsed::Ip(mut packet)), Some(config)) => {
+            packet.offsets_opaque();
+            (
+                services::syn_cookies(&ctx, &packet, config),
+                packet.src.key(),
+            )
+        }
+        _ => (Reason::Passed, AddrKey::default()),
+    };
+    finish(&ctx, config, reason, &src)
+}
+
+/// Counts the verdict and turns it into an XDP action.
+#[inline(always)]
+fn finish(ctx: &XdpContext, config: Option<&XdpConfig>, reason: Reason, src: &AddrKey) -> u32 {
+    account(ctx, config, reason, src);
     if reason.is_drop() {
         xdp_action::XDP_DROP
+    } else if reason == Reason::SynCookieSent {
+        xdp_action::XDP_TX
     } else {
         xdp_action::XDP_PASS
     }
 }
 
+/// The verdict of the lists and limits, the source (family 0: none), and whether the
+/// packet goes on to the services program. (The source is a plain `AddrKey`, never an
+/// `Option`: the compiler may copy an `Option`'s uninitialised payload through a
+/// register, which the verifier rejects.)
 #[inline(always)]
-fn decide(ctx: &XdpContext, config: Option<&XdpConfig>) -> (Reason, Option<Source>) {
+fn decide(ctx: &XdpContext, config: Option<&XdpConfig>) -> (Reason, AddrKey, bool) {
     let packet = match parse::parse(ctx) {
-        Err(parse::Malformed) => return (Reason::Malformed, None),
-        Ok(Parsed::NonIp) => return (Reason::NonIp, None),
+        Err(parse::Malformed) => return (Reason::Malformed, AddrKey::default(), false),
+        Ok(Parsed::NonIp) => return (Reason::NonIp, AddrKey::default(), false),
         Ok(Parsed::Ip(packet)) => packet,
     };
-    let reason = match config {
-        Some(config) => policy(&packet, config),
-        None => Reason::Passed,
+    let Some(config) = config else {
+        return (Reason::Passed, packet.src.key(), false);
     };
-    (reason, Some(packet.src))
+    let reason = policy(&packet, config);
+    let continues = reason == Reason::Passed && services::concerns(&packet, config);
+    (reason, packet.src.key(), continues)
 }
 
 #[inline(always)]
@@ -61,13 +129,19 @@ fn policy(packet: &IpPacket, config: &XdpConfig) -> Reason {
         LISTED_BLOCK => return Reason::Blocklisted,
         _ => {}
     }
+    rate_limits(packet, config, &mut clock)
+}
+
+/// Per-source packet and SYN rate limits.
+#[inline(always)]
+fn rate_limits(packet: &IpPacket, config: &XdpConfig, clock: &mut Clock) -> Reason {
     let check_syn = packet.tcp_syn && config.syn.per_sec != 0;
     if (config.pps.per_sec == 0 && !check_syn) || !rate_limited_port(packet, config) {
         return Reason::Passed;
     }
     let (hi, lo) = match packet.src {
-        Source::V4(a) => sketch_key_v4(a),
-        Source::V6(a) => sketch_key_v6(a, config.ipv6_prefix_len),
+        Addr::V4(a) => sketch_key_v4(a),
+        Addr::V6(a) => sketch_key_v6(a, config.ipv6_prefix_len),
     };
     let cells = Cells::of(hi, lo, &config.hash_seeds);
     let now = clock.now();
@@ -97,9 +171,9 @@ fn admit(index: u32, cells: &Cells, params: &proxy_common::RateParams, now: u64)
 /// for this source, from the current policy generation and unexpired; else looked up
 /// (and cached).
 #[inline(always)]
-fn list_verdict(src: &Source, clock: &mut Clock) -> u32 {
+fn list_verdict(src: &Addr, clock: &mut Clock) -> u32 {
     // Most IPv4 sources fall in a /24 no entry touches: one bit answers.
-    if let Source::V4(a) = src {
+    if let Addr::V4(a) = src {
         let (word, bit) = v4_summary_bit(u32::from_be_bytes(*a));
         if V4_SUMMARY.get(word).is_some_and(|w| *w & bit == 0) {
             return LISTED_NONE;
@@ -109,12 +183,12 @@ fn list_verdict(src: &Source, clock: &mut Clock) -> u32 {
     // generation newer than the lists it was computed from.
     let generation = POLICY_GEN.get(0).map_or(0, |g| *g);
     let (addr, family, spread) = match src {
-        Source::V4(a) => {
+        Addr::V4(a) => {
             let mut addr = [0u8; 16];
             addr[..4].copy_from_slice(a);
             (addr, FAMILY_V4, u32::from_ne_bytes(*a))
         }
-        Source::V6(a) => {
+        Addr::V6(a) => {
             let w = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
             (*a, FAMILY_V6, w(0) ^ w(4) ^ w(8) ^ w(12))
         }
@@ -149,9 +223,9 @@ const VERDICT_CACHE_BITS: u32 = VERDICT_CACHE_SLOTS.trailing_zeros();
 /// The allow/block tries (allowlist first), with the matched entry's expiry.
 /// (IPv4 sources get here only when their V4_SUMMARY bit is set.)
 #[inline(always)]
-fn lookup_lists(src: &Source, clock: &mut Clock) -> (u32, u64) {
+fn lookup_lists(src: &Addr, clock: &mut Clock) -> (u32, u64) {
     match src {
-        Source::V4(a) => {
+        Addr::V4(a) => {
             if let Some(expires) = listed(&ALLOW_V4, *a, clock) {
                 return (LISTED_ALLOW, expires);
             }
@@ -159,7 +233,7 @@ fn lookup_lists(src: &Source, clock: &mut Clock) -> (u32, u64) {
                 return (LISTED_BLOCK, expires);
             }
         }
-        Source::V6(a) => {
+        Addr::V6(a) => {
             if let Some(expires) = listed(&ALLOW_V6, *a, clock) {
                 return (LISTED_ALLOW, expires);
             }
@@ -178,7 +252,7 @@ fn rate_limited_port(packet: &IpPacket, config: &XdpConfig) -> bool {
         // Later fragments carry no port: treat them as aimed at a protected port.
         return true;
     }
-    match packet.dst_port {
+    match packet.dst_port() {
         Some(port) => PORTS.get(0).is_some_and(|set| set.contains(port)),
         None => false,
     }
@@ -223,7 +297,7 @@ fn listed<const N: usize, const MAX: usize>(
 }
 
 #[inline(always)]
-fn account(ctx: &XdpContext, config: Option<&XdpConfig>, reason: Reason, src: Option<&Source>) {
+fn account(ctx: &XdpContext, config: Option<&XdpConfig>, reason: Reason, src: &AddrKey) {
     let ifindex = ctx.ingress_ifindex() as u32;
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     if let Some(counter) = COUNTERS.get_ptr_mut(counter_index(ifindex, reason)) {
@@ -234,7 +308,7 @@ fn account(ctx: &XdpContext, config: Option<&XdpConfig>, reason: Reason, src: Op
             (*counter).bytes += bytes;
         }
     }
-    if !reason.is_drop() {
+    if !reason.is_sampled() {
         return;
     }
     let Some(config) = config else { return };
@@ -247,17 +321,8 @@ fn account(ctx: &XdpContext, config: Option<&XdpConfig>, reason: Reason, src: Op
             weight: every,
             ..DropEvent::default()
         };
-        match src {
-            Some(Source::V4(a)) => {
-                event.family = FAMILY_V4;
-                event.addr[..4].copy_from_slice(a);
-            }
-            Some(Source::V6(a)) => {
-                event.family = FAMILY_V6;
-                event.addr = *a;
-            }
-            None => {}
-        }
+        event.family = src.family;
+        event.addr = src.addr;
         let _ = DROP_EVENTS.output(event, 0);
     }
     if config.log_drops != 0 {

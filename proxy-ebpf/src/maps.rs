@@ -3,12 +3,13 @@
 //! List sizes here are the defaults from `proxy-common`; the loader resizes them from the config.
 
 use aya_ebpf::{
-    btf_maps::{Array, LpmTrie, PerCpuArray, RingBuf},
+    btf_maps::{Array, HashMap, LpmTrie, PerCpuArray, ProgramArray, RingBuf},
     macros::btf_map,
 };
 use proxy_common::{
-    COUNTERS_LEN, Counter, DEFAULT_MAX_ALLOW_ENTRIES as ALLOW_ENTRIES,
-    DEFAULT_MAX_BLOCK_ENTRIES as BLOCK_ENTRIES, DropEvent, PolicyEntry, PortSet, RateSketch,
+    AddrKey, COUNTERS_LEN, Counter, DEFAULT_MAX_ALLOW_ENTRIES as ALLOW_ENTRIES,
+    DEFAULT_MAX_BLOCK_ENTRIES as BLOCK_ENTRIES, DropEvent, ListenerCounters, ListenerKey,
+    ListenerState, MAX_LISTENERS, MAX_SERVICE_ADDRS, PolicyEntry, PortSet, RateSketch,
     V4_SUMMARY_WORDS, VERDICT_CACHE_SLOTS, VerdictSlot, XdpConfig,
 };
 
@@ -60,3 +61,31 @@ pub static V4_SUMMARY: Array<u64, { V4_SUMMARY_WORDS as usize }> = Array::new();
 #[btf_map]
 pub static VERDICT_CACHE: PerCpuArray<VerdictSlot, { VERDICT_CACHE_SLOTS as usize }> =
     PerCpuArray::new();
+
+/// The daemon's TCP listeners and their SYN cookie state. Userspace writes.
+#[btf_map]
+pub static LISTENERS: HashMap<ListenerKey, ListenerState, { MAX_LISTENERS as usize }> =
+    HashMap::new();
+
+/// SYNs and cookie verdicts per listener, per CPU. The program writes, userspace sums.
+#[btf_map]
+pub static LISTENER_COUNTERS: PerCpuArray<ListenerCounters, { MAX_LISTENERS as usize }> =
+    PerCpuArray::new();
+
+/// TCP (0) and UDP (1) ports served or allowed (the service filter). Userspace writes.
+#[btf_map]
+pub static SERVED_PORTS: Array<PortSet, 2> = Array::new();
+
+/// Destinations the service filter applies to. Userspace writes.
+#[btf_map]
+pub static SERVICE_ADDRS: HashMap<AddrKey, u32, { MAX_SERVICE_ADDRS as usize }> = HashMap::new();
+
+/// Per-CPU room for the SYN cookie code's header copies (the BPF stack is too small).
+/// Only the program touches it.
+#[btf_map]
+pub static COOKIE_SCRATCH: PerCpuArray<crate::cookies::Scratch, 1> = PerCpuArray::new();
+
+/// Index 0: `proxy_xdp_services` (tail-called by `proxy_xdp`); 1: `proxy_xdp_cookies`
+/// (tail-called by `proxy_xdp_services`). Userspace fills it at load.
+#[btf_map]
+pub static SERVICES: ProgramArray<2> = ProgramArray::new();

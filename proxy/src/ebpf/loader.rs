@@ -4,13 +4,14 @@ use std::path::{Path, PathBuf};
 
 use aya::{
     Ebpf, EbpfLoader,
+    maps::ProgramArray,
     programs::{
         Xdp, XdpMode,
         links::{FdLink, PinnedLink},
         xdp::XdpLinkId,
     },
 };
-use proxy_common::{PROGRAM_NAME, map_names};
+use proxy_common::{PROGRAM_NAME, TAIL_PROGRAMS, map_names};
 use tracing::{info, warn};
 
 use super::host::{self, if_index};
@@ -104,8 +105,8 @@ impl XdpProgram {
             loader.map_pin_path(name, path.as_path());
         }
         let mut ebpf = loader.load(OBJECT)?;
-        let program: &mut Xdp = program_mut(&mut ebpf)?;
-        program.load()?;
+        program_mut(&mut ebpf)?.load()?;
+        link_tail_programs(&mut ebpf)?;
         let mut maps = Maps::take_from(&mut ebpf)?;
         if let Some(dir) = &options.pin_dir {
             maps.lock_dir(dir)?;
@@ -316,13 +317,45 @@ impl XdpProgram {
 }
 
 fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, EbpfError> {
-    let program = ebpf
-        .program_mut(PROGRAM_NAME)
+    named_program_mut(ebpf, PROGRAM_NAME)
+}
+
+fn named_program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp, EbpfError> {
+    let program = ebpf.program_mut(name).ok_or_else(|| EbpfError::Io {
+        context: format!("the embedded object has no program {name}"),
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    })?;
+    Ok(program.try_into()?)
+}
+
+/// Loads the service filter and SYN cookie programs and puts them where the chain
+/// tail-calls them (SERVICES[i]).
+fn link_tail_programs(ebpf: &mut Ebpf) -> Result<(), EbpfError> {
+    let mut fds = Vec::new();
+    for name in TAIL_PROGRAMS {
+        let program = named_program_mut(ebpf, name)?;
+        program.load()?;
+        let fd = program.fd()?.try_clone().map_err(|e| EbpfError::Io {
+            context: format!("duplicating the fd of {name}"),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        fds.push(fd);
+    }
+    let map = ebpf
+        .map_mut(map_names::SERVICES)
         .ok_or_else(|| EbpfError::Io {
-            context: format!("the embedded object has no program {PROGRAM_NAME}"),
+            context: format!("the embedded object has no map {}", map_names::SERVICES),
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
         })?;
-    Ok(program.try_into()?)
+    let map_err = |source| EbpfError::Map {
+        map: "SERVICES",
+        source,
+    };
+    let mut array = ProgramArray::try_from(map).map_err(map_err)?;
+    for (index, fd) in fds.iter().enumerate() {
+        array.set(index as u32, fd, 0).map_err(map_err)?;
+    }
+    Ok(())
 }
 
 fn pin_link(

@@ -1,0 +1,436 @@
+//! SYN cookies answered from XDP with the kernel's own cookie helpers, so the kernel
+//! accepts the client's ACK and creates the connection as if it had sent the SYN-ACK.
+//!
+//! The SYN-ACK carries what the kernel's cookie code decodes: the cookie (MSS index) in
+//! the sequence number, and, when the client sent timestamps, window scale / SACK / ECN
+//! in the low 6 bits of our timestamp value (`cookie_timestamp_decode`). The kernel
+//! subtracts a per-address-pair random offset from the echoed timestamp unless
+//! `net.ipv4.tcp_timestamps = 2`, and the helper issues cookies for a listener whose
+//! queue is not full only with `net.ipv4.tcp_syncookies = 2`: the daemon sets both
+//! while a listener has cookies configured. ECN is not offered in cookie SYN-ACKs.
+
+use aya_ebpf::{
+    bindings::tcphdr,
+    helpers::{bpf_ktime_get_ns, generated},
+    programs::XdpContext,
+};
+use proxy_common::XdpConfig;
+
+use crate::maps::COOKIE_SCRATCH;
+use crate::parse::{self, Addr, IpPacket, TCP_ACK, TCP_SYN};
+use crate::socket::Socket;
+
+/// Our SYN-ACK's TCP header: 20 bytes + 20 of options (MSS, SACK-permitted or two
+/// NOPs, timestamps, NOP + window scale; unused room is end-of-options padding).
+const SYNACK_TCP_LEN: usize = 40;
+const TTL: u8 = 64;
+
+/// Bits of the timestamp value the kernel reads back as options (`TSBITS`).
+const TS_OPTION_BITS: u32 = 6;
+const TS_NO_WSCALE: u32 = 0xf;
+const TS_SACK: u32 = 1 << 4;
+/// Largest window shift TCP allows (RFC 7323); the kernel clamps larger ones.
+const MAX_WSCALE: u8 = 14;
+
+const OPT_EOL: u8 = 0;
+const OPT_NOP: u8 = 1;
+const OPT_MSS: u8 = 2;
+const OPT_WSCALE: u8 = 3;
+const OPT_SACK_PERM: u8 = 4;
+const OPT_TIMESTAMP: u8 = 8;
+
+/// Header copies handed to the kernel's helpers and the SYN-ACK being built.
+#[repr(C)]
+pub struct Scratch {
+    /// The client's TCP header with options (`th[..tcp_len]`).
+    th: [u8; 64],
+    /// The client's IP header (fixed part), then our reply's.
+    ip: [u8; 40],
+    /// Our SYN-ACK's TCP header.
+    tcp: [u8; SYNACK_TCP_LEN],
+    /// What the option parser found in `th`.
+    options: SynOptions,
+    /// The TCP pseudo-header of our SYN-ACK (IPv4 uses the first 12 bytes).
+    pseudo: [u8; 40],
+}
+
+#[inline(always)]
+fn scratch() -> Result<&'static mut Scratch, ()> {
+    let ptr = COOKIE_SCRATCH.get_ptr_mut(0).ok_or(())?;
+    // SAFETY: a per-CPU map slot: valid for the program's run and only this CPU
+    // touches it (the program runs to completion without preemption).
+    Ok(unsafe { &mut *ptr })
+}
+
+/// The options of a client's SYN the cookie can carry (u32 flags: they live in the
+/// scratch map, see `syn_options`).
+#[repr(C)]
+struct SynOptions {
+    /// Where the parser is in the TCP header.
+    cursor: u32,
+    /// The client's window shift, or NO_WSCALE.
+    wscale: u32,
+    sack: u32,
+    has_tsval: u32,
+    /// The client's timestamp value (echoed in ours).
+    tsval: u32,
+}
+
+const NO_WSCALE: u32 = 0xff;
+
+/// Answers a SYN with a cookie SYN-ACK, rewriting the frame in place for XDP_TX.
+/// `Err` leaves the frame as it was (the caller passes it to the kernel).
+/// Not inlined: its own stack frame (the BPF stack is 512 bytes per call chain).
+#[inline(never)]
+pub fn answer_syn(
+    ctx: &XdpContext,
+    packet: &IpPacket,
+    listener: &Socket,
+    config: &XdpConfig,
+) -> Result<(), ()> {
+    let doff = parse::read::<[u8; 1]>(ctx, packet.l4 + 12).map_err(|_| ())?[0];
+    // Options length checked through black_box, so the compiler cannot move the check
+    // onto another register: the verifier must see the helper's length is 20..=60.
+    let options_len = core::hint::black_box(((doff >> 4) as u32 * 4).wrapping_sub(20));
+    if options_len > 40 {
+        return Err(());
+    }
+    let tcp_len = 20 + options_len;
+    let Scratch {
+        th,
+        ip,
+        tcp,
+        options,
+        pseudo,
+    } = scratch()?;
+    // The client's TCP header with options, copied out for the helper.
+    // SAFETY: `th` has room for `tcp_len` (≤ 60) bytes; the helper bounds-checks the packet.
+    let copied = unsafe {
+        generated::bpf_xdp_load_bytes(
+            ctx.ctx,
+            packet.l4 as u32,
+            th.as_mut_ptr() as *mut core::ffi::c_void,
+            tcp_len,
+        )
+    };
+    if copied != 0 {
+        return Err(());
+    }
+    let ip_len = copy_ip_header(ctx, packet, ip)?;
+    // SAFETY: `listener` is a referenced listening socket; `ip` holds `ip_len` bytes
+    // and `th` `tcp_len` bytes (equal to the data offset, as the helper requires).
+    let generated = unsafe {
+        generated::bpf_tcp_gen_syncookie(
+            listener.as_ptr(),
+            ip.as_mut_ptr() as *mut core::ffi::c_void,
+            ip_len,
+            th.as_mut_ptr() as *mut tcphdr,
+            tcp_len,
+        )
+    };
+    if generated < 0 {
+        return Err(());
+    }
+    let cookie = generated as u32;
+    let mss = (generated >> 32) as u16;
+    syn_options(th, tcp_len, options);
+    let client_seq = u32::from_be_bytes([th[4], th[5], th[6], th[7]]);
+
+    *tcp = [0u8; SYNACK_TCP_LEN];
+    tcp[0..2].copy_from_slice(&th[2..4]);
+    tcp[2..4].copy_from_slice(&th[0..2]);
+    tcp[4..8].copy_from_slice(&cookie.to_be_bytes());
+    tcp[8..12].copy_from_slice(&client_seq.wrapping_add(1).to_be_bytes());
+    tcp[12] = ((SYNACK_TCP_LEN / 4) as u8) << 4;
+    // No ECE: ECN is not negotiated through the cookie (the client falls back to none).
+    tcp[13] = TCP_SYN | TCP_ACK;
+    tcp[14..16].copy_from_slice(&window(mss).to_be_bytes());
+    write_options(tcp, mss, options, config);
+
+    let frame_len = packet.l3 + ip_len as usize + SYNACK_TCP_LEN;
+    resize(ctx, frame_len)?;
+    swap_macs(ctx)?;
+    *ip = [0u8; 40];
+    match (&packet.src, &packet.dst) {
+        (Addr::V4(client), Addr::V4(server)) => {
+            let h: &mut [u8; 20] = (&mut ip[..20]).try_into().map_err(|_| ())?;
+            h[0] = 0x45;
+            h[2..4].copy_from_slice(&((20 + SYNACK_TCP_LEN) as u16).to_be_bytes());
+            h[6] = 0x40; // don't fragment
+            h[8] = TTL;
+            h[9] = parse::IPPROTO_TCP;
+            h[12..16].copy_from_slice(server);
+            h[16..20].copy_from_slice(client);
+            let ip_sum = checksum(csum(h, 0)?);
+            h[10..12].copy_from_slice(&ip_sum);
+            let p: &mut [u8; 12] = (&mut pseudo[..12]).try_into().map_err(|_| ())?;
+            p[..4].copy_from_slice(server);
+            p[4..8].copy_from_slice(client);
+            p[8..].copy_from_slice(&[0, parse::IPPROTO_TCP, 0, SYNACK_TCP_LEN as u8]);
+            let tcp_sum = checksum(csum(tcp, csum(p, 0)?)?);
+            tcp[16..18].copy_from_slice(&tcp_sum);
+            store(ctx, packet.l3, h)?;
+            store(ctx, packet.l3 + 20, tcp)
+        }
+        (Addr::V6(client), Addr::V6(server)) => {
+            ip[0] = 0x60;
+            ip[4..6].copy_from_slice(&(SYNACK_TCP_LEN as u16).to_be_bytes());
+            ip[6] = parse::IPPROTO_TCP;
+            ip[7] = TTL;
+            ip[8..24].copy_from_slice(server);
+            ip[24..40].copy_from_slice(client);
+            pseudo[..16].copy_from_slice(server);
+            pseudo[16..32].copy_from_slice(client);
+            pseudo[32..].copy_from_slice(&[
+                0,
+                0,
+                0,
+                SYNACK_TCP_LEN as u8,
+                0,
+                0,
+                0,
+                parse::IPPROTO_TCP,
+            ]);
+            let tcp_sum = checksum(csum(tcp, csum(pseudo, 0)?)?);
+            tcp[16..18].copy_from_slice(&tcp_sum);
+            store(ctx, packet.l3, ip)?;
+            store(ctx, packet.l3 + 40, tcp)
+        }
+        _ => Err(()),
+    }
+}
+
+/// Is this ACK (to a listener, with no connection) the answer to a valid cookie?
+#[inline(never)]
+pub fn ack_has_valid_cookie(ctx: &XdpContext, packet: &IpPacket, listener: &Socket) -> bool {
+    let Ok(Scratch { th, ip, .. }) = scratch() else {
+        return false;
+    };
+    let Ok(header) = parse::read::<[u8; 20]>(ctx, packet.l4) else {
+        return false;
+    };
+    th[..20].copy_from_slice(&header);
+    let Ok(ip_len) = copy_ip_header(ctx, packet, ip) else {
+        return false;
+    };
+    // SAFETY: `listener` is a referenced listening socket; `ip` holds `ip_len` bytes,
+    // `th` 20 (the helper reads only the fixed header).
+    let verdict = unsafe {
+        generated::bpf_tcp_check_syncookie(
+            listener.as_ptr(),
+            ip.as_mut_ptr() as *mut core::ffi::c_void,
+            ip_len,
+            th.as_mut_ptr() as *mut tcphdr,
+            20,
+        )
+    };
+    verdict == 0
+}
+
+/// Copies the IP header's fixed part (20 bytes IPv4, 40 IPv6) into `ip`; its length.
+#[inline(always)]
+fn copy_ip_header(ctx: &XdpContext, packet: &IpPacket, ip: &mut [u8; 40]) -> Result<u32, ()> {
+    let len = match packet.src {
+        Addr::V4(_) => 20,
+        Addr::V6(_) => 40,
+    };
+    // SAFETY: `ip` has room for 40 bytes; the helper bounds-checks the packet.
+    let r = unsafe {
+        generated::bpf_xdp_load_bytes(
+            ctx.ctx,
+            packet.l3 as u32,
+            ip.as_mut_ptr() as *mut core::ffi::c_void,
+            len,
+        )
+    };
+    if r == 0 { Ok(len) } else { Err(()) }
+}
+
+/// Option items parsed at most (NOPs count): real SYNs carry 5 to 8 (Linux: MSS,
+/// SACK-permitted, timestamps, NOP, window scale). Past this the rest is ignored and
+/// the SYN-ACK offers less (never anything the client did not send).
+const MAX_OPTION_ITEMS: usize = 2;
+
+/// Window scale, SACK-permitted and timestamp of a SYN's options; a malformed option
+/// ends the parse. Cursor and findings live in the per-CPU scratch (volatile accesses
+/// keep them there): the verifier then sees one state per loop iteration instead of
+/// one per combination of options found.
+#[inline(always)]
+fn syn_options(th: &[u8; 64], tcp_len: u32, found: &mut SynOptions) {
+    let cell = |v: &mut u32, x: u32| {
+        // SAFETY: a valid, exclusive reference (volatile only to keep it in memory).
+        unsafe { core::ptr::write_volatile(v, x) }
+    };
+    cell(&mut found.cursor, 20);
+    cell(&mut found.wscale, NO_WSCALE);
+    cell(&mut found.sack, 0);
+    cell(&mut found.has_tsval, 0);
+    for _ in 0..MAX_OPTION_ITEMS {
+        // SAFETY: as above.
+        let i = unsafe { core::ptr::read_volatile(&found.cursor) } as usize & 63;
+        if i >= tcp_len as usize || i >= 60 {
+            break;
+        }
+        let kind = th[i];
+        if kind == OPT_EOL {
+            break;
+        }
+        let len = if kind == OPT_NOP {
+            1
+        } else {
+            th[(i + 1) & 63] as usize
+        };
+        if len == 0 || (kind != OPT_NOP && len < 2) || i + len > tcp_len as usize {
+            break;
+        }
+        match (kind, len) {
+            (OPT_WSCALE, 3) => {
+                let shift = th[(i + 2) & 63];
+                cell(&mut found.wscale, u32::from(shift.min(MAX_WSCALE)));
+            }
+            (OPT_SACK_PERM, 2) => cell(&mut found.sack, 1),
+            (OPT_TIMESTAMP, 10) => {
+                let tsval = u32::from_be_bytes([
+                    th[(i + 2) & 63],
+                    th[(i + 3) & 63],
+                    th[(i + 4) & 63],
+                    th[(i + 5) & 63],
+                ]);
+                cell(&mut found.tsval, tsval);
+                cell(&mut found.has_tsval, 1);
+            }
+            _ => {}
+        }
+        cell(&mut found.cursor, (i + len) as u32);
+    }
+}
+
+/// The options of our SYN-ACK, in the kernel's order. Without a client timestamp the
+/// cookie cannot carry window scale or SACK, so only MSS is offered (as the kernel does).
+#[inline(always)]
+fn write_options(
+    tcp: &mut [u8; SYNACK_TCP_LEN],
+    mss: u16,
+    client: &SynOptions,
+    config: &XdpConfig,
+) {
+    let mss = mss.to_be_bytes();
+    tcp[20..24].copy_from_slice(&[OPT_MSS, 4, mss[0], mss[1]]);
+    if client.has_tsval == 0 {
+        // tcp[24..] stays zero: end of options.
+        return;
+    }
+    let client_tsval = client.tsval;
+    let has_wscale = client.wscale <= MAX_WSCALE as u32;
+    let sack = client.sack != 0;
+    if sack {
+        tcp[24..26].copy_from_slice(&[OPT_SACK_PERM, 2]);
+    } else {
+        tcp[24..26].copy_from_slice(&[OPT_NOP, OPT_NOP]);
+    }
+    let mut encoded = if has_wscale {
+        client.wscale
+    } else {
+        TS_NO_WSCALE
+    };
+    if sack {
+        encoded |= TS_SACK;
+    }
+    tcp[26..28].copy_from_slice(&[OPT_TIMESTAMP, 10]);
+    tcp[28..32].copy_from_slice(&timestamp(encoded).to_be_bytes());
+    tcp[32..36].copy_from_slice(&client_tsval.to_be_bytes());
+    if has_wscale {
+        let ours = if config.synack_wscale > MAX_WSCALE as u32 {
+            MAX_WSCALE
+        } else {
+            config.synack_wscale as u8
+        };
+        tcp[36..40].copy_from_slice(&[OPT_NOP, OPT_WSCALE, 3, ours]);
+    }
+}
+
+/// Our timestamp value: the kernel's TCP clock (ms of CLOCK_MONOTONIC) with its low
+/// bits replaced by the encoded options, never ahead of the clock (as
+/// `cookie_init_timestamp` does), so the connection's later timestamps only grow.
+#[inline(always)]
+fn timestamp(encoded: u32) -> u32 {
+    // SAFETY: a BPF helper without arguments.
+    let now_ms = unsafe { bpf_ktime_get_ns() } / 1_000_000;
+    let mut ts = (now_ms >> TS_OPTION_BITS << TS_OPTION_BITS) | encoded as u64;
+    if ts > now_ms {
+        ts -= 1 << TS_OPTION_BITS;
+    }
+    ts as u32
+}
+
+/// The receive window in the SYN-ACK (never scaled): 64 KiB rounded down to whole
+/// segments, as the kernel's initial window for a default receive buffer.
+#[inline(always)]
+fn window(mss: u16) -> u16 {
+    if mss == 0 {
+        return 65535;
+    }
+    65535 - 65535 % mss
+}
+
+/// Resizes the frame to `len` bytes (grow or shrink at the tail).
+#[inline(always)]
+fn resize(ctx: &XdpContext, len: usize) -> Result<(), ()> {
+    let delta = len as i64 - (ctx.data_end() - ctx.data()) as i64;
+    if delta == 0 {
+        return Ok(());
+    }
+    // SAFETY: the helper validates the new length against the frame's room.
+    let r = unsafe { generated::bpf_xdp_adjust_tail(ctx.ctx, delta as i32) };
+    if r == 0 { Ok(()) } else { Err(()) }
+}
+
+/// Swaps the Ethernet destination and source addresses.
+#[inline(always)]
+fn swap_macs(ctx: &XdpContext) -> Result<(), ()> {
+    let macs = parse::read::<[u8; 12]>(ctx, 0).map_err(|_| ())?;
+    let mut swapped = [0u8; 12];
+    swapped[..6].copy_from_slice(&macs[6..]);
+    swapped[6..].copy_from_slice(&macs[..6]);
+    store(ctx, 0, &mut swapped)
+}
+
+/// Writes `bytes` into the frame at `offset`.
+#[inline(always)]
+fn store<const N: usize>(ctx: &XdpContext, offset: usize, bytes: &mut [u8; N]) -> Result<(), ()> {
+    // SAFETY: `bytes` is a stack buffer of N bytes; the helper bounds-checks the frame.
+    let r = unsafe {
+        generated::bpf_xdp_store_bytes(
+            ctx.ctx,
+            offset as u32,
+            bytes.as_mut_ptr() as *mut core::ffi::c_void,
+            N as u32,
+        )
+    };
+    if r == 0 { Ok(()) } else { Err(()) }
+}
+
+/// One's-complement sum of `bytes` (a multiple of 4 long) added to `seed`, by the
+/// kernel's `bpf_csum_diff` (words in memory order: store the result as is).
+#[inline(always)]
+fn csum<const N: usize>(bytes: &mut [u8; N], seed: u32) -> Result<u32, ()> {
+    // SAFETY: reads N bytes of `bytes`; `from` is empty.
+    let sum = unsafe {
+        generated::bpf_csum_diff(
+            core::ptr::null_mut(),
+            0,
+            bytes.as_mut_ptr() as *mut u32,
+            N as u32,
+            seed,
+        )
+    };
+    if sum < 0 { Err(()) } else { Ok(sum as u32) }
+}
+
+/// Folds a sum to 16 bits and complements it: the Internet checksum, in memory order.
+#[inline(always)]
+fn checksum(sum: u32) -> [u8; 2] {
+    let mut folded = (sum & 0xffff) + (sum >> 16);
+    folded = (folded & 0xffff) + (folded >> 16);
+    (!(folded as u16)).to_ne_bytes()
+}

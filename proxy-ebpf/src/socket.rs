@@ -1,0 +1,107 @@
+//! Kernel socket lookups from XDP: which local socket (listener, connection, UDP socket)
+//! a packet is for. A found socket holds a reference; `Socket` releases it when dropped.
+
+use aya_ebpf::{
+    bindings::{BPF_F_CURRENT_NETNS, BPF_TCP_LISTEN, bpf_sock, bpf_sock_tuple},
+    helpers::generated,
+    programs::XdpContext,
+};
+
+use crate::parse::{Addr, IpPacket};
+
+/// A referenced kernel socket (released on drop, as the verifier requires).
+pub struct Socket(*mut bpf_sock);
+
+impl Socket {
+    /// Is it a listening socket (rather than a connection, request or time-wait socket)?
+    #[inline(always)]
+    pub fn is_listener(&self) -> bool {
+        // SAFETY: a non-null socket returned by a lookup helper; `state` is readable
+        // through any socket pointer.
+        unsafe { (*self.0).state == BPF_TCP_LISTEN as u32 }
+    }
+
+    /// The raw pointer, for the SYN cookie helpers.
+    #[inline(always)]
+    pub fn as_ptr(&self) -> *mut core::ffi::c_void {
+        self.0 as *mut core::ffi::c_void
+    }
+
+    /// Is it a UDP socket connected to a peer?
+    #[inline(always)]
+    pub fn is_connected(&self) -> bool {
+        // SAFETY: as in `is_listener`; `dst_port` is readable through any socket pointer.
+        unsafe { (*self.0).dst_port != 0 }
+    }
+}
+
+impl Drop for Socket {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // SAFETY: releases the reference taken by the lookup that made this `Socket`.
+        unsafe { generated::bpf_sk_release(self.0 as *mut core::ffi::c_void) };
+    }
+}
+
+/// The tuple as the packet carries it (source = the remote end), and its length.
+#[inline(always)]
+fn tuple(packet: &IpPacket) -> Option<([u8; 36], u32)> {
+    let mut t = [0u8; 36];
+    let sport = packet.src_port.to_be_bytes();
+    let dport = packet.dst_port()?.to_be_bytes();
+    let len = match (&packet.src, &packet.dst) {
+        (Addr::V4(s), Addr::V4(d)) => {
+            t[0..4].copy_from_slice(s);
+            t[4..8].copy_from_slice(d);
+            t[8..10].copy_from_slice(&sport);
+            t[10..12].copy_from_slice(&dport);
+            12
+        }
+        (Addr::V6(s), Addr::V6(d)) => {
+            t[0..16].copy_from_slice(s);
+            t[16..32].copy_from_slice(d);
+            t[32..34].copy_from_slice(&sport);
+            t[34..36].copy_from_slice(&dport);
+            36
+        }
+        _ => return None,
+    };
+    Some((t, len))
+}
+
+/// The TCP socket this packet belongs to: a connection (or request / time-wait socket)
+/// when one matches the 4-tuple, else the listener on the destination.
+#[inline(always)]
+pub fn lookup_tcp(ctx: &XdpContext, packet: &IpPacket) -> Option<Socket> {
+    let (mut t, len) = tuple(packet)?;
+    // SAFETY: `t` is a stack buffer of at least `len` bytes laid out as the kernel's
+    // `bpf_sock_tuple`; the context pointer is the program's own.
+    let sk = unsafe {
+        generated::bpf_skc_lookup_tcp(
+            ctx.ctx as *mut core::ffi::c_void,
+            t.as_mut_ptr() as *mut bpf_sock_tuple,
+            len,
+            BPF_F_CURRENT_NETNS as u64,
+            0,
+        )
+    };
+    // Not `then_some`: its argument is built (and a null `Socket` dropped) eagerly.
+    if sk.is_null() { None } else { Some(Socket(sk)) }
+}
+
+/// The UDP socket bound where this datagram is going, if any.
+#[inline(always)]
+pub fn lookup_udp(ctx: &XdpContext, packet: &IpPacket) -> Option<Socket> {
+    let (mut t, len) = tuple(packet)?;
+    // SAFETY: as in `lookup_tcp`.
+    let sk = unsafe {
+        generated::bpf_sk_lookup_udp(
+            ctx.ctx as *mut core::ffi::c_void,
+            t.as_mut_ptr() as *mut bpf_sock_tuple,
+            len,
+            BPF_F_CURRENT_NETNS as u64,
+            0,
+        )
+    };
+    if sk.is_null() { None } else { Some(Socket(sk)) }
+}
