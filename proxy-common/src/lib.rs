@@ -57,6 +57,15 @@ pub mod map_names {
     /// destinations the service filter applies to.
     pub const SERVICE_ADDRS: &str = "SERVICE_ADDRS";
 
+    /// Maps derived from the config at every (re)load: not pinned.
+    pub const UNPINNED: [&str; 5] = [
+        LISTENERS,
+        LISTENER_COUNTERS,
+        SERVED_PORTS,
+        SERVICE_ADDRS,
+        SERVICES,
+    ];
+
     /// Maps pinned under the pin directory so policy and counters survive a restart.
     pub const PINNED: [&str; 9] = [
         ALLOW_V4, ALLOW_V6, BLOCK_V4, BLOCK_V6, CONFIG, PORTS, COUNTERS, POLICY_GEN, V4_SUMMARY,

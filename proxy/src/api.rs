@@ -179,6 +179,29 @@ pub struct XdpStats {
     pub interfaces: Vec<InterfaceStats>,
     pub blocklist_entries: usize,
     pub auto_blocks_active: usize,
+    /// SYN cookie mode, state and counters of each listener.
+    #[serde(default)]
+    pub listeners: Vec<ListenerXdpStats>,
+    /// `[xdp.service_filter]` is on.
+    #[serde(default)]
+    pub service_filter: bool,
+}
+
+/// One listener as the XDP program sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListenerXdpStats {
+    pub listener: String,
+    pub bind: String,
+    /// The configured mode: `off`, `on` or `auto`.
+    pub syn_cookies: String,
+    /// Cookies answered now (`on`, or `auto` while switched on).
+    pub cookies_active: bool,
+    /// SYNs per second over the last second (past the lists and per-source limits).
+    pub syn_per_second: f64,
+    pub syns: u64,
+    pub cookies_sent: u64,
+    pub cookie_acks_ok: u64,
+    pub cookie_acks_bad: u64,
 }
 
 /// The XDP program's verdicts on one interface.

@@ -98,13 +98,39 @@ fn print_xdp(xdp: &XdpStats) {
         );
         print_verdicts(&ifc.verdicts);
     }
+    if xdp.service_filter {
+        println!("  service filter: on (unserved ports dropped as port_closed)");
+    }
+    if xdp.listeners.iter().any(|l| l.syn_cookies != "off") {
+        println!(
+            "  {:<16} {:<22} {:<12} {:>9} {:>12} {:>12} {:>10} {:>10}",
+            "LISTENER", "BIND", "SYN COOKIES", "SYN/S", "SYNS", "COOKIES", "ACKS OK", "ACKS BAD"
+        );
+        for l in &xdp.listeners {
+            let mode = match (l.syn_cookies.as_str(), l.cookies_active) {
+                ("auto", true) => "auto-active".to_string(),
+                (mode, _) => mode.to_string(),
+            };
+            println!(
+                "  {:<16} {:<22} {:<12} {:>9.0} {:>12} {:>12} {:>10} {:>10}",
+                l.listener,
+                l.bind,
+                mode,
+                l.syn_per_second,
+                l.syns,
+                l.cookies_sent,
+                l.cookie_acks_ok,
+                l.cookie_acks_bad
+            );
+        }
+    }
 }
 
 fn print_verdicts(verdicts: &Verdicts) {
-    println!("    {:<12} {:>14} {:>16}", "REASON", "PACKETS", "BYTES");
+    println!("    {:<18} {:>14} {:>16}", "REASON", "PACKETS", "BYTES");
     for r in Reason::ALL {
         let v = verdicts.get(r);
-        println!("    {:<12} {:>14} {:>16}", r.name(), v.packets, v.bytes);
+        println!("    {:<18} {:>14} {:>16}", r.name(), v.packets, v.bytes);
     }
 }
 

@@ -63,6 +63,30 @@ pub struct Listener {
     /// through a pipe); `"copy"` uses userspace buffers.
     #[serde(default)]
     pub forwarding: Forwarding,
+    /// SYN cookies answered by the XDP program (needs `[xdp]`): `"off"` (default: the
+    /// kernel's own SYN handling), `"on"` (every SYN), `"auto"` (on while the SYN rate
+    /// to this listener is above `xdp.syn_cookies.auto_on_syn_per_second`).
+    #[serde(default)]
+    pub syn_cookies: SynCookieMode,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SynCookieMode {
+    #[default]
+    Off,
+    On,
+    Auto,
+}
+
+impl SynCookieMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            SynCookieMode::Off => "off",
+            SynCookieMode::On => "on",
+            SynCookieMode::Auto => "auto",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -3,7 +3,7 @@
 //! [`ConfigIssue`] on the key it concerns.
 
 use super::error::{ConfigIssue, KeyPath};
-use super::schema::{Config, HashKey, ListenerTls, MAX_WEIGHT, Pool};
+use super::schema::{Config, HashKey, ListenerTls, MAX_WEIGHT, Pool, SynCookieMode};
 
 impl Config {
     /// Checks everything that does not need other files.
@@ -74,6 +74,13 @@ impl Config {
             if let Some(tls) = &l.tls {
                 tls.validate(&at.key("tls"))?;
             }
+            if l.syn_cookies != SynCookieMode::Off && self.xdp.is_none() {
+                return Err(ConfigIssue::new(
+                    at.key("syn_cookies"),
+                    "SYN cookies are answered by the XDP program: add an [xdp] section \
+                     (with the interface clients arrive on), or set syn_cookies = \"off\"",
+                ));
+            }
         }
         for (i, p) in self.pools.iter().enumerate() {
             p.validate(&root.key("pool").index(i))?;
@@ -104,6 +111,16 @@ impl Config {
         }
         if let Some(xdp) = &self.xdp {
             xdp.validate(&root.key("xdp"))?;
+            if self.listeners.len() > proxy_common::MAX_LISTENERS as usize {
+                return Err(ConfigIssue::new(
+                    root.key("listener"),
+                    format!(
+                        "{} listeners: the XDP program keeps state for at most {}",
+                        self.listeners.len(),
+                        proxy_common::MAX_LISTENERS
+                    ),
+                ));
+            }
         }
         if let Some(autoblock) = &self.autoblock {
             autoblock.validate(&root.key("autoblock"))?;

@@ -55,6 +55,87 @@ pub struct XdpSection {
     /// Per-source rate limits (all off by default).
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
+    /// When listeners with `syn_cookies = "auto"` switch cookies on and off.
+    #[serde(default)]
+    pub syn_cookies: SynCookiesConfig,
+    /// Drop TCP/UDP to ports no listener serves. Absent: off.
+    pub service_filter: Option<ServiceFilterConfig>,
+}
+
+/// `[xdp.syn_cookies]`: the `auto` mode's switch.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SynCookiesConfig {
+    /// SYNs per second to one listener (past the lists and per-source limits) that
+    /// switch its cookies on. Default 2000.
+    #[serde(default = "default_auto_on_syn_per_second")]
+    pub auto_on_syn_per_second: u32,
+    /// How long the SYN rate must stay below the threshold before cookies switch off
+    /// again. Default "30s".
+    #[serde(default = "default_auto_off_after", with = "duration")]
+    pub auto_off_after: Duration,
+}
+
+impl Default for SynCookiesConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults deserialize")
+    }
+}
+
+/// `[xdp.service_filter]`: traffic to the host's service addresses at a port that no
+/// listener serves and `allow` does not name is dropped in XDP (`port_closed`).
+/// Replies to the host's own connections (backends, health checks) and all non-TCP/UDP
+/// traffic (ICMP, neighbour discovery) always pass.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceFilterConfig {
+    /// Other ports to keep open, as `"22/tcp"` or `"53/udp"`.
+    #[serde(default)]
+    pub allow: Vec<PortProtocol>,
+    /// Destinations the filter applies to. Default: the addresses of the XDP interfaces
+    /// and the listeners' bind addresses (read at start and on reload).
+    #[serde(default)]
+    pub addresses: Vec<std::net::IpAddr>,
+}
+
+/// A port with its transport protocol: `"22/tcp"`, `"53/udp"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortProtocol {
+    pub port: u16,
+    pub protocol: Transport,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+impl std::str::FromStr for PortProtocol {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (port, protocol) = text
+            .split_once('/')
+            .ok_or_else(|| format!("{text:?}: write a port and protocol, like \"22/tcp\""))?;
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("{text:?}: {port:?} is not a port (1-65535)"))?;
+        let protocol = match protocol.to_ascii_lowercase().as_str() {
+            "tcp" => Transport::Tcp,
+            "udp" => Transport::Udp,
+            other => return Err(format!("{text:?}: protocol {other:?} is not tcp or udp")),
+        };
+        Ok(PortProtocol { port, protocol })
+    }
+}
+
+impl<'de> Deserialize<'de> for PortProtocol {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// A list entry: `"10.0.0.0/8"` or `{ cidr = "10.0.0.0/8", ttl = "1h", reason = "..." }`.
@@ -232,6 +313,15 @@ impl XdpSection {
                 "port 0 is not a valid destination port".into(),
             );
         }
+        if self.syn_cookies.auto_on_syn_per_second == 0 {
+            return err(
+                "syn_cookies.auto_on_syn_per_second",
+                "must be at least 1 (use syn_cookies = \"on\" on the listener for always)".into(),
+            );
+        }
+        if self.syn_cookies.auto_off_after.is_zero() {
+            return err("syn_cookies.auto_off_after", "must be above 0".into());
+        }
         for (list, entries) in [
             ("allowlist", &self.allowlist),
             ("blocklist", &self.blocklist),
@@ -246,6 +336,12 @@ impl XdpSection {
     }
 }
 
+fn default_auto_on_syn_per_second() -> u32 {
+    2000
+}
+fn default_auto_off_after() -> Duration {
+    Duration::from_secs(30)
+}
 fn default_pin_path() -> PathBuf {
     PathBuf::from("/sys/fs/bpf/proxy")
 }

@@ -1,7 +1,9 @@
 //! The kernel's verdict counters as Prometheus series, read at scrape time from the
 //! running XDP program's maps (`proxy_xdp_packets_total`, `proxy_xdp_bytes_total`,
-//! by interface and reason), and `proxy_xdp_attached{interface,mode}` (1 per
-//! attachment the daemon holds).
+//! by interface and reason), `proxy_xdp_attached{interface,mode}` (1 per
+//! attachment the daemon holds), and per listener the SYN cookie state and counters
+//! (`proxy_xdp_syn_cookies_active`, `proxy_xdp_listener_syns_total`,
+//! `proxy_xdp_syn_cookies_sent_total`, `proxy_xdp_syn_cookie_acks_total{result}`).
 
 use std::sync::Arc;
 
@@ -20,6 +22,18 @@ use crate::metrics::LabelText;
 struct AttachmentLabels {
     interface: LabelText,
     mode: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: LabelText,
+    mode: LabelText,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CookieAckLabels {
+    listener: LabelText,
+    result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -101,6 +115,64 @@ impl Collector for XdpCollector {
                 }
             }
         }
-        Ok(())
+        encode_listeners(&self.xdp, &mut encoder)
     }
+}
+
+/// SYN cookie state and counters per listener.
+fn encode_listeners(
+    xdp: &XdpSubsystem,
+    encoder: &mut DescriptorEncoder,
+) -> Result<(), std::fmt::Error> {
+    let (listeners, _) = xdp.listener_stats();
+    let labels = |l: &crate::api::ListenerXdpStats| ListenerLabels {
+        listener: LabelText(l.listener.clone()),
+        mode: LabelText(l.syn_cookies.clone()),
+    };
+    let gauge_kind = ConstGauge::new(0i64).metric_type();
+    let mut active = encoder.encode_descriptor(
+        "xdp_syn_cookies_active",
+        "1 while the XDP program answers this listener's SYNs with SYN cookies",
+        None,
+        gauge_kind,
+    )?;
+    for l in &listeners {
+        ConstGauge::new(i64::from(l.cookies_active)).encode(active.encode_family(&labels(l))?)?;
+    }
+    let counter_kind = ConstCounter::new(0u64).metric_type();
+    type Value = fn(&crate::api::ListenerXdpStats) -> u64;
+    let series: [(&str, &str, Value); 2] = [
+        (
+            "xdp_listener_syns",
+            "SYNs to this listener past the lists and per-source limits",
+            |l| l.syns,
+        ),
+        (
+            "xdp_syn_cookies_sent",
+            "SYN-ACKs with a SYN cookie sent by the XDP program for this listener",
+            |l| l.cookies_sent,
+        ),
+    ];
+    for (name, help, value) in series {
+        let mut family = encoder.encode_descriptor(name, help, None, counter_kind)?;
+        for l in &listeners {
+            ConstCounter::new(value(l)).encode(family.encode_family(&labels(l))?)?;
+        }
+    }
+    let mut acks = encoder.encode_descriptor(
+        "xdp_syn_cookie_acks",
+        "ACKs completing a SYN cookie handshake, by cookie check result (bad ones are dropped)",
+        None,
+        counter_kind,
+    )?;
+    for l in &listeners {
+        for (result, n) in [("ok", l.cookie_acks_ok), ("bad", l.cookie_acks_bad)] {
+            let labels = CookieAckLabels {
+                listener: LabelText(l.listener.clone()),
+                result,
+            };
+            ConstCounter::new(n).encode(acks.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
 }

@@ -6,6 +6,9 @@
 //! - [`maps`]: allow/block lists, rate-limit config, counters (from a loaded program
 //!   or straight from the pins, for CLI commands).
 //! - [`events`]: sampled drop events → aggregated summaries.
+//! - [`services`]: listeners, served ports and service addresses for the service
+//!   filter and SYN cookies, and the `auto` cookie switch; [`tcp_sysctl`]: the TCP
+//!   settings cookies need.
 
 pub mod collector;
 pub mod events;
@@ -14,6 +17,8 @@ pub mod loader;
 pub mod maps;
 mod pins;
 pub mod runtime;
+pub mod services;
+pub mod tcp_sysctl;
 
 use std::path::PathBuf;
 

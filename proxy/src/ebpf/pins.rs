@@ -4,12 +4,14 @@
 use std::path::{Path, PathBuf};
 
 use aya::maps::MapInfo;
-use proxy_common::{LpmKey, PolicyEntry, XdpConfig, map_names};
+use proxy_common::{COUNTERS_LEN, LpmKey, PolicyEntry, XdpConfig, map_names};
 use tracing::warn;
 
 use super::EbpfError;
 
-/// Refuses pins made by an incompatible build; warns when a list's capacity differs.
+/// Refuses list pins made by an incompatible build; replaces incompatible pins of maps
+/// that hold nothing the config cannot rebuild (settings, port set, counters), with a
+/// warning; warns when a list's capacity differs.
 pub(super) fn check_pins_compatible(
     dir: &Path,
     paths: &[(&str, PathBuf)],
@@ -25,14 +27,29 @@ pub(super) fn check_pins_compatible(
             source,
         })?;
         let (key, value) = pinned_sizes(name);
-        if info.key_size() != key || info.value_size() != value {
+        let wrong_len = *name == map_names::COUNTERS && info.max_entries() != COUNTERS_LEN;
+        let incompatible = info.key_size() != key || info.value_size() != value || wrong_len;
+        if incompatible && REBUILT_FROM_CONFIG.contains(name) {
+            warn!(
+                map = name,
+                path = %path.display(),
+                "the pinned map has another layout (made by another version of proxy); \
+                 replacing it (its settings come from the config again; counters restart at 0)"
+            );
+            std::fs::remove_file(path).map_err(|source| EbpfError::Io {
+                context: format!("removing the outdated pin {}", path.display()),
+                source,
+            })?;
+            continue;
+        }
+        if incompatible {
             return Err(EbpfError::IncompatiblePin {
                 path: path.clone(),
                 dir: dir.to_path_buf(),
                 what: format!(
                     "key/value size {}/{} bytes, expected {key}/{value}",
                     info.key_size(),
-                    info.value_size()
+                    info.value_size(),
                 ),
             });
         }
@@ -53,6 +70,9 @@ pub(super) fn check_pins_compatible(
     }
     Ok(())
 }
+
+/// Pinned maps whose content the daemon rewrites from the config (or may lose: counters).
+const REBUILT_FROM_CONFIG: [&str; 3] = [map_names::CONFIG, map_names::PORTS, map_names::COUNTERS];
 
 /// (key size, value size) this build uses for a pinned map.
 fn pinned_sizes(name: &str) -> (u32, u32) {
@@ -76,6 +96,7 @@ fn pinned_sizes(name: &str) -> (u32, u32) {
 pub(super) fn map_name_static(name: &str) -> &'static str {
     map_names::PINNED
         .iter()
+        .chain(map_names::UNPINNED.iter())
         .find(|n| **n == name)
         .copied()
         .unwrap_or("?")

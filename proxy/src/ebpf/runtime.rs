@@ -1,5 +1,6 @@
 //! The XDP fast path inside the running daemon: load and attach, apply policy from
-//! the config (again on reload), summarise sampled drops, sweep expired entries.
+//! the config (again on reload), summarise sampled drops, sweep expired entries,
+//! switch `auto` SYN cookies.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,7 +17,9 @@ use ipnet::IpNet;
 use super::EbpfError;
 use super::events::{self, DropAggregator};
 use super::loader::{Attachment, LoadOptions, XdpProgram};
-use super::maps::{List, Maps, RateLimits};
+use super::maps::{List, Maps, RateLimits, ServiceSettings};
+use super::services::{self, CookieSwitch, ServicePlan};
+use super::tcp_sysctl::{self, CookieSysctls};
 use crate::api::{InterfaceStats, ListEntry, Origin, Top, XdpStats};
 use crate::config::Config;
 use crate::config::xdp::XdpSection;
@@ -25,10 +28,21 @@ use crate::control::subsystem::Subsystem;
 
 /// How often expired list entries are deleted from the maps.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// How often `auto` SYN cookie listeners are re-decided from their SYN counters.
+const COOKIE_SWITCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The service filter and SYN cookie state (lock it before the maps, never after).
+struct Services {
+    plan: ServicePlan,
+    switch: CookieSwitch,
+    /// Set while a listener has cookies `on` or `auto`; restored when dropped.
+    sysctls: Option<CookieSysctls>,
+}
 
 pub struct XdpRuntime {
     program: XdpProgram,
     maps: Arc<Mutex<Maps>>,
+    services: Arc<Mutex<Services>>,
     /// Every sampled drop since start (for `proxy top`).
     recent_drops: Arc<Mutex<DropAggregator>>,
     section: XdpSection,
@@ -37,10 +51,13 @@ pub struct XdpRuntime {
 
 impl XdpRuntime {
     /// Loads, applies the section's policy, attaches. Must run inside a tokio runtime.
-    pub fn start(section: &XdpSection) -> Result<XdpRuntime, EbpfError> {
+    pub fn start(config: &Config, section: &XdpSection) -> anyhow::Result<XdpRuntime> {
         let (mut program, mut maps) = XdpProgram::load(LoadOptions::from_config(section))?;
         program.forward_logs();
         apply_policy(&mut maps, section)?;
+        let services = Arc::new(Mutex::new(apply_services(
+            &mut maps, config, section, None,
+        )?));
         for interface in &section.interfaces {
             program.attach(interface, section.mode)?;
         }
@@ -54,10 +71,12 @@ impl XdpRuntime {
                 recent_drops.clone(),
             )),
             tokio::spawn(sweep_expired(maps.clone())),
+            tokio::spawn(switch_syn_cookies(services.clone(), maps.clone())),
         ];
         Ok(XdpRuntime {
             program,
             maps,
+            services,
             recent_drops,
             section: section.clone(),
             tasks,
@@ -65,7 +84,7 @@ impl XdpRuntime {
     }
 
     /// Re-applies policy from a new config. Attachment settings need a restart.
-    pub fn reload(&mut self, section: &XdpSection) -> Result<(), EbpfError> {
+    pub fn reload(&mut self, config: &Config, section: &XdpSection) -> anyhow::Result<()> {
         let old = &self.section;
         if old.interfaces != section.interfaces
             || old.mode != section.mode
@@ -77,9 +96,19 @@ impl XdpRuntime {
                 "xdp interfaces, mode, pin_path and map sizes change only on restart; applying the policy part"
             );
         }
-        apply_policy(&mut self.maps.lock().expect("maps lock"), section)?;
+        let mut services = self.services.lock().expect("services lock");
+        let mut maps = self.maps.lock().expect("maps lock");
+        apply_policy(&mut maps, section)?;
+        let next = apply_services(&mut maps, config, section, Some(&mut services))?;
+        *services = next;
         self.section = section.clone();
         Ok(())
+    }
+
+    /// SYN cookie mode and counters per listener.
+    fn listener_stats(&self) -> (Vec<crate::api::ListenerXdpStats>, bool) {
+        let services = self.services.lock().expect("services lock");
+        (services.switch.stats(), services.plan.service_filter)
     }
 
     pub fn maps(&self) -> Arc<Mutex<Maps>> {
@@ -94,12 +123,122 @@ impl XdpRuntime {
         self.program.attachments()
     }
 
-    /// Stops the background tasks and detaches (unless `stay_attached`).
+    /// Stops the background tasks and detaches (unless `stay_attached`); restores the
+    /// TCP sysctls set for SYN cookies.
     pub fn shutdown(self) {
         for task in &self.tasks {
             task.abort();
         }
         self.program.shutdown();
+        if let Some(mut sysctls) = self.services.lock().expect("services lock").sysctls.take() {
+            sysctls.restore();
+        }
+    }
+}
+
+/// Writes the listeners, served ports, service addresses and cookie settings; sets
+/// (or keeps, or restores) the TCP sysctls cookies need. `previous`: the state before
+/// a reload (its `auto` decisions and sysctl changes carry over).
+fn apply_services(
+    maps: &mut Maps,
+    config: &Config,
+    section: &XdpSection,
+    previous: Option<&mut Services>,
+) -> anyhow::Result<Services> {
+    let plan =
+        ServicePlan::from_config(config, &services::interface_addresses(&section.interfaces));
+    let (previous_switch, previous_sysctls) = match previous {
+        Some(p) => (Some(&p.switch), p.sysctls.take()),
+        None => (None, None),
+    };
+    let switch = CookieSwitch::new(&plan, &section.syn_cookies, previous_switch);
+    let sysctls = match (plan.cookie_listeners() > 0, previous_sysctls) {
+        (true, Some(kept)) => Some(kept),
+        (true, None) => Some(CookieSysctls::apply()?),
+        (false, Some(mut kept)) => {
+            kept.restore();
+            None
+        }
+        (false, None) => None,
+    };
+    let Some(service_maps) = maps.services() else {
+        anyhow::bail!("the XDP program's service maps are missing (opened from pins?)");
+    };
+    service_maps.set_listeners(&switch.entries())?;
+    service_maps.set_served_ports(&plan.tcp_ports, &plan.udp_ports)?;
+    service_maps.set_service_addrs(&plan.addresses)?;
+    maps.write_service_settings(&ServiceSettings {
+        service_filter: plan.service_filter,
+        syn_cookie_listeners: plan.cookie_listeners(),
+        syn_cookies_active: switch.active_count(),
+        synack_wscale: tcp_sysctl::synack_wscale(),
+        ephemeral_ports: tcp_sysctl::ephemeral_ports(),
+    })?;
+    if plan.service_filter {
+        info!(
+            addresses = plan.addresses.len(),
+            "XDP service filter on: TCP/UDP to unserved ports of the service addresses is dropped"
+        );
+    }
+    for l in plan
+        .listeners
+        .iter()
+        .filter(|l| l.mode != crate::config::SynCookieMode::Off)
+    {
+        info!(listener = l.name, bind = %l.bind, mode = l.mode.name(), "XDP SYN cookies");
+    }
+    Ok(Services {
+        plan,
+        switch,
+        sysctls,
+    })
+}
+
+/// Every second: SYN rates per listener → `auto` listeners switch cookies on or off.
+async fn switch_syn_cookies(services: Arc<Mutex<Services>>, maps: Arc<Mutex<Maps>>) {
+    let mut tick = tokio::time::interval(COOKIE_SWITCH_INTERVAL);
+    loop {
+        tick.tick().await;
+        let mut services = services.lock().expect("services lock");
+        let mut maps = maps.lock().expect("maps lock");
+        let Some(service_maps) = maps.services() else {
+            return;
+        };
+        let switches = services.switch.observe(std::time::Instant::now(), |index| {
+            service_maps
+                .listener_counters(index)
+                .inspect_err(|e| warn!(error = %e, "cannot read the listener counters"))
+                .ok()
+        });
+        if switches.is_empty() {
+            continue;
+        }
+        for s in &switches {
+            let result = service_maps.set_listener(&s.key, services::state(s.on, s.index));
+            match result {
+                Ok(()) if s.on => warn!(
+                    listener = s.name,
+                    syn_per_second = s.syn_per_second.round(),
+                    "SYN cookies switched on (auto): SYN rate reached the threshold"
+                ),
+                Ok(()) => info!(
+                    listener = s.name,
+                    syn_per_second = s.syn_per_second.round(),
+                    "SYN cookies switched off (auto): quiet period over"
+                ),
+                Err(e) => warn!(listener = s.name, error = %e, "cannot switch SYN cookies"),
+            }
+        }
+        let settings = ServiceSettings {
+            service_filter: services.plan.service_filter,
+            syn_cookie_listeners: services.plan.cookie_listeners(),
+            syn_cookies_active: services.switch.active_count(),
+            synack_wscale: tcp_sysctl::synack_wscale(),
+            ephemeral_ports: tcp_sysctl::ephemeral_ports(),
+        };
+        if let Err(e) = maps.write_service_settings(&settings) {
+            warn!(error = %e, "cannot update the SYN cookie settings");
+        }
     }
 }
 
@@ -219,6 +358,16 @@ impl XdpSubsystem {
             .collect()
     }
 
+    /// SYN cookie mode, state and counters per listener; whether the service filter is on.
+    pub fn listener_stats(&self) -> (Vec<crate::api::ListenerXdpStats>, bool) {
+        self.runtime
+            .lock()
+            .expect("xdp lock")
+            .as_ref()
+            .map(|r| r.listener_stats())
+            .unwrap_or_default()
+    }
+
     /// Verdicts of every attached interface.
     pub fn interface_stats(&self) -> Option<Vec<InterfaceStats>> {
         // The runtime lock before the maps lock, as `apply` takes them: never both
@@ -286,10 +435,13 @@ impl KernelView for XdpSubsystem {
             .entries(List::Block)
             .inspect_err(|e| warn!(error = %e, "cannot read the blocklist"))
             .unwrap_or_default();
+        let (listeners, service_filter) = self.listener_stats();
         Some(XdpStats {
             interfaces,
             blocklist_entries: blocks.len(),
             auto_blocks_active: blocks.iter().filter(|e| e.origin == Origin::Auto).count(),
+            listeners,
+            service_filter,
         })
     }
 
@@ -317,8 +469,8 @@ impl Subsystem for XdpSubsystem {
     fn apply(&self, config: &Arc<Config>) -> anyhow::Result<()> {
         let mut runtime = self.runtime.lock().expect("xdp lock");
         match (runtime.as_mut(), &config.xdp) {
-            (None, Some(section)) => *runtime = Some(XdpRuntime::start(section)?),
-            (Some(running), Some(section)) => running.reload(section)?,
+            (None, Some(section)) => *runtime = Some(XdpRuntime::start(config, section)?),
+            (Some(running), Some(section)) => running.reload(config, section)?,
             (Some(_), None) => {
                 warn!("the [xdp] section was removed: the XDP program stays until restart")
             }

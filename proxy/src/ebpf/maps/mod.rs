@@ -6,10 +6,13 @@
 //! - `summary`: the IPv4 /24 summary bitmap kept in step with the IPv4 tries.
 //! - [`rate`]: rate limits, sampling and hash seeds (the `CONFIG` and `PORTS` maps).
 //! - `counters`: per-interface verdict counters.
+//! - [`services`]: listeners with their SYN cookie state, served ports, service
+//!   addresses (only from a loaded program: not pinned).
 
 mod counters;
 pub mod lists;
 pub mod rate;
+pub mod services;
 mod summary;
 
 use std::fs::File;
@@ -21,6 +24,7 @@ use proxy_common::{Counter, PortSet, XdpConfig, map_names};
 
 pub use self::lists::ListTries;
 pub use self::rate::RateLimits;
+pub use self::services::{ServiceMaps, ServiceSettings};
 pub use crate::api::{List, ListEntry, Origin};
 
 use super::EbpfError;
@@ -34,6 +38,7 @@ pub struct Maps {
     counters: PerCpuArray<MapData, Counter>,
     policy_gen: Array<MapData, u64>,
     v4_summary: Array<MapData, u64>,
+    services: Option<ServiceMaps>,
     /// The pin directory, flock()ed around every list change: the daemon and CLI
     /// commands may write the same maps. None for private (unpinned) maps.
     lock: Option<File>,
@@ -63,12 +68,14 @@ fn map_err(name: &str) -> impl Fn(MapError) -> EbpfError + '_ {
 impl Maps {
     /// Takes the maps out of a freshly loaded program.
     pub(crate) fn take_from(ebpf: &mut aya::Ebpf) -> Result<Maps, EbpfError> {
-        Maps::open(|name| {
+        let mut maps = Maps::open(|name| {
             ebpf.take_map(name).ok_or_else(|| EbpfError::Io {
                 context: format!("the embedded object has no map {name}"),
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             })
-        })
+        })?;
+        maps.services = Some(ServiceMaps::take_from(ebpf)?);
+        Ok(maps)
     }
 
     /// Opens the maps a running (or previous) daemon pinned under `dir`.
@@ -117,6 +124,7 @@ impl Maps {
             counters: typed!(map_names::COUNTERS),
             policy_gen: typed!(map_names::POLICY_GEN),
             v4_summary: typed!(map_names::V4_SUMMARY),
+            services: None,
             lock: None,
         })
     }

@@ -1,0 +1,150 @@
+//! What the host serves, as the XDP services programs read it: the listeners with
+//! their SYN cookie state (LISTENERS), their per-listener counters
+//! (LISTENER_COUNTERS), the served/allowed ports (SERVED_PORTS) and the service
+//! addresses (SERVICE_ADDRS). Derived from the config at every (re)load, so not pinned.
+
+use aya::maps::{Array, HashMap, MapData, PerCpuArray};
+use proxy_common::{
+    AddrKey, ListenerCounters, ListenerKey, ListenerState, PortSet, SERVED_TCP, SERVED_UDP,
+    map_names,
+};
+
+use super::{EbpfError, Maps, map_err};
+
+/// The service filter and SYN cookie fields of the CONFIG map.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceSettings {
+    pub service_filter: bool,
+    /// Listeners with cookies `on` or `auto`.
+    pub syn_cookie_listeners: u32,
+    /// Listeners answering with cookies now.
+    pub syn_cookies_active: u32,
+    pub synack_wscale: u8,
+    /// `net.ipv4.ip_local_port_range`.
+    pub ephemeral_ports: (u16, u16),
+}
+
+impl Maps {
+    pub fn write_service_settings(&mut self, s: &ServiceSettings) -> Result<(), EbpfError> {
+        let mut config = self.read_config()?;
+        config.service_filter = u32::from(s.service_filter);
+        config.syn_cookie_listeners = s.syn_cookie_listeners;
+        config.syn_cookies_active = s.syn_cookies_active;
+        config.synack_wscale = u32::from(s.synack_wscale);
+        config.ephemeral_first = u32::from(s.ephemeral_ports.0);
+        config.ephemeral_last = u32::from(s.ephemeral_ports.1);
+        self.config
+            .set(0, config, 0)
+            .map_err(map_err(map_names::CONFIG))
+    }
+
+    /// The service maps (None for maps opened from the pins: they are not pinned).
+    pub fn services(&mut self) -> Option<&mut ServiceMaps> {
+        self.services.as_mut()
+    }
+
+    pub fn services_ref(&self) -> Option<&ServiceMaps> {
+        self.services.as_ref()
+    }
+}
+
+pub struct ServiceMaps {
+    listeners: HashMap<MapData, ListenerKey, ListenerState>,
+    counters: PerCpuArray<MapData, ListenerCounters>,
+    served: Array<MapData, PortSet>,
+    addrs: HashMap<MapData, AddrKey, u32>,
+}
+
+impl ServiceMaps {
+    pub(crate) fn take_from(ebpf: &mut aya::Ebpf) -> Result<ServiceMaps, EbpfError> {
+        macro_rules! typed {
+            ($name:expr) => {
+                ebpf.take_map($name)
+                    .ok_or_else(|| EbpfError::Io {
+                        context: format!("the embedded object has no map {}", $name),
+                        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                    })?
+                    .try_into()
+                    .map_err(map_err($name))?
+            };
+        }
+        Ok(ServiceMaps {
+            listeners: typed!(map_names::LISTENERS),
+            counters: typed!(map_names::LISTENER_COUNTERS),
+            served: typed!(map_names::SERVED_PORTS),
+            addrs: typed!(map_names::SERVICE_ADDRS),
+        })
+    }
+
+    /// Makes LISTENERS exactly `wanted` (entries not in it are removed).
+    pub fn set_listeners(
+        &mut self,
+        wanted: &[(ListenerKey, ListenerState)],
+    ) -> Result<(), EbpfError> {
+        let stale: Vec<ListenerKey> = self
+            .listeners
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !wanted.iter().any(|(w, _)| w == k))
+            .collect();
+        for key in stale {
+            let _ = self.listeners.remove(&key);
+        }
+        for (key, state) in wanted {
+            self.set_listener(key, *state)?;
+        }
+        Ok(())
+    }
+
+    pub fn set_listener(
+        &mut self,
+        key: &ListenerKey,
+        state: ListenerState,
+    ) -> Result<(), EbpfError> {
+        self.listeners
+            .insert(key, state, 0)
+            .map_err(map_err(map_names::LISTENERS))
+    }
+
+    /// A listener's counters, summed over CPUs.
+    pub fn listener_counters(&self, index: u32) -> Result<ListenerCounters, EbpfError> {
+        let per_cpu = self
+            .counters
+            .get(&index, 0)
+            .map_err(map_err(map_names::LISTENER_COUNTERS))?;
+        Ok(per_cpu
+            .iter()
+            .fold(ListenerCounters::default(), |mut sum, c| {
+                sum.syns += c.syns;
+                sum.cookies_sent += c.cookies_sent;
+                sum.cookie_acks_ok += c.cookie_acks_ok;
+                sum.cookie_acks_bad += c.cookie_acks_bad;
+                sum
+            }))
+    }
+
+    pub fn set_served_ports(&mut self, tcp: &PortSet, udp: &PortSet) -> Result<(), EbpfError> {
+        let err = map_err(map_names::SERVED_PORTS);
+        self.served.set(SERVED_TCP, *tcp, 0).map_err(&err)?;
+        self.served.set(SERVED_UDP, *udp, 0).map_err(&err)
+    }
+
+    /// Makes SERVICE_ADDRS exactly `wanted`.
+    pub fn set_service_addrs(&mut self, wanted: &[AddrKey]) -> Result<(), EbpfError> {
+        let stale: Vec<AddrKey> = self
+            .addrs
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !wanted.contains(k))
+            .collect();
+        for key in stale {
+            let _ = self.addrs.remove(&key);
+        }
+        for key in wanted {
+            self.addrs
+                .insert(key, 1, 0)
+                .map_err(map_err(map_names::SERVICE_ADDRS))?;
+        }
+        Ok(())
+    }
+}
