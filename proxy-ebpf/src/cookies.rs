@@ -249,7 +249,7 @@ fn copy_ip_header(ctx: &XdpContext, packet: &IpPacket, ip: &mut [u8; 40]) -> Res
 /// Option items parsed at most (NOPs count): real SYNs carry 5 to 8 (Linux: MSS,
 /// SACK-permitted, timestamps, NOP, window scale). Past this the rest is ignored and
 /// the SYN-ACK offers less (never anything the client did not send).
-const MAX_OPTION_ITEMS: usize = 2;
+const MAX_OPTION_ITEMS: usize = 16;
 
 /// Window scale, SACK-permitted and timestamp of a SYN's options; a malformed option
 /// ends the parse. Cursor and findings live in the per-CPU scratch (volatile accesses
@@ -316,13 +316,21 @@ fn write_options(
 ) {
     let mss = mss.to_be_bytes();
     tcp[20..24].copy_from_slice(&[OPT_MSS, 4, mss[0], mss[1]]);
-    if client.has_tsval == 0 {
+    // Volatile reads: the parser's results are in the scratch map (see `syn_options`).
+    // SAFETY: plain reads of valid fields.
+    let (has_tsval, client_tsval, wscale, sack) = unsafe {
+        (
+            core::ptr::read_volatile(&client.has_tsval),
+            core::ptr::read_volatile(&client.tsval),
+            core::ptr::read_volatile(&client.wscale),
+            core::ptr::read_volatile(&client.sack) != 0,
+        )
+    };
+    if has_tsval == 0 {
         // tcp[24..] stays zero: end of options.
         return;
     }
-    let client_tsval = client.tsval;
-    let has_wscale = client.wscale <= MAX_WSCALE as u32;
-    let sack = client.sack != 0;
+    let has_wscale = wscale <= MAX_WSCALE as u32;
     if sack {
         tcp[24..26].copy_from_slice(&[OPT_SACK_PERM, 2]);
     } else {

@@ -1,0 +1,487 @@
+//! BPF_PROG_TEST_RUN fixtures for the SYN cookie stage and the service filter: verdict,
+//! answer bytes (field by field) and counters per crafted packet. Each test runs on a
+//! thread in a network namespace of its own (the program's socket lookups and the
+//! TCP sysctls are per namespace), with a real listening socket the program finds.
+//! Needs root.
+
+use std::io::Write;
+use std::net::{IpAddr, TcpListener, TcpStream, UdpSocket};
+
+use aya::programs::{TestRun, TestRunOptions};
+use lab::packets::{self, ACK, PSH_ACK, RST, SYN, SYN_ACK, Segment, linux_syn_options, v4, v6};
+use proxy::config::cidr;
+use proxy::ebpf::loader::{LoadOptions, XdpProgram};
+use proxy::ebpf::maps::{List, Maps, Origin, RateLimits, ServiceSettings};
+use proxy::ebpf::services::{addr_key, state};
+use proxy_common::{FAMILY_V4, FAMILY_V6, ListenerKey, PortSet, Reason};
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+/// BPF_PROG_TEST_RUN runs XDP programs on the loopback device (ifindex 1 in any namespace).
+const LOOPBACK: u32 = 1;
+/// The window scale the fixtures configure for SYN-ACKs.
+const OUR_WSCALE: u8 = 9;
+const SERVICE_V4: &str = "10.77.0.1";
+const SERVICE_V6: &str = "fd77::1";
+
+/// Runs `f` on a thread in a new network namespace with `lo` up and the sysctls the
+/// cookie helper needs.
+fn in_own_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    lab::require_root();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: unshare affects only this thread (a new network namespace for it).
+            let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+            assert_eq!(
+                r,
+                0,
+                "unshare(CLONE_NEWNET): {}",
+                std::io::Error::last_os_error()
+            );
+            let up = std::process::Command::new("ip")
+                .args(["link", "set", "lo", "up"])
+                .status()
+                .expect("ip");
+            assert!(up.success());
+            for (path, value) in [
+                ("/proc/sys/net/ipv4/tcp_syncookies", "2"),
+                ("/proc/sys/net/ipv4/tcp_timestamps", "2"),
+            ] {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .and_then(|mut f| f.write_all(value.as_bytes()))
+                    .unwrap_or_else(|e| panic!("{path}: {e}"));
+            }
+            f()
+        })
+        .join()
+        .expect("test thread")
+    })
+}
+
+struct Fixture {
+    program: XdpProgram,
+    maps: Maps,
+    /// Dual-stack listener on [::]:port (the program's lookups find it).
+    listener: TcpListener,
+    port: u16,
+}
+
+impl Fixture {
+    /// Loads the program; the listener on `port` answers with cookies when `cookies`.
+    fn new(cookies: bool) -> Fixture {
+        let listener = TcpListener::bind("[::]:0").expect("listen");
+        let port = listener.local_addr().unwrap().port();
+        let (program, mut maps) =
+            XdpProgram::load(LoadOptions::private()).expect("load XDP program");
+        maps.insert(
+            List::Block,
+            cidr::parse("192.0.2.66").unwrap(),
+            None,
+            Origin::Manual,
+            "fixture",
+        )
+        .unwrap();
+        let limits = RateLimits {
+            syn_per_second: 1,
+            syn_burst: 3,
+            ipv6_prefix: 64,
+            ..RateLimits::default()
+        };
+        maps.write_config(&limits, 0, false).unwrap();
+        let mut tcp = PortSet::empty();
+        tcp.insert(port);
+        tcp.insert(22);
+        let mut udp = PortSet::empty();
+        udp.insert(53);
+        let services = maps.services().expect("service maps");
+        let wildcard = |family| ListenerKey {
+            addr: proxy_common::AddrKey {
+                addr: [0; 16],
+                family,
+            },
+            port: u32::from(port),
+        };
+        services
+            .set_listeners(&[
+                (wildcard(FAMILY_V4), state(cookies, 0)),
+                (wildcard(FAMILY_V6), state(cookies, 1)),
+            ])
+            .unwrap();
+        services.set_served_ports(&tcp, &udp).unwrap();
+        let addrs: Vec<_> = [SERVICE_V4, SERVICE_V6, "127.0.0.1"]
+            .iter()
+            .map(|a| addr_key(a.parse().unwrap()))
+            .collect();
+        services.set_service_addrs(&addrs).unwrap();
+        maps.write_service_settings(&ServiceSettings {
+            service_filter: true,
+            syn_cookie_listeners: 2,
+            syn_cookies_active: if cookies { 2 } else { 0 },
+            synack_wscale: OUR_WSCALE,
+            ephemeral_ports: (32768, 60999),
+        })
+        .unwrap();
+        Fixture {
+            program,
+            maps,
+            listener,
+            port,
+        }
+    }
+
+    /// (XDP action, frame after the program).
+    fn run(&self, packet: &[u8]) -> (u32, Vec<u8>) {
+        let mut out = vec![0u8; 512];
+        let result = self
+            .program
+            .program()
+            .test_run(TestRunOptions {
+                data_in: Some(packet),
+                data_out: Some(&mut out),
+                ..TestRunOptions::new()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        out.truncate(result.data_size_out as usize);
+        (result.return_value, out)
+    }
+
+    fn count(&self, reason: Reason) -> u64 {
+        self.maps.verdicts(LOOPBACK).unwrap().get(reason).packets
+    }
+
+    /// Runs `packet`, checks the action and that exactly the `reason` counter moved.
+    fn expect(&self, what: &str, packet: &[u8], reason: Reason, action: u32) -> Vec<u8> {
+        let before: Vec<u64> = Reason::ALL.iter().map(|r| self.count(*r)).collect();
+        let (got, out) = self.run(packet);
+        assert_eq!(got, action, "{what}: XDP action");
+        for (r, b) in Reason::ALL.iter().zip(before) {
+            let delta = self.count(*r) - b;
+            let want = u64::from(*r == reason);
+            assert_eq!(delta, want, "{what}: counter {} moved by {delta}", r.name());
+        }
+        out
+    }
+}
+
+fn syn(client: &str, port: u16) -> packets::Packet {
+    let p = if client.contains(':') {
+        v6(client)
+    } else {
+        v4(client)
+    };
+    p.tcp(port, SYN)
+        .seq(0x1000_0000)
+        .payload(0)
+        .tcp_options(linux_syn_options(0xabcd))
+}
+
+/// Checks a cookie SYN-ACK field by field against the SYN it answers.
+fn check_syn_ack(syn_frame: &[u8], answer: &[u8]) -> Segment {
+    let syn = Segment::parse(syn_frame).unwrap();
+    let ours = Segment::parse(answer).unwrap();
+    assert_eq!(
+        (ours.dst_mac, ours.src_mac),
+        (syn.src_mac, syn.dst_mac),
+        "MACs swapped"
+    );
+    assert_eq!(ours.vlans, syn.vlans, "VLAN tags kept");
+    assert_eq!(
+        (ours.src, ours.dst),
+        (syn.dst, syn.src),
+        "addresses swapped"
+    );
+    assert_eq!(
+        (ours.src_port, ours.dst_port),
+        (syn.dst_port, syn.src_port),
+        "ports swapped"
+    );
+    assert_eq!(ours.flags, SYN_ACK);
+    assert_eq!(ours.ack, syn.seq.wrapping_add(1), "ack = seq + 1");
+    assert_eq!(ours.ttl, 64);
+    assert!(ours.ip_checksum_ok, "IPv4 header checksum");
+    assert!(ours.tcp_checksum_ok, "TCP checksum");
+    let mss = ours.mss.expect("MSS option");
+    assert!(
+        mss > 500 && mss <= syn.mss.unwrap_or(536),
+        "MSS {mss} from the cookie table"
+    );
+    assert!(ours.window > 0);
+    ours
+}
+
+#[test]
+fn syns_are_answered_with_cookies_the_kernel_accepts() {
+    in_own_netns(|| {
+        let f = Fixture::new(true);
+        for (what, client, vlan) in [
+            ("IPv4", "10.1.1.1", false),
+            ("IPv6", "2001:db8:1::1", false),
+            ("IPv4 with a VLAN tag", "10.1.1.2", true),
+        ] {
+            let service: IpAddr = if client.contains(':') {
+                SERVICE_V6
+            } else {
+                SERVICE_V4
+            }
+            .parse()
+            .unwrap();
+            let mut packet = syn(client, f.port).to(service);
+            if vlan {
+                packet = packet.vlan(42);
+            }
+            let frame = packet.build();
+            let answer = f.expect(what, &frame, Reason::SynCookieSent, XDP_TX);
+            let ours = check_syn_ack(&frame, &answer);
+            assert!(
+                ours.sack_permitted,
+                "{what}: SACK offered (the client offered it)"
+            );
+            let (tsval, tsecr) = ours.timestamp.expect("timestamps");
+            assert_eq!(tsecr, 0xabcd, "{what}: the client's timestamp echoed");
+            assert_eq!(
+                tsval & 0x3f,
+                7 | 0x10,
+                "{what}: wscale 7 and SACK in the low bits"
+            );
+            assert_eq!(ours.wscale, Some(OUR_WSCALE), "{what}: our window scale");
+
+            // The client's ACK of the cookie: the kernel's check accepts it.
+            let ack_of = |ack: u32| {
+                let p = if client.contains(':') {
+                    v6(client)
+                } else {
+                    v4(client)
+                };
+                let mut p = p
+                    .to(service)
+                    .tcp(f.port, ACK)
+                    .seq(0x1000_0001)
+                    .ack(ack)
+                    .payload(0);
+                if vlan {
+                    p = p.vlan(42);
+                }
+                p.build()
+            };
+            f.expect(
+                &format!("{what}: ACK with the cookie"),
+                &ack_of(ours.seq.wrapping_add(1)),
+                Reason::SynCookieAckOk,
+                XDP_PASS,
+            );
+            f.expect(
+                &format!("{what}: ACK with a wrong cookie"),
+                // (Not cookie + 1: the low bits are the MSS index, and a neighbouring
+                // index can be valid too.)
+                &ack_of(ours.seq.wrapping_add(1) ^ 0x0012_3400),
+                Reason::SynCookieAckBad,
+                XDP_DROP,
+            );
+        }
+        let v4_counters = f.maps.services_ref().unwrap().listener_counters(0).unwrap();
+        assert_eq!(
+            (v4_counters.syns, v4_counters.cookies_sent),
+            (2, 2),
+            "IPv4 listener counters"
+        );
+        assert_eq!(
+            (v4_counters.cookie_acks_ok, v4_counters.cookie_acks_bad),
+            (2, 2)
+        );
+    });
+}
+
+#[test]
+fn a_syn_without_timestamps_gets_only_an_mss() {
+    in_own_netns(|| {
+        let f = Fixture::new(true);
+        let frame = v4("10.1.2.1")
+            .tcp(f.port, SYN)
+            .payload(0)
+            .tcp_options(vec![2, 4, 0x05, 0xb4, 1, 3, 3, 7])
+            .build();
+        let answer = f.expect(
+            "SYN with MSS and wscale only",
+            &frame,
+            Reason::SynCookieSent,
+            XDP_TX,
+        );
+        let ours = check_syn_ack(&frame, &answer);
+        assert_eq!(ours.mss, Some(1460));
+        assert_eq!(
+            (ours.timestamp, ours.wscale, ours.sack_permitted),
+            (None, None, false),
+            "without a timestamp the cookie cannot carry window scale or SACK"
+        );
+    });
+}
+
+#[test]
+fn blocked_and_over_rate_syns_are_dropped_never_answered() {
+    in_own_netns(|| {
+        let f = Fixture::new(true);
+        let blocked = syn("192.0.2.66", f.port).build();
+        f.expect(
+            "SYN from a blocklisted source",
+            &blocked,
+            Reason::Blocklisted,
+            XDP_DROP,
+        );
+        for i in 1..=3 {
+            let frame = syn("10.1.3.1", f.port).build();
+            f.expect(
+                &format!("SYN {i}/3 of the burst"),
+                &frame,
+                Reason::SynCookieSent,
+                XDP_TX,
+            );
+        }
+        let frame = syn("10.1.3.1", f.port).build();
+        f.expect(
+            "SYN over the source's SYN rate",
+            &frame,
+            Reason::RateSyn,
+            XDP_DROP,
+        );
+    });
+}
+
+#[test]
+fn connections_and_other_traffic_go_through_as_before() {
+    in_own_netns(|| {
+        let f = Fixture::new(true);
+        // A real connection over loopback: its segments belong to a connection.
+        let client = TcpStream::connect(("127.0.0.1", f.port)).unwrap();
+        let (_server, _) = f.listener.accept().unwrap();
+        let client_port = client.local_addr().unwrap().port();
+        let data = v4("127.0.0.1")
+            .to("127.0.0.1".parse::<IpAddr>().unwrap())
+            .src_port(client_port)
+            .tcp(f.port, PSH_ACK)
+            .build();
+        let (action, out) = f.run(&data);
+        assert_eq!(action, XDP_PASS, "data on an established connection");
+        assert_eq!(out, data, "passed unchanged");
+        let rst = v4("10.1.4.1").tcp(f.port, RST).payload(0).build();
+        f.expect("RST to the listener", &rst, Reason::Passed, XDP_PASS);
+        let dns = v4("10.1.4.2")
+            .to(SERVICE_V4.parse::<IpAddr>().unwrap())
+            .udp(53)
+            .build();
+        f.expect("UDP to an allowed port", &dns, Reason::Passed, XDP_PASS);
+        let ping = v4("10.1.4.3")
+            .to(SERVICE_V4.parse::<IpAddr>().unwrap())
+            .icmp()
+            .build();
+        f.expect("ICMP to a service address", &ping, Reason::Passed, XDP_PASS);
+        let ssh = syn("10.1.4.4", 22)
+            .to(SERVICE_V4.parse::<IpAddr>().unwrap())
+            .build();
+        f.expect(
+            "SYN to an allowed port (22/tcp)",
+            &ssh,
+            Reason::Passed,
+            XDP_PASS,
+        );
+    });
+}
+
+#[test]
+fn with_cookies_off_syns_pass_to_the_kernel_and_are_counted() {
+    in_own_netns(|| {
+        let f = Fixture::new(false);
+        let frame = syn("10.1.5.1", f.port).build();
+        let (action, out) = f.run(&frame);
+        assert_eq!(
+            (action, out == frame),
+            (XDP_PASS, true),
+            "SYN passed unchanged"
+        );
+        let ack = v4("10.1.5.1")
+            .tcp(f.port, ACK)
+            .ack(12345)
+            .payload(0)
+            .build();
+        f.expect("ACK with cookies off", &ack, Reason::Passed, XDP_PASS);
+        let counters = f.maps.services_ref().unwrap().listener_counters(0).unwrap();
+        assert_eq!((counters.syns, counters.cookies_sent), (1, 0));
+    });
+}
+
+#[test]
+fn the_service_filter_drops_unserved_ports_but_not_the_hosts_own_traffic() {
+    in_own_netns(|| {
+        let f = Fixture::new(false);
+        let service: IpAddr = SERVICE_V4.parse().unwrap();
+        let udp_flood = v4("10.1.6.1").to(service).udp(9999).build();
+        f.expect(
+            "UDP to a closed port",
+            &udp_flood,
+            Reason::PortClosed,
+            XDP_DROP,
+        );
+        let scan = syn("10.1.6.2", 8080).to(service).build();
+        f.expect("SYN to a closed port", &scan, Reason::PortClosed, XDP_DROP);
+        let scan6 = syn("2001:db8:6::2", 8080)
+            .to(SERVICE_V6.parse::<IpAddr>().unwrap())
+            .build();
+        f.expect(
+            "IPv6 SYN to a closed port",
+            &scan6,
+            Reason::PortClosed,
+            XDP_DROP,
+        );
+        let elsewhere = v4("10.1.6.3")
+            .to("10.99.0.1".parse::<IpAddr>().unwrap())
+            .udp(9999)
+            .build();
+        f.expect(
+            "UDP to an address that is not a service address",
+            &elsewhere,
+            Reason::Passed,
+            XDP_PASS,
+        );
+
+        // The host's own client connection (like a backend connection): replies to its
+        // ephemeral port pass; a new connection to that port does not.
+        let own = TcpStream::connect(("127.0.0.1", f.port)).unwrap();
+        let own_port = own.local_addr().unwrap().port();
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let reply = v4("127.0.0.1")
+            .to(local)
+            .src_port(f.port)
+            .tcp(own_port, PSH_ACK)
+            .build();
+        f.expect(
+            "reply on the host's own connection",
+            &reply,
+            Reason::Passed,
+            XDP_PASS,
+        );
+        let syn_to_it = syn("127.0.0.1", own_port).to(local).build();
+        f.expect(
+            "SYN to the host's client port",
+            &syn_to_it,
+            Reason::PortClosed,
+            XDP_DROP,
+        );
+        // The host's own UDP client socket (like a resolver's).
+        let resolver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        resolver.connect("127.0.0.1:53").unwrap();
+        let resolver_port = resolver.local_addr().unwrap().port();
+        let answer = v4("127.0.0.1")
+            .to(local)
+            .src_port(53)
+            .udp(resolver_port)
+            .build();
+        f.expect(
+            "UDP reply to the host's own socket",
+            &answer,
+            Reason::Passed,
+            XDP_PASS,
+        );
+    });
+}
