@@ -316,6 +316,17 @@ fn a_syn_without_timestamps_gets_only_an_mss() {
             (None, None, false),
             "without a timestamp the cookie cannot carry window scale or SACK"
         );
+        // What floods send: no options at all. The answer has none either and is
+        // exactly as long (the frame is rewritten in place, nothing to grow).
+        let bare = v4("10.1.2.2").tcp(f.port, SYN).payload(0).build();
+        let answer = f.expect("SYN without options", &bare, Reason::SynCookieSent, XDP_TX);
+        assert_eq!(answer.len(), bare.len());
+        let ours = Segment::parse(&answer).unwrap();
+        assert_eq!(
+            (ours.flags, ours.mss, ours.timestamp),
+            (SYN_ACK, None, None)
+        );
+        assert!(ours.ip_checksum_ok && ours.tcp_checksum_ok);
     });
 }
 

@@ -98,6 +98,8 @@ pub struct Listener {
     pub max_per_source: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<Tls>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syn_cookies: Option<String>,
 }
 
 impl Listener {
@@ -129,6 +131,12 @@ impl Listener {
 
     pub fn tls(mut self, tls: Tls) -> Listener {
         self.tls = Some(tls);
+        self
+    }
+
+    /// `"off"`, `"on"` or `"auto"`.
+    pub fn syn_cookies(mut self, mode: &str) -> Listener {
+        self.syn_cookies = Some(mode.into());
         self
     }
 }
@@ -379,6 +387,29 @@ pub struct Xdp {
     pub keep_runtime_entries: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syn_cookies: Option<SynCookies>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_filter: Option<ServiceFilter>,
+}
+
+/// `[xdp.syn_cookies]`: when `auto` listeners switch.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SynCookies {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_on_syn_per_second: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_off_after: Option<String>,
+}
+
+/// `[xdp.service_filter]`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ServiceFilter {
+    /// `"22/tcp"`, `"53/udp"`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
 }
 
 impl Xdp {

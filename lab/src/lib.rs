@@ -11,7 +11,8 @@
 //!   [`process`]: processes and their CPU/memory; [`inside`]: run Rust code inside.
 //! - [`nginx`]: nginx backends; [`certs`]: certificates (rcgen);
 //!   [`proxyd`]: the daemon under test and its CLI; [`config`]: its configuration.
-//! - [`packets`]: crafted frames; [`attack`]: bounded attack traffic.
+//! - [`packets`]: crafted frames; [`attack`]: bounded attack traffic; [`trafgen`]:
+//!   bounded spoofed floods from trafgen.
 //! - [`site`]: the usual data-path lab (load balancer, client, nginx backends).
 //! - [`stats`]: medians and ranges for benchmark reports.
 
@@ -27,6 +28,7 @@ pub mod proxyd;
 pub mod site;
 pub mod stats;
 pub mod topology;
+pub mod trafgen;
 
 pub use netns::Netns;
 pub use process::Proc;

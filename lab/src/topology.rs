@@ -18,8 +18,10 @@ pub struct Host {
 /// Hosts numbered from 0; host `i` has `<v4 prefix>.<i+1>/24` and `<v6 prefix>::<i+1>/64`.
 pub struct Topology {
     pub hosts: Vec<Host>,
-    // Dropped last: deleting the switch removes the peer veth ends.
+    // Dropped after the hosts: deleting the switch removes the peer veth ends.
     switch: Option<Netns>,
+    /// Programs pinned for [`Topology::accept_xdp_tx_from`] (after the switch is gone).
+    pins: Vec<crate::PinDir>,
 }
 
 /// Addresses of one segment: `10.<n>.0.0/24` and `fd<n>::/64`.
@@ -67,6 +69,7 @@ impl Topology {
         Ok(Topology {
             hosts,
             switch: Some(switch),
+            pins: Vec::new(),
         })
     }
 
@@ -86,11 +89,39 @@ impl Topology {
         Ok(Topology {
             hosts,
             switch: None,
+            pins: Vec::new(),
         })
     }
 
     pub fn host(&self, i: usize) -> &Host {
         &self.hosts[i]
+    }
+
+    /// Lets host `i` answer with XDP_TX. A veth delivers the frames an XDP program
+    /// sends back only if the other end runs an XDP program too (the kernel also
+    /// accepts GRO there, but on a bridge port that was not enough here: the frames
+    /// vanished). So `xdp_pass` from `object` (an XDP object file, e.g. the project's
+    /// `xdp-bench.o`) is attached to the host's bridge port; it goes with the switch.
+    pub fn accept_xdp_tx_from(&mut self, i: usize, object: &std::path::Path) -> anyhow::Result<()> {
+        let switch = self
+            .switch
+            .as_ref()
+            .context("XDP_TX set-up needs a star topology")?;
+        let pins = crate::PinDir::new(&format!("xdp-tx-{}", switch.name));
+        host_sh(&format!(
+            "bpftool prog loadall {} {} type xdp",
+            object.display(),
+            pins.display()
+        ))?;
+        // nsenter, not `ip netns exec`: that remounts /sys and hides /sys/fs/bpf.
+        host_sh(&format!(
+            "nsenter --net=/run/netns/{} bpftool net attach xdpdrv pinned {}/xdp_pass dev p{}",
+            switch.name,
+            pins.display(),
+            i + 1
+        ))?;
+        self.pins.push(pins);
+        Ok(())
     }
 
     /// The switch namespace's name (star topologies).

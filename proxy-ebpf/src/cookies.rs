@@ -20,8 +20,8 @@ use crate::maps::COOKIE_SCRATCH;
 use crate::parse::{self, Addr, IpPacket, TCP_ACK, TCP_SYN};
 use crate::socket::Socket;
 
-/// Our SYN-ACK's TCP header: 20 bytes + 20 of options (MSS, SACK-permitted or two
-/// NOPs, timestamps, NOP + window scale; unused room is end-of-options padding).
+/// Room for our SYN-ACK's TCP header: 20 bytes + at most 20 of options (MSS,
+/// SACK-permitted or two NOPs, timestamps, NOP + window scale).
 const SYNACK_TCP_LEN: usize = 40;
 const TTL: u8 = 64;
 
@@ -141,21 +141,53 @@ pub fn answer_syn(
     tcp[2..4].copy_from_slice(&th[0..2]);
     tcp[4..8].copy_from_slice(&cookie.to_be_bytes());
     tcp[8..12].copy_from_slice(&client_seq.wrapping_add(1).to_be_bytes());
-    tcp[12] = ((SYNACK_TCP_LEN / 4) as u8) << 4;
     // No ECE: ECN is not negotiated through the cookie (the client falls back to none).
     tcp[13] = TCP_SYN | TCP_ACK;
     tcp[14..16].copy_from_slice(&window(mss).to_be_bytes());
-    write_options(tcp, mss, options, config);
+    // The answer is never longer than it must be: a SYN without options (what most
+    // floods send) gets a SYN-ACK of the same size, so the frame need not grow.
+    let answer = Answer {
+        ip_len,
+        ip,
+        tcp,
+        pseudo,
+    };
+    match write_options(answer.tcp, mss, options, config, tcp_len > 20) {
+        0 => emit::<20>(ctx, packet, answer),
+        4 => emit::<24>(ctx, packet, answer),
+        16 => emit::<36>(ctx, packet, answer),
+        _ => emit::<40>(ctx, packet, answer),
+    }
+}
 
-    let frame_len = packet.l3 + ip_len as usize + SYNACK_TCP_LEN;
-    resize(ctx, frame_len)?;
+/// The SYN-ACK being built, in the scratch map.
+struct Answer<'a> {
+    ip_len: u32,
+    ip: &'a mut [u8; 40],
+    tcp: &'a mut [u8; SYNACK_TCP_LEN],
+    pseudo: &'a mut [u8; 40],
+}
+
+/// Resizes the frame, swaps the MACs, writes IP and TCP headers (`TCP` bytes of TCP
+/// header) with their checksums.
+#[inline(always)]
+fn emit<const TCP: usize>(ctx: &XdpContext, packet: &IpPacket, a: Answer) -> Result<(), ()> {
+    let Answer {
+        ip_len,
+        ip,
+        tcp,
+        pseudo,
+    } = a;
+    tcp[12] = ((TCP / 4) as u8) << 4;
+    let tcp: &mut [u8; TCP] = (&mut tcp[..TCP]).try_into().map_err(|_| ())?;
+    resize(ctx, packet.l3 + ip_len as usize + TCP)?;
     swap_macs(ctx)?;
     *ip = [0u8; 40];
     match (&packet.src, &packet.dst) {
         (Addr::V4(client), Addr::V4(server)) => {
             let h: &mut [u8; 20] = (&mut ip[..20]).try_into().map_err(|_| ())?;
             h[0] = 0x45;
-            h[2..4].copy_from_slice(&((20 + SYNACK_TCP_LEN) as u16).to_be_bytes());
+            h[2..4].copy_from_slice(&((20 + TCP) as u16).to_be_bytes());
             h[6] = 0x40; // don't fragment
             h[8] = TTL;
             h[9] = parse::IPPROTO_TCP;
@@ -166,7 +198,7 @@ pub fn answer_syn(
             let p: &mut [u8; 12] = (&mut pseudo[..12]).try_into().map_err(|_| ())?;
             p[..4].copy_from_slice(server);
             p[4..8].copy_from_slice(client);
-            p[8..].copy_from_slice(&[0, parse::IPPROTO_TCP, 0, SYNACK_TCP_LEN as u8]);
+            p[8..].copy_from_slice(&[0, parse::IPPROTO_TCP, 0, TCP as u8]);
             let tcp_sum = checksum(csum(tcp, csum(p, 0)?)?);
             tcp[16..18].copy_from_slice(&tcp_sum);
             store(ctx, packet.l3, h)?;
@@ -174,23 +206,14 @@ pub fn answer_syn(
         }
         (Addr::V6(client), Addr::V6(server)) => {
             ip[0] = 0x60;
-            ip[4..6].copy_from_slice(&(SYNACK_TCP_LEN as u16).to_be_bytes());
+            ip[4..6].copy_from_slice(&(TCP as u16).to_be_bytes());
             ip[6] = parse::IPPROTO_TCP;
             ip[7] = TTL;
             ip[8..24].copy_from_slice(server);
             ip[24..40].copy_from_slice(client);
             pseudo[..16].copy_from_slice(server);
             pseudo[16..32].copy_from_slice(client);
-            pseudo[32..].copy_from_slice(&[
-                0,
-                0,
-                0,
-                SYNACK_TCP_LEN as u8,
-                0,
-                0,
-                0,
-                parse::IPPROTO_TCP,
-            ]);
+            pseudo[32..].copy_from_slice(&[0, 0, 0, TCP as u8, 0, 0, 0, parse::IPPROTO_TCP]);
             let tcp_sum = checksum(csum(tcp, csum(pseudo, 0)?)?);
             tcp[16..18].copy_from_slice(&tcp_sum);
             store(ctx, packet.l3, ip)?;
@@ -305,15 +328,21 @@ fn syn_options(th: &[u8; 64], tcp_len: u32, found: &mut SynOptions) {
     }
 }
 
-/// The options of our SYN-ACK, in the kernel's order. Without a client timestamp the
-/// cookie cannot carry window scale or SACK, so only MSS is offered (as the kernel does).
+/// Writes the options of our SYN-ACK, in the kernel's order; their length (0, 4, 16
+/// or 20). Without a client timestamp the cookie cannot carry window scale or SACK,
+/// so only MSS is offered (as the kernel does); to a SYN without any option, none
+/// (the client then assumes the default MSS, which is what the cookie encodes).
 #[inline(always)]
 fn write_options(
     tcp: &mut [u8; SYNACK_TCP_LEN],
     mss: u16,
     client: &SynOptions,
     config: &XdpConfig,
-) {
+    client_sent_options: bool,
+) -> usize {
+    if !client_sent_options {
+        return 0;
+    }
     let mss = mss.to_be_bytes();
     tcp[20..24].copy_from_slice(&[OPT_MSS, 4, mss[0], mss[1]]);
     // Volatile reads: the parser's results are in the scratch map (see `syn_options`).
@@ -327,8 +356,7 @@ fn write_options(
         )
     };
     if has_tsval == 0 {
-        // tcp[24..] stays zero: end of options.
-        return;
+        return 4;
     }
     let has_wscale = wscale <= MAX_WSCALE as u32;
     if sack {
@@ -354,7 +382,9 @@ fn write_options(
             config.synack_wscale as u8
         };
         tcp[36..40].copy_from_slice(&[OPT_NOP, OPT_WSCALE, 3, ours]);
+        return 20;
     }
+    16
 }
 
 /// Our timestamp value: the kernel's TCP clock (ms of CLOCK_MONOTONIC) with its low

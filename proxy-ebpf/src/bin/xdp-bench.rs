@@ -1,5 +1,8 @@
-//! Benchmark-only XDP programs (never attached by the product), used by
-//! `cargo xtask bench xdp`:
+//! Benchmark and lab XDP programs (never attached by the product), used by
+//! `cargo xtask bench xdp` and the tests:
+//! - `xdp_pass`: passes everything. On a veth peer it makes the pair accept the
+//!   frames an XDP program sends back with XDP_TX (veth needs an XDP program, or
+//!   GRO, on the receiving end);
 //! - `bare_drop`: returns XDP_DROP, the floor every ratio is taken against;
 //! - `spoof_source`: rewrites the IPv4 source of the (Ethernet + IPv4) test packet
 //!   to a new address on every run, then tail-calls the program in `TARGET[0]`.
@@ -45,6 +48,11 @@ pub fn lru_per_source(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn bare_drop(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_DROP
+}
+
+#[xdp]
+pub fn xdp_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
 }
 
 #[xdp]

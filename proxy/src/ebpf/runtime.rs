@@ -108,7 +108,9 @@ impl XdpRuntime {
     /// SYN cookie mode and counters per listener.
     fn listener_stats(&self) -> (Vec<crate::api::ListenerXdpStats>, bool) {
         let services = self.services.lock().expect("services lock");
-        (services.switch.stats(), services.plan.service_filter)
+        let maps = self.maps.lock().expect("maps lock");
+        let read = |index| maps.services_ref()?.listener_counters(index).ok();
+        (services.switch.stats(read), services.plan.service_filter)
     }
 
     pub fn maps(&self) -> Arc<Mutex<Maps>> {

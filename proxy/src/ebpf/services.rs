@@ -261,20 +261,25 @@ impl CookieSwitch {
         switches
     }
 
-    /// Per-listener mode, state, rate and counters, for `proxy stats` and /metrics.
-    pub fn stats(&self) -> Vec<ListenerXdpStats> {
+    /// Per-listener mode, state, rate and counters, for `proxy stats` and /metrics;
+    /// counters as `read` gives them now (else as last observed).
+    pub fn stats(
+        &self,
+        mut read: impl FnMut(u32) -> Option<ListenerCounters>,
+    ) -> Vec<ListenerXdpStats> {
         self.listeners
             .iter()
-            .map(|l| ListenerXdpStats {
+            .map(|l| (l, read(l.listener.index).unwrap_or(l.counters)))
+            .map(|(l, counters)| ListenerXdpStats {
                 listener: l.listener.name.clone(),
                 bind: l.listener.bind.to_string(),
                 syn_cookies: l.listener.mode.name().to_string(),
                 cookies_active: l.active,
                 syn_per_second: l.syn_per_second,
-                syns: l.counters.syns,
-                cookies_sent: l.counters.cookies_sent,
-                cookie_acks_ok: l.counters.cookie_acks_ok,
-                cookie_acks_bad: l.counters.cookie_acks_bad,
+                syns: counters.syns,
+                cookies_sent: counters.cookies_sent,
+                cookie_acks_ok: counters.cookie_acks_ok,
+                cookie_acks_bad: counters.cookie_acks_bad,
             })
             .collect()
     }
