@@ -133,6 +133,7 @@ impl Site {
             packets,
             rate,
             max_time: Duration::from_secs(20),
+            cpu: None,
         }
         .run(&attacker.ns, "eth0", self.lab.dir.path())
         .expect("trafgen")

@@ -134,7 +134,7 @@ impl Packet {
     /// TCP options (padded with end-of-options to a multiple of 4 bytes).
     pub fn tcp_options(mut self, options: Vec<u8>) -> Self {
         self.tcp_options = options;
-        while self.tcp_options.len() % 4 != 0 {
+        while !self.tcp_options.len().is_multiple_of(4) {
             self.tcp_options.push(0);
         }
         self

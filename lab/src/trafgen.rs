@@ -30,6 +30,8 @@ pub struct Trafgen {
     pub rate: Option<u32>,
     /// Hard stop, whatever is left to send.
     pub max_time: Duration,
+    /// Pin trafgen to this CPU (`taskset -c`).
+    pub cpu: Option<String>,
 }
 
 impl Trafgen {
@@ -56,9 +58,15 @@ impl Trafgen {
         let file = dir.join(format!("trafgen-{:?}-{}.cfg", self.flood, self.port));
         std::fs::write(&file, self.config()).context("writing the trafgen config")?;
         let rate = self.rate.map(|r| format!("-b {r}pps")).unwrap_or_default();
+        let pin = self
+            .cpu
+            .as_ref()
+            .map(|c| format!("taskset -c {c}"))
+            .unwrap_or_default();
+        // SIGINT at the deadline: trafgen then still prints what it sent.
         let out = ns.try_sh(&format!(
-            "timeout {secs} trafgen -c {cfg} -o {ifname} -n {n} -P 1 {rate} 2>&1",
-            secs = self.max_time.as_secs().max(1),
+            "timeout -s INT {secs:.1} {pin} trafgen -c {cfg} -o {ifname} -n {n} -P 1 {rate} 2>&1",
+            secs = self.max_time.as_secs_f64().max(0.5),
             cfg = file.display(),
             n = self.packets,
         ));

@@ -9,7 +9,7 @@ use proxy_common::{
 
 use crate::cookies;
 use crate::maps::{LISTENER_COUNTERS, LISTENERS, SERVED_PORTS, SERVICE_ADDRS};
-use crate::parse::{Addr, IPPROTO_TCP, IPPROTO_UDP, IpPacket, TCP_ACK, TCP_RST, TCP_SYN};
+use crate::parse::{IPPROTO_TCP, IPPROTO_UDP, IpPacket, TCP_ACK, TCP_RST, TCP_SYN};
 use crate::socket;
 
 #[inline(always)]
@@ -33,12 +33,12 @@ fn listener(packet: &IpPacket) -> Option<ListenerState> {
     };
     // SAFETY: the value is copied out at once; userspace may replace it concurrently,
     // which only makes this packet see the old or the new state.
-    if let Some(state) = unsafe { LISTENERS.get(&key) } {
+    if let Some(state) = unsafe { LISTENERS.get(key) } {
         return Some(*state);
     }
     key.addr.addr = [0; 16];
     // SAFETY: as above.
-    unsafe { LISTENERS.get(&key) }.copied()
+    unsafe { LISTENERS.get(key) }.copied()
 }
 
 #[inline(always)]
@@ -144,7 +144,7 @@ pub fn service_filter(ctx: &XdpContext, packet: &IpPacket, config: &XdpConfig) -
         return Reason::Passed;
     }
     // SAFETY: the value is only tested for presence.
-    if unsafe { SERVICE_ADDRS.get(&packet.dst.key()) }.is_none() {
+    if unsafe { SERVICE_ADDRS.get(packet.dst.key()) }.is_none() {
         return Reason::Passed;
     }
     if packet.proto == IPPROTO_TCP {

@@ -18,7 +18,7 @@ impl Socket {
     pub fn is_listener(&self) -> bool {
         // SAFETY: a non-null socket returned by a lookup helper; `state` is readable
         // through any socket pointer.
-        unsafe { (*self.0).state == BPF_TCP_LISTEN as u32 }
+        unsafe { (*self.0).state == BPF_TCP_LISTEN }
     }
 
     /// The raw pointer, for the SYN cookie helpers.

@@ -2,6 +2,7 @@
 mod bench_attack;
 mod bench_client;
 mod bench_soak;
+mod bench_syn;
 mod bench_tls;
 mod bench_xdp;
 mod fuzz;
@@ -74,6 +75,8 @@ enum Bench {
     Attack(bench_attack::Args),
     /// One daemon under long use: idle connections, reloads under load, mixed load.
     Soak(bench_soak::Args),
+    /// Spoofed SYN floods: XDP cookie costs per packet, softirq per SYN, legit TLS tx/s.
+    Syn(bench_syn::Args),
 }
 
 pub fn workspace_root() -> PathBuf {
@@ -131,6 +134,12 @@ fn main() -> anyhow::Result<()> {
         } => {
             setup::run()?;
             bench_attack::run(args, &workspace_root())
+        }
+        Task::Bench {
+            which: Bench::Syn(args),
+        } => {
+            setup::run()?;
+            bench_syn::run(args, &workspace_root())
         }
         Task::Bench {
             which: Bench::Soak(args),

@@ -9,19 +9,36 @@
 //!   BPF_PROG_TEST_RUN reuses one buffer across repeats, so each repeat sees a new
 //!   source: a spoofed-source flood. Its own cost is measured by targeting `bare_drop`;
 //! - `lru_per_source`: the design the product avoids, for comparison: per-source
-//!   state in an LRU hash (one entry inserted per unseen source), then XDP_PASS.
+//!   state in an LRU hash (one entry inserted per unseen source), then XDP_PASS;
+//! - `replay`: writes the frame in `TEMPLATE[0]` over the test packet (optionally with
+//!   a new IPv4 source each run), then tail-calls `TARGET[0]`: for programs that
+//!   rewrite the packet (SYN cookie answers), every repeat sees the original again.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
     bindings::xdp_action,
-    btf_maps::{LruHashMap, ProgramArray},
+    btf_maps::{Array, LruHashMap, ProgramArray},
+    helpers::generated::{bpf_xdp_adjust_tail, bpf_xdp_store_bytes},
     macros::{btf_map, xdp},
     programs::XdpContext,
 };
 
 #[btf_map]
 static TARGET: ProgramArray<1> = ProgramArray::new();
+
+/// The frame `replay` restores before every run.
+#[repr(C)]
+pub struct Template {
+    /// Frame length (1..=128).
+    pub len: u32,
+    /// Non-zero: step the IPv4 source address (bytes 26..30) on every run.
+    pub rotate_source: u32,
+    pub bytes: [u8; 128],
+}
+
+#[btf_map]
+static TEMPLATE: Array<Template, 1> = Array::new();
 
 /// Per-source packet counts, the naive way (65,536 sources).
 #[btf_map]
@@ -67,6 +84,37 @@ pub fn spoof_source(ctx: XdpContext) -> u32 {
     unsafe {
         // A multiplicative step walks all 2^32 addresses in a scattered order.
         *src = (*src).wrapping_mul(0x9E37_79B1).wrapping_add(1);
+        TARGET.tail_call(&ctx, 0);
+    }
+    xdp_action::XDP_ABORTED
+}
+
+#[xdp]
+pub fn replay(ctx: XdpContext) -> u32 {
+    let Some(template) = TEMPLATE.get_ptr_mut(0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    // SAFETY: a map value, valid for the run; only this program writes it (one CPU).
+    let t = unsafe { &mut *template };
+    let len = core::hint::black_box(t.len) as usize & 127;
+    if len < 34 {
+        return xdp_action::XDP_ABORTED;
+    }
+    if t.rotate_source != 0 {
+        let src = u32::from_ne_bytes([t.bytes[26], t.bytes[27], t.bytes[28], t.bytes[29]]);
+        let next = src.wrapping_mul(0x9E37_79B1).wrapping_add(1).to_ne_bytes();
+        t.bytes[26..30].copy_from_slice(&next);
+    }
+    let delta = len as i32 - (ctx.data_end() - ctx.data()) as i32;
+    // SAFETY: helpers on the program's own context; the store reads `len` (≤ 127)
+    // bytes of the 128-byte template.
+    unsafe {
+        if delta != 0 && bpf_xdp_adjust_tail(ctx.ctx, delta) != 0 {
+            return xdp_action::XDP_ABORTED;
+        }
+        if bpf_xdp_store_bytes(ctx.ctx, 0, t.bytes.as_mut_ptr() as *mut _, len as u32) != 0 {
+            return xdp_action::XDP_ABORTED;
+        }
         TARGET.tail_call(&ctx, 0);
     }
     xdp_action::XDP_ABORTED

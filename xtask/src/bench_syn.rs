@@ -1,0 +1,340 @@
+//! `cargo xtask bench syn`: what a spoofed SYN flood costs the load balancer.
+//!
+//! 1. ns per packet via BPF_PROG_TEST_RUN (proxy/benches/syn.rs): a SYN answered with
+//!    a cookie, a valid / a bad cookie ACK, a closed-port drop, each × a bare XDP_DROP
+//!    in the same rounds.
+//! 2. Live on veth: three hosts on a bridge (`lb` 10.77.0.1 with `proxy` on CPU 0,
+//!    `gen` 10.77.0.2 with the TLS load generator and nginx on CPU 1, `at` 10.77.0.3
+//!    with trafgen pinned to CPU 0: on veth the receive work of its packets runs on
+//!    the sender's CPU, where a NIC's softirq would be). trafgen sends SYNs from random
+//!    sources at the TLS port at its full rate. Per scenario: softirq CPU per spoofed
+//!    SYN on CPU 0 (flood alone), then legitimate TLS transactions/s during the flood.
+//!    Scenarios: no flood; flood answered with XDP SYN cookies; flood with XDP cookies
+//!    off (the kernel's own SYN cookies, `tcp_syncookies = 2`); flood dropped in XDP
+//!    (its sources blocklisted): the floor.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use lab::certs::{self, KeyType};
+use lab::config::{Admin, Config, Health, ListEntry, Listener, Log, Pool, Tls, Xdp};
+use lab::process::raise_fd_limit;
+use lab::stats::{median, min_max, num};
+use lab::trafgen::{Flood, Trafgen};
+use lab::{PinDir, Topology};
+
+use crate::release::build_release;
+
+const LB_IP: &str = "10.77.0.1";
+const GEN_IP: &str = "10.77.0.2";
+const LB_CPU: &str = "0";
+const GEN_CPU: &str = "1";
+const TLS_PORT: u16 = 443;
+const BACKEND_PORT: u16 = 8080;
+const SERVER_NAME: &str = "bench.test";
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Rounds (each measures every scenario once, order rotating).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Seconds of flood alone (softirq cost) and of legitimate load during the flood.
+    #[arg(long, default_value_t = 4.0)]
+    pub seconds: f64,
+    /// BPF_PROG_TEST_RUN runs per measurement (part 1).
+    #[arg(long, default_value_t = 200_000)]
+    pub repeat: u32,
+    /// Skip part 1 (BPF_PROG_TEST_RUN).
+    #[arg(long)]
+    pub live_only: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scenario {
+    NoFlood,
+    XdpCookies,
+    KernelCookies,
+    XdpDrop,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 4] = [
+        Scenario::NoFlood,
+        Scenario::XdpCookies,
+        Scenario::KernelCookies,
+        Scenario::XdpDrop,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Scenario::NoFlood => "no flood (XDP cookies on)",
+            Scenario::XdpCookies => "flood, answered with XDP SYN cookies",
+            Scenario::KernelCookies => "flood, XDP cookies off (kernel SYN cookies)",
+            Scenario::XdpDrop => "flood dropped in XDP (blocklisted)",
+        }
+    }
+}
+
+#[derive(Default)]
+struct Samples {
+    tps: Vec<f64>,
+    softirq_us_per_syn: Vec<f64>,
+    flood_pps: Vec<f64>,
+}
+
+pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
+    lab::ensure_root()?;
+    if !args.live_only {
+        test_run_costs(&args, root)?;
+    }
+    raise_fd_limit();
+    let (proxy_bin, xtask) = build_release(root)?;
+    let dir = tempfile::Builder::new()
+        .prefix("proxy-bench-syn")
+        .tempdir()?;
+    let d = dir.path();
+    let cert = certs::try_write(d, "ec", KeyType::EcdsaP256, SERVER_NAME, &[SERVER_NAME])?;
+    let pins = PinDir::new("bench-syn");
+    std::fs::create_dir_all(d.join("www"))?;
+    std::fs::write(d.join("www/small"), vec![b's'; 100])?;
+
+    let mut topo = Topology::star(&["lb", "gen", "at"])?;
+    topo.accept_xdp_tx_from(0, &ebpf_build::bench_object_path(root))?;
+    let (lb, gen_ns, at) = (&topo.host(0).ns, &topo.host(1).ns, &topo.host(2).ns);
+    for ns in [lb, gen_ns] {
+        ns.exec(
+            "sysctl -qw net.ipv4.tcp_tw_reuse=1 && sysctl -qw net.ipv4.ip_local_port_range='1024 65000' && \
+             sysctl -qw net.core.somaxconn=8192",
+        )?;
+    }
+    let lb_mac = lb.mac_of("eth0")?;
+    let dd = d.display();
+    std::fs::write(
+        d.join("backend.conf"),
+        lab::nginx::bench_backend_conf(d, &[format!("{GEN_IP}:{BACKEND_PORT}")]),
+    )?;
+    let _backend = gen_ns.start_on_cpu(GEN_CPU, &format!("nginx -c {dd}/backend.conf"))?;
+    gen_ns.wait_listening(&[BACKEND_PORT])?;
+    let generator = |seconds: f64| {
+        format!(
+            "{} bench-client handshakes --addr {LB_IP}:{TLS_PORT} --name {SERVER_NAME} --ca {dd}/ec.pem \
+             --get /small --concurrency 32 --seconds {seconds}",
+            xtask.display()
+        )
+    };
+    let flood = |seconds: f64| Trafgen {
+        flood: Flood::Syn,
+        dst_mac: lb_mac
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+        dst: LB_IP.into(),
+        port: TLS_PORT,
+        packets: 50_000_000,
+        rate: None,
+        max_time: Duration::from_secs_f64(seconds),
+        cpu: Some(LB_CPU.into()),
+    };
+
+    let mut results: Vec<(Scenario, Samples)> = Scenario::ALL
+        .iter()
+        .map(|s| (*s, Samples::default()))
+        .collect();
+    for round in 0..args.rounds {
+        eprintln!("round {}/{}", round + 1, args.rounds);
+        let mut order = Scenario::ALL.to_vec();
+        order.rotate_left(round % Scenario::ALL.len());
+        for scenario in order {
+            let kernel_cookies = if scenario == Scenario::KernelCookies {
+                "2"
+            } else {
+                "1"
+            };
+            lb.exec(&format!(
+                "sysctl -qw net.ipv4.tcp_syncookies={kernel_cookies}"
+            ))?;
+            let config = d.join("proxy.toml");
+            std::fs::write(&config, proxy_conf(d, &cert, &pins, scenario))?;
+            let proxy = lb.start_on_cpu(
+                LB_CPU,
+                &format!(
+                    "env RUST_LOG=warn {} run --config {}",
+                    proxy_bin.display(),
+                    config.display()
+                ),
+            )?;
+            lb.wait_listening(&[TLS_PORT])?;
+            let sample = &mut results
+                .iter_mut()
+                .find(|r| r.0 == scenario)
+                .expect("scenario")
+                .1;
+            let tps = if scenario == Scenario::NoFlood {
+                legit_rate(gen_ns, &generator(args.seconds))?
+            } else {
+                let total = 2.0 * args.seconds + 1.0;
+                std::thread::scope(|s| -> anyhow::Result<f64> {
+                    let attack = s.spawn(|| flood(total).run(at, "eth0", d));
+                    std::thread::sleep(Duration::from_millis(500));
+                    // Flood alone: softirq on the LB's CPU per spoofed SYN the XDP program saw.
+                    let seen = || xdp_packets(lb, &proxy_bin, d);
+                    let (soft0, seen0, t0) = (softirq_seconds(LB_CPU)?, seen()?, Instant::now());
+                    std::thread::sleep(Duration::from_secs_f64(args.seconds));
+                    let (soft1, seen1) = (softirq_seconds(LB_CPU)?, seen()?);
+                    let packets = (seen1 - seen0).max(1.0);
+                    sample
+                        .softirq_us_per_syn
+                        .push((soft1 - soft0) / packets * 1e6);
+                    sample.flood_pps.push(packets / t0.elapsed().as_secs_f64());
+                    // Then legitimate load during the flood.
+                    let tps = legit_rate(gen_ns, &generator(args.seconds - 0.5))?;
+                    let sent = attack.join().expect("flood thread")?;
+                    eprintln!("    trafgen sent {sent} SYNs");
+                    Ok(tps)
+                })?
+            };
+            sample.tps.push(tps);
+            eprintln!(
+                "  {:<46} {tps:>7.0} tx/s{}",
+                scenario.label(),
+                match (sample.softirq_us_per_syn.last(), sample.flood_pps.last()) {
+                    (Some(us), Some(pps)) if scenario != Scenario::NoFlood =>
+                        format!(", flood {pps:.0} SYN/s seen by XDP, softirq {us:.2} µs/SYN"),
+                    _ => String::new(),
+                }
+            );
+            drop(proxy);
+        }
+    }
+    lb.exec("sysctl -qw net.ipv4.tcp_syncookies=1")?;
+
+    let base = median(&results[0].1.tps);
+    let drop_us = median(&results[3].1.softirq_us_per_syn);
+    println!(
+        "\n{} rounds; proxy on CPU {LB_CPU}, generator + nginx on CPU {GEN_CPU}, trafgen (random sources, full rate) on CPU {LB_CPU}\n",
+        args.rounds
+    );
+    println!(
+        "| scenario | legit TLS tx/s, median (min-max) | vs no flood | flood SYN/s seen by XDP | softirq µs per spoofed SYN (min-max) | × XDP drop |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (scenario, s) in &results {
+        let (lo, hi) = min_max(&s.tps);
+        let (cost, pps, ratio) = if s.softirq_us_per_syn.is_empty() {
+            ("-".to_string(), "-".to_string(), "-".to_string())
+        } else {
+            let (clo, chi) = min_max(&s.softirq_us_per_syn);
+            let us = median(&s.softirq_us_per_syn);
+            (
+                format!("{us:.2} ({clo:.2}-{chi:.2})"),
+                format!("{:.0}", median(&s.flood_pps)),
+                format!("{:.2}", us / drop_us),
+            )
+        };
+        println!(
+            "| {} | {:.0} ({lo:.0}-{hi:.0}) | {:.0}% | {pps} | {cost} | {ratio} |",
+            scenario.label(),
+            median(&s.tps),
+            median(&s.tps) / base * 100.0
+        );
+    }
+    Ok(())
+}
+
+/// Part 1: proxy/benches/syn.rs on CPU 1.
+fn test_run_costs(args: &Args, root: &Path) -> anyhow::Result<()> {
+    eprintln!("[bench syn] part 1: BPF_PROG_TEST_RUN (proxy/benches/syn.rs) on CPU 1");
+    let status = Command::new("taskset")
+        .args([
+            "-c",
+            "1",
+            env!("CARGO"),
+            "bench",
+            "-p",
+            "proxy",
+            "--bench",
+            "syn",
+            "--",
+        ])
+        .args(["--repeat", &args.repeat.to_string()])
+        .current_dir(root)
+        .status()
+        .context("running cargo bench")?;
+    anyhow::ensure!(status.success(), "the SYN cookie TEST_RUN benchmark failed");
+    Ok(())
+}
+
+/// Completed TLS transactions per second from the generator.
+fn legit_rate(gen_ns: &lab::Netns, cmd: &str) -> anyhow::Result<f64> {
+    let out = gen_ns.output_on_cpu(GEN_CPU, cmd)?;
+    let j: serde_json::Value =
+        serde_json::from_str(out.trim()).with_context(|| format!("generator: {out}"))?;
+    Ok(num(&j, "ok") / num(&j, "seconds"))
+}
+
+/// Softirq time of one CPU so far (/proc/stat), in seconds.
+fn softirq_seconds(cpu: &str) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(&format!("cpu{cpu}")))
+        .context("no such CPU in /proc/stat")?;
+    let softirq: f64 = line
+        .split_whitespace()
+        .nth(7)
+        .context("short /proc/stat line")?
+        .parse()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(softirq / hz)
+}
+
+/// Every packet the XDP program has seen on the LB's eth0 (all verdicts).
+fn xdp_packets(lb: &lab::Netns, proxy_bin: &Path, d: &Path) -> anyhow::Result<f64> {
+    let out = lb.exec(&format!(
+        "{} stats --json --socket {}",
+        proxy_bin.display(),
+        d.join("admin.sock").display()
+    ))?;
+    let j: serde_json::Value = serde_json::from_str(&out)?;
+    let verdicts = &j["xdp"]["interfaces"][0]["verdicts"];
+    let total = verdicts
+        .as_object()
+        .context("no XDP verdicts in the stats")?
+        .values()
+        .map(|v| v["packets"].as_f64().unwrap_or(0.0))
+        .sum();
+    Ok(total)
+}
+
+fn proxy_conf(d: &Path, cert: &certs::CertFiles, pins: &PinDir, scenario: Scenario) -> String {
+    let cookies = if scenario == Scenario::KernelCookies {
+        "off"
+    } else {
+        "on"
+    };
+    let mut xdp = Xdp::on(&["eth0"], pins.display());
+    if scenario == Scenario::XdpDrop {
+        xdp = xdp.block(ListEntry::new("10.200.0.0/16"));
+    }
+    Config::new()
+        .listener(
+            Listener::new("tls", format!("{LB_IP}:{TLS_PORT}"), "web")
+                .tls(Tls::new(cert))
+                .syn_cookies(cookies),
+        )
+        .pool(Pool::new("web", &[format!("{GEN_IP}:{BACKEND_PORT}")]).health(Health::off()))
+        .log(Log {
+            level: Some("warn".into()),
+            ..Log::default()
+        })
+        .admin(Admin {
+            socket: d.join("admin.sock").display().to_string(),
+            metrics: Some("off".into()),
+        })
+        .xdp(xdp)
+        .to_toml()
+}
