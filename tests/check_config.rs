@@ -86,6 +86,30 @@ fn check_config_reports_file_line_key_and_cause() {
                 .to_string(),
         ),
         (
+            config(&cert, &key, "syn_cookies = \"sometimes\""),
+            format!("{shown}:5:15: `listener[0].syn_cookies`: unknown variant `sometimes`"),
+        ),
+        (
+            config(&cert, &key, "syn_cookies = \"on\""),
+            "`listener[0].syn_cookies`: SYN cookies are answered by the XDP program: add an [xdp] section"
+                .to_string(),
+        ),
+        (
+            config(&cert, &key, "")
+                + "[xdp]\ninterfaces = [\"eth0\"]\n[xdp.service_filter]\nallow = [\"22/sctp\"]\n",
+            "\"22/sctp\": protocol \"sctp\" is not tcp or udp".to_string(),
+        ),
+        (
+            config(&cert, &key, "")
+                + "[xdp]\ninterfaces = [\"eth0\"]\n[xdp.service_filter]\nallow = [\"0/tcp\"]\n",
+            "\"0/tcp\": \"0\" is not a port (1-65535)".to_string(),
+        ),
+        (
+            config(&cert, &key, "")
+                + "[xdp]\ninterfaces = [\"eth0\"]\nsyn_cookies = { auto_on_syn_per_second = 0 }\n",
+            "`xdp.syn_cookies.auto_on_syn_per_second`: must be at least 1".to_string(),
+        ),
+        (
             config(&cert, &key, "").replace("name = \"web\"", "name = \"we\\\"b\""),
             format!("{shown}:2:1: `listener[0].name`: \"we\\\"b\" is not a valid name"),
         ),

@@ -8,7 +8,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use lab::attack::{heavy_source, spoofed_syn_flood};
-use lab::config::{Autoblock, Config, Listener, Pool, RateLimit, Tls, Xdp};
+use lab::config::{
+    Autoblock, Config, Listener, Pool, RateLimit, ServiceFilter, SynCookies, Tls, Xdp,
+};
 use lab::inside::in_netns;
 use lab::site::{Lab, LabOptions};
 
@@ -35,6 +37,10 @@ fn main() {
     for h in &lab.topo.hosts {
         println!("   namespace {:<24} eth0 {} {}", h.ns.name, h.ipv4, h.ipv6);
     }
+    // On veth, SYN-ACKs sent back with XDP_TX arrive only if the other end runs XDP.
+    lab.topo
+        .accept_xdp_tx_from(0, std::path::Path::new(concat!(env!("OUT_DIR"), "/xdp-bench.o")))
+        .unwrap_or_else(|e| panic!("{e:#}"));
 
     step(2, "a self-signed ECDSA certificate for demo.test (rcgen)");
     let cert = lab.cert("demo.test");
@@ -43,15 +49,23 @@ fn main() {
     step(3, "proxy run with the built-in demo configuration");
     let pins = format!("/sys/fs/bpf/proxy-demo-{}", std::process::id());
     // TLS on :443, Maglev over two nginx backends, XDP on eth0 with per-source
-    // limits, auto-blocking of sources that fail TLS handshakes.
+    // limits, SYN cookies answered in XDP when SYNs flood in, unserved ports closed,
+    // auto-blocking of sources that fail TLS handshakes.
     let config = Config::new()
         .listener(
-            Listener::new("https", "10.77.0.1:443", "web").tls(Tls::new(&cert).alpn(&["http/1.1"])),
+            Listener::new("https", "10.77.0.1:443", "web")
+                .tls(Tls::new(&cert).alpn(&["http/1.1"]))
+                .syn_cookies("auto"),
         )
         .pool(Pool::new("web", &lab.backend_addrs()))
         .xdp(Xdp {
             drop_sample_rate: Some(16),
             drop_log_interval: Some("2s".into()),
+            syn_cookies: Some(SynCookies {
+                auto_on_syn_per_second: Some(1000),
+                auto_off_after: Some("10s".into()),
+            }),
+            service_filter: Some(ServiceFilter::default()),
             ..Xdp::on(&["eth0"], &pins).rate_limit(RateLimit {
                 packets_per_second: Some(5000),
                 syn_per_second: Some(200),
@@ -172,7 +186,7 @@ fn main() {
     );
     show(
         "curl http://127.0.0.1:9100/metrics | grep xdp_packets",
-        "curl -s http://127.0.0.1:9100/metrics | grep '^proxy_xdp_packets_total' | head -7",
+        "curl -s http://127.0.0.1:9100/metrics | grep '^proxy_xdp_packets_total' | head -11",
     );
 
     if keep {
@@ -194,9 +208,10 @@ fn main() {
             );
         }
         script += &format!(
-            "ip netns del {}\nrm -rf {pins} {}\n",
+            "ip netns del {}\nrm -rf {pins} {} /sys/fs/bpf/lab-{}-xdp-tx-*\n",
             lab.topo.switch_name().unwrap_or("-"),
-            lab.dir.path().display()
+            lab.dir.path().display(),
+            std::process::id()
         );
         let path = "/tmp/proxy-demo-cleanup.sh";
         std::fs::write(path, script).unwrap();

@@ -196,7 +196,8 @@ pub struct ListenerXdpStats {
     pub syn_cookies: String,
     /// Cookies answered now (`on`, or `auto` while switched on).
     pub cookies_active: bool,
-    /// SYNs per second over the last second (past the lists and per-source limits).
+    /// SYNs per second between the last two reads (every 250 ms), past the lists and
+    /// per-source limits.
     pub syn_per_second: f64,
     pub syns: u64,
     pub cookies_sent: u64,

@@ -28,8 +28,9 @@ use crate::control::subsystem::Subsystem;
 
 /// How often expired list entries are deleted from the maps.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
-/// How often `auto` SYN cookie listeners are re-decided from their SYN counters.
-const COOKIE_SWITCH_INTERVAL: Duration = Duration::from_secs(1);
+/// How often `auto` SYN cookie listeners are re-decided from their SYN counters: a
+/// flood is answered in XDP at most about two intervals after it starts.
+const COOKIE_SWITCH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The service filter and SYN cookie state (lock it before the maps, never after).
 struct Services {
@@ -196,7 +197,7 @@ fn apply_services(
     })
 }
 
-/// Every second: SYN rates per listener → `auto` listeners switch cookies on or off.
+/// Every interval: SYN rates per listener → `auto` listeners switch cookies on or off.
 async fn switch_syn_cookies(services: Arc<Mutex<Services>>, maps: Arc<Mutex<Maps>>) {
     let mut tick = tokio::time::interval(COOKIE_SWITCH_INTERVAL);
     loop {

@@ -158,8 +158,8 @@ struct ListenerSwitch {
 }
 
 /// Decides, from each listener's SYN counter, when `auto` listeners answer with
-/// cookies: on as soon as a second's SYN rate reaches the threshold, off after the
-/// rate stayed below it for the quiet period.
+/// cookies: on as soon as the SYN rate between two observations reaches the
+/// threshold, off after the rate stayed below it for the quiet period.
 pub struct CookieSwitch {
     threshold: f64,
     quiet: Duration,
