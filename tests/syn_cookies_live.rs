@@ -18,12 +18,17 @@ use proxy_common::Reason;
 
 const TLS_PORT: u16 = 443;
 const TCP_PORT: u16 = 8080;
+/// A plain TCP listener added by a reload.
+const ADDED_PORT: u16 = 8081;
 const ALLOWED_PORT: u16 = 2222;
 
 struct Site {
     lab: Lab,
     cacert: String,
-    _pins: lab::PinDir,
+    cert: lab::certs::CertFiles,
+    pins: lab::PinDir,
+    cookies: String,
+    auto_on: u32,
 }
 
 /// The LB (TLS listener with `cookies` mode, plain TCP listener, both to nginx), a
@@ -39,37 +44,52 @@ fn site(tag: &str, cookies: &str, auto_on: u32) -> Site {
         .accept_xdp_tx_from(0, pass_program)
         .expect("an XDP program on the LB's bridge port");
     let cert = lab.cert("site.test");
-    let pins = lab::PinDir::new(tag);
-    let lb = lab.lb_ip().to_string();
-    let config = Config::new()
-        .listener(
-            Listener::new("tls", format!("{lb}:{TLS_PORT}"), "web")
-                .tls(Tls::new(&cert))
-                .syn_cookies(cookies),
-        )
-        .listener(Listener::new("tcp", format!("{lb}:{TCP_PORT}"), "web"))
-        .pool(Pool::new("web", &lab.backend_addrs()).health(Health::every("200ms", "1s", 1, 2)))
-        .xdp(Xdp {
-            syn_cookies: Some(SynCookies {
-                auto_on_syn_per_second: Some(auto_on),
-                auto_off_after: Some("2s".into()),
-            }),
-            service_filter: Some(ServiceFilter {
-                allow: vec![format!("{ALLOWED_PORT}/tcp")],
-                ..ServiceFilter::default()
-            }),
-            ..Xdp::on(&["eth0"], pins.display())
-        })
-        .to_toml();
-    lab.start_proxy(&config);
-    Site {
+    let mut site = Site {
         cacert: cert.cert.display().to_string(),
+        cert,
+        pins: lab::PinDir::new(tag),
+        cookies: cookies.into(),
+        auto_on,
         lab,
-        _pins: pins,
-    }
+    };
+    let config = site.config(false);
+    site.lab.start_proxy(&config);
+    site
 }
 
 impl Site {
+    /// The daemon's configuration; `added`: with one more plain TCP listener.
+    fn config(&self, added: bool) -> String {
+        let lb = self.lab.lb_ip().to_string();
+        let mut config = Config::new()
+            .listener(
+                Listener::new("tls", format!("{lb}:{TLS_PORT}"), "web")
+                    .tls(Tls::new(&self.cert))
+                    .syn_cookies(&self.cookies),
+            )
+            .listener(Listener::new("tcp", format!("{lb}:{TCP_PORT}"), "web"));
+        if added {
+            config = config.listener(Listener::new("added", format!("{lb}:{ADDED_PORT}"), "web"));
+        }
+        config
+            .pool(
+                Pool::new("web", &self.lab.backend_addrs())
+                    .health(Health::every("200ms", "1s", 1, 2)),
+            )
+            .xdp(Xdp {
+                syn_cookies: Some(SynCookies {
+                    auto_on_syn_per_second: Some(self.auto_on),
+                    auto_off_after: Some("2s".into()),
+                }),
+                service_filter: Some(ServiceFilter {
+                    allow: vec![format!("{ALLOWED_PORT}/tcp")],
+                    ..ServiceFilter::default()
+                }),
+                ..Xdp::on(&["eth0"], self.pins.display())
+            })
+            .to_toml()
+    }
+
     fn stats(&self) -> Stats {
         serde_json::from_str(&self.lab.stats_json()).expect("stats JSON")
     }

@@ -39,7 +39,10 @@ fn main() {
     }
     // On veth, SYN-ACKs sent back with XDP_TX arrive only if the other end runs XDP.
     lab.topo
-        .accept_xdp_tx_from(0, std::path::Path::new(concat!(env!("OUT_DIR"), "/xdp-bench.o")))
+        .accept_xdp_tx_from(
+            0,
+            std::path::Path::new(concat!(env!("OUT_DIR"), "/xdp-bench.o")),
+        )
         .unwrap_or_else(|e| panic!("{e:#}"));
 
     step(2, "a self-signed ECDSA certificate for demo.test (rcgen)");

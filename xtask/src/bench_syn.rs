@@ -49,6 +49,11 @@ pub struct Args {
     /// Skip part 1 (BPF_PROG_TEST_RUN).
     #[arg(long)]
     pub live_only: bool,
+    /// Send the flood at this many SYN/s (the same offered load in every scenario)
+    /// instead of trafgen's full rate (which depends on how much of the shared CPU
+    /// each scenario leaves it).
+    #[arg(long)]
+    pub syn_pps: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,7 +139,7 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
         dst: LB_IP.into(),
         port: TLS_PORT,
         packets: 50_000_000,
-        rate: None,
+        rate: args.syn_pps,
         max_time: Duration::from_secs_f64(seconds),
         cpu: Some(LB_CPU.into()),
     };
@@ -213,8 +218,11 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
 
     let base = median(&results[0].1.tps);
     let drop_us = median(&results[3].1.softirq_us_per_syn);
+    let rate = args
+        .syn_pps
+        .map_or("full rate".to_string(), |r| format!("{r} SYN/s"));
     println!(
-        "\n{} rounds; proxy on CPU {LB_CPU}, generator + nginx on CPU {GEN_CPU}, trafgen (random sources, full rate) on CPU {LB_CPU}\n",
+        "\n{} rounds; proxy on CPU {LB_CPU}, generator + nginx on CPU {GEN_CPU}, trafgen (random sources, {rate}) on CPU {LB_CPU}\n",
         args.rounds
     );
     println!(
