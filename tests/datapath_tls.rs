@@ -18,6 +18,8 @@ struct Certs {
     ed: CertFiles,
     wild: CertFiles,
     default: CertFiles,
+    /// An RSA certificate for the same name as `default` (ECDSA).
+    default_rsa: CertFiles,
     /// Every certificate, as the clients' trust store.
     bundle: String,
 }
@@ -36,10 +38,17 @@ fn make_certs(lab: &Lab) -> Certs {
             "default.test",
             &["default.test"],
         ),
+        default_rsa: certs::write(
+            dir,
+            "default-rsa",
+            KeyType::Rsa2048,
+            "default.test",
+            &["default.test"],
+        ),
         bundle: lab.path("bundle.pem"),
     };
     let mut pem = String::new();
-    for f in [&c.ec, &c.rsa, &c.ed, &c.wild, &c.default] {
+    for f in [&c.ec, &c.rsa, &c.ed, &c.wild, &c.default, &c.default_rsa] {
         pem += &std::fs::read_to_string(&f.cert).unwrap();
     }
     std::fs::write(&c.bundle, pem).unwrap();
@@ -66,6 +75,7 @@ fn versions_sni_alpn_and_resumption() {
         Certificate::of(&c.rsa),
         Certificate::of(&c.ed),
         Certificate::of(&c.wild),
+        Certificate::of(&c.default_rsa),
     ];
     let config = Config::new()
         .listener(
@@ -117,6 +127,28 @@ fn versions_sni_alpn_and_resumption() {
             "id-ecPublicKey",
         ),
         ("-noservername", "CN = default.test", "id-ecPublicKey"),
+        // Without SNI (or with an unknown name) a client that can only use RSA gets the
+        // default's RSA twin, by signature schemes (TLS 1.3 and 1.2) or cipher suites.
+        (
+            "-noservername -sigalgs RSA-PSS+SHA256:RSA+SHA256",
+            "CN = default.test",
+            "rsaEncryption, 2048",
+        ),
+        (
+            "-noservername -tls1_2 -sigalgs RSA-PSS+SHA256:RSA+SHA256",
+            "CN = default.test",
+            "rsaEncryption, 2048",
+        ),
+        (
+            "-noservername -tls1_2 -cipher ECDHE-RSA-AES128-GCM-SHA256",
+            "CN = default.test",
+            "rsaEncryption, 2048",
+        ),
+        (
+            "-servername unknown.test -sigalgs RSA-PSS+SHA256:RSA+SHA256",
+            "CN = default.test",
+            "rsaEncryption, 2048",
+        ),
     ] {
         let out = s_client(&lab, 8443, args);
         assert!(

@@ -66,3 +66,106 @@ pub fn try_write(
         .with_context(|| format!("writing {}", files.key.display()))?;
     Ok(files)
 }
+
+/// A test certificate authority: issues client certificates (good, expired) and a
+/// CRL revoking some of them. Written as PEM files under one directory.
+pub struct Ca {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    dir: PathBuf,
+    /// `<stem>.pem` of the CA certificate (what `client_auth.ca` points at).
+    pub cert: PathBuf,
+    next_serial: u64,
+}
+
+impl Ca {
+    /// A self-signed ECDSA CA named `common_name`, written as `<stem>.pem`.
+    pub fn new(dir: &Path, stem: &str, common_name: &str) -> anyhow::Result<Ca> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key)?;
+        let path = dir.join(format!("{stem}.pem"));
+        std::fs::write(&path, cert.pem()).with_context(|| format!("writing {}", path.display()))?;
+        Ok(Ca {
+            params,
+            key,
+            dir: dir.to_path_buf(),
+            cert: path,
+            next_serial: 1000,
+        })
+    }
+
+    /// A client certificate (CN = `common_name`, clientAuth) valid from `not_before` to
+    /// `not_after` (years), written as `<stem>.pem`/`<stem>.key`; its serial number.
+    pub fn client(
+        &mut self,
+        stem: &str,
+        common_name: &str,
+        key_type: KeyType,
+        valid_years: (i32, i32),
+    ) -> anyhow::Result<(CertFiles, u64)> {
+        let key = match key_type {
+            KeyType::EcdsaP256 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+            KeyType::Rsa2048 => {
+                rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+            }
+            KeyType::Ed25519 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519),
+        }?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = rcgen::date_time_ymd(valid_years.0, 1, 1);
+        params.not_after = rcgen::date_time_ymd(valid_years.1, 1, 1);
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        params.serial_number = Some(rcgen::SerialNumber::from(serial));
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer)?;
+        let files = CertFiles {
+            cert: self.dir.join(format!("{stem}.pem")),
+            key: self.dir.join(format!("{stem}.key")),
+            common_name: common_name.to_string(),
+        };
+        std::fs::write(&files.cert, cert.pem())?;
+        std::fs::write(&files.key, key.serialize_pem())?;
+        Ok((files, serial))
+    }
+
+    /// A CRL revoking `serials`, written as `<stem>.pem`.
+    pub fn crl(&self, stem: &str, serials: &[u64]) -> anyhow::Result<PathBuf> {
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2024, 1, 1),
+            next_update: rcgen::date_time_ymd(2099, 1, 1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|s| rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from(*s),
+                    revocation_time: rcgen::date_time_ymd(2024, 1, 1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let crl = params.signed_by(&issuer)?;
+        let path = self.dir.join(format!("{stem}.pem"));
+        std::fs::write(&path, crl.pem()?)?;
+        Ok(path)
+    }
+}

@@ -154,6 +154,19 @@ pub struct Tls {
     pub session_cache: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub handshake_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// `[listener.tls.client_auth]`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClientAuth {
+    pub ca: String,
+    /// `"required"` or `"optional"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub crl: Vec<String>,
 }
 
 impl Tls {
@@ -167,6 +180,11 @@ impl Tls {
             certificates,
             ..Tls::default()
         }
+    }
+
+    pub fn client_auth(mut self, auth: ClientAuth) -> Tls {
+        self.client_auth = Some(auth);
+        self
     }
 
     pub fn alpn(mut self, protocols: &[&str]) -> Tls {

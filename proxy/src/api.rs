@@ -88,11 +88,23 @@ pub enum HandshakeFailure {
     AlertReceived,
     /// The client broke the protocol.
     Misbehaved,
+    /// `client_auth` required a certificate and the client sent none.
+    ClientCertMissing,
+    /// The client certificate does not chain to `client_auth.ca`.
+    ClientCertUnknownCa,
+    /// The client certificate is expired (or not yet valid).
+    ClientCertExpired,
+    /// The client certificate is on a `client_auth.crl`.
+    ClientCertRevoked,
+    /// A signature in the client's chain (or its handshake signature) is wrong.
+    ClientCertBadSignature,
+    /// Another problem with the client certificate (usage, format).
+    ClientCertInvalid,
     Other,
 }
 
 impl HandshakeFailure {
-    pub const ALL: [HandshakeFailure; 10] = [
+    pub const ALL: [HandshakeFailure; 16] = [
         HandshakeFailure::Timeout,
         HandshakeFailure::ClientClosed,
         HandshakeFailure::IoError,
@@ -102,6 +114,12 @@ impl HandshakeFailure {
         HandshakeFailure::NoAlpn,
         HandshakeFailure::AlertReceived,
         HandshakeFailure::Misbehaved,
+        HandshakeFailure::ClientCertMissing,
+        HandshakeFailure::ClientCertUnknownCa,
+        HandshakeFailure::ClientCertExpired,
+        HandshakeFailure::ClientCertRevoked,
+        HandshakeFailure::ClientCertBadSignature,
+        HandshakeFailure::ClientCertInvalid,
         HandshakeFailure::Other,
     ];
 
@@ -117,6 +135,12 @@ impl HandshakeFailure {
             HandshakeFailure::NoAlpn => "no_alpn",
             HandshakeFailure::AlertReceived => "alert_received",
             HandshakeFailure::Misbehaved => "misbehaved",
+            HandshakeFailure::ClientCertMissing => "client_cert_missing",
+            HandshakeFailure::ClientCertUnknownCa => "client_cert_unknown_ca",
+            HandshakeFailure::ClientCertExpired => "client_cert_expired",
+            HandshakeFailure::ClientCertRevoked => "client_cert_revoked",
+            HandshakeFailure::ClientCertBadSignature => "client_cert_bad_signature",
+            HandshakeFailure::ClientCertInvalid => "client_cert_invalid",
             HandshakeFailure::Other => "other",
         }
     }

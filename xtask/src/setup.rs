@@ -30,6 +30,10 @@ const RUNTIME_PACKAGES: &[&str] = &[
     "ca-certificates",
 ];
 
+/// PyPI packages the tests use (for `python3` as found on PATH): an independent
+/// PROXY protocol v2 decoder (the SSL TLVs included).
+const PYTHON_PACKAGES: &[(&str, &str)] = &[("proxy-protocol", "proxyprotocol")];
+
 /// Debian's Rust with a prebuilt `core` for the BPF targets.
 const DEBIAN_RUST_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "libstd-rust-web-dev-bpf"];
 
@@ -42,9 +46,46 @@ pub fn run() -> anyhow::Result<()> {
         bail!("setup installs packages and the tests load XDP programs: run it as root");
     }
     install_packages(RUNTIME_PACKAGES)?;
+    install_python_packages(PYTHON_PACKAGES)?;
     let route = ensure_ebpf_route()?;
     ensure_bpf_linker(route)?;
     step(&format!("ready: eBPF route = {}", route.name()));
+    Ok(())
+}
+
+/// Installs (package, module) pairs whose module `python3` cannot import yet.
+fn install_python_packages(packages: &[(&str, &str)]) -> anyhow::Result<()> {
+    let importable = |module: &str| {
+        Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let missing: Vec<&str> = packages
+        .iter()
+        .filter(|(_, module)| !importable(module))
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
+        let names: Vec<&str> = packages.iter().map(|(p, _)| *p).collect();
+        step(&format!("Python packages present: {}", names.join(" ")));
+        return Ok(());
+    }
+    step(&format!(
+        "installing Python packages from PyPI: {}",
+        missing.join(" ")
+    ));
+    let status = Command::new("python3")
+        .args(["-m", "pip", "install", "-q"])
+        .args(&missing)
+        .status()
+        .context("running python3 -m pip")?;
+    if !status.success() {
+        bail!(
+            "pip install {} failed (python3 -m pip must work: install python3-pip)",
+            missing.join(" ")
+        );
+    }
     Ok(())
 }
 

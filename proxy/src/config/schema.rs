@@ -119,6 +119,34 @@ pub struct ListenerTls {
     /// Time a client has to complete the handshake. Default "10s".
     #[serde(default = "default_handshake_timeout", with = "duration")]
     pub handshake_timeout: Duration,
+    /// Client certificates (mutual TLS). Absent: clients are not asked for one.
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// `[listener.tls.client_auth]`: client certificates verified against `ca` (chains,
+/// validity dates, CRLs) with rustls' WebPKI client verifier.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAuth {
+    /// PEM file of the CA certificates client certificates must chain to. Required.
+    pub ca: PathBuf,
+    /// `"required"` (default): a client without a valid certificate is refused;
+    /// `"optional"`: a client without one connects (a presented certificate must
+    /// still be valid), and the backend learns which from the PROXY v2 header.
+    #[serde(default)]
+    pub mode: ClientAuthMode,
+    /// Certificate revocation lists (PEM or DER files) from the CA: revoked client
+    /// certificates are refused.
+    #[serde(default)]
+    pub crl: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuthMode {
+    #[default]
+    Required,
+    Optional,
 }
 
 /// One certificate chain and its key.

@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
 use super::balance::{Backend, KeyInput, Pool, Source};
+use super::client_cert;
 use super::events::{SourceEvent, SourceEventKind};
 use super::forward::{self, End};
 use super::proxy_protocol;
@@ -62,7 +63,7 @@ async fn plain(
     runtime: &ListenerRuntime,
 ) -> Option<End> {
     let (mut backend, _guard) = connect_backend(&state.pool, peer, None, runtime).await?;
-    let header = proxy_header(&state.pool, peer, local, None, None);
+    let header = proxy_header(&state.pool, peer, local, None, None, None);
     backend.write_all(&header).await.ok()?;
     let splice = state.settings.forwarding == Forwarding::Splice;
     let (bytes, idle) = (&runtime.metrics.bytes, state.idle_timeout);
@@ -104,7 +105,17 @@ async fn terminate_tls(
     let conn = client.get_ref().1;
     let sni = conn.server_name();
     let (mut backend, _guard) = connect_backend(&state.pool, peer, sni, runtime).await?;
-    let header = proxy_header(&state.pool, peer, local, sni, conn.alpn_protocol());
+    // Only PROXY v2 carries the TLS facts (and only then is the certificate parsed).
+    let v2 = state.pool.settings.proxy_protocol == ProxyProtocol::V2;
+    let ssl = v2.then(|| client_cert::ssl_info(conn));
+    let header = proxy_header(
+        &state.pool,
+        peer,
+        local,
+        sni,
+        conn.alpn_protocol(),
+        ssl.as_ref(),
+    );
     backend.write_all(&header).await.ok()?;
     let (bytes, idle) = (&m.bytes, state.idle_timeout);
     Some(forward::copy_bidirectional(client, backend, bytes, idle).await)
@@ -215,6 +226,7 @@ fn proxy_header(
     local: Option<SocketAddr>,
     sni: Option<&str>,
     alpn: Option<&[u8]>,
+    ssl: Option<&proxy_protocol::Ssl>,
 ) -> Vec<u8> {
     let Some(local) = local else {
         return Vec::new();
@@ -224,6 +236,7 @@ fn proxy_header(
         local,
         sni,
         alpn,
+        ssl,
     };
     match pool.settings.proxy_protocol {
         ProxyProtocol::None => Vec::new(),

@@ -11,6 +11,7 @@
 //!   for auto-blocking.
 
 pub mod balance;
+pub mod client_cert;
 pub mod connection;
 pub mod events;
 pub mod forward;

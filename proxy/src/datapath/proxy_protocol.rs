@@ -11,6 +11,84 @@ const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 /// PP2_TYPE_ALPN and PP2_TYPE_AUTHORITY (the SNI name).
 const PP2_TYPE_ALPN: u8 = 0x01;
 const PP2_TYPE_AUTHORITY: u8 = 0x02;
+/// PP2_TYPE_SSL and its sub-types (spec section 2.2.5).
+const PP2_TYPE_SSL: u8 = 0x20;
+const PP2_SUBTYPE_SSL_VERSION: u8 = 0x21;
+const PP2_SUBTYPE_SSL_CN: u8 = 0x22;
+const PP2_SUBTYPE_SSL_CIPHER: u8 = 0x23;
+const PP2_SUBTYPE_SSL_SIG_ALG: u8 = 0x24;
+const PP2_SUBTYPE_SSL_KEY_ALG: u8 = 0x25;
+/// `client` bits of PP2_TYPE_SSL.
+const PP2_CLIENT_SSL: u8 = 0x01;
+const PP2_CLIENT_CERT_CONN: u8 = 0x02;
+const PP2_CLIENT_CERT_SESS: u8 = 0x04;
+
+/// The TLS facts of a terminated connection, for PP2_TYPE_SSL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ssl {
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub version: String,
+    /// The cipher suite's IANA name.
+    pub cipher: String,
+    /// The client's verified certificate, if it presented one.
+    pub client_cert: Option<ClientCert>,
+    /// The certificate was presented in this connection's handshake (not only in the
+    /// session it resumed).
+    pub cert_in_connection: bool,
+}
+
+/// What the backend learns about a verified client certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientCert {
+    /// Subject common name.
+    pub common_name: Option<String>,
+    /// The certificate's signature algorithm (`ecdsa-with-SHA256`, `sha256WithRSAEncryption`).
+    pub sig_alg: Option<String>,
+    /// Its public key algorithm (`id-ecPublicKey`, `rsaEncryption`, `ED25519`).
+    pub key_alg: Option<String>,
+}
+
+impl Ssl {
+    /// The PP2_TYPE_SSL value: client bits, verify (0: a certificate was presented
+    /// and verified), then the sub-TLVs.
+    fn encode(&self) -> Vec<u8> {
+        let mut client = PP2_CLIENT_SSL;
+        if self.client_cert.is_some() {
+            client |= PP2_CLIENT_CERT_SESS;
+            if self.cert_in_connection {
+                client |= PP2_CLIENT_CERT_CONN;
+            }
+        }
+        let verify: u32 = if self.client_cert.is_some() { 0 } else { 1 };
+        let mut out = vec![client];
+        out.extend_from_slice(&verify.to_be_bytes());
+        let cert = self.client_cert.as_ref();
+        let subs = [
+            (PP2_SUBTYPE_SSL_VERSION, Some(self.version.as_str())),
+            (
+                PP2_SUBTYPE_SSL_CN,
+                cert.and_then(|c| c.common_name.as_deref()),
+            ),
+            (PP2_SUBTYPE_SSL_CIPHER, Some(self.cipher.as_str())),
+            (
+                PP2_SUBTYPE_SSL_SIG_ALG,
+                cert.and_then(|c| c.sig_alg.as_deref()),
+            ),
+            (
+                PP2_SUBTYPE_SSL_KEY_ALG,
+                cert.and_then(|c| c.key_alg.as_deref()),
+            ),
+        ];
+        for (kind, value) in subs {
+            if let Some(v) = value.filter(|v| !v.is_empty() && v.len() <= 1024) {
+                out.push(kind);
+                out.extend_from_slice(&(v.len() as u16).to_be_bytes());
+                out.extend_from_slice(v.as_bytes());
+            }
+        }
+        out
+    }
+}
 
 /// What the header describes: the client's address and the address it connected to.
 pub struct Header<'a> {
@@ -20,6 +98,8 @@ pub struct Header<'a> {
     pub sni: Option<&'a str>,
     /// TLS listeners: the negotiated ALPN protocol (v2 only).
     pub alpn: Option<&'a [u8]>,
+    /// TLS listeners: version, cipher and the client certificate (v2 only, PP2_TYPE_SSL).
+    pub ssl: Option<&'a Ssl>,
 }
 
 /// Both addresses in one family: IPv4-mapped IPv6 addresses become IPv4.
@@ -70,12 +150,18 @@ pub fn v2(h: &Header<'_>) -> Vec<u8> {
         None => 0x00, // AF_UNSPEC: the receiver ignores the addresses.
     };
     // With AF_UNSPEC receivers ignore the whole payload, TLVs included: send none.
+    let ssl = h.ssl.map(Ssl::encode);
     let tlvs = if family == 0x00 {
-        [(PP2_TYPE_ALPN, None), (PP2_TYPE_AUTHORITY, None)]
+        [
+            (PP2_TYPE_ALPN, None),
+            (PP2_TYPE_AUTHORITY, None),
+            (PP2_TYPE_SSL, None),
+        ]
     } else {
         [
             (PP2_TYPE_ALPN, h.alpn),
             (PP2_TYPE_AUTHORITY, h.sni.map(str::as_bytes)),
+            (PP2_TYPE_SSL, ssl.as_deref()),
         ]
     };
     for (kind, value) in tlvs {
@@ -134,6 +220,7 @@ mod tests {
             local: local.parse().unwrap(),
             sni: None,
             alpn: None,
+            ssl: None,
         }
     }
 
@@ -180,5 +267,40 @@ mod tests {
         assert_eq!(&got[16 + 36..16 + 36 + 5], &[0x01, 0x00, 0x02, b'h', b'2']);
         assert_eq!(&got[16 + 41..16 + 44], &[0x02, 0x00, 0x0b]);
         assert_eq!(&got[16 + 44..], b"example.com");
+    }
+
+    #[test]
+    fn v2_ssl_tlv_with_a_verified_client_certificate() {
+        let ssl = Ssl {
+            version: "TLSv1.3".into(),
+            cipher: "TLS_AES_128_GCM_SHA256".into(),
+            client_cert: Some(ClientCert {
+                common_name: Some("alice".into()),
+                sig_alg: Some("ecdsa-with-SHA256".into()),
+                key_alg: Some("id-ecPublicKey".into()),
+            }),
+            cert_in_connection: true,
+        };
+        let mut h = header("192.0.2.1:5", "198.51.100.1:443");
+        h.ssl = Some(&ssl);
+        let got = v2(&h);
+        let tlv = &got[16 + 12..];
+        assert_eq!(tlv[0], PP2_TYPE_SSL);
+        let len = u16::from_be_bytes([tlv[1], tlv[2]]) as usize;
+        assert_eq!(tlv.len(), 3 + len);
+        // client: SSL | CERT_CONN | CERT_SESS; verify 0.
+        assert_eq!(&tlv[3..8], &[0x07, 0, 0, 0, 0]);
+        assert_eq!(&tlv[8..11], &[PP2_SUBTYPE_SSL_VERSION, 0, 7]);
+        assert_eq!(&tlv[11..18], b"TLSv1.3");
+        assert_eq!(&tlv[18..21], &[PP2_SUBTYPE_SSL_CN, 0, 5]);
+        assert_eq!(&tlv[21..26], b"alice");
+        // Without a certificate: only SSL, verify non-zero, no CN.
+        let anonymous = Ssl {
+            client_cert: None,
+            ..ssl.clone()
+        };
+        let encoded = anonymous.encode();
+        assert_eq!(&encoded[..5], &[0x01, 0, 0, 0, 1]);
+        assert!(!encoded.windows(5).any(|w| w == b"alice"));
     }
 }

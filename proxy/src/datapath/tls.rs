@@ -127,9 +127,13 @@ pub fn dns_names(key: &CertifiedKey) -> Vec<String> {
     }
 }
 
-/// Picks a certificate by SNI: exact name, then `*.parent` wildcard, then the default.
-/// Several certificates may share a name (say ECDSA and RSA); the first one whose key
-/// can sign with a scheme the client offers wins.
+/// Picks a certificate by SNI: exact name, then `*.parent` wildcard, then the defaults
+/// (clients without SNI or with an unknown name). Several certificates may share a
+/// name (say ECDSA and RSA); the first one the client can use wins: its key signs with
+/// a scheme the client offers, and, for a TLS 1.2-only client, a cipher suite the
+/// client offers goes with the key's type. The defaults are the certificate marked
+/// `default` and every other certificate for exactly the same names, so a client
+/// without SNI gets the RSA twin of an ECDSA default when it only speaks RSA.
 #[derive(Default)]
 pub struct SniResolver {
     exact: HashMap<String, Vec<Arc<CertifiedKey>>>,
@@ -181,18 +185,38 @@ impl SniResolver {
         &self,
         server_name: Option<&str>,
         schemes: &[SignatureScheme],
+        suites: &[rustls::CipherSuite],
     ) -> Option<Arc<CertifiedKey>> {
         let keys = self.lookup(server_name);
         keys.iter()
-            .find(|k| k.key.choose_scheme(schemes).is_some())
+            .find(|k| k.key.choose_scheme(schemes).is_some() && suites_fit(k, suites))
             .or_else(|| keys.first())
             .cloned()
     }
 }
 
+/// Can a client offering `suites` use this key? Any TLS 1.3 suite fits every key;
+/// TLS 1.2 suites name the key type (ECDHE_ECDSA for ECDSA and Ed25519, ECDHE_RSA).
+fn suites_fit(key: &CertifiedKey, suites: &[rustls::CipherSuite]) -> bool {
+    use rustls::SignatureAlgorithm as A;
+    let wanted = match key.key.algorithm() {
+        A::RSA => "_ECDHE_RSA_",
+        A::ECDSA | A::ED25519 => "_ECDHE_ECDSA_",
+        _ => return true,
+    };
+    suites.iter().any(|s| {
+        let name = format!("{s:?}");
+        name.starts_with("TLS13_") || name.contains(wanted)
+    })
+}
+
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.pick(hello.server_name(), hello.signature_schemes())
+        self.pick(
+            hello.server_name(),
+            hello.signature_schemes(),
+            hello.cipher_suites(),
+        )
     }
 }
 
@@ -228,6 +252,7 @@ pub fn server_config(
     let provider = provider();
     let mut resolver = SniResolver::default();
     let default_index = tls.certificates.iter().position(|c| c.default).unwrap_or(0);
+    let mut loaded = Vec::new();
     for (i, entry) in tls.certificates.iter().enumerate() {
         let here = at.key("certificates").index(i);
         let key = load_certified_key(&entry.cert, &entry.key, &provider)
@@ -246,7 +271,13 @@ pub fn server_config(
         for name in &names {
             resolver.add(name, key.clone());
         }
-        if i == default_index {
+        loaded.push((key, name_set(&names)));
+    }
+    // The default first, then its twins (same names, another key type), in file order.
+    let default_names = loaded[default_index].1.clone();
+    resolver.add_default(loaded[default_index].0.clone());
+    for (i, (key, names)) in loaded.into_iter().enumerate() {
+        if i != default_index && !names.is_empty() && names == default_names {
             resolver.add_default(key);
         }
     }
@@ -254,11 +285,17 @@ pub fn server_config(
         TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         TlsVersion::V1_3 => &[&rustls::version::TLS13],
     };
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
-        .map_err(|e| ConfigIssue::new(at.key("min_version"), e.to_string()))?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+        .map_err(|e| ConfigIssue::new(at.key("min_version"), e.to_string()))?;
+    let builder = match &tls.client_auth {
+        None => builder.with_no_client_auth(),
+        Some(auth) => {
+            let verifier = client_verifier(auth, &at.key("client_auth"), provider)?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.ignore_client_order = true;
     config.alpn_protocols = tls.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     if tls.session_tickets {
@@ -289,6 +326,70 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The WebPKI client verifier for `[listener.tls.client_auth]`: CA roots, CRLs, mode.
+fn client_verifier(
+    auth: &config::ClientAuth,
+    at: &KeyPath,
+    provider: Arc<CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, ConfigIssue> {
+    let read = |path: &Path, key: KeyPath| {
+        std::fs::read(path).map_err(|e| {
+            ConfigIssue::new(
+                key,
+                format!("cannot read {path:?}: {e}; fix the path or the file's permissions"),
+            )
+        })
+    };
+    let pem = read(&auth.ca, at.key("ca"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| {
+            ConfigIssue::new(at.key("ca"), format!("{:?}: invalid PEM: {e}", auth.ca))
+        })?;
+        roots.add(cert).map_err(|e| {
+            ConfigIssue::new(
+                at.key("ca"),
+                format!("{:?}: not a usable CA certificate: {e}", auth.ca),
+            )
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(ConfigIssue::new(
+            at.key("ca"),
+            format!(
+                "{:?} holds no PEM certificate (expected \"-----BEGIN CERTIFICATE-----\")",
+                auth.ca
+            ),
+        ));
+    }
+    let mut crls = Vec::new();
+    for (i, path) in auth.crl.iter().enumerate() {
+        let bytes = read(path, at.key("crl").index(i))?;
+        let from_pem: Vec<_> =
+            rustls_pki_types::CertificateRevocationListDer::pem_slice_iter(&bytes)
+                .collect::<Result<_, _>>()
+                .unwrap_or_default();
+        if from_pem.is_empty() {
+            crls.push(rustls_pki_types::CertificateRevocationListDer::from(bytes));
+        } else {
+            crls.extend(from_pem);
+        }
+    }
+    let mut builder =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .with_crls(crls);
+    if auth.mode == config::ClientAuthMode::Optional {
+        builder = builder.allow_unauthenticated();
+    }
+    builder
+        .build()
+        .map_err(|e| ConfigIssue::new(at.key("crl"), format!("cannot use the CA or CRLs: {e}")))
+}
+
+fn name_set(names: &[String]) -> std::collections::BTreeSet<String> {
+    names.iter().map(|n| n.to_ascii_lowercase()).collect()
+}
+
 /// Why a handshake failed (other than the timeout).
 pub fn failure_reason(error: &io::Error) -> HandshakeFailure {
     use HandshakeFailure as F;
@@ -304,8 +405,15 @@ pub fn failure_reason(error: &io::Error) -> HandshakeFailure {
             _ => F::IoError,
         };
     };
+    use rustls::CertificateError as CE;
     use rustls::Error as E;
     match tls {
+        E::NoCertificatesPresented => F::ClientCertMissing,
+        E::InvalidCertificate(CE::Expired | CE::ExpiredContext { .. }) => F::ClientCertExpired,
+        E::InvalidCertificate(CE::UnknownIssuer) => F::ClientCertUnknownCa,
+        E::InvalidCertificate(CE::Revoked) => F::ClientCertRevoked,
+        E::InvalidCertificate(CE::BadSignature) => F::ClientCertBadSignature,
+        E::InvalidCertificate(_) => F::ClientCertInvalid,
         E::InvalidMessage(rustls::InvalidMessage::MessageTooLarge)
         | E::InvalidMessage(rustls::InvalidMessage::HandshakePayloadTooLarge) => F::TooLarge,
         E::InvalidMessage(_)
@@ -352,6 +460,56 @@ mod tests {
         assert!(is(Some("x.b.example.com"), &default));
         assert!(is(Some("example.com"), &default));
         assert!(is(None, &default));
+    }
+
+    fn rsa_key_for(names: &[&str]) -> Arc<CertifiedKey> {
+        let pair =
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+                .unwrap();
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let cert = params.self_signed(&pair).unwrap();
+        let der = PrivateKeyDer::try_from(pair.serialize_der()).unwrap();
+        Arc::new(CertifiedKey::from_der(vec![cert.der().clone()], der, &provider()).unwrap())
+    }
+
+    #[test]
+    fn clients_without_sni_get_the_default_or_its_twin_they_can_use() {
+        use rustls::CipherSuite as C;
+        let (ecdsa, rsa) = (key_for(&["site.test"]), rsa_key_for(&["site.test"]));
+        let mut r = SniResolver::default();
+        for k in [&ecdsa, &rsa] {
+            r.add("site.test", k.clone());
+            r.add_default(k.clone());
+        }
+        let rsa_only = [
+            SignatureScheme::RSA_PSS_SHA256,
+            SignatureScheme::RSA_PKCS1_SHA256,
+        ];
+        let all = [
+            SignatureScheme::ECDSA_NISTP256_SHA256,
+            SignatureScheme::RSA_PSS_SHA256,
+        ];
+        let tls13 = [C::TLS13_AES_128_GCM_SHA256];
+        let rsa_suites = [C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256];
+        let got = |name, schemes: &[SignatureScheme], suites: &[C]| {
+            r.pick(name, schemes, suites).unwrap()
+        };
+        for name in [None, Some("unknown.test"), Some("site.test")] {
+            assert!(
+                Arc::ptr_eq(&got(name, &all, &tls13), &ecdsa),
+                "{name:?}: the default first"
+            );
+            assert!(
+                Arc::ptr_eq(&got(name, &rsa_only, &tls13), &rsa),
+                "{name:?}: RSA-only schemes"
+            );
+            assert!(
+                Arc::ptr_eq(&got(name, &all, &rsa_suites), &rsa),
+                "{name:?}: ECDHE-RSA suites only"
+            );
+        }
     }
 
     #[test]
