@@ -86,6 +86,11 @@ fn check_config_reports_file_line_key_and_cause() {
                 .to_string(),
         ),
         (
+            config(&cert, &key, "")
+                + "[listener.tls.client_auth]\nca = \"/nonexistent/ca.pem\"\n",
+            "`listener[0].tls.client_auth.ca`: cannot read \"/nonexistent/ca.pem\"".to_string(),
+        ),
+        (
             config(&cert, &key, "syn_cookies = \"sometimes\""),
             format!("{shown}:5:15: `listener[0].syn_cookies`: unknown variant `sometimes`"),
         ),

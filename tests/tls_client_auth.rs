@@ -59,6 +59,10 @@ struct Site {
     server_ca: String,
     clients: Clients,
     decoded: String,
+    ca: Ca,
+    crl: std::path::PathBuf,
+    alice_serial: u64,
+    revoked_serial: u64,
 }
 
 struct Clients {
@@ -76,7 +80,7 @@ fn site() -> Site {
     let dir = lab.dir.path().to_path_buf();
     let server = lab.cert("site.test");
     let mut ca = Ca::new(&dir, "client-ca", "Lab Client CA").unwrap();
-    let (alice, _) = ca
+    let (alice, alice_serial) = ca
         .client("alice", "alice", KeyType::EcdsaP256, (2020, 2099))
         .unwrap();
     let (expired, _) = ca
@@ -135,6 +139,10 @@ fn site() -> Site {
             stranger,
         },
         decoded,
+        ca,
+        crl,
+        alice_serial,
+        revoked_serial: serial,
     }
 }
 
@@ -271,4 +279,15 @@ fn client_certificates_are_verified_and_passed_to_the_backend() {
         .ns
         .sh("curl -s http://127.0.0.1:9100/metrics | grep 'tls_handshake_failures_total' | grep client_cert_revoked");
     assert!(text.contains("listener=\"required\""), "{text}");
+
+    // A new CRL renamed over the old one (no SIGHUP): alice is refused from then on.
+    let next = site
+        .ca
+        .crl("client-crl-next", &[site.revoked_serial, site.alice_serial])
+        .unwrap();
+    std::fs::rename(&next, &site.crl).unwrap();
+    lab::wait_for("the new CRL to apply", Duration::from_secs(10), || {
+        site.curl(REQUIRED, &c.alice).is_none().then_some(())
+    });
+    assert!(site.failures("required", HandshakeFailure::ClientCertRevoked) > 0);
 }

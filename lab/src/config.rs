@@ -223,6 +223,8 @@ pub struct Certificate {
     pub names: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ocsp: Option<String>,
 }
 
 impl Certificate {
@@ -243,6 +245,12 @@ impl Certificate {
     /// Served to clients without SNI or with an unknown name.
     pub fn as_default(mut self) -> Certificate {
         self.default = Some(true);
+        self
+    }
+
+    /// With this OCSP response file stapled.
+    pub fn ocsp(mut self, path: impl std::fmt::Display) -> Certificate {
+        self.ocsp = Some(path.to_string());
         self
     }
 }

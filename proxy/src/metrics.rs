@@ -100,6 +100,7 @@ pub struct Metrics {
     rejected: Family<ReasonLabels, Counter>,
     handshakes: Family<ListenerLabels, Counter>,
     handshake_failures: Family<ReasonLabels, Counter>,
+    ocsp_not_stapled: Family<ReasonLabels, Counter>,
     bytes: Family<BytesLabels, Counter>,
     spliced: Family<ListenerLabels, Counter>,
     backend_connections_active: Family<BackendLabels, Gauge>,
@@ -131,6 +132,7 @@ impl Metrics {
             rejected: Family::default(),
             handshakes: Family::default(),
             handshake_failures: Family::default(),
+            ocsp_not_stapled: Family::default(),
             bytes: Family::default(),
             spliced: Family::default(),
             backend_connections_active: Family::default(),
@@ -168,6 +170,11 @@ impl Metrics {
             "tls_handshake_failures",
             "TLS handshakes failed, per listener and reason",
             m.handshake_failures.clone(),
+        );
+        r.register(
+            "tls_ocsp_not_stapled",
+            "OCSP responses not stapled at a (re)load, per listener and reason",
+            m.ocsp_not_stapled.clone(),
         );
         r.register_with_unit(
             "transferred",
@@ -271,6 +278,16 @@ impl Metrics {
         };
         known.insert(listener.to_owned(), m.clone());
         m
+    }
+
+    /// An OCSP response was not stapled at a (re)load (`reason`: an `OcspProblem` label).
+    pub fn ocsp_not_stapled(&self, listener: &str, reason: &'static str) {
+        self.ocsp_not_stapled
+            .get_or_create(&ReasonLabels {
+                listener: listener.into(),
+                reason,
+            })
+            .inc();
     }
 
     /// Every listener's counters, by name.

@@ -165,6 +165,10 @@ pub struct Certificate {
     /// certificate of the listener is the default.
     #[serde(default)]
     pub default: bool,
+    /// DER OCSP response file to staple (re-read on reload and when it changes). A
+    /// response that is not for this certificate, not "good" or not current is not
+    /// stapled (logged and counted); the certificate is served anyway.
+    pub ocsp: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -25,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
 use super::subsystem::Subsystem;
+use super::tls_files::TlsFileWatcher;
 use crate::api::{PoolStats, Stats};
 use crate::config::{self, Config, ConfigError, ConfigIssue, KeyPath};
 use crate::datapath::balance::Pool;
@@ -32,6 +33,7 @@ use crate::datapath::events::{NoopObserver, SourceObserver};
 use crate::datapath::health::{self, HealthChecks};
 use crate::datapath::limits::OpenCount;
 use crate::datapath::listener::{self, RunningListener};
+use crate::datapath::ocsp;
 use crate::datapath::state::{ListenerState, Shared, TlsListener};
 use crate::datapath::tls::{self, SessionState};
 use crate::metrics::Metrics;
@@ -63,7 +65,17 @@ pub fn prepare(
         };
         let at = KeyPath::root().key("listener").index(i).key("tls");
         let mut session = previous_sessions.get(&l.name).cloned().unwrap_or_default();
-        let server_config = tls::server_config(t, &at, &mut session).map_err(locate)?;
+        let mut ocsp_problem = |path: &std::path::Path, problem: ocsp::OcspProblem| {
+            tracing::warn!(
+                listener = l.name,
+                file = %path.display(),
+                reason = problem.label(),
+                "OCSP response not stapled: {problem}; the certificate is served without it"
+            );
+            metrics.ocsp_not_stapled(&l.name, problem.label());
+        };
+        let server_config =
+            tls::server_config(t, &at, &mut session, &mut ocsp_problem).map_err(locate)?;
         sessions.insert(l.name.clone(), session);
         tls_listeners.push(Some(TlsListener {
             acceptor: TlsAcceptor::from(server_config),
@@ -353,18 +365,43 @@ pub async fn serve(daemon: &Daemon, config: Config) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     daemon.start(config).await?;
+    let mut files = match TlsFileWatcher::new() {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch TLS files; certificate changes need SIGHUP");
+            None
+        }
+    };
+    if let Some(w) = files.as_mut() {
+        w.watch(&daemon.config());
+    }
     tracing::info!(
         pid = std::process::id(),
         "running; SIGHUP reloads, SIGTERM drains"
     );
     loop {
-        tokio::select! {
-            _ = hup.recv() => match daemon.reload().await {
-                Ok(()) => tracing::info!("reload succeeded"),
-                Err(e) => tracing::error!(error = format!("{e:#}"), "reload rejected; the previous configuration keeps serving"),
-            },
+        let changed = async {
+            match files.as_mut() {
+                Some(w) => w.changed().await,
+                None => std::future::pending().await,
+            }
+        };
+        let trigger = tokio::select! {
+            _ = hup.recv() => "SIGHUP".to_string(),
+            path = changed => format!("TLS file {} changed", path.display()),
             _ = term.recv() => break,
             _ = int.recv() => break,
+        };
+        match daemon.reload().await {
+            Ok(()) => tracing::info!(trigger, "reload succeeded"),
+            Err(e) => tracing::error!(
+                trigger,
+                error = format!("{e:#}"),
+                "reload rejected; the previous configuration keeps serving"
+            ),
+        }
+        if let Some(w) = files.as_mut() {
+            w.watch(&daemon.config());
         }
     }
     let deadline = daemon.config().timeouts.drain;

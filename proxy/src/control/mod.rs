@@ -17,3 +17,4 @@ pub mod memory;
 pub mod policy;
 pub mod privileges;
 pub mod subsystem;
+pub mod tls_files;

@@ -18,6 +18,7 @@ pub mod forward;
 pub mod health;
 pub mod limits;
 pub mod listener;
+pub mod ocsp;
 pub mod proxy_protocol;
 pub mod state;
 pub mod tls;

@@ -244,10 +244,14 @@ impl Default for SessionState {
 
 /// Builds a listener's `ServerConfig`: loads every certificate (errors point at the
 /// config key) and reuses the session ticket key and cache from `sessions`.
+///
+/// A certificate's OCSP response is stapled if it checks out (see [`super::ocsp`]);
+/// otherwise `ocsp_problem` hears about it and the certificate goes without a staple.
 pub fn server_config(
     tls: &config::ListenerTls,
     at: &KeyPath,
     sessions: &mut SessionState,
+    ocsp_problem: &mut dyn FnMut(&Path, super::ocsp::OcspProblem),
 ) -> Result<Arc<ServerConfig>, ConfigIssue> {
     let provider = provider();
     let mut resolver = SniResolver::default();
@@ -255,8 +259,19 @@ pub fn server_config(
     let mut loaded = Vec::new();
     for (i, entry) in tls.certificates.iter().enumerate() {
         let here = at.key("certificates").index(i);
-        let key = load_certified_key(&entry.cert, &entry.key, &provider)
+        let mut key = load_certified_key(&entry.cert, &entry.key, &provider)
             .map_err(|e| ConfigIssue::new(here.clone(), e.to_string()))?;
+        if let Some(path) = &entry.ocsp {
+            let checked = std::fs::read(path)
+                .map_err(|_| super::ocsp::OcspProblem::Unreadable)
+                .and_then(|r| {
+                    super::ocsp::check(&r, &key.cert, std::time::SystemTime::now()).map(|()| r)
+                });
+            match checked {
+                Ok(response) => key.ocsp = Some(response),
+                Err(problem) => ocsp_problem(path, problem),
+            }
+        }
         let key = Arc::new(key);
         let names = match entry.names.is_empty() {
             true => dns_names(&key),
