@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use lab::config::{Certificate, Config, Listener, Pool, Tls};
 use lab::site::{Lab, LabOptions, s_client_text};
+use proxy::datapath::ocsp::{OcspProblem, check};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 
 const STAPLED: u16 = 8443;
 const WRONG: u16 = 8444;
@@ -103,6 +106,30 @@ fn ocsp_responses_are_stapled_when_they_belong_and_reread_when_they_change() {
         .pool(Pool::new("web", &lab.backend_addrs()))
         .to_toml();
     lab.start_proxy(&config);
+
+    // The checks themselves, on openssl's responses: current, expired (a clock 30 days
+    // on), not yet valid (a day back), about another certificate.
+    let chain: Vec<CertificateDer> = CertificateDer::pem_file_iter(dir.join("site.chain"))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    let now = std::time::SystemTime::now();
+    let day = Duration::from_secs(86_400);
+    assert_eq!(check(&read("site.ocsp"), &chain, now), Ok(()));
+    assert_eq!(
+        check(&read("site.ocsp"), &chain, now + 30 * day),
+        Err(OcspProblem::Expired)
+    );
+    assert_eq!(
+        check(&read("site.ocsp"), &chain, now - day),
+        Err(OcspProblem::NotYetValid)
+    );
+    assert_eq!(
+        check(&read("other.ocsp"), &chain, now),
+        Err(OcspProblem::WrongCertificate)
+    );
+    assert_eq!(check(b"not DER", &chain, now), Err(OcspProblem::Malformed));
 
     let good = s_client(&lab, STAPLED);
     assert!(good.contains("OCSP Response Status: successful"), "{good}");
