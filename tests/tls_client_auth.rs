@@ -7,13 +7,15 @@
 use std::time::Duration;
 
 use lab::certs::{Ca, CertFiles, KeyType};
-use lab::config::{ClientAuth, Config, Health, Listener, Pool, Tls};
+use lab::config::{Certificate, ClientAuth, Config, Health, Listener, Pool, Tls};
 use lab::site::{Lab, LabOptions, s_client_text};
 use proxy::api::{HandshakeFailure, Stats};
 use serde_json::Value;
 
 const REQUIRED: u16 = 8443;
 const OPTIONAL: u16 = 8444;
+/// A listener where only `admin.test` asks for client certificates.
+const PER_NAME: u16 = 8445;
 /// The decoding backend's port (on be0).
 const DECODER_PORT: u16 = 9000;
 
@@ -79,6 +81,11 @@ fn site() -> Site {
     });
     let dir = lab.dir.path().to_path_buf();
     let server = lab.cert("site.test");
+    let admin = lab.cert("admin.test");
+    let server_ca = lab.path("server-ca.pem");
+    let bundle = std::fs::read_to_string(&server.cert).unwrap()
+        + &std::fs::read_to_string(&admin.cert).unwrap();
+    std::fs::write(&server_ca, bundle).unwrap();
     let mut ca = Ca::new(&dir, "client-ca", "Lab Client CA").unwrap();
     let (alice, alice_serial) = ca
         .client("alice", "alice", KeyType::EcdsaP256, (2020, 2099))
@@ -122,6 +129,15 @@ fn site() -> Site {
             Listener::new("optional", format!("{lb}:{OPTIONAL}"), "decoder")
                 .tls(Tls::new(&server).client_auth(auth("optional"))),
         )
+        .listener(
+            Listener::new("per_name", format!("{lb}:{PER_NAME}"), "decoder").tls(Tls::with(vec![
+                Certificate::of(&server),
+                Certificate {
+                    client_auth: Some(auth("required")),
+                    ..Certificate::of(&admin)
+                },
+            ])),
+        )
         .pool(
             Pool::new("decoder", &[decoder])
                 .proxy_protocol("v2")
@@ -130,7 +146,7 @@ fn site() -> Site {
         .to_toml();
     lab.start_proxy(&config);
     Site {
-        server_ca: server.cert.display().to_string(),
+        server_ca,
         lab,
         clients: Clients {
             alice,
@@ -149,11 +165,15 @@ fn site() -> Site {
 impl Site {
     /// `openssl s_client` to `port` with `cert` (or none); sends one line.
     fn s_client(&self, port: u16, cert: Option<&CertFiles>, extra: &str) -> String {
+        self.s_client_to("site.test", port, cert, extra)
+    }
+
+    fn s_client_to(&self, name: &str, port: u16, cert: Option<&CertFiles>, extra: &str) -> String {
         let cert = cert.map_or(String::new(), |c| {
             format!("-cert {} -key {}", c.cert.display(), c.key.display())
         });
         let out = self.lab.client(&format!(
-            "echo hello | timeout 10 openssl s_client -connect {}:{port} -servername site.test \
+            "echo hello | timeout 10 openssl s_client -connect {}:{port} -servername {name} \
              -CAfile {} {cert} {extra} 2>&1",
             self.lab.lb_ip(),
             self.server_ca
@@ -279,6 +299,24 @@ fn client_certificates_are_verified_and_passed_to_the_backend() {
         .ns
         .sh("curl -s http://127.0.0.1:9100/metrics | grep 'tls_handshake_failures_total' | grep client_cert_revoked");
     assert!(text.contains("listener=\"required\""), "{text}");
+
+    // Per served name: site.test asks for no certificate, admin.test requires one.
+    let records = |site: &Site| {
+        std::fs::read_to_string(&site.decoded)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let before = records(&site);
+    let open = site.s_client_to("site.test", PER_NAME, None, "");
+    assert!(open.contains("Verify return code: 0 (ok)"), "{open}");
+    assert_eq!(site.decoded(before)["verified"], false);
+    let missing = site.failures("per_name", HandshakeFailure::ClientCertMissing);
+    site.s_client_to("admin.test", PER_NAME, None, "");
+    assert!(site.failures("per_name", HandshakeFailure::ClientCertMissing) > missing);
+    let admin = site.s_client_to("admin.test", PER_NAME, Some(&c.alice), "");
+    assert!(admin.contains("Verify return code: 0 (ok)"), "{admin}");
+    assert_eq!(site.decoded(before + 1)["cn"], "alice");
 
     // A new CRL renamed over the old one (no SIGHUP): alice is refused from then on.
     let next = site

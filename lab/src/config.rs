@@ -225,6 +225,8 @@ pub struct Certificate {
     pub default: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ocsp: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_auth: Option<ClientAuth>,
 }
 
 impl Certificate {

@@ -17,6 +17,46 @@ pub fn min_max(v: &[f64]) -> (f64, f64) {
         .fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)))
 }
 
+/// `--repeat N --rounds N` of the BPF_PROG_TEST_RUN benchmarks (cargo bench passes
+/// `--bench` too), with defaults.
+pub fn repeat_and_rounds(repeat: u32, rounds: usize) -> anyhow::Result<(u32, usize)> {
+    let (mut repeat, mut rounds) = (repeat, rounds);
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().and_then(|v| v.parse::<u64>().ok());
+        match a.as_str() {
+            "--repeat" => repeat = value().ok_or_else(|| anyhow::anyhow!("--repeat N"))? as u32,
+            "--rounds" => rounds = value().ok_or_else(|| anyhow::anyhow!("--rounds N"))? as usize,
+            "--bench" => {}
+            other => anyhow::bail!("unknown argument {other:?} (use --repeat N --rounds N)"),
+        }
+    }
+    Ok((repeat, rounds))
+}
+
+/// One row of a BPF_PROG_TEST_RUN benchmark: the class, its costs (ns per packet, one
+/// per round), its paired ratios to the bare drop, an optional target ratio.
+pub type RatioRow = (String, Vec<f64>, Vec<f64>, Option<f64>);
+
+/// Prints the table the BPF_PROG_TEST_RUN benchmarks report.
+pub fn print_ratio_table(rows: &[RatioRow]) {
+    println!(
+        "| packet class | ns/packet, median (min-max) | × bare XDP_DROP, median of per-round ratios | target |"
+    );
+    println!("|---|---|---|---|");
+    for (name, costs, ratios, target) in rows {
+        let (lo, hi) = min_max(costs);
+        let ratio = median(ratios);
+        let target = target.map_or("-".to_string(), |t| {
+            format!("≤ {t}× {}", if ratio <= t { "met" } else { "MISSED" })
+        });
+        println!(
+            "| {name} | {:.0} ({lo:.0}-{hi:.0}) | {ratio:.2} | {target} |",
+            median(costs)
+        );
+    }
+}
+
 /// A number field of a generator's JSON answer (0 when absent).
 pub fn num(j: &serde_json::Value, key: &str) -> f64 {
     j[key].as_f64().unwrap_or(0.0)

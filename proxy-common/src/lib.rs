@@ -353,6 +353,26 @@ pub struct AddrKey {
     pub family: u32,
 }
 
+impl AddrKey {
+    #[inline(always)]
+    pub fn v4(addr: [u8; 4]) -> AddrKey {
+        let mut key = AddrKey {
+            addr: [0; 16],
+            family: FAMILY_V4,
+        };
+        key.addr[..4].copy_from_slice(&addr);
+        key
+    }
+
+    #[inline(always)]
+    pub fn v6(addr: [u8; 16]) -> AddrKey {
+        AddrKey {
+            addr,
+            family: FAMILY_V6,
+        }
+    }
+}
+
 /// Key of LISTENERS: where a listener accepts TCP connections.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

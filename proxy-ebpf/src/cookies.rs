@@ -104,18 +104,7 @@ pub fn answer_syn(
         pseudo,
     } = scratch()?;
     // The client's TCP header with options, copied out for the helper.
-    // SAFETY: `th` has room for `tcp_len` (≤ 60) bytes; the helper bounds-checks the packet.
-    let copied = unsafe {
-        generated::bpf_xdp_load_bytes(
-            ctx.ctx,
-            packet.l4 as u32,
-            th.as_mut_ptr() as *mut core::ffi::c_void,
-            tcp_len,
-        )
-    };
-    if copied != 0 {
-        return Err(());
-    }
+    load(ctx, packet.l4, th, tcp_len)?;
     let ip_len = copy_ip_header(ctx, packet, ip)?;
     // SAFETY: `listener` is a referenced listening socket; `ip` holds `ip_len` bytes
     // and `th` `tcp_len` bytes (equal to the data offset, as the helper requires).
@@ -257,16 +246,30 @@ fn copy_ip_header(ctx: &XdpContext, packet: &IpPacket, ip: &mut [u8; 40]) -> Res
         Addr::V4(_) => 20,
         Addr::V6(_) => 40,
     };
-    // SAFETY: `ip` has room for 40 bytes; the helper bounds-checks the packet.
+    load(ctx, packet.l3, ip, len).map(|()| len)
+}
+
+/// Copies `len` bytes of the frame at `offset` into `buf`.
+#[inline(always)]
+fn load<const N: usize>(
+    ctx: &XdpContext,
+    offset: usize,
+    buf: &mut [u8; N],
+    len: u32,
+) -> Result<(), ()> {
+    if len as usize > N {
+        return Err(());
+    }
+    // SAFETY: `buf` has room for `len` (≤ N) bytes; the helper bounds-checks the frame.
     let r = unsafe {
         generated::bpf_xdp_load_bytes(
             ctx.ctx,
-            packet.l3 as u32,
-            ip.as_mut_ptr() as *mut core::ffi::c_void,
+            offset as u32,
+            buf.as_mut_ptr() as *mut core::ffi::c_void,
             len,
         )
     };
-    if r == 0 { Ok(len) } else { Err(()) }
+    if r == 0 { Ok(()) } else { Err(()) }
 }
 
 /// Option items parsed at most (NOPs count): real SYNs carry 5 to 8 (Linux: MSS,

@@ -15,7 +15,6 @@ use std::net::TcpListener;
 use aya::maps::{Array, ProgramArray};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use lab::packets::{self, ACK, SYN, Segment, linux_syn_options};
-use lab::stats::{median, min_max};
 use proxy::ebpf::loader::{LoadOptions, XdpProgram};
 use proxy::ebpf::maps::{Maps, ServiceSettings};
 use proxy::ebpf::services::{addr_key, state};
@@ -56,27 +55,7 @@ struct Class {
 }
 
 fn main() -> anyhow::Result<()> {
-    let mut repeat = 200_000u32;
-    let mut rounds = 11usize;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--repeat" => {
-                repeat = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .expect("--repeat N")
-            }
-            "--rounds" => {
-                rounds = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .expect("--rounds N")
-            }
-            "--bench" => {}
-            other => anyhow::bail!("unknown argument {other:?} (use --repeat N --rounds N)"),
-        }
-    }
+    let (repeat, rounds) = lab::stats::repeat_and_rounds(200_000, 11)?;
     anyhow::ensure!(
         unsafe { libc::geteuid() } == 0,
         "BPF_PROG_TEST_RUN needs root"
@@ -233,29 +212,22 @@ fn main() -> anyhow::Result<()> {
         Runner::ReplayProduct => samples[i][r] - samples[driver][r] + samples[0][r],
         _ => samples[i][r],
     };
-    println!(
-        "| packet class | ns/packet, median (min-max) | × bare XDP_DROP, median of per-round ratios | target |"
-    );
-    println!("|---|---|---|---|");
-    for (i, c) in classes.iter().enumerate() {
-        let costs: Vec<f64> = (0..rounds).map(|r| own(i, r)).collect();
-        let ratios: Vec<f64> = (0..rounds).map(|r| own(i, r) / samples[0][r]).collect();
-        let (lo, hi) = min_max(&costs);
-        let ratio = median(&ratios);
-        let note = if c.runner == Runner::ReplayProduct {
-            " (driver cost removed)"
-        } else {
-            ""
-        };
-        let target = c.target.map_or("-".to_string(), |t| {
-            format!("≤ {t}× {}", if ratio <= t { "met" } else { "MISSED" })
-        });
-        println!(
-            "| {}{note} | {:.0} ({lo:.0}-{hi:.0}) | {ratio:.2} | {target} |",
-            c.name,
-            median(&costs)
-        );
-    }
+    let rows: Vec<_> = classes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let note = if c.runner == Runner::ReplayProduct {
+                " (driver cost removed)"
+            } else {
+                ""
+            };
+            let costs: Vec<f64> = (0..rounds).map(|r| own(i, r)).collect();
+            // Paired: each round's ratio to the bare drop measured in that round.
+            let ratios: Vec<f64> = (0..rounds).map(|r| own(i, r) / samples[0][r]).collect();
+            (format!("{}{note}", c.name), costs, ratios, c.target)
+        })
+        .collect();
+    lab::stats::print_ratio_table(&rows);
     drop(listener);
     Ok(())
 }

@@ -10,7 +10,6 @@ use std::time::Duration;
 use aya::maps::ProgramArray;
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use lab::packets;
-use lab::stats::{median, min_max};
 use proxy::config::cidr;
 use proxy::ebpf::loader::{LoadOptions, XdpProgram};
 use proxy::ebpf::maps::{List, Maps, Origin, RateLimits};
@@ -47,27 +46,7 @@ struct Class {
 }
 
 fn main() -> anyhow::Result<()> {
-    let mut repeat = 1_000_000u32;
-    let mut rounds = 15usize;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--repeat" => {
-                repeat = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .expect("--repeat N")
-            }
-            "--rounds" => {
-                rounds = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .expect("--rounds N")
-            }
-            "--bench" => {}
-            other => anyhow::bail!("unknown argument {other:?} (use --repeat N --rounds N)"),
-        }
-    }
+    let (repeat, rounds) = lab::stats::repeat_and_rounds(1_000_000, 15)?;
     anyhow::ensure!(
         unsafe { libc::geteuid() } == 0,
         "BPF_PROG_TEST_RUN needs root"
@@ -232,30 +211,22 @@ fn main() -> anyhow::Result<()> {
             samples[i][r]
         }
     };
-    println!(
-        "| packet class | ns/packet, median (min-max) | × bare XDP_DROP, median of per-round ratios | target |"
-    );
-    println!("|---|---|---|---|");
-    for (i, c) in classes.iter().enumerate() {
-        let costs: Vec<f64> = (0..rounds).map(|r| own(i, r)).collect();
-        // Paired: each round's ratio to the bare drop measured in that round.
-        let ratios: Vec<f64> = (0..rounds).map(|r| own(i, r) / samples[0][r]).collect();
-        let (lo, hi) = min_max(&costs);
-        let ratio = median(&ratios);
-        let note = if spoofed(c) {
-            " (driver cost removed)"
-        } else {
-            ""
-        };
-        let target = c.target.map_or("-".to_string(), |t| {
-            format!("≤ {t}× {}", if ratio <= t { "met" } else { "MISSED" })
-        });
-        println!(
-            "| {}{note} | {:.0} ({lo:.0}-{hi:.0}) | {ratio:.2} | {target} |",
-            c.name,
-            median(&costs)
-        );
-    }
+    let rows: Vec<_> = classes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let note = if spoofed(c) {
+                " (driver cost removed)"
+            } else {
+                ""
+            };
+            let costs: Vec<f64> = (0..rounds).map(|r| own(i, r)).collect();
+            // Paired: each round's ratio to the bare drop measured in that round.
+            let ratios: Vec<f64> = (0..rounds).map(|r| own(i, r) / samples[0][r]).collect();
+            (format!("{}{note}", c.name), costs, ratios, c.target)
+        })
+        .collect();
+    lab::stats::print_ratio_table(&rows);
     Ok(())
 }
 

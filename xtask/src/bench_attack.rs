@@ -16,21 +16,17 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use lab::PinDir;
 use lab::certs::{self, KeyType};
 use lab::config::{Admin, Autoblock, Config, Health, Listener, Log, Pool, RateLimit, Tls, Xdp};
 use lab::process::raise_fd_limit;
-use lab::{PinDir, Topology};
 
 use crate::release::build_release;
 use lab::stats::{median, min_max, num};
 
-const LB_IP: &str = "10.77.0.1";
-const GEN_IP: &str = "10.77.0.2";
-const LB_CPU: &str = "0";
-const GEN_CPU: &str = "1";
-const TLS_PORT: u16 = 443;
-const BACKEND_PORT: u16 = 8080;
-const SERVER_NAME: &str = "bench.test";
+use crate::bench_hosts::{
+    BACKEND_PORT, GEN_CPU, GEN_IP, LB_CPU, LB_IP, SERVER_NAME, TLS_PORT, lb_generator_and,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -76,24 +72,9 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
     let d = dir.path();
     let cert = certs::try_write(d, "ec", KeyType::EcdsaP256, SERVER_NAME, &[SERVER_NAME])?;
     let pins = PinDir::new("bench-attack");
-    std::fs::create_dir_all(d.join("www"))?;
-    std::fs::write(d.join("www/small"), vec![b's'; 100])?;
-
-    let topo = Topology::star(&["lb", "gen", "at"])?;
+    let (topo, _backend) = lb_generator_and(d, &["at"])?;
     let (lb, gen_ns, at) = (&topo.host(0).ns, &topo.host(1).ns, &topo.host(2).ns);
-    for ns in [lb, gen_ns, at] {
-        ns.exec(
-            "sysctl -qw net.ipv4.tcp_tw_reuse=1 && sysctl -qw net.ipv4.ip_local_port_range='1024 65000' && \
-             sysctl -qw net.core.somaxconn=8192",
-        )?;
-    }
     let dd = d.display();
-    std::fs::write(
-        d.join("backend.conf"),
-        lab::nginx::bench_backend_conf(d, &[format!("{GEN_IP}:{BACKEND_PORT}")]),
-    )?;
-    let _backend = gen_ns.start_on_cpu(GEN_CPU, &format!("nginx -c {dd}/backend.conf"))?;
-    gen_ns.wait_listening(&[BACKEND_PORT])?;
 
     // Warm-up (backend, generator, page cache), not measured.
     {

@@ -18,22 +18,18 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use lab::PinDir;
 use lab::certs::{self, KeyType};
 use lab::config::{Admin, Config, Health, ListEntry, Listener, Log, Pool, Tls, Xdp};
 use lab::process::raise_fd_limit;
 use lab::stats::{median, min_max, num};
 use lab::trafgen::{Flood, Trafgen};
-use lab::{PinDir, Topology};
 
 use crate::release::build_release;
 
-const LB_IP: &str = "10.77.0.1";
-const GEN_IP: &str = "10.77.0.2";
-const LB_CPU: &str = "0";
-const GEN_CPU: &str = "1";
-const TLS_PORT: u16 = 443;
-const BACKEND_PORT: u16 = 8080;
-const SERVER_NAME: &str = "bench.test";
+use crate::bench_hosts::{
+    BACKEND_PORT, GEN_CPU, GEN_IP, LB_CPU, LB_IP, SERVER_NAME, TLS_PORT, lb_generator_and,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -102,26 +98,11 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
     let d = dir.path();
     let cert = certs::try_write(d, "ec", KeyType::EcdsaP256, SERVER_NAME, &[SERVER_NAME])?;
     let pins = PinDir::new("bench-syn");
-    std::fs::create_dir_all(d.join("www"))?;
-    std::fs::write(d.join("www/small"), vec![b's'; 100])?;
-
-    let mut topo = Topology::star(&["lb", "gen", "at"])?;
+    let (mut topo, _backend) = lb_generator_and(d, &["at"])?;
     topo.accept_xdp_tx_from(0, &ebpf_build::bench_object_path(root))?;
     let (lb, gen_ns, at) = (&topo.host(0).ns, &topo.host(1).ns, &topo.host(2).ns);
-    for ns in [lb, gen_ns] {
-        ns.exec(
-            "sysctl -qw net.ipv4.tcp_tw_reuse=1 && sysctl -qw net.ipv4.ip_local_port_range='1024 65000' && \
-             sysctl -qw net.core.somaxconn=8192",
-        )?;
-    }
     let lb_mac = lb.mac_of("eth0")?;
     let dd = d.display();
-    std::fs::write(
-        d.join("backend.conf"),
-        lab::nginx::bench_backend_conf(d, &[format!("{GEN_IP}:{BACKEND_PORT}")]),
-    )?;
-    let _backend = gen_ns.start_on_cpu(GEN_CPU, &format!("nginx -c {dd}/backend.conf"))?;
-    gen_ns.wait_listening(&[BACKEND_PORT])?;
     let generator = |seconds: f64| {
         format!(
             "{} bench-client handshakes --addr {LB_IP}:{TLS_PORT} --name {SERVER_NAME} --ca {dd}/ec.pem \

@@ -1,6 +1,7 @@
 //! Project tasks. `cargo xtask --help` lists them.
 mod bench_attack;
 mod bench_client;
+mod bench_hosts;
 mod bench_soak;
 mod bench_syn;
 mod bench_tls;

@@ -169,6 +169,9 @@ pub struct Certificate {
     /// response that is not for this certificate, not "good" or not current is not
     /// stapled (logged and counted); the certificate is served anyway.
     pub ocsp: Option<PathBuf>,
+    /// Client certificates for the names this certificate serves, instead of the
+    /// listener's `client_auth` (say, required for `admin.example.com` only).
+    pub client_auth: Option<ClientAuth>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -74,11 +74,12 @@ pub fn prepare(
             );
             metrics.ocsp_not_stapled(&l.name, problem.label());
         };
-        let server_config =
+        let configs =
             tls::server_config(t, &at, &mut session, &mut ocsp_problem).map_err(locate)?;
         sessions.insert(l.name.clone(), session);
         tls_listeners.push(Some(TlsListener {
-            acceptor: TlsAcceptor::from(server_config),
+            acceptor: TlsAcceptor::from(configs.main),
+            by_name: configs.by_name,
             handshake_timeout: t.handshake_timeout,
         }));
     }

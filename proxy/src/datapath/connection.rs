@@ -70,6 +70,21 @@ async fn plain(
     Some(forward::forward_tcp(&mut stream, &mut backend, bytes, idle, splice).await)
 }
 
+/// The TLS handshake with the listener's configuration, or, when certificates have
+/// their own client authentication, the one for the ClientHello's server name.
+async fn handshake(
+    stream: TcpStream,
+    tls: &TlsListener,
+) -> io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    let Some(by_name) = &tls.by_name else {
+        return tls.acceptor.accept(stream).await;
+    };
+    let start =
+        tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+    let config = by_name.for_name(start.client_hello().server_name());
+    start.into_stream(config).await
+}
+
 /// TLS: handshake (within the timeout), connect, PROXY header, forward.
 async fn terminate_tls(
     stream: TcpStream,
@@ -80,7 +95,7 @@ async fn terminate_tls(
     runtime: &ListenerRuntime,
     shared: &Shared,
 ) -> Option<End> {
-    let client = match timeout(tls.handshake_timeout, tls.acceptor.accept(stream)).await {
+    let client = match timeout(tls.handshake_timeout, handshake(stream, tls)).await {
         Ok(Ok(client)) => client,
         Ok(Err(e)) => {
             let reason = tls::failure_reason(&e);

@@ -40,6 +40,9 @@ pub struct ListenerState {
 /// TLS termination settings of a listener.
 pub struct TlsListener {
     pub acceptor: TlsAcceptor,
+    /// Present when some certificates have their own `client_auth`: the configuration
+    /// is then chosen by the ClientHello's server name.
+    pub by_name: Option<super::tls::ConfigsByName>,
     pub handshake_timeout: Duration,
 }
 

@@ -252,11 +252,15 @@ pub fn server_config(
     at: &KeyPath,
     sessions: &mut SessionState,
     ocsp_problem: &mut dyn FnMut(&Path, super::ocsp::OcspProblem),
-) -> Result<Arc<ServerConfig>, ConfigIssue> {
+) -> Result<TlsConfigs, ConfigIssue> {
     let provider = provider();
     let mut resolver = SniResolver::default();
     let default_index = tls.certificates.iter().position(|c| c.default).unwrap_or(0);
     let mut loaded = Vec::new();
+    // Client-auth policies: 0 is the listener's; each certificate with its own
+    // `client_auth` adds one for the names it serves.
+    let mut policies = vec![(tls.client_auth.as_ref(), at.key("client_auth"))];
+    let mut policy_of_name = NameTable::default();
     for (i, entry) in tls.certificates.iter().enumerate() {
         let here = at.key("certificates").index(i);
         let mut key = load_certified_key(&entry.cert, &entry.key, &provider)
@@ -283,8 +287,19 @@ pub fn server_config(
             };
             return Err(ConfigIssue::new(here.key("cert"), e.to_string()));
         }
+        let policy = match &entry.client_auth {
+            Some(auth) => {
+                policies.push((Some(auth), here.key("client_auth")));
+                policies.len() - 1
+            }
+            None => 0,
+        };
         for name in &names {
             resolver.add(name, key.clone());
+            policy_of_name.add(name, policy);
+        }
+        if i == default_index {
+            policy_of_name.default = policy;
         }
         loaded.push((key, name_set(&names)));
     }
@@ -296,6 +311,92 @@ pub fn server_config(
             resolver.add_default(key);
         }
     }
+    let resolver = Arc::new(resolver);
+    let mut configs = Vec::new();
+    for (auth, auth_at) in policies {
+        configs.push(build_config(
+            tls,
+            at,
+            sessions,
+            &provider,
+            resolver.clone(),
+            auth,
+            &auth_at,
+        )?);
+    }
+    let main = configs[0].clone();
+    let by_name = (configs.len() > 1).then(|| ConfigsByName {
+        configs,
+        names: policy_of_name,
+    });
+    Ok(TlsConfigs { main, by_name })
+}
+
+/// A listener's TLS configurations: `main`, and, when some certificates have their own
+/// `client_auth`, one per policy chosen by server name.
+pub struct TlsConfigs {
+    pub main: Arc<ServerConfig>,
+    pub by_name: Option<ConfigsByName>,
+}
+
+/// Server configurations by the ClientHello's server name (exact, then wildcard,
+/// then the default certificate's).
+pub struct ConfigsByName {
+    configs: Vec<Arc<ServerConfig>>,
+    names: NameTable,
+}
+
+impl ConfigsByName {
+    pub fn for_name(&self, server_name: Option<&str>) -> Arc<ServerConfig> {
+        self.configs[self.names.lookup(server_name)].clone()
+    }
+}
+
+/// Server name → client-auth policy (same matching as [`SniResolver`]; the first
+/// certificate listing a name decides its policy).
+#[derive(Default)]
+struct NameTable {
+    exact: HashMap<String, usize>,
+    wildcard: HashMap<String, usize>,
+    default: usize,
+}
+
+impl NameTable {
+    fn add(&mut self, name: &str, policy: usize) {
+        let name = name.to_ascii_lowercase();
+        match name.strip_prefix("*.") {
+            Some(parent) => self.wildcard.entry(parent.to_owned()).or_insert(policy),
+            None => self.exact.entry(name).or_insert(policy),
+        };
+    }
+
+    fn lookup(&self, server_name: Option<&str>) -> usize {
+        if let Some(name) = server_name {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if let Some(p) = self.exact.get(&name) {
+                return *p;
+            }
+            if let Some((_, parent)) = name.split_once('.')
+                && let Some(p) = self.wildcard.get(parent)
+            {
+                return *p;
+            }
+        }
+        self.default
+    }
+}
+
+/// One `ServerConfig`: the shared certificates, versions, ALPN and session state, and
+/// this policy's client verifier.
+fn build_config(
+    tls: &config::ListenerTls,
+    at: &KeyPath,
+    sessions: &mut SessionState,
+    provider: &Arc<CryptoProvider>,
+    resolver: Arc<SniResolver>,
+    client_auth: Option<&config::ClientAuth>,
+    auth_at: &KeyPath,
+) -> Result<Arc<ServerConfig>, ConfigIssue> {
     let versions: &[&'static rustls::SupportedProtocolVersion] = match tls.min_version {
         TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         TlsVersion::V1_3 => &[&rustls::version::TLS13],
@@ -303,14 +404,14 @@ pub fn server_config(
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
         .map_err(|e| ConfigIssue::new(at.key("min_version"), e.to_string()))?;
-    let builder = match &tls.client_auth {
+    let builder = match client_auth {
         None => builder.with_no_client_auth(),
         Some(auth) => {
-            let verifier = client_verifier(auth, &at.key("client_auth"), provider)?;
+            let verifier = client_verifier(auth, auth_at, provider.clone())?;
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder.with_cert_resolver(Arc::new(resolver));
+    let mut config = builder.with_cert_resolver(resolver);
     config.ignore_client_order = true;
     config.alpn_protocols = tls.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     if tls.session_tickets {

@@ -6,8 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use proxy_common::{
-    AddrKey, COOKIES_OFF, COOKIES_ON, FAMILY_V4, FAMILY_V6, ListenerCounters, ListenerKey,
-    ListenerState, PortSet,
+    AddrKey, COOKIES_OFF, COOKIES_ON, ListenerCounters, ListenerKey, ListenerState, PortSet,
 };
 use tracing::warn;
 
@@ -38,18 +37,10 @@ pub struct ServicePlan {
 }
 
 pub fn addr_key(addr: IpAddr) -> AddrKey {
-    let mut key = AddrKey::default();
     match addr {
-        IpAddr::V4(a) => {
-            key.addr[..4].copy_from_slice(&a.octets());
-            key.family = FAMILY_V4;
-        }
-        IpAddr::V6(a) => {
-            key.addr = a.octets();
-            key.family = FAMILY_V6;
-        }
+        IpAddr::V4(a) => AddrKey::v4(a.octets()),
+        IpAddr::V6(a) => AddrKey::v6(a.octets()),
     }
-    key
 }
 
 impl ServicePlan {
@@ -334,13 +325,7 @@ mod tests {
         assert!(plan.service_filter);
         assert_eq!(plan.addresses, vec![addr_key("10.1.1.1".parse().unwrap())]);
         // The wildcard bind matches every IPv4 destination.
-        assert_eq!(
-            plan.listeners[0].key.addr,
-            AddrKey {
-                addr: [0; 16],
-                family: FAMILY_V4
-            }
-        );
+        assert_eq!(plan.listeners[0].key.addr, AddrKey::v4([0; 4]));
         assert_eq!(plan.cookie_listeners(), 1);
     }
 
