@@ -91,6 +91,21 @@ fn check_config_reports_file_line_key_and_cause() {
             "`listener[0].tls.client_auth.ca`: cannot read \"/nonexistent/ca.pem\"".to_string(),
         ),
         (
+            config(&cert, &key, "")
+                + "[bgp]\nlocal_as = 65001\nrouter_id = \"10.0.0.1\"\n\
+                   [[bgp.peer]]\naddress = \"10.0.0.254\"\nas = 65000\n\
+                   [[bgp.vip]]\naddress = \"192.0.2.10\"\nlisteners = [\"webb\"]\n",
+            "`bgp.vip[0].listeners[0]`: no [[listener]] named \"webb\" (listeners: [\"web\"])"
+                .to_string(),
+        ),
+        (
+            config(&cert, &key, "")
+                + "[bgp]\nlocal_as = 65001\nrouter_id = \"10.0.0.1\"\n\
+                   [[bgp.peer]]\naddress = \"10.0.0.254\"\nas = 65000\n\
+                   [[bgp.vip]]\naddress = \"2001:db8::10\"\nlisteners = [\"web\"]\n",
+            "`bgp.vip[0].address`: 2001:db8::10: no IPv6 peer to announce it to".to_string(),
+        ),
+        (
             config(&cert, &key, "syn_cookies = \"sometimes\""),
             format!("{shown}:5:15: `listener[0].syn_cookies`: unknown variant `sometimes`"),
         ),

@@ -32,6 +32,39 @@ pub struct Config {
     pub autoblock: Option<Autoblock>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin: Option<Admin>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<Bgp>,
+}
+
+/// `[bgp]`: VIPs announced through the daemon's BIRD.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Bgp {
+    pub local_as: u32,
+    pub router_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withdraw_delay: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub announce_hold_down: Option<String>,
+    pub bird_dir: String,
+    pub peer: Vec<BgpPeer>,
+    pub vip: Vec<Vip>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BgpPeer {
+    pub address: String,
+    #[serde(rename = "as")]
+    pub asn: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Vip {
+    pub address: String,
+    pub listeners: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_healthy_backends: Option<u32>,
 }
 
 impl Config {
@@ -76,6 +109,11 @@ impl Config {
 
     pub fn admin(mut self, a: Admin) -> Config {
         self.admin = Some(a);
+        self
+    }
+
+    pub fn bgp(mut self, b: Bgp) -> Config {
+        self.bgp = Some(b);
         self
     }
 

@@ -44,6 +44,9 @@ pub struct Stats {
     pub pools: Vec<PoolStats>,
     /// The kernel half; `None` when no `[xdp]` section runs.
     pub xdp: Option<XdpStats>,
+    /// `[bgp]`: the VIPs and BGP sessions; `None` without it.
+    #[serde(default)]
+    pub fleet: Option<FleetStats>,
     pub autoblock: AutoblockStats,
 }
 
@@ -209,6 +212,31 @@ pub struct XdpStats {
     /// `[xdp.service_filter]` is on.
     #[serde(default)]
     pub service_filter: bool,
+}
+
+/// Fleet routing: each VIP and each BGP session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetStats {
+    pub vips: Vec<VipStatus>,
+    pub peers: Vec<PeerStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VipStatus {
+    pub vip: String,
+    pub announced: bool,
+    /// Why it is withdrawn (`pool web: 0 of 3 backends up`), or `serving`.
+    pub reason: String,
+}
+
+/// A BGP session as BIRD reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub address: String,
+    /// BIRD's protocol state (`up`, `start`, ...).
+    pub state: String,
+    /// BIRD's details (`Established`, `Active ...`).
+    pub info: String,
 }
 
 /// One listener as the XDP program sees it.

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::control::admin::{self, Admin};
 use crate::control::autoblock::AutoBlocker;
 use crate::control::daemon::{self, Daemon};
+use crate::control::fleet::{self, Fleet, FleetMetrics};
 use crate::control::memory;
 use crate::control::privileges::DropCapabilities;
 use crate::datapath::events::ChannelObserver;
@@ -27,6 +28,18 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     let xdp = Arc::new(XdpSubsystem::default());
     let mut metrics = Metrics::new();
     metrics.register_collector(Box::new(XdpCollector::new(xdp.clone())));
+    let fleet_metrics = FleetMetrics::default();
+    metrics.register(
+        "vip_announced",
+        "1 while this node announces the VIP over BGP",
+        fleet_metrics.announced.clone(),
+    );
+    metrics.register(
+        "vip_transitions",
+        "VIP announcements and withdrawals",
+        fleet_metrics.transitions.clone(),
+    );
+    let fleet = Arc::new(Fleet::new(fleet_metrics));
     let metrics = Arc::new(metrics);
 
     let (observer, events) = ChannelObserver::new(
@@ -38,6 +51,8 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     let mut daemon = Daemon::with(path, metrics, Arc::new(observer));
     daemon.add_subsystem(Box::new(xdp.clone()));
     daemon.add_subsystem(Box::new(autoblock));
+    // Before privileges are dropped: it starts BIRD.
+    daemon.add_subsystem(Box::new(fleet.clone()));
     // Last: once everything above has what it needs from the first configuration.
     daemon.add_subsystem(Box::new(DropCapabilities::default()));
     let daemon = Arc::new(daemon);
@@ -46,9 +61,11 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     let admin_section = config.admin.clone();
     let admin = Arc::new(Admin {
         daemon: daemon.clone(),
-        kernel: xdp,
+        kernel: xdp.clone(),
+        fleet: fleet.clone(),
     });
     let _socket = admin::start(&admin_section, admin).await?;
     tokio::spawn(memory::trim_after_waves(daemon.clone()));
+    tokio::spawn(fleet::run(fleet, daemon.clone(), xdp));
     daemon::serve(&daemon, config).await
 }

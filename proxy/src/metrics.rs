@@ -233,6 +233,16 @@ impl Metrics {
         self.registry.register_collector(collector);
     }
 
+    /// Registers a metric family another part owns (as `proxy_<name>`).
+    pub fn register(
+        &mut self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        self.registry.register(name, help, metric);
+    }
+
     /// The registry in the Prometheus text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();

@@ -24,6 +24,7 @@ const RUNTIME_PACKAGES: &[&str] = &[
     "haproxy",
     "libnginx-mod-stream",
     "netsniff-ng",
+    "bird2",
     "iperf3",
     "prometheus",
     "chromium",

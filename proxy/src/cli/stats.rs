@@ -70,6 +70,19 @@ fn print_stats(stats: &Stats) {
         None => println!("XDP: not running (no [xdp] section)"),
         Some(xdp) => print_xdp(xdp),
     }
+    if let Some(fleet) = &stats.fleet {
+        for v in &fleet.vips {
+            let state = if v.announced {
+                "announced"
+            } else {
+                "withdrawn"
+            };
+            println!("VIP {}: {state} ({})", v.vip, v.reason);
+        }
+        for p in &fleet.peers {
+            println!("BGP peer {}: {} {}", p.address, p.state, p.info);
+        }
+    }
     let ab = &stats.autoblock;
     println!(
         "auto-blocks: {} (failed handshakes {}, handshake timeouts {}, connection rate {}); \

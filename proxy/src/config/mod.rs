@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod autoblock;
+pub mod bgp;
 pub mod cidr;
 pub mod duration;
 mod error;

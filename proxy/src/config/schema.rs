@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::origin::Origin;
-use super::{admin, autoblock, duration, xdp};
+use super::{admin, autoblock, bgp, duration, xdp};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -38,6 +38,8 @@ pub struct Config {
     /// `[admin]`: the admin socket and the Prometheus endpoint.
     #[serde(default)]
     pub admin: admin::AdminSection,
+    /// `[bgp]`: VIPs announced to routers (absent: none).
+    pub bgp: Option<bgp::BgpSection>,
     /// Where the configuration came from (for error positions).
     #[serde(skip)]
     pub origin: Origin,

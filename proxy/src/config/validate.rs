@@ -122,6 +122,10 @@ impl Config {
                 ));
             }
         }
+        if let Some(bgp) = &self.bgp {
+            let names: Vec<&str> = self.listeners.iter().map(|l| l.name.as_str()).collect();
+            bgp.validate(&root.key("bgp"), &names)?;
+        }
         if let Some(autoblock) = &self.autoblock {
             autoblock.validate(&root.key("autoblock"))?;
         }

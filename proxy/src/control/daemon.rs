@@ -227,6 +227,26 @@ impl Daemon {
         }
     }
 
+    /// What the subsystems need before the drain starts (the longest wait they ask).
+    pub fn before_drain(&self) -> Duration {
+        self.subsystems
+            .iter()
+            .map(|s| s.before_drain())
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// Names of the listeners whose sockets are bound now.
+    pub async fn listener_names(&self) -> Vec<String> {
+        self.running
+            .lock()
+            .await
+            .listeners
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// Open client connections.
     pub fn open_connections(&self) -> u32 {
         self.shared.connections.get()
@@ -404,6 +424,11 @@ pub async fn serve(daemon: &Daemon, config: Config) -> anyhow::Result<()> {
         if let Some(w) = files.as_mut() {
             w.watch(&daemon.config());
         }
+    }
+    let wait = daemon.before_drain();
+    if !wait.is_zero() {
+        tracing::info!(?wait, "routes withdrawn; waiting before draining");
+        tokio::time::sleep(wait).await;
     }
     let deadline = daemon.config().timeouts.drain;
     let cut = tokio::select! {

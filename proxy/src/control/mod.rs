@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod autoblock;
 pub mod daemon;
+pub mod fleet;
 pub mod memory;
 pub mod policy;
 pub mod privileges;

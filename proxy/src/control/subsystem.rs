@@ -11,6 +11,11 @@ pub trait Subsystem: Send + Sync {
     /// it switches over. An error rejects the new configuration (at start: the daemon
     /// exits; on reload: the old configuration keeps serving).
     fn apply(&self, config: &Arc<Config>) -> anyhow::Result<()>;
+    /// Called once on SIGTERM/SIGINT, before the daemon stops accepting: how long to
+    /// wait before it does (fleet routing withdraws its routes here).
+    fn before_drain(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
     /// Called once when the daemon stops.
     fn stop(&self) {}
 }
@@ -21,6 +26,9 @@ impl<T: Subsystem> Subsystem for Arc<T> {
     }
     fn apply(&self, config: &Arc<Config>) -> anyhow::Result<()> {
         (**self).apply(config)
+    }
+    fn before_drain(&self) -> std::time::Duration {
+        (**self).before_drain()
     }
     fn stop(&self) {
         (**self).stop()

@@ -22,6 +22,7 @@ const NO_XDP: &str = "no XDP program runs in this daemon: nothing is dropped in 
 pub struct Admin {
     pub daemon: Arc<Daemon>,
     pub kernel: Arc<dyn KernelView>,
+    pub fleet: Arc<crate::control::fleet::Fleet>,
 }
 
 impl Admin {
@@ -42,6 +43,7 @@ impl Admin {
     async fn stats(&self) -> Stats {
         Stats {
             xdp: self.kernel.xdp_stats(),
+            fleet: self.fleet.stats(),
             autoblock: self.daemon.metrics().autoblock().stats(),
             ..self.daemon.stats().await
         }
