@@ -1,6 +1,7 @@
 //! Project tasks. `cargo xtask --help` lists them.
 mod bench_attack;
 mod bench_client;
+mod bench_fleet;
 mod bench_hosts;
 mod bench_soak;
 mod bench_syn;
@@ -55,6 +56,9 @@ enum Task {
         /// Leave the namespaces and the proxy running (prints how to clean up).
         #[arg(long)]
         keep: bool,
+        /// The fleet demo: a router doing ECMP, three nodes announcing a VIP over BGP.
+        #[arg(long)]
+        fleet: bool,
     },
     /// Benchmarks (not tests; root): `xdp`, `tls`.
     Bench {
@@ -78,6 +82,8 @@ enum Bench {
     Soak(bench_soak::Args),
     /// Spoofed SYN floods: XDP cookie costs per packet, softirq per SYN, legit TLS tx/s.
     Syn(bench_syn::Args),
+    /// Fleet routing: announce delay, drain and failover with a BIRD router doing ECMP.
+    Fleet(bench_fleet::Args),
 }
 
 pub fn workspace_root() -> PathBuf {
@@ -120,7 +126,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Task::Demo { keep } => demo(keep),
+        Task::Demo { keep, fleet } => demo(keep, fleet),
         Task::Bench {
             which: Bench::Xdp(args),
         } => bench_xdp::run(args),
@@ -135,6 +141,12 @@ fn main() -> anyhow::Result<()> {
         } => {
             setup::run()?;
             bench_attack::run(args, &workspace_root())
+        }
+        Task::Bench {
+            which: Bench::Fleet(args),
+        } => {
+            setup::run()?;
+            bench_fleet::run(args, &workspace_root())
         }
         Task::Bench {
             which: Bench::Syn(args),
@@ -194,9 +206,10 @@ fn lint() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn demo(keep: bool) -> anyhow::Result<()> {
+fn demo(keep: bool, fleet: bool) -> anyhow::Result<()> {
     setup::run()?;
     let root = workspace_root();
+    let example = if fleet { "fleet_demo" } else { "demo" };
     eprintln!("[demo] building proxy (release)");
     let status = Command::new(env!("CARGO"))
         .args([
@@ -206,13 +219,13 @@ fn demo(keep: bool) -> anyhow::Result<()> {
             "proxy",
             "--bins",
             "--example",
-            "demo",
+            example,
         ])
         .current_dir(&root)
         .status()
         .context("running cargo build")?;
     anyhow::ensure!(status.success(), "build failed");
-    let mut demo = Command::new(root.join("target/release/examples/demo"));
+    let mut demo = Command::new(root.join("target/release/examples").join(example));
     if keep {
         demo.arg("--keep");
     }

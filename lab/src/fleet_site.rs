@@ -1,0 +1,286 @@
+//! The fleet lab: N `proxy` nodes announcing one VIP through their BIRD to a router
+//! running BIRD with ECMP into its kernel, nginx backends on the nodes' segment, and a
+//! client with many source addresses on the other side. Used by the fleet test, the
+//! fleet demo and `cargo xtask bench fleet`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::certs::{self, CertFiles, KeyType};
+use crate::config::{Bgp, BgpPeer, Config, Health, Listener, Pool, Tls, Vip};
+use crate::nginx::{Nginx, NginxOptions};
+use crate::proxyd::{self, ProxyD};
+use crate::{Fleet, Proc};
+
+pub const VIP4: &str = "10.99.0.1";
+pub const VIP6: &str = "fd99::1";
+const ROUTER_AS: u32 = 65000;
+const NODE_AS: u32 = 65001;
+
+pub struct FleetOptions {
+    pub nodes: usize,
+    pub backends: usize,
+    /// Source addresses on the client (10.78.0.100, ...).
+    pub client_addresses: usize,
+    /// IPv6 VIP and sessions instead of IPv4.
+    pub ipv6: bool,
+    /// The `proxy` binary (default: the one the tests use).
+    pub proxy_bin: Option<String>,
+    pub withdraw_delay: &'static str,
+    pub hold_down: &'static str,
+}
+
+impl Default for FleetOptions {
+    fn default() -> FleetOptions {
+        FleetOptions {
+            nodes: 3,
+            backends: 2,
+            client_addresses: 64,
+            ipv6: false,
+            proxy_bin: None,
+            withdraw_delay: "2s",
+            hold_down: "1s",
+        }
+    }
+}
+
+pub struct FleetSite {
+    // Drop order: daemons and servers, then the router's BIRD, then the namespaces.
+    pub nodes: Vec<Option<ProxyD>>,
+    pub backends: Vec<Nginx>,
+    _router_bird: Proc,
+    pub fleet: Fleet,
+    pub dir: tempfile::TempDir,
+    pub cert: CertFiles,
+    pub ipv6: bool,
+    node_count: usize,
+    backend_count: usize,
+}
+
+impl FleetSite {
+    pub fn build(opts: FleetOptions) -> anyhow::Result<FleetSite> {
+        crate::ensure_root()?;
+        let fleet = Fleet::build(opts.nodes + opts.backends, 1)?;
+        let dir = tempfile::Builder::new().prefix("lab-fleet-").tempdir()?;
+        let d = dir.path().to_path_buf();
+        let backends = (0..opts.backends)
+            .map(|i| {
+                let name = format!("be{i}");
+                Nginx::start(
+                    &fleet.nodes.host(opts.nodes + i).ns,
+                    &d.join(&name),
+                    NginxOptions {
+                        name: &name,
+                        port: 8080,
+                        proxy_protocol: false,
+                        big_bytes: 1024,
+                    },
+                )
+            })
+            .collect();
+        let router_bird = start_router(&fleet, &d, opts.nodes, opts.ipv6)?;
+        let cert = certs::try_write(&d, "vip", KeyType::EcdsaP256, "vip.test", &["vip.test"])?;
+        let backend_addrs: Vec<String> = (0..opts.backends)
+            .map(|i| format!("{}:8080", fleet.nodes.host(opts.nodes + i).ipv4))
+            .collect();
+        let mut site = FleetSite {
+            nodes: Vec::new(),
+            backends,
+            _router_bird: router_bird,
+            fleet,
+            dir,
+            cert,
+            ipv6: opts.ipv6,
+            node_count: opts.nodes,
+            backend_count: opts.backends,
+        };
+        for i in 0..opts.nodes {
+            let config = site.node_config(i, &backend_addrs, &opts);
+            let vip = site.vip();
+            let len = if opts.ipv6 { 128 } else { 32 };
+            let host = site.fleet.nodes.host(i);
+            host.ns.exec(&format!("ip addr add {vip}/{len} dev lo"))?;
+            let node_dir = site.node_dir(i);
+            std::fs::create_dir_all(&node_dir)?;
+            let bin = match &opts.proxy_bin {
+                Some(b) => b.clone(),
+                None => proxyd::try_proxy_bin()?,
+            };
+            let p = ProxyD::try_start_bin(&bin, &host.ns, &node_dir, &config)
+                .with_context(|| format!("starting node {i}"))?;
+            site.nodes.push(Some(p));
+        }
+        let client = site.fleet.clients.host(0);
+        client
+            .ns
+            .exec(&format!("ip route add {VIP4}/32 via 10.78.0.254"))?;
+        client
+            .ns
+            .exec(&format!("ip -6 route add {VIP6}/128 via fd78::254"))?;
+        for a in 0..opts.client_addresses {
+            client
+                .ns
+                .exec(&format!("ip addr add 10.78.0.{}/24 dev eth0", 100 + a))?;
+        }
+        Ok(site)
+    }
+
+    fn node_config(&self, i: usize, backends: &[String], opts: &FleetOptions) -> String {
+        let host = self.fleet.nodes.host(i);
+        let (bind, peer) = match opts.ipv6 {
+            false => (format!("{VIP4}:443"), "10.77.0.254"),
+            true => (format!("[{VIP6}]:443"), "fd77::254"),
+        };
+        Config::new()
+            .listener(Listener::new("https", bind, "web").tls(Tls::new(&self.cert)))
+            .pool(Pool::new("web", backends).health(Health::every("200ms", "1s", 1, 2)))
+            .bgp(Bgp {
+                local_as: NODE_AS,
+                router_id: host.ipv4.clone(),
+                hold_time: Some("3s".into()),
+                withdraw_delay: Some(opts.withdraw_delay.into()),
+                announce_hold_down: Some(opts.hold_down.into()),
+                bird_dir: self.node_dir(i).join("bird").display().to_string(),
+                peer: vec![BgpPeer {
+                    address: peer.into(),
+                    asn: ROUTER_AS,
+                }],
+                vip: vec![Vip {
+                    address: self.vip().into(),
+                    listeners: vec!["https".into()],
+                    min_healthy_backends: None,
+                }],
+            })
+            .to_toml()
+    }
+
+    pub fn vip(&self) -> &'static str {
+        if self.ipv6 { VIP6 } else { VIP4 }
+    }
+
+    pub fn node_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node{i}"))
+    }
+
+    /// The router's next hops for the VIP.
+    pub fn next_hops(&self) -> Vec<String> {
+        let route = match self.ipv6 {
+            false => format!("-4 route show {VIP4}/32"),
+            true => format!("-6 route show {VIP6}/128"),
+        };
+        let out = self.fleet.router.sh(&format!("ip {route}"));
+        out.split_whitespace()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .filter(|w| w[0] == "via")
+            .map(|w| w[1].to_string())
+            .collect()
+    }
+
+    /// Waits until the router has `n` next hops; how long that took.
+    pub fn wait_next_hops(&self, n: usize, within: Duration) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        crate::try_wait_for(&format!("{n} next hops for the VIP"), within, || {
+            (self.next_hops().len() == n).then_some(())
+        })?;
+        Ok(start.elapsed())
+    }
+
+    /// One HTTPS request to the VIP from client address `a` (IPv4 sites; IPv6 sites use
+    /// the client's own address); the backend that answered.
+    pub fn request(&self, a: usize) -> Option<String> {
+        let from = match self.ipv6 {
+            false => format!("--interface 10.78.0.{}", 100 + a),
+            true => String::new(),
+        };
+        let target = match self.ipv6 {
+            false => VIP4.to_string(),
+            true => format!("[{VIP6}]"),
+        };
+        let out = self.fleet.clients.host(0).ns.try_sh(&format!(
+            "curl -sf --max-time 3 {from} --cacert {} --resolve vip.test:443:{target} https://vip.test/name",
+            self.cert.cert.display()
+        ));
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// `proxy stats --json` of node `i`.
+    pub fn node_stats_json(&self, i: usize) -> String {
+        proxyd::cli(
+            &self.fleet.nodes.host(i).ns,
+            &format!(
+                "stats --json --socket {}",
+                self.node_dir(i).join("admin.sock").display()
+            ),
+        )
+    }
+
+    /// `proxy stats` (text) of node `i`.
+    pub fn node_stats_text(&self, i: usize) -> String {
+        proxyd::cli(
+            &self.fleet.nodes.host(i).ns,
+            &format!(
+                "stats --socket {}",
+                self.node_dir(i).join("admin.sock").display()
+            ),
+        )
+    }
+
+    /// Stops (SIGTERM) or restarts nothing: sends `signal` to node `i`.
+    pub fn signal(&self, i: usize, signal: &str) {
+        if let Some(p) = &self.nodes[i] {
+            p.signal(signal);
+        }
+    }
+
+    /// SIGKILL node `i` (its BIRD dies with it).
+    pub fn kill(&self, i: usize) {
+        self.signal(i, "KILL");
+    }
+
+    /// Stops (`up = false`) or restarts every backend.
+    pub fn backends_up(&mut self, up: bool) {
+        for (i, b) in self.backends.iter_mut().enumerate() {
+            let ns = &self.fleet.nodes.host(self.node_count + i).ns;
+            if up { b.restart(ns) } else { b.kill(ns) }
+        }
+    }
+
+    pub fn backend_count(&self) -> usize {
+        self.backend_count
+    }
+}
+
+/// BIRD on the router: a session per node, routes merged into ECMP next hops.
+fn start_router(fleet: &Fleet, d: &Path, nodes: usize, ipv6: bool) -> anyhow::Result<Proc> {
+    let mut conf = String::from(
+        "router id 10.77.0.254;\nprotocol device {}\n\
+         protocol kernel { ipv4 { export all; }; merge paths on; }\n\
+         protocol kernel { ipv6 { export all; }; merge paths on; }\n",
+    );
+    for i in 0..nodes {
+        let (neighbor, channel) = match ipv6 {
+            false => (fleet.nodes.host(i).ipv4.clone(), "ipv4"),
+            true => (fleet.nodes.host(i).ipv6.clone(), "ipv6"),
+        };
+        conf += &format!(
+            "protocol bgp lb{i} {{ local as {ROUTER_AS}; neighbor {neighbor} as {NODE_AS}; hold time 3; \
+             keepalive time 1; connect retry time 1; error wait time 1, 10; \
+             {channel} {{ import all; export none; }}; }}\n"
+        );
+    }
+    let path = d.join("router.conf");
+    std::fs::write(&path, conf)?;
+    fleet.router.exec(
+        "sysctl -qw net.ipv4.fib_multipath_hash_policy=1 && sysctl -qw net.ipv6.fib_multipath_hash_policy=1",
+    )?;
+    fleet.router.start(&format!(
+        "bird -f -c {} -s {}",
+        path.display(),
+        d.join("router.ctl").display()
+    ))
+}
