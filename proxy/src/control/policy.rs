@@ -27,6 +27,8 @@ pub trait KernelView: Send + Sync {
     fn top_sources(&self, n: usize) -> Option<Top>;
     /// The blocklist's unexpired entries; `None` without a kernel program.
     fn blocklist(&self) -> Option<Vec<ListEntry>>;
+    /// Is the XDP program attached to at least one interface?
+    fn attached(&self) -> bool;
 }
 
 /// No kernel half: nothing enforced, nothing to show.
@@ -48,6 +50,9 @@ impl KernelPolicy for NoKernel {
 impl KernelView for NoKernel {
     fn xdp_stats(&self) -> Option<XdpStats> {
         None
+    }
+    fn attached(&self) -> bool {
+        false
     }
     fn top_sources(&self, _: usize) -> Option<Top> {
         None

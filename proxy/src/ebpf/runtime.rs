@@ -429,6 +429,10 @@ impl KernelPolicy for XdpSubsystem {
 }
 
 impl KernelView for XdpSubsystem {
+    fn attached(&self) -> bool {
+        !self.attachments().is_empty()
+    }
+
     fn xdp_stats(&self) -> Option<XdpStats> {
         let interfaces = self.interface_stats()?;
         let maps = self.maps()?;

@@ -17,6 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 
 use self::bird::Bird;
 use super::daemon::Daemon;
+use super::policy::KernelView;
 use super::subsystem::Subsystem;
 use crate::api::{FleetStats, PeerStatus, VipStatus};
 use crate::config::Config;
@@ -311,14 +312,10 @@ fn states(section: &BgpSection, _previous: &[VipState]) -> Vec<VipState> {
 }
 
 /// Checks every VIP every CHECK_INTERVAL until the daemon stops.
-pub async fn run(
-    fleet: Arc<Fleet>,
-    daemon: Arc<Daemon>,
-    xdp: Arc<crate::ebpf::runtime::XdpSubsystem>,
-) {
+pub async fn run(fleet: Arc<Fleet>, daemon: Arc<Daemon>, kernel: Arc<dyn KernelView>) {
     let mut tick = tokio::time::interval(CHECK_INTERVAL);
     loop {
         tick.tick().await;
-        fleet.check(&daemon, !xdp.attachments().is_empty()).await;
+        fleet.check(&daemon, kernel.attached()).await;
     }
 }
