@@ -39,15 +39,7 @@ fn main() {
         .wait_next_hops(3, Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("{e:#}"));
     println!("   all three routes in {took:.1?} after start");
-    println!("   $ ip route show {VIP4} (router)");
-    for line in site
-        .fleet
-        .router
-        .sh(&format!("ip route show {VIP4}"))
-        .lines()
-    {
-        println!("   {line}");
-    }
+    show_route(&site);
     println!("\n   $ proxy stats (node 0, fleet part)");
     for line in site
         .node_stats_text(0)
@@ -108,15 +100,7 @@ fn main() {
     println!(
         "   16 new requests, all through node 2: {same} of 16 answered by the same backend as in step 3"
     );
-    println!("   $ ip route show {VIP4} (router)");
-    for line in site
-        .fleet
-        .router
-        .sh(&format!("ip route show {VIP4}"))
-        .lines()
-    {
-        println!("   {line}");
-    }
+    show_route(&site);
 
     if keep {
         step(6, "leaving everything up (--keep): stop with Ctrl-C");
@@ -130,6 +114,19 @@ fn main() {
     );
     drop(site);
     println!("   done");
+}
+
+/// The router's route to the VIP (its ECMP next hops).
+fn show_route(site: &FleetSite) {
+    println!("   $ ip route show {VIP4} (router)");
+    for line in site
+        .fleet
+        .router
+        .sh(&format!("ip route show {VIP4}"))
+        .lines()
+    {
+        println!("   {line}");
+    }
 }
 
 fn connections(site: &FleetSite, i: usize) -> u64 {
