@@ -197,16 +197,26 @@ impl SniResolver {
 
 /// Can a client offering `suites` use this key? Any TLS 1.3 suite fits every key;
 /// TLS 1.2 suites name the key type (ECDHE_ECDSA for ECDSA and Ed25519, ECDHE_RSA).
+/// Only the suites of [`provider`] matter: others cannot be negotiated anyway.
 fn suites_fit(key: &CertifiedKey, suites: &[rustls::CipherSuite]) -> bool {
+    use rustls::CipherSuite as C;
     use rustls::SignatureAlgorithm as A;
-    let wanted = match key.key.algorithm() {
-        A::RSA => "_ECDHE_RSA_",
-        A::ECDSA | A::ED25519 => "_ECDHE_ECDSA_",
+    let rsa = match key.key.algorithm() {
+        A::RSA => true,
+        A::ECDSA | A::ED25519 => false,
         _ => return true,
     };
-    suites.iter().any(|s| {
-        let name = format!("{s:?}");
-        name.starts_with("TLS13_") || name.contains(wanted)
+    suites.iter().any(|s| match s {
+        C::TLS13_AES_128_GCM_SHA256
+        | C::TLS13_AES_256_GCM_SHA384
+        | C::TLS13_CHACHA20_POLY1305_SHA256 => true,
+        C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+        | C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+        | C::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => rsa,
+        C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+        | C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+        | C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => !rsa,
+        _ => false,
     })
 }
 
