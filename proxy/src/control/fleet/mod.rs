@@ -266,15 +266,16 @@ impl Subsystem for Fleet {
                 *running = Some(Running {
                     bird,
                     section: section.clone(),
-                    vips: states(section, &[]),
+                    vips: states(section),
                     draining: false,
                 });
             }
             (Some(r), Some(section)) => {
                 if r.section != *section {
                     r.bird.reconfigure(section)?;
-                    // A reconfigure restarts the VIP protocols disabled: re-announce.
-                    r.vips = states(section, &[]);
+                    // Start from "not announced": the loop enables every VIP that can
+                    // be served within one check (first announcements skip the hold-down).
+                    r.vips = states(section);
                     r.section = section.clone();
                 }
             }
@@ -297,7 +298,7 @@ impl Subsystem for Fleet {
     }
 }
 
-fn states(section: &BgpSection, _previous: &[VipState]) -> Vec<VipState> {
+fn states(section: &BgpSection) -> Vec<VipState> {
     section
         .vips
         .iter()
