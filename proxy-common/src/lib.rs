@@ -203,6 +203,8 @@ pub mod origin {
     pub const MANUAL: u32 = 2;
     /// Added by the daemon's auto-blocker.
     pub const AUTO: u32 = 3;
+    /// Shared by the fleet (`[fleet.policy]`): applied from the store, removed with it.
+    pub const FLEET: u32 = 4;
 }
 
 pub const REASON_TEXT_LEN: usize = 48;

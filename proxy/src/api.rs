@@ -23,6 +23,17 @@ pub enum Request {
     Top { n: usize },
     /// The kernel blocklist's entries.
     Blocklist,
+    /// Publish an entry to the fleet (`proxy block|allow add --fleet`).
+    FleetAdd {
+        list: List,
+        cidr: IpNet,
+        ttl_ms: Option<u64>,
+        reason: String,
+    },
+    /// Delete a fleet entry everywhere (`proxy block|allow del --fleet`).
+    FleetDel { list: List, cidr: IpNet },
+    /// `proxy fleet status`.
+    FleetStatus,
 }
 
 /// The daemon's answer.
@@ -32,7 +43,45 @@ pub enum Response {
     Stats(Box<Stats>),
     Top(Top),
     Blocklist(Vec<ListEntry>),
+    FleetStatus(Box<FleetPolicyStatus>),
+    /// A change was made; what it was.
+    Done(String),
     Error(String),
+}
+
+/// `proxy fleet status`: the shared store as this node sees it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FleetPolicyStatus {
+    pub node: String,
+    pub prefix: String,
+    pub endpoints: Vec<String>,
+    pub connected: bool,
+    /// When `connected` last changed (Unix seconds).
+    pub since_unix: u64,
+    /// Why the store is unreachable, while it is.
+    pub last_error: Option<String>,
+    /// The store revision this node has applied.
+    pub revision: i64,
+    /// From an entry's creation on its node to its application here, last entry.
+    pub apply_lag_seconds: Option<f64>,
+    pub block_entries: usize,
+    pub allow_entries: usize,
+    /// Shared entries a local entry at the same prefix stands in for.
+    pub hidden_entries: usize,
+    pub by_origin: Vec<OriginCount>,
+    /// Writes waiting for the store.
+    pub pending: usize,
+    /// Malformed keys or values skipped since start.
+    pub bad_entries: u64,
+    /// The etcd cluster's members (name and client URLs), as of the last connect.
+    pub members: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginCount {
+    pub origin: String,
+    pub block: usize,
+    pub allow: usize,
 }
 
 /// `proxy stats`: the daemon at a glance.
@@ -379,7 +428,7 @@ impl SourceDrops {
 }
 
 /// Which kernel list an entry is in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum List {
     Allow,
@@ -403,6 +452,8 @@ pub enum Origin {
     Config,
     Manual,
     Auto,
+    /// Shared by the fleet through `[fleet.policy]`.
+    Fleet,
     Unknown,
 }
 
@@ -412,6 +463,7 @@ impl Origin {
             Origin::Config => "config",
             Origin::Manual => "manual",
             Origin::Auto => "auto",
+            Origin::Fleet => "fleet",
             Origin::Unknown => "?",
         }
     }

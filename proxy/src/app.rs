@@ -13,6 +13,7 @@ use crate::control::admin::{self, Admin};
 use crate::control::autoblock::AutoBlocker;
 use crate::control::daemon::{self, Daemon};
 use crate::control::fleet::{self, Fleet, FleetMetrics};
+use crate::control::fleet_policy::{FleetPolicy, FleetPolicyMetrics};
 use crate::control::memory;
 use crate::control::privileges::DropCapabilities;
 use crate::datapath::events::ChannelObserver;
@@ -40,16 +41,24 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
         fleet_metrics.transitions.clone(),
     );
     let fleet = Arc::new(Fleet::new(fleet_metrics));
+    let policy_metrics = register_fleet_policy_metrics(&mut metrics);
+    let fleet_policy = Arc::new(FleetPolicy::new(xdp.clone(), policy_metrics));
     let metrics = Arc::new(metrics);
 
     let (observer, events) = ChannelObserver::new(
         SOURCE_EVENT_QUEUE,
         metrics.autoblock().events_dropped.clone(),
     );
-    let autoblock = AutoBlocker::new(xdp.clone(), metrics.autoblock().clone(), events);
+    let autoblock = AutoBlocker::new(
+        xdp.clone(),
+        fleet_policy.clone(),
+        metrics.autoblock().clone(),
+        events,
+    );
 
     let mut daemon = Daemon::with(path, metrics, Arc::new(observer));
     daemon.add_subsystem(Box::new(xdp.clone()));
+    daemon.add_subsystem(Box::new(fleet_policy.clone()));
     daemon.add_subsystem(Box::new(autoblock));
     // Before privileges are dropped: it starts BIRD.
     daemon.add_subsystem(Box::new(fleet.clone()));
@@ -63,9 +72,51 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
         daemon: daemon.clone(),
         kernel: xdp.clone(),
         fleet: fleet.clone(),
+        fleet_policy,
     });
     let _socket = admin::start(&admin_section, admin).await?;
     tokio::spawn(memory::trim_after_waves(daemon.clone()));
     tokio::spawn(fleet::run(fleet, daemon.clone(), xdp));
     daemon::serve(&daemon, config).await
+}
+
+/// `proxy_fleet_*`: the shared policy store as this node sees it.
+fn register_fleet_policy_metrics(metrics: &mut Metrics) -> FleetPolicyMetrics {
+    let m = FleetPolicyMetrics::default();
+    metrics.register(
+        "fleet_connected",
+        "1 while the fleet policy store (etcd) is reachable",
+        m.connected.clone(),
+    );
+    metrics.register(
+        "fleet_entries",
+        "Shared entries this node applies, per list",
+        m.entries.clone(),
+    );
+    metrics.register(
+        "fleet_apply_lag_seconds",
+        "From a shared entry's creation on its node to its application here (last entry)",
+        m.apply_lag_seconds.clone(),
+    );
+    metrics.register(
+        "fleet_bad_entries",
+        "Malformed keys or values in the store, skipped",
+        m.bad_entries.clone(),
+    );
+    metrics.register(
+        "fleet_pending_writes",
+        "Writes waiting for the store",
+        m.pending.clone(),
+    );
+    metrics.register(
+        "fleet_dropped_writes",
+        "Writes dropped because the queue was full while the store was unreachable",
+        m.dropped_publishes.clone(),
+    );
+    metrics.register(
+        "fleet_revision",
+        "The store revision this node has applied",
+        m.revision.clone(),
+    );
+    m
 }

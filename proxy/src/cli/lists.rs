@@ -1,18 +1,43 @@
 //! `proxy block|allow add|del|list`: edits the pinned maps directly, so it also works
-//! while the daemon restarts.
+//! while the daemon restarts. With `--fleet` the daemon publishes the edit to the
+//! fleet store (it holds the connection, and queues while the store is away).
 
-use super::ListAction;
-use crate::api::{List, ListEntry, Origin};
+use super::{DaemonArgs, ListAction};
+use crate::api::{List, ListEntry, Origin, Request, Response};
+use crate::control::admin::client;
 use crate::ebpf::maps::Maps;
 
 pub fn list_command(list: List, action: ListAction) -> anyhow::Result<()> {
     let noun = list.noun();
     match action {
         ListAction::Add {
+            fleet: true,
             cidr,
             ttl,
             reason,
             out,
+            daemon,
+        } => {
+            let request = Request::FleetAdd {
+                list,
+                cidr,
+                ttl_ms: ttl.map(|t| t.as_millis() as u64),
+                reason,
+            };
+            report(request, &daemon, out.json)?;
+        }
+        ListAction::Del {
+            fleet: true,
+            cidr,
+            out,
+            daemon,
+        } => report(Request::FleetDel { list, cidr }, &daemon, out.json)?,
+        ListAction::Add {
+            cidr,
+            ttl,
+            reason,
+            out,
+            ..
         } => {
             let mut maps = Maps::from_pins(&out.pin_path)?;
             maps.insert(list, cidr, ttl, Origin::Manual, &reason)?;
@@ -29,8 +54,17 @@ pub fn list_command(list: List, action: ListAction) -> anyhow::Result<()> {
                 println!("added {cidr} to the {noun} {until}");
             }
         }
-        ListAction::Del { cidr, out } => {
+        ListAction::Del { cidr, out, .. } => {
             let mut maps = Maps::from_pins(&out.pin_path)?;
+            if maps
+                .exact(list, cidr)?
+                .is_some_and(|e| e.origin == Origin::Fleet)
+            {
+                anyhow::bail!(
+                    "{cidr} is a fleet entry (shared by every node): `proxy {} del --fleet {cidr}` removes it fleet-wide",
+                    &noun[..5]
+                );
+            }
             let existed = maps.remove(list, cidr)?;
             if out.json {
                 println!(
@@ -55,6 +89,19 @@ pub fn list_command(list: List, action: ListAction) -> anyhow::Result<()> {
                 print_entries(&entries);
             }
         }
+    }
+    Ok(())
+}
+
+/// Sends a fleet edit to the daemon and prints what it did.
+fn report(request: Request, daemon: &DaemonArgs, json: bool) -> anyhow::Result<()> {
+    let Response::Done(what) = client::request(&daemon.socket, &request)? else {
+        anyhow::bail!("the daemon answered something else than a confirmation");
+    };
+    if json {
+        println!("{}", serde_json::json!({ "done": what }));
+    } else {
+        println!("{what} (published through the daemon's fleet store)");
     }
     Ok(())
 }

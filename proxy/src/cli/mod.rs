@@ -1,9 +1,11 @@
 //! The command line: `proxy run`, `proxy check-config`, and admin commands.
 //!
 //! - this file: the clap definitions and the dispatch of admin commands;
-//! - [`lists`]: block/allow list edits on the pins; [`stats`]: `stats` and `top`
-//!   through the admin socket; [`xdp`]: detach/unpin.
+//! - [`lists`]: block/allow list edits on the pins (`--fleet`: through the daemon);
+//!   [`stats`]: `stats` and `top` through the admin socket; [`fleet`]: `fleet
+//!   status`; [`xdp`]: detach/unpin.
 
+pub mod fleet;
 pub mod lists;
 pub mod stats;
 pub mod xdp;
@@ -74,6 +76,11 @@ pub enum Command {
         #[command(flatten)]
         daemon: DaemonArgs,
     },
+    /// The fleet policy store ([fleet.policy]) as this node sees it.
+    Fleet {
+        #[command(subcommand)]
+        action: FleetAction,
+    },
     /// Manage the XDP attachment left behind by `xdp.stay_attached`.
     Xdp {
         #[command(subcommand)]
@@ -115,18 +122,42 @@ pub enum ListAction {
         /// Note kept with the entry (shown by `list`).
         #[arg(long, default_value = "manual")]
         reason: String,
+        /// Share it with every node of the fleet through the daemon's [fleet.policy]
+        /// store (the ttl then applies fleet-wide). Default: this node only.
+        #[arg(long)]
+        fleet: bool,
         #[command(flatten)]
         out: OutputArgs,
+        #[command(flatten)]
+        daemon: DaemonArgs,
     },
-    /// Remove an entry (the exact CIDR that was added).
+    /// Remove an entry (the exact CIDR that was added). Local entries and fleet
+    /// entries are apart: without --fleet only a local one is removed.
     Del {
         #[arg(value_parser = parse_cidr)]
         cidr: IpNet,
+        /// Remove the fleet entry, on every node.
+        #[arg(long)]
+        fleet: bool,
         #[command(flatten)]
         out: OutputArgs,
+        #[command(flatten)]
+        daemon: DaemonArgs,
     },
     /// List the entries.
     List(OutputArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FleetAction {
+    /// Connection to etcd, entries by origin node, applied revision and lag.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        daemon: DaemonArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -165,12 +196,23 @@ pub fn run_admin(command: Command) -> anyhow::Result<()> {
                 .as_ref()
                 .map_or_else(|| "off (no [autoblock] section)".into(), |a| a.describe());
             println!("auto-blocking: {autoblock}");
+            if let Some(p) = config.fleet_policy() {
+                println!(
+                    "fleet policy: node {} shares entries under {} through etcd at {}",
+                    p.node_name(),
+                    p.key_prefix(),
+                    p.endpoints.join(", ")
+                );
+            }
             Ok(())
         }
         Command::Block { action } => lists::list_command(List::Block, action),
         Command::Allow { action } => lists::list_command(List::Allow, action),
         Command::Stats { out, daemon } => stats::stats_command(&out, &daemon),
         Command::Top { n, json, daemon } => stats::top_command(n, json, &daemon),
+        Command::Fleet { action } => match action {
+            FleetAction::Status { json, daemon } => fleet::status_command(json, &daemon),
+        },
         Command::Xdp { action } => xdp::xdp_command(action),
     }
 }

@@ -42,6 +42,10 @@ pub struct AutoblockSection {
     /// Default 100000.
     #[serde(default = "default_max_tracked")]
     pub max_tracked_sources: usize,
+    /// Also publish each block to the fleet (needs `[fleet.policy]`), so every node
+    /// drops the source. Default false.
+    #[serde(default)]
+    pub share: bool,
 }
 
 impl Default for AutoblockSection {

@@ -17,6 +17,7 @@ pub mod bgp;
 pub mod cidr;
 pub mod duration;
 mod error;
+pub mod fleet_policy;
 mod origin;
 mod schema;
 mod source;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::origin::Origin;
-use super::{admin, autoblock, bgp, duration, xdp};
+use super::{admin, autoblock, bgp, duration, fleet_policy, xdp};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -40,6 +40,8 @@ pub struct Config {
     pub admin: admin::AdminSection,
     /// `[bgp]`: VIPs announced to routers (absent: none).
     pub bgp: Option<bgp::BgpSection>,
+    /// `[fleet]`: policy shared with the other nodes (absent: none).
+    pub fleet: Option<fleet_policy::FleetSection>,
     /// Where the configuration came from (for error positions).
     #[serde(skip)]
     pub origin: Origin,
@@ -398,6 +400,11 @@ pub const MAX_WEIGHT: u32 = 1000;
 pub const DEFAULT_TABLE_SIZE: u32 = 65_537;
 
 impl Config {
+    /// `[fleet.policy]`, if set.
+    pub fn fleet_policy(&self) -> Option<&fleet_policy::FleetPolicySection> {
+        self.fleet.as_ref()?.policy.as_ref()
+    }
+
     /// The pool a listener forwards to (validated to exist).
     pub fn pool(&self, name: &str) -> Option<&Pool> {
         self.pools.iter().find(|p| p.name == name)

@@ -129,7 +129,44 @@ impl Config {
         if let Some(autoblock) = &self.autoblock {
             autoblock.validate(&root.key("autoblock"))?;
         }
+        if let Some(policy) = self.fleet_policy() {
+            policy.validate(&root.key("fleet").key("policy"))?;
+            if self.xdp.is_none() {
+                return Err(ConfigIssue::new(
+                    root.key("fleet").key("policy"),
+                    "shared entries are enforced by the XDP program: add an [xdp] section",
+                ));
+            }
+        } else {
+            self.validate_nothing_shared(&root)?;
+        }
         self.admin.validate(&root.key("admin"))
+    }
+}
+
+impl Config {
+    /// Without `[fleet.policy]` nothing can be marked shared.
+    fn validate_nothing_shared(&self, root: &KeyPath) -> Result<(), ConfigIssue> {
+        if self.autoblock.as_ref().is_some_and(|a| a.share) {
+            return Err(ConfigIssue::new(
+                root.key("autoblock").key("share"),
+                "share = true needs a [fleet.policy] section (the etcd store to share through)",
+            ));
+        }
+        if let Some(xdp) = &self.xdp {
+            for (list, entries) in [("allowlist", &xdp.allowlist), ("blocklist", &xdp.blocklist)] {
+                if let Some(e) = entries.iter().find(|e| e.shared()) {
+                    return Err(ConfigIssue::new(
+                        root.key("xdp").key(list),
+                        format!(
+                            "{} is shared = true, which needs a [fleet.policy] section",
+                            e.cidr()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

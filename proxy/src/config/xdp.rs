@@ -138,12 +138,14 @@ impl<'de> Deserialize<'de> for PortProtocol {
     }
 }
 
-/// A list entry: `"10.0.0.0/8"` or `{ cidr = "10.0.0.0/8", ttl = "1h", reason = "..." }`.
+/// A list entry: `"10.0.0.0/8"` or `{ cidr = "10.0.0.0/8", ttl = "1h", reason = "...",
+/// shared = true }` (`shared`: also published to the fleet, needs `[fleet.policy]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListEntryConfig {
     cidr: IpNet,
     ttl: Option<Duration>,
     reason: String,
+    shared: bool,
 }
 
 #[derive(Deserialize)]
@@ -155,6 +157,8 @@ struct DetailedEntry {
     ttl: Option<Duration>,
     #[serde(default)]
     reason: String,
+    #[serde(default)]
+    shared: bool,
 }
 
 impl<'de> Deserialize<'de> for ListEntryConfig {
@@ -163,7 +167,7 @@ impl<'de> Deserialize<'de> for ListEntryConfig {
         impl<'de> serde::de::Visitor<'de> for Visitor {
             type Value = ListEntryConfig;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a CIDR string or a table { cidr, ttl, reason }")
+                f.write_str("a CIDR string or a table { cidr, ttl, reason, shared }")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ListEntryConfig, E> {
                 let cidr = cidr::parse(v).map_err(E::custom)?;
@@ -171,6 +175,7 @@ impl<'de> Deserialize<'de> for ListEntryConfig {
                     cidr,
                     ttl: None,
                     reason: String::new(),
+                    shared: false,
                 })
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
@@ -183,6 +188,7 @@ impl<'de> Deserialize<'de> for ListEntryConfig {
                     cidr: e.cidr,
                     ttl: e.ttl,
                     reason: e.reason,
+                    shared: e.shared,
                 })
             }
         }
@@ -196,6 +202,10 @@ impl ListEntryConfig {
     }
     pub fn ttl(&self) -> Option<Duration> {
         self.ttl
+    }
+    /// Also published to the fleet through `[fleet.policy]`.
+    pub fn shared(&self) -> bool {
+        self.shared
     }
     pub fn reason(&self) -> &str {
         if self.reason.is_empty() {

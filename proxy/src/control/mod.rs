@@ -14,6 +14,7 @@ pub mod admin;
 pub mod autoblock;
 pub mod daemon;
 pub mod fleet;
+pub mod fleet_policy;
 pub mod memory;
 pub mod policy;
 pub mod privileges;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::api::{ListEntry, Top, XdpStats};
+use crate::api::{List, ListEntry, Top, XdpStats};
 
 /// Writes policy into the kernel.
 pub trait KernelPolicy: Send + Sync {
@@ -17,6 +17,32 @@ pub trait KernelPolicy: Send + Sync {
     fn allowlisted(&self, addr: IpAddr) -> anyhow::Result<Option<ListEntry>>;
     /// Puts `net` on the blocklist for `ttl`, as an automatic block.
     fn auto_block(&self, net: IpNet, ttl: Duration, reason: &str) -> anyhow::Result<()>;
+}
+
+/// Fleet entries in the kernel lists (`[fleet.policy]`). A local entry at the same
+/// prefix keeps its slot: a fleet write never replaces it, a fleet delete never
+/// removes it.
+pub trait FleetKernel: Send + Sync {
+    /// Puts a fleet entry in; `false` when a local entry holds the prefix (hidden).
+    fn apply_fleet(
+        &self,
+        list: List,
+        net: IpNet,
+        expires_in: Option<Duration>,
+        reason: &str,
+    ) -> anyhow::Result<bool>;
+    /// Removes the fleet entries at exactly these prefixes; how many there were.
+    fn remove_fleet(&self, list: List, nets: &[IpNet]) -> anyhow::Result<usize>;
+    /// The fleet entries now in the kernel.
+    fn fleet_entries(&self, list: List) -> anyhow::Result<Vec<ListEntry>>;
+    /// Changes with every edit of the lists by anyone; `None` without a kernel program.
+    fn policy_generation(&self) -> Option<u64>;
+}
+
+/// Shares policy with the other nodes of the fleet (`[fleet.policy]`).
+pub trait SharedPolicy: Send + Sync {
+    /// Publishes an automatic block (queued while the store is unreachable).
+    fn share_block(&self, net: IpNet, ttl: Duration, reason: &str);
 }
 
 /// Reads the kernel's counters for the admin API.

@@ -17,13 +17,14 @@ use ipnet::IpNet;
 use super::EbpfError;
 use super::events::{self, DropAggregator};
 use super::loader::{Attachment, LoadOptions, XdpProgram};
+use super::maps::fleet::FleetSlot;
 use super::maps::{List, Maps, RateLimits, ServiceSettings};
 use super::services::{self, CookieSwitch, ServicePlan};
 use super::tcp_sysctl::{self, CookieSysctls};
 use crate::api::{InterfaceStats, ListEntry, Origin, Top, XdpStats};
 use crate::config::Config;
 use crate::config::xdp::XdpSection;
-use crate::control::policy::{KernelPolicy, KernelView};
+use crate::control::policy::{FleetKernel, KernelPolicy, KernelView};
 use crate::control::subsystem::Subsystem;
 
 /// How often expired list entries are deleted from the maps.
@@ -425,6 +426,50 @@ impl KernelPolicy for XdpSubsystem {
             reason,
         )?;
         Ok(())
+    }
+}
+
+impl XdpSubsystem {
+    fn require_maps(&self) -> anyhow::Result<Arc<Mutex<Maps>>> {
+        self.maps()
+            .ok_or_else(|| anyhow::anyhow!("no XDP program runs: fleet entries need [xdp]"))
+    }
+}
+
+impl FleetKernel for XdpSubsystem {
+    fn apply_fleet(
+        &self,
+        list: List,
+        net: IpNet,
+        expires_in: Option<Duration>,
+        reason: &str,
+    ) -> anyhow::Result<bool> {
+        let maps = self.require_maps()?;
+        let slot = maps
+            .lock()
+            .expect("maps lock")
+            .apply_fleet(list, net, expires_in, reason)?;
+        Ok(slot == FleetSlot::Applied)
+    }
+
+    fn remove_fleet(&self, list: List, nets: &[IpNet]) -> anyhow::Result<usize> {
+        let maps = self.require_maps()?;
+        let removed = maps.lock().expect("maps lock").remove_fleet(list, nets)?;
+        Ok(removed)
+    }
+
+    fn fleet_entries(&self, list: List) -> anyhow::Result<Vec<ListEntry>> {
+        let maps = self.require_maps()?;
+        let entries = maps.lock().expect("maps lock").fleet_entries(list)?;
+        Ok(entries)
+    }
+
+    fn policy_generation(&self) -> Option<u64> {
+        self.maps()?
+            .lock()
+            .expect("maps lock")
+            .policy_generation()
+            .ok()
     }
 }
 

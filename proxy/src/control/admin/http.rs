@@ -80,6 +80,7 @@ async fn respond<B>(req: &hyper::Request<B>, admin: &Admin) -> Response<Full<Byt
             n: top_n(req.uri().query()),
         },
         "/api/blocklist" => Request::Blocklist,
+        "/api/fleet" => Request::FleetStatus,
         _ => {
             return reply(
                 StatusCode::NOT_FOUND,
@@ -92,6 +93,8 @@ async fn respond<B>(req: &hyper::Request<B>, admin: &Admin) -> Response<Full<Byt
         ApiResponse::Stats(s) => json(&s),
         ApiResponse::Top(t) => json(&t),
         ApiResponse::Blocklist(b) => json(&b),
+        ApiResponse::FleetStatus(f) => json(&f),
+        ApiResponse::Done(d) => json(&d),
         ApiResponse::Error(e) => reply(
             StatusCode::SERVICE_UNAVAILABLE,
             "application/json",

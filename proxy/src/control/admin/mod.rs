@@ -12,17 +12,22 @@ pub mod server;
 use std::sync::Arc;
 
 use super::daemon::Daemon;
+use super::fleet_policy::FleetPolicy;
+use super::fleet_policy::store::Source;
 use super::policy::KernelView;
 use crate::api::{Request, Response, Stats};
 use crate::config::admin::AdminSection;
 
 const NO_XDP: &str = "no XDP program runs in this daemon: nothing is dropped in the kernel";
+const NO_FLEET: &str =
+    "no [fleet.policy] section in this daemon's configuration: nothing is shared";
 
 /// What the admin interface reads from.
 pub struct Admin {
     pub daemon: Arc<Daemon>,
     pub kernel: Arc<dyn KernelView>,
     pub fleet: Arc<crate::control::fleet::Fleet>,
+    pub fleet_policy: Arc<FleetPolicy>,
 }
 
 impl Admin {
@@ -36,6 +41,29 @@ impl Admin {
             Request::Blocklist => match self.kernel.blocklist() {
                 Some(entries) => Response::Blocklist(entries),
                 None => Response::Error(NO_XDP.into()),
+            },
+            Request::FleetAdd {
+                list,
+                cidr,
+                ttl_ms,
+                reason,
+            } => {
+                let ttl = ttl_ms.map(std::time::Duration::from_millis);
+                match self
+                    .fleet_policy
+                    .publish(list, cidr, ttl, &reason, Source::Manual)
+                {
+                    Ok(()) => Response::Done(format!("shared {cidr} on the fleet {}", list.noun())),
+                    Err(e) => Response::Error(format!("{e:#}")),
+                }
+            }
+            Request::FleetDel { list, cidr } => match self.fleet_policy.unpublish(list, cidr) {
+                Ok(()) => Response::Done(format!("removed {cidr} from the fleet {}", list.noun())),
+                Err(e) => Response::Error(format!("{e:#}")),
+            },
+            Request::FleetStatus => match self.fleet_policy.status() {
+                Some(status) => Response::FleetStatus(Box::new(status)),
+                None => Response::Error(NO_FLEET.into()),
             },
         }
     }

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 pub use self::detector::{Detector, Trigger};
-use super::policy::KernelPolicy;
+use super::policy::{KernelPolicy, SharedPolicy};
 use super::subsystem::Subsystem;
 use crate::config::Config;
 use crate::config::autoblock::AutoblockSection;
@@ -27,6 +27,7 @@ use crate::metrics::AutoblockMetrics;
 pub struct AutoBlocker {
     settings: Arc<ArcSwap<AutoblockSection>>,
     kernel: Arc<dyn KernelPolicy>,
+    fleet: Arc<dyn SharedPolicy>,
     metrics: AutoblockMetrics,
     events: Mutex<Option<mpsc::Receiver<SourceEvent>>>,
 }
@@ -34,12 +35,14 @@ pub struct AutoBlocker {
 impl AutoBlocker {
     pub fn new(
         kernel: Arc<dyn KernelPolicy>,
+        fleet: Arc<dyn SharedPolicy>,
         metrics: AutoblockMetrics,
         events: mpsc::Receiver<SourceEvent>,
     ) -> AutoBlocker {
         AutoBlocker {
             settings: Arc::new(ArcSwap::from_pointee(AutoblockSection::default())),
             kernel,
+            fleet,
             metrics,
             events: Mutex::new(Some(events)),
         }
@@ -75,6 +78,7 @@ impl Subsystem for AutoBlocker {
         if let Some(events) = self.events.lock().expect("events lock").take() {
             let blocker = Blocker {
                 kernel: self.kernel.clone(),
+                fleet: self.fleet.clone(),
                 metrics: self.metrics.clone(),
                 no_xdp_warned: None,
             };
@@ -112,6 +116,7 @@ async fn run(
 /// Acts on a trigger: checks the allowlist, blocks, counts and logs.
 struct Blocker {
     kernel: Arc<dyn KernelPolicy>,
+    fleet: Arc<dyn SharedPolicy>,
     metrics: AutoblockMetrics,
     no_xdp_warned: Option<Instant>,
 }
@@ -166,6 +171,9 @@ impl Blocker {
                     Trigger::NewConnections(_) => &self.metrics.new_connections,
                 };
                 counter.inc();
+                if s.share {
+                    self.fleet.share_block(net, s.block_for, &reason);
+                }
                 warn!(
                     source = %addr,
                     blocked = %net,
@@ -211,12 +219,45 @@ mod tests {
         }
     }
 
+    /// A fleet that records what it was asked to share.
+    #[derive(Default)]
+    struct FakeFleet {
+        shared: Mutex<Vec<IpNet>>,
+    }
+
+    impl SharedPolicy for FakeFleet {
+        fn share_block(&self, net: IpNet, _: Duration, _: &str) {
+            self.shared.lock().unwrap().push(net);
+        }
+    }
+
     fn blocker(kernel: Arc<dyn KernelPolicy>) -> Blocker {
+        blocker_sharing_with(kernel, Arc::new(FakeFleet::default()))
+    }
+
+    fn blocker_sharing_with(
+        kernel: Arc<dyn KernelPolicy>,
+        fleet: Arc<dyn SharedPolicy>,
+    ) -> Blocker {
         Blocker {
             kernel,
+            fleet,
             metrics: AutoblockMetrics::default(),
             no_xdp_warned: None,
         }
+    }
+
+    #[test]
+    fn blocks_are_shared_only_with_share_on() {
+        let fleet = Arc::new(FakeFleet::default());
+        let mut b = blocker_sharing_with(Arc::new(FakeKernel::default()), fleet.clone());
+        let mut s = AutoblockSection::default();
+        let addr: IpAddr = "198.51.100.7".parse().unwrap();
+        b.block(&s, addr, Trigger::FailedHandshakes(20));
+        assert!(fleet.shared.lock().unwrap().is_empty());
+        s.share = true;
+        b.block(&s, addr, Trigger::FailedHandshakes(20));
+        assert_eq!(*fleet.shared.lock().unwrap(), vec![IpNet::from(addr)]);
     }
 
     #[test]

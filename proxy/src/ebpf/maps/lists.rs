@@ -91,7 +91,7 @@ impl<K: AddressBytes> Trie<K> {
     }
 
     /// The longest prefix containing the full-length address `key` (`bits` long).
-    fn longest_match(&self, key: K, bits: u8) -> Result<Option<PolicyEntry>, EbpfError> {
+    pub(super) fn longest_match(&self, key: K, bits: u8) -> Result<Option<PolicyEntry>, EbpfError> {
         match self.map.get(&Key::new(u32::from(bits), key), 0) {
             Ok(entry) => Ok(Some(entry)),
             Err(e) if is_errno(&e, libc::ENOENT) => Ok(None),
@@ -127,7 +127,7 @@ impl<K: AddressBytes> Trie<K> {
 pub struct ListTries {
     list: List,
     pub(super) v4: Trie<[u8; 4]>,
-    v6: Trie<[u8; 16]>,
+    pub(super) v6: Trie<[u8; 16]>,
 }
 
 impl ListTries {
@@ -189,6 +189,19 @@ impl Maps {
         origin: Origin,
         reason: &str,
     ) -> Result<(), EbpfError> {
+        let _lock = self.write_lock();
+        self.insert_locked(list, cidr, ttl, origin, reason)
+    }
+
+    /// [`Maps::insert`] for a caller that holds the write lock.
+    pub(super) fn insert_locked(
+        &mut self,
+        list: List,
+        cidr: IpNet,
+        ttl: Option<Duration>,
+        origin: Origin,
+        reason: &str,
+    ) -> Result<(), EbpfError> {
         let cidr = cidr.trunc();
         let entry = PolicyEntry {
             expires_at_ns: ttl.map_or(0, |t| {
@@ -201,7 +214,6 @@ impl Maps {
             prefix_len: u32::from(cidr.prefix_len()),
             reason: reason_bytes(reason),
         };
-        let _lock = self.write_lock();
         // The summary bit must be set before the entry exists, or the program could skip it.
         if let IpNet::V4(net) = cidr {
             self.summary_set(net)?;
@@ -218,6 +230,15 @@ impl Maps {
     /// Removes the exact entries; returns how many existed.
     pub fn remove_many(&mut self, list: List, nets: &[IpNet]) -> Result<usize, EbpfError> {
         let _lock = self.write_lock();
+        self.remove_many_locked(list, nets)
+    }
+
+    /// [`Maps::remove_many`] for a caller that holds the write lock.
+    pub(super) fn remove_many_locked(
+        &mut self,
+        list: List,
+        nets: &[IpNet],
+    ) -> Result<usize, EbpfError> {
         let mut removed = 0;
         for cidr in nets {
             if self.tries_mut(list).remove(cidr.trunc())? {
@@ -267,6 +288,24 @@ impl Maps {
         Ok(list_entry(net.trunc(), &entry, monotonic_ns()))
     }
 
+    /// The unexpired entry stored for exactly `cidr` (not a covering prefix), if any.
+    pub fn exact(&self, list: List, cidr: IpNet) -> Result<Option<ListEntry>, EbpfError> {
+        let cidr = cidr.trunc();
+        let entry = match cidr {
+            IpNet::V4(n) => self
+                .tries(list)
+                .v4
+                .longest_match(n.network().octets(), n.prefix_len())?,
+            IpNet::V6(n) => self
+                .tries(list)
+                .v6
+                .longest_match(n.network().octets(), n.prefix_len())?,
+        };
+        Ok(entry
+            .filter(|e| e.prefix_len == u32::from(cidr.prefix_len()))
+            .and_then(|e| list_entry(cidr, &e, monotonic_ns())))
+    }
+
     /// Every unexpired entry of a list, IPv4 first.
     pub fn entries(&self, list: List) -> Result<Vec<ListEntry>, EbpfError> {
         let now = monotonic_ns();
@@ -296,6 +335,7 @@ impl Maps {
 
     /// Makes the config-origin entries of a list exactly `wanted`; with
     /// `keep_runtime = false`, manual and automatic entries not in `wanted` go too.
+    /// Fleet entries belong to the fleet store and stay.
     pub fn sync_config_entries(
         &mut self,
         list: List,
@@ -308,6 +348,7 @@ impl Maps {
             .into_iter()
             .filter(|current| {
                 !listed.contains(&current.cidr)
+                    && current.origin != Origin::Fleet
                     && (current.origin == Origin::Config || !keep_runtime)
             })
             .map(|e| e.cidr)
@@ -325,6 +366,7 @@ fn origin_code(o: Origin) -> u32 {
         Origin::Config => origin::CONFIG,
         Origin::Manual => origin::MANUAL,
         Origin::Auto => origin::AUTO,
+        Origin::Fleet => origin::FLEET,
         Origin::Unknown => 0,
     }
 }
@@ -334,6 +376,7 @@ fn origin_from_code(code: u32) -> Origin {
         origin::CONFIG => Origin::Config,
         origin::MANUAL => Origin::Manual,
         origin::AUTO => Origin::Auto,
+        origin::FLEET => Origin::Fleet,
         _ => Origin::Unknown,
     }
 }
@@ -388,6 +431,7 @@ mod tests {
             Origin::Config,
             Origin::Manual,
             Origin::Auto,
+            Origin::Fleet,
             Origin::Unknown,
         ] {
             assert_eq!(origin_from_code(origin_code(o)), o);

@@ -10,6 +10,7 @@
 //!   addresses (only from a loaded program: not pinned).
 
 mod counters;
+pub mod fleet;
 pub mod lists;
 pub mod rate;
 pub mod services;
@@ -36,7 +37,7 @@ pub struct Maps {
     config: Array<MapData, XdpConfig>,
     ports: Array<MapData, PortSet>,
     counters: PerCpuArray<MapData, Counter>,
-    policy_gen: Array<MapData, u64>,
+    pub(super) policy_gen: Array<MapData, u64>,
     v4_summary: Array<MapData, u64>,
     services: Option<ServiceMaps>,
     /// The pin directory, flock()ed around every list change: the daemon and CLI
