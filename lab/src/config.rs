@@ -34,6 +34,26 @@ pub struct Config {
     pub admin: Option<Admin>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bgp: Option<Bgp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetSection>,
+}
+
+/// `[fleet]`
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FleetSection {
+    pub policy: FleetPolicy,
+}
+
+/// `[fleet.policy]`: entries shared through etcd.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FleetPolicy {
+    pub endpoints: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
 }
 
 /// `[bgp]`: VIPs announced through the daemon's BIRD.
@@ -109,6 +129,11 @@ impl Config {
 
     pub fn admin(mut self, a: Admin) -> Config {
         self.admin = Some(a);
+        self
+    }
+
+    pub fn fleet_policy(mut self, p: FleetPolicy) -> Config {
+        self.fleet = Some(FleetSection { policy: p });
         self
     }
 
@@ -519,6 +544,8 @@ pub struct ListEntry {
     pub ttl: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared: Option<bool>,
 }
 
 impl ListEntry {
@@ -564,6 +591,8 @@ pub struct Autoblock {
     pub ipv6_prefix: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tracked_sources: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -9,10 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::certs::{self, CertFiles, KeyType};
-use crate::config::{Bgp, BgpPeer, Config, Health, Listener, Pool, Tls, Vip};
+use crate::config::{
+    Autoblock, Bgp, BgpPeer, Config, FleetPolicy, Health, Listener, Pool, Tls, Vip, Xdp,
+};
+use crate::etcd::Etcd;
 use crate::nginx::{Nginx, NginxOptions};
 use crate::proxyd::{self, ProxyD};
-use crate::{Fleet, Proc};
+use crate::{Fleet, PinDir, Proc};
 
 pub const VIP4: &str = "10.99.0.1";
 pub const VIP6: &str = "fd99::1";
@@ -30,6 +33,16 @@ pub struct FleetOptions {
     pub proxy_bin: Option<String>,
     pub withdraw_delay: &'static str,
     pub hold_down: &'static str,
+    /// Fleet policy: etcd members on the nodes' segment, XDP and auto-blocking
+    /// (shared) on every node, which also listens on its own address.
+    pub policy: Option<PolicyOptions>,
+}
+
+pub struct PolicyOptions {
+    /// 1 or 3.
+    pub etcd_members: usize,
+    /// Failed TLS handshakes that auto-block a source.
+    pub failed_handshakes: u32,
 }
 
 impl Default for FleetOptions {
@@ -42,6 +55,7 @@ impl Default for FleetOptions {
             proxy_bin: None,
             withdraw_delay: "2s",
             hold_down: "1s",
+            policy: None,
         }
     }
 }
@@ -50,6 +64,7 @@ pub struct FleetSite {
     // Drop order: daemons and servers, then the router's BIRD, then the namespaces.
     pub nodes: Vec<Option<ProxyD>>,
     pub backends: Vec<Nginx>,
+    pub etcd: Option<Etcd>,
     _router_bird: Proc,
     pub fleet: Fleet,
     pub dir: tempfile::TempDir,
@@ -57,12 +72,17 @@ pub struct FleetSite {
     pub ipv6: bool,
     node_count: usize,
     backend_count: usize,
+    node_configs: Vec<String>,
+    proxy_bin: String,
+    // After the daemons: their pins go when they are gone.
+    _pins: Vec<PinDir>,
 }
 
 impl FleetSite {
     pub fn build(opts: FleetOptions) -> anyhow::Result<FleetSite> {
         crate::ensure_root()?;
-        let fleet = Fleet::build(opts.nodes + opts.backends, 1)?;
+        let etcd_members = opts.policy.as_ref().map_or(0, |p| p.etcd_members);
+        let fleet = Fleet::build(opts.nodes + opts.backends + etcd_members, 1)?;
         let dir = tempfile::Builder::new().prefix("lab-fleet-").tempdir()?;
         let d = dir.path().to_path_buf();
         let backends = (0..opts.backends)
@@ -81,6 +101,19 @@ impl FleetSite {
             })
             .collect();
         let router_bird = start_router(&fleet, &d, opts.nodes, opts.ipv6)?;
+        let etcd = match etcd_members {
+            0 => None,
+            n => {
+                let hosts: Vec<_> = (0..n)
+                    .map(|k| fleet.nodes.host(opts.nodes + opts.backends + k))
+                    .collect();
+                Some(Etcd::start(&hosts, &d)?)
+            }
+        };
+        let proxy_bin = match &opts.proxy_bin {
+            Some(b) => b.clone(),
+            None => proxyd::try_proxy_bin()?,
+        };
         let cert = certs::try_write(&d, "vip", KeyType::EcdsaP256, "vip.test", &["vip.test"])?;
         let backend_addrs: Vec<String> = (0..opts.backends)
             .map(|i| format!("{}:8080", fleet.nodes.host(opts.nodes + i).ipv4))
@@ -88,6 +121,7 @@ impl FleetSite {
         let mut site = FleetSite {
             nodes: Vec::new(),
             backends,
+            etcd,
             _router_bird: router_bird,
             fleet,
             dir,
@@ -95,22 +129,24 @@ impl FleetSite {
             ipv6: opts.ipv6,
             node_count: opts.nodes,
             backend_count: opts.backends,
+            node_configs: Vec::new(),
+            proxy_bin,
+            _pins: Vec::new(),
         };
         for i in 0..opts.nodes {
-            let config = site.node_config(i, &backend_addrs, &opts);
+            let pins = PinDir::new(&format!("fleet{i}"));
+            let config = site.node_config(i, &backend_addrs, &opts, &pins);
+            site._pins.push(pins);
             let vip = site.vip();
             let len = if opts.ipv6 { 128 } else { 32 };
             let host = site.fleet.nodes.host(i);
             host.ns.exec(&format!("ip addr add {vip}/{len} dev lo"))?;
             let node_dir = site.node_dir(i);
             std::fs::create_dir_all(&node_dir)?;
-            let bin = match &opts.proxy_bin {
-                Some(b) => b.clone(),
-                None => proxyd::try_proxy_bin()?,
-            };
-            let p = ProxyD::try_start_bin(&bin, &host.ns, &node_dir, &config)
+            let p = ProxyD::try_start_bin(&site.proxy_bin, &host.ns, &node_dir, &config)
                 .with_context(|| format!("starting node {i}"))?;
             site.nodes.push(Some(p));
+            site.node_configs.push(config);
         }
         let client = site.fleet.clients.host(0);
         client
@@ -127,13 +163,40 @@ impl FleetSite {
         Ok(site)
     }
 
-    fn node_config(&self, i: usize, backends: &[String], opts: &FleetOptions) -> String {
+    fn node_config(
+        &self,
+        i: usize,
+        backends: &[String],
+        opts: &FleetOptions,
+        pins: &PinDir,
+    ) -> String {
         let host = self.fleet.nodes.host(i);
         let (bind, peer) = match opts.ipv6 {
             false => (format!("{VIP4}:443"), "10.77.0.254"),
             true => (format!("[{VIP6}]:443"), "fd77::254"),
         };
-        Config::new()
+        let mut config = Config::new();
+        if let (Some(policy), Some(etcd)) = (&opts.policy, &self.etcd) {
+            config = config
+                .listener(
+                    Listener::new("direct", format!("{}:443", host.ipv4), "web")
+                        .tls(Tls::new(&self.cert)),
+                )
+                .xdp(Xdp::on(&["eth0"], pins.display()))
+                .autoblock(Autoblock {
+                    failed_handshakes: Some(policy.failed_handshakes),
+                    block_for: Some("5m".into()),
+                    share: Some(true),
+                    ..Autoblock::default()
+                })
+                .fleet_policy(FleetPolicy {
+                    endpoints: etcd.endpoints(),
+                    node: Some(format!("node{i}")),
+                    timeout: Some("1s".into()),
+                    ..FleetPolicy::default()
+                });
+        }
+        config
             .listener(Listener::new("https", bind, "web").tls(Tls::new(&self.cert)))
             .pool(Pool::new("web", backends).health(Health::every("200ms", "1s", 1, 2)))
             .bgp(Bgp {
@@ -228,6 +291,43 @@ impl FleetSite {
                 self.node_dir(i).join("admin.sock").display()
             ),
         )
+    }
+
+    /// Stops node `i` (SIGTERM, waits for its exit).
+    pub fn stop_node(&mut self, i: usize) {
+        if let Some(mut p) = self.nodes[i].take() {
+            p.stop();
+        }
+    }
+
+    /// Starts node `i` again with its configuration.
+    pub fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
+        let ns = &self.fleet.nodes.host(i).ns;
+        let p = ProxyD::try_start_bin(
+            &self.proxy_bin,
+            ns,
+            &self.node_dir(i),
+            &self.node_configs[i],
+        )
+        .with_context(|| format!("starting node {i} again"))?;
+        self.nodes[i] = Some(p);
+        Ok(())
+    }
+
+    /// `proxy <args>` in node `i`'s namespace; `{socket}` and `{pins}` in `args`
+    /// become the node's admin socket and pin directory. Its output, or an error.
+    pub fn node_cli(&self, i: usize, args: &str) -> anyhow::Result<String> {
+        let args = args
+            .replace(
+                "{socket}",
+                &self.node_dir(i).join("admin.sock").display().to_string(),
+            )
+            .replace("{pins}", &self._pins[i].display().to_string());
+        self.fleet
+            .nodes
+            .host(i)
+            .ns
+            .exec(&format!("{} {args}", self.proxy_bin))
     }
 
     /// Stops (SIGTERM) or restarts nothing: sends `signal` to node `i`.

@@ -19,6 +19,7 @@
 pub mod attack;
 pub mod certs;
 pub mod config;
+pub mod etcd;
 pub mod fleet_site;
 pub mod inside;
 pub mod netns;

@@ -1,0 +1,175 @@
+//! etcd (Debian's `etcd-server`) in lab namespaces: one member or a cluster of three,
+//! each with its own data directory and log, stopped and started again by tests.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::{Host, Proc};
+
+/// One member: where it runs and how to start it again with its data.
+pub struct EtcdMember {
+    pub name: String,
+    pub ip: String,
+    /// The host's namespace (the topology owns and deletes it).
+    ns: String,
+    dir: PathBuf,
+    proc: Option<Proc>,
+}
+
+pub struct Etcd {
+    pub members: Vec<EtcdMember>,
+    cluster: String,
+}
+
+const CLIENT_PORT: u16 = 2379;
+const PEER_PORT: u16 = 2380;
+
+impl Etcd {
+    /// Starts one member on each of `hosts` (one cluster), data under `dir`; waits
+    /// until the cluster answers.
+    pub fn start(hosts: &[&Host], dir: &Path) -> anyhow::Result<Etcd> {
+        crate::ensure_tools(
+            &["etcd", "etcdctl"],
+            "cargo xtask setup (Debian etcd-server and etcd-client)",
+        )?;
+        let cluster = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| format!("e{i}=http://{}:{PEER_PORT}", h.ipv4))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut etcd = Etcd {
+            members: Vec::new(),
+            cluster,
+        };
+        for (i, h) in hosts.iter().enumerate() {
+            let member_dir = dir.join(format!("etcd{i}"));
+            std::fs::create_dir_all(&member_dir)?;
+            etcd.members.push(EtcdMember {
+                name: format!("e{i}"),
+                ip: h.ipv4.clone(),
+                ns: h.ns.name.clone(),
+                dir: member_dir,
+                proc: None,
+            });
+        }
+        for i in 0..etcd.members.len() {
+            etcd.start_member(i)?;
+        }
+        etcd.wait_healthy(Duration::from_secs(30))?;
+        Ok(etcd)
+    }
+
+    fn start_member(&mut self, i: usize) -> anyhow::Result<()> {
+        let m = &self.members[i];
+        let cmd = format!(
+            "etcd --name {name} --data-dir {data} \
+             --listen-client-urls http://{ip}:{CLIENT_PORT} --advertise-client-urls http://{ip}:{CLIENT_PORT} \
+             --listen-peer-urls http://{ip}:{PEER_PORT} --initial-advertise-peer-urls http://{ip}:{PEER_PORT} \
+             --initial-cluster {cluster} --initial-cluster-state new --initial-cluster-token lab \
+             --heartbeat-interval 100 --election-timeout 1000 >>{log} 2>&1",
+            name = m.name,
+            data = m.dir.join("data").display(),
+            ip = m.ip,
+            cluster = self.cluster,
+            log = m.dir.join("etcd.log").display(),
+        );
+        let mut command = in_namespace(&m.ns, &format!("exec {cmd}"));
+        command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let proc = Proc::spawn(command, &format!("etcd {}", m.name))?;
+        self.members[i].proc = Some(proc);
+        Ok(())
+    }
+
+    /// The client URLs of every member.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| format!("http://{}:{CLIENT_PORT}", m.ip))
+            .collect()
+    }
+
+    /// Stops member `i` with SIGKILL (a crash: nothing flushed, nothing said).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(p) = self.members[i].proc.take() {
+            p.signal("KILL");
+            let _ = p.wait_output(Duration::from_secs(5));
+        }
+    }
+
+    /// Starts member `i` again on its data; waits until the cluster answers.
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        self.kill(i);
+        self.start_member(i)?;
+        self.wait_healthy(Duration::from_secs(30))
+    }
+
+    /// Starts every stopped member again (a cluster needs a quorum back before it
+    /// answers); waits until it does.
+    pub fn restart_stopped(&mut self) -> anyhow::Result<()> {
+        for i in 0..self.members.len() {
+            if self.members[i].proc.is_none() {
+                self.start_member(i)?;
+            }
+        }
+        self.wait_healthy(Duration::from_secs(30))
+    }
+
+    /// `etcdctl <args>` against the running members, from member 0's namespace.
+    pub fn ctl(&self, args: &str) -> anyhow::Result<String> {
+        let running: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| m.proc.is_some())
+            .map(|m| format!("http://{}:{CLIENT_PORT}", m.ip))
+            .collect();
+        let cmd = format!(
+            "ETCDCTL_API=3 etcdctl --dial-timeout 2s --command-timeout 5s --endpoints {} {args}",
+            running.join(",")
+        );
+        let out = in_namespace(&self.members[0].ns, &cmd)
+            .output()
+            .with_context(|| format!("running {cmd}"))?;
+        anyhow::ensure!(
+            out.status.success(),
+            "`{cmd}` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Waits until a write and a read through the running members succeed.
+    pub fn wait_healthy(&self, within: Duration) -> anyhow::Result<()> {
+        crate::try_wait_for("etcd to answer", within, || {
+            self.ctl("put /lab/health ok").ok()?;
+            self.ctl("get /lab/health")
+                .ok()
+                .filter(|o| o.contains("ok"))
+        })
+        .with_context(|| {
+            let logs: Vec<String> = self
+                .members
+                .iter()
+                .map(|m| {
+                    let log = std::fs::read_to_string(m.dir.join("etcd.log")).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                    format!("{}: {}", m.name, tail.join(" | "))
+                })
+                .collect();
+            format!("etcd logs: {}", logs.join("\n"))
+        })?;
+        Ok(())
+    }
+}
+
+/// `sh -c cmd` in the namespace called `ns`.
+fn in_namespace(ns: &str, cmd: &str) -> std::process::Command {
+    let mut c = std::process::Command::new("nsenter");
+    c.arg(format!("--net=/run/netns/{ns}"))
+        .args(["--", "sh", "-c", cmd]);
+    c
+}

@@ -1,0 +1,309 @@
+//! Fleet policy with a real etcd (Debian's etcd-server, three members) and three
+//! `proxy` nodes in namespaces (`lab::fleet_site`), each with its own XDP program,
+//! pins and interface. An attacker on the client side sends junk TLS and UDP to the
+//! nodes' own addresses; drops are read from each node's XDP counters. Needs root.
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use lab::fleet_site::{FleetOptions, FleetSite, PolicyOptions};
+use lab::inside::in_netns;
+use proxy::api::{FleetPolicyStatus, ListEntry, Origin, Stats};
+use proxy_common::Reason;
+
+const NODES: usize = 3;
+/// Failed handshakes that make a node auto-block (and share) a source.
+const THRESHOLD: u32 = 5;
+/// Attackers on the client side (addresses the fleet site gives the client).
+const ATTACKER_A: &str = "10.78.0.150";
+const ATTACKER_B: &str = "10.78.0.151";
+const VICTIM_OF_TTL: &str = "10.78.0.152";
+const DELETED_WHILE_AWAY: &str = "10.78.0.153";
+
+fn node_ip(site: &FleetSite, i: usize) -> Ipv4Addr {
+    site.fleet.nodes.host(i).ipv4.parse().unwrap()
+}
+
+fn stats(site: &FleetSite, i: usize) -> Stats {
+    serde_json::from_str(&site.node_stats_json(i)).unwrap()
+}
+
+fn blocklisted(site: &FleetSite, i: usize) -> u64 {
+    stats(site, i)
+        .xdp
+        .expect("xdp stats")
+        .interfaces
+        .iter()
+        .map(|x| x.verdicts.get(Reason::Blocklisted).packets)
+        .sum()
+}
+
+fn status(site: &FleetSite, i: usize) -> FleetPolicyStatus {
+    let out = site
+        .node_cli(i, "fleet status --json --socket {socket}")
+        .unwrap();
+    serde_json::from_str(&out).unwrap()
+}
+
+fn kernel_blocklist(site: &FleetSite, i: usize) -> Vec<ListEntry> {
+    let out = site
+        .node_cli(i, "block list --json --pin-path {pins}")
+        .unwrap();
+    serde_json::from_str(&out).unwrap()
+}
+
+fn kernel_entry(site: &FleetSite, i: usize, addr: &str) -> Option<ListEntry> {
+    let net = format!("{addr}/32");
+    kernel_blocklist(site, i)
+        .into_iter()
+        .find(|e| e.cidr.to_string() == net)
+}
+
+/// `n` UDP datagrams from `src` (an address of the client) to node `i`.
+fn udp_from(site: &FleetSite, src: &str, i: usize, n: usize) {
+    let target = SocketAddr::from((node_ip(site, i), 9));
+    let src: Ipv4Addr = src.parse().unwrap();
+    in_netns(&site.fleet.clients.host(0).ns, || {
+        let socket = UdpSocket::bind((src, 0)).unwrap();
+        for _ in 0..n {
+            let _ = socket.send_to(b"probe", target);
+        }
+    });
+}
+
+/// Does node `i`'s XDP program drop every one of 20 datagrams from `src` as
+/// blocklisted? XDP counts on receipt, so 300 ms are enough to tell. A burst that
+/// straddles a change (some dropped) counts as "not all".
+fn drops(site: &FleetSite, src: &str, i: usize) -> bool {
+    let before = blocklisted(site, i);
+    udp_from(site, src, i, 20);
+    let sent = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let delta = blocklisted(site, i) - before;
+        if delta >= 20 {
+            return true;
+        }
+        if sent.elapsed() > Duration::from_millis(300) {
+            if delta > 0 {
+                eprintln!("node {i}: {delta} of {src}'s 20 datagrams dropped (a change mid-burst)");
+            }
+            return false;
+        }
+    }
+}
+
+/// Junk (not TLS) connections from `src` to node `i`'s own listener.
+fn junk_from(site: &FleetSite, src: &str, i: usize, n: u32) {
+    let target = SocketAddr::from((node_ip(site, i), 443));
+    let src: Ipv4Addr = src.parse().unwrap();
+    in_netns(&site.fleet.clients.host(0).ns, || {
+        for _ in 0..n {
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            s.bind(&SocketAddr::from((src, 0)).into()).unwrap();
+            if s.connect_timeout(&target.into(), Duration::from_millis(300))
+                .is_ok()
+            {
+                let mut s = std::net::TcpStream::from(s);
+                let _ = std::io::Write::write_all(&mut s, b"GET / HTTP/1.0\r\n\r\nnot TLS\r\n");
+                let _ = s.set_read_timeout(Some(Duration::from_millis(300)));
+                let _ = std::io::Read::read(&mut s, &mut [0u8; 64]);
+            }
+        }
+    });
+}
+
+/// Waits until `check` holds; how long that took.
+fn within(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    lab::wait_for(what, limit, || check().then_some(()));
+    start.elapsed()
+}
+
+/// A request to node `i`'s own TLS listener answers.
+fn serves(site: &FleetSite, i: usize) -> bool {
+    let out = site.fleet.clients.host(0).ns.try_sh(&format!(
+        "curl -sf --max-time 3 --cacert {} --resolve vip.test:443:{} https://vip.test/name",
+        site.cert.cert.display(),
+        node_ip(site, i)
+    ));
+    out.status.success()
+}
+
+#[test]
+fn a_block_on_one_node_is_enforced_by_every_node() {
+    let mut site = FleetSite::build(FleetOptions {
+        backends: 1,
+        policy: Some(PolicyOptions {
+            etcd_members: 3,
+            failed_handshakes: THRESHOLD,
+        }),
+        ..FleetOptions::default()
+    })
+    .unwrap();
+    for i in 0..NODES {
+        within(
+            "the node to connect to etcd",
+            Duration::from_secs(15),
+            || status(&site, i).connected,
+        );
+    }
+    let s = status(&site, 0);
+    assert_eq!(s.members.len(), 3, "{s:?}");
+
+    // 1. Node 0 auto-blocks an attacker (junk TLS); nodes 1 and 2 drop it too.
+    for i in 0..NODES {
+        assert!(
+            !drops(&site, ATTACKER_A, i),
+            "node {i} dropped before any block"
+        );
+    }
+    junk_from(&site, ATTACKER_A, 0, THRESHOLD + 2);
+    let local = kernel_entry(&site, 0, ATTACKER_A).expect("node 0 auto-blocked the attacker");
+    assert_eq!(local.origin, Origin::Auto);
+    for i in 1..NODES {
+        let took = within("the shared block", Duration::from_secs(10), || {
+            drops(&site, ATTACKER_A, i)
+        });
+        eprintln!("node {i}: attacker dropped as blocklisted {took:?} after node 0's block");
+        let entry = kernel_entry(&site, i, ATTACKER_A).unwrap();
+        assert_eq!(entry.origin, Origin::Fleet, "{entry:?}");
+        assert!(entry.reason.starts_with("node0: "), "{entry:?}");
+        let lag = status(&site, i).apply_lag_seconds.unwrap();
+        eprintln!("node {i}: apply lag {lag:.3}s");
+    }
+
+    // A local delete does not remove a fleet entry; a local entry is kept apart.
+    let refused = site.node_cli(1, &format!("block del {ATTACKER_A} --pin-path {{pins}}"));
+    let message = format!("{:#}", refused.unwrap_err());
+    assert!(message.contains("del --fleet"), "{message}");
+    assert!(drops(&site, ATTACKER_A, 1));
+
+    // 2. A TTL'd fleet block from node 1: all drop, then all pass after it,
+    // without anything done on nodes 0 and 2.
+    site.node_cli(
+        1,
+        &format!(
+            "block add {VICTIM_OF_TTL} --fleet --ttl 3s --reason ttl-test --socket {{socket}}"
+        ),
+    )
+    .unwrap();
+    let added = Instant::now();
+    for i in 0..NODES {
+        within("the TTL block everywhere", Duration::from_secs(5), || {
+            drops(&site, VICTIM_OF_TTL, i)
+        });
+    }
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(added.elapsed()));
+    for i in 0..NODES {
+        within(
+            "the TTL block to end everywhere",
+            Duration::from_secs(5),
+            || !drops(&site, VICTIM_OF_TTL, i),
+        );
+    }
+
+    // 4. Malformed data written straight into etcd is skipped and counted; the next
+    // valid entry still applies.
+    let etcd = site.etcd.as_ref().unwrap();
+    etcd.ctl("put /proxy/entries/block/10.9.9.0_24 '{not json'")
+        .unwrap();
+    etcd.ctl("put /proxy/entries/block/banana '{}'").unwrap();
+    site.node_cli(
+        2,
+        &format!("block add {DELETED_WHILE_AWAY} --fleet --socket {{socket}}"),
+    )
+    .unwrap();
+    for i in 0..NODES {
+        within(
+            "the entry after the bad ones",
+            Duration::from_secs(5),
+            || drops(&site, DELETED_WHILE_AWAY, i),
+        );
+        let s = status(&site, i);
+        assert!(s.bad_entries >= 2, "node {i}: {s:?}");
+        assert!(s.connected, "node {i}: the bad data must not end the watch");
+    }
+
+    // 5. One etcd member killed: nothing changes for the proxies.
+    site.etcd.as_mut().unwrap().kill(0);
+    site.node_cli(0, "block add 10.78.0.160 --fleet --socket {socket}")
+        .unwrap();
+    for i in 0..NODES {
+        within(
+            "a write with one member down",
+            Duration::from_secs(10),
+            || drops(&site, "10.78.0.160", i),
+        );
+        assert!(drops(&site, ATTACKER_A, i), "node {i} lost a block");
+    }
+    site.etcd.as_mut().unwrap().restart(0).unwrap();
+
+    // 3. Node 2 stops; an entry is deleted meanwhile; then the whole store goes.
+    site.stop_node(2);
+    site.node_cli(
+        0,
+        &format!("block del {DELETED_WHILE_AWAY} --fleet --socket {{socket}}"),
+    )
+    .unwrap();
+    for i in 0..2 {
+        within("the fleet delete", Duration::from_secs(5), || {
+            !drops(&site, DELETED_WHILE_AWAY, i)
+        });
+    }
+    for m in 0..3 {
+        site.etcd.as_mut().unwrap().kill(m);
+    }
+    for i in 0..2 {
+        within(
+            "the node to see the store gone",
+            Duration::from_secs(10),
+            || !status(&site, i).connected,
+        );
+        assert!(serves(&site, i), "node {i} stopped serving without etcd");
+        assert!(
+            drops(&site, ATTACKER_A, i),
+            "node {i} lost a block without etcd"
+        );
+    }
+    // Node 0 auto-blocks a new attacker while etcd is down.
+    junk_from(&site, ATTACKER_B, 0, THRESHOLD + 2);
+    assert!(drops(&site, ATTACKER_B, 0));
+    assert!(
+        !drops(&site, ATTACKER_B, 1),
+        "published while etcd was down?"
+    );
+    assert!(status(&site, 0).pending >= 1);
+    site.etcd.as_mut().unwrap().restart_stopped().unwrap();
+    within(
+        "node 1 to block the attacker node 0 queued",
+        Duration::from_secs(15),
+        || drops(&site, ATTACKER_B, 1),
+    );
+    assert_eq!(status(&site, 0).pending, 0);
+    // Node 2 comes back: its pins still hold the entry deleted while it was away.
+    assert!(kernel_entry(&site, 2, DELETED_WHILE_AWAY).is_some());
+    site.start_node(2).unwrap();
+    within(
+        "node 2 to read the store again",
+        Duration::from_secs(15),
+        || status(&site, 2).connected,
+    );
+    assert!(
+        kernel_entry(&site, 2, DELETED_WHILE_AWAY).is_none(),
+        "a stale entry survived the restart"
+    );
+    assert!(
+        drops(&site, ATTACKER_B, 2),
+        "node 2 missed the queued block"
+    );
+    assert!(drops(&site, ATTACKER_A, 2));
+    let s = status(&site, 2);
+    eprintln!("node 2 after restart: {s:?}");
+    assert!(
+        s.by_origin
+            .iter()
+            .any(|o| o.origin == "node0" && o.block >= 2)
+    );
+}
