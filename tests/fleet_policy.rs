@@ -3,11 +3,9 @@
 //! pins and interface. An attacker on the client side sends junk TLS and UDP to the
 //! nodes' own addresses; drops are read from each node's XDP counters. Needs root.
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use lab::fleet_site::{FleetOptions, FleetSite, PolicyOptions};
-use lab::inside::in_netns;
 use proxy::api::{FleetPolicyStatus, ListEntry, Origin, Stats};
 use proxy_common::Reason;
 
@@ -19,10 +17,6 @@ const ATTACKER_A: &str = "10.78.0.150";
 const ATTACKER_B: &str = "10.78.0.151";
 const VICTIM_OF_TTL: &str = "10.78.0.152";
 const DELETED_WHILE_AWAY: &str = "10.78.0.153";
-
-fn node_ip(site: &FleetSite, i: usize) -> Ipv4Addr {
-    site.fleet.nodes.host(i).ipv4.parse().unwrap()
-}
 
 fn stats(site: &FleetSite, i: usize) -> Stats {
     serde_json::from_str(&site.node_stats_json(i)).unwrap()
@@ -59,24 +53,12 @@ fn kernel_entry(site: &FleetSite, i: usize, addr: &str) -> Option<ListEntry> {
         .find(|e| e.cidr.to_string() == net)
 }
 
-/// `n` UDP datagrams from `src` (an address of the client) to node `i`.
-fn udp_from(site: &FleetSite, src: &str, i: usize, n: usize) {
-    let target = SocketAddr::from((node_ip(site, i), 9));
-    let src: Ipv4Addr = src.parse().unwrap();
-    in_netns(&site.fleet.clients.host(0).ns, || {
-        let socket = UdpSocket::bind((src, 0)).unwrap();
-        for _ in 0..n {
-            let _ = socket.send_to(b"probe", target);
-        }
-    });
-}
-
 /// Does node `i`'s XDP program drop every one of 20 datagrams from `src` as
 /// blocklisted? XDP counts on receipt, so 300 ms are enough to tell. A burst that
 /// straddles a change (some dropped) counts as "not all".
 fn drops(site: &FleetSite, src: &str, i: usize) -> bool {
     let before = blocklisted(site, i);
-    udp_from(site, src, i, 20);
+    site.udp_from(src.parse().unwrap(), i, 20).unwrap();
     let sent = Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(50));
@@ -95,23 +77,7 @@ fn drops(site: &FleetSite, src: &str, i: usize) -> bool {
 
 /// Junk (not TLS) connections from `src` to node `i`'s own listener.
 fn junk_from(site: &FleetSite, src: &str, i: usize, n: u32) {
-    let target = SocketAddr::from((node_ip(site, i), 443));
-    let src: Ipv4Addr = src.parse().unwrap();
-    in_netns(&site.fleet.clients.host(0).ns, || {
-        for _ in 0..n {
-            let s =
-                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-            s.bind(&SocketAddr::from((src, 0)).into()).unwrap();
-            if s.connect_timeout(&target.into(), Duration::from_millis(300))
-                .is_ok()
-            {
-                let mut s = std::net::TcpStream::from(s);
-                let _ = std::io::Write::write_all(&mut s, b"GET / HTTP/1.0\r\n\r\nnot TLS\r\n");
-                let _ = s.set_read_timeout(Some(Duration::from_millis(300)));
-                let _ = std::io::Read::read(&mut s, &mut [0u8; 64]);
-            }
-        }
-    });
+    site.junk_from(src.parse().unwrap(), i, n).unwrap();
 }
 
 /// Waits until `check` holds; how long that took.
@@ -126,7 +92,7 @@ fn serves(site: &FleetSite, i: usize) -> bool {
     let out = site.fleet.clients.host(0).ns.try_sh(&format!(
         "curl -sf --max-time 3 --cacert {} --resolve vip.test:443:{} https://vip.test/name",
         site.cert.cert.display(),
-        node_ip(site, i)
+        site.node_ip(i)
     ));
     out.status.success()
 }
@@ -151,6 +117,8 @@ fn a_block_on_one_node_is_enforced_by_every_node() {
     }
     let s = status(&site, 0);
     assert_eq!(s.members.len(), 3, "{s:?}");
+    let connected_at: Vec<u64> = (0..NODES).map(|i| status(&site, i).since_unix).collect();
+    let sessions_began = Instant::now();
 
     // 1. Node 0 auto-blocks an attacker (junk TLS); nodes 1 and 2 drop it too.
     for i in 0..NODES {
@@ -224,6 +192,15 @@ fn a_block_on_one_node_is_enforced_by_every_node() {
         let s = status(&site, i);
         assert!(s.bad_entries >= 2, "node {i}: {s:?}");
         assert!(s.connected, "node {i}: the bad data must not end the watch");
+    }
+
+    // The sessions held all along (etcd closes connections that ping more often
+    // than its 5 s minimum: a client that does reconnects every few seconds).
+    std::thread::sleep(Duration::from_secs(15).saturating_sub(sessions_began.elapsed()));
+    for (i, since) in connected_at.iter().enumerate() {
+        let s = status(&site, i);
+        assert!(s.connected, "{s:?}");
+        assert_eq!(s.since_unix, *since, "node {i} reconnected: {s:?}");
     }
 
     // 5. One etcd member killed: nothing changes for the proxies.

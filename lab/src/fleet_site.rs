@@ -293,6 +293,49 @@ impl FleetSite {
         )
     }
 
+    /// Node `i`'s own address.
+    pub fn node_ip(&self, i: usize) -> std::net::Ipv4Addr {
+        self.fleet
+            .nodes
+            .host(i)
+            .ipv4
+            .parse()
+            .expect("an IPv4 address")
+    }
+
+    /// `n` UDP datagrams from `src` (one of the client's addresses) to node `i`.
+    pub fn udp_from(&self, src: std::net::Ipv4Addr, i: usize, n: usize) -> anyhow::Result<()> {
+        let target = std::net::SocketAddr::from((self.node_ip(i), 9));
+        crate::inside::in_netns(&self.fleet.clients.host(0).ns, || {
+            let socket = std::net::UdpSocket::bind((src, 0))?;
+            for _ in 0..n {
+                let _ = socket.send_to(b"probe", target);
+            }
+            Ok(())
+        })
+    }
+
+    /// `n` connections from `src` to node `i`'s own TLS listener that send bytes
+    /// that are not TLS (each a failed handshake there).
+    pub fn junk_from(&self, src: std::net::Ipv4Addr, i: usize, n: u32) -> anyhow::Result<()> {
+        let target = std::net::SocketAddr::from((self.node_ip(i), 443));
+        crate::inside::in_netns(&self.fleet.clients.host(0).ns, || {
+            for _ in 0..n {
+                let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+                s.bind(&std::net::SocketAddr::from((src, 0)).into())?;
+                if s.connect_timeout(&target.into(), Duration::from_millis(300))
+                    .is_ok()
+                {
+                    let mut s = std::net::TcpStream::from(s);
+                    let _ = std::io::Write::write_all(&mut s, b"GET / HTTP/1.0\r\n\r\nnot TLS\r\n");
+                    let _ = s.set_read_timeout(Some(Duration::from_millis(300)));
+                    let _ = std::io::Read::read(&mut s, &mut [0u8; 64]);
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// Stops node `i` (SIGTERM, waits for its exit).
     pub fn stop_node(&mut self, i: usize) {
         if let Some(mut p) = self.nodes[i].take() {

@@ -1,14 +1,21 @@
 //! `cargo xtask demo --fleet`: a router (BIRD, ECMP), three `proxy` nodes announcing
-//! one VIP over BGP, two nginx backends, a client with 16 addresses; then what an
-//! operator wants to see: the router's next hops, clients spread over the nodes with
-//! their backends, a drain and a kill with the routes moving. Root and bird2 needed.
+//! one VIP over BGP and sharing block entries through etcd, two nginx backends, a
+//! client with 16 addresses; then what an operator wants to see: the router's next
+//! hops, clients spread over the nodes with their backends, an attacker auto-blocked
+//! on one node and dropped by the others' XDP programs, a drain and a kill with the
+//! routes moving. Root, bird2 and etcd-server needed.
 
 use std::time::{Duration, Instant};
 
-use lab::fleet_site::{FleetOptions, FleetSite, VIP4};
+use lab::fleet_site::{FleetOptions, FleetSite, PolicyOptions, VIP4};
+use proxy::api::Stats;
+use proxy_common::Reason;
+
+/// The attacker of step 4 (one of the client's addresses).
+const ATTACKER: &str = "10.78.0.140";
 
 fn step(n: usize, text: &str) {
-    println!("\n\x1b[1m== {n}/6 {text}\x1b[0m");
+    println!("\n\x1b[1m== {n}/7 {text}\x1b[0m");
 }
 
 fn main() {
@@ -19,15 +26,23 @@ fn main() {
     let keep = std::env::args().any(|a| a == "--keep");
     step(
         1,
-        "router 10.78.0.254/10.77.0.254 (BIRD, ECMP), nodes 10.77.0.1-3, backends 10.77.0.4-5, client 10.78.0.x",
+        "router 10.78.0.254/10.77.0.254 (BIRD, ECMP), nodes 10.77.0.1-3, backends 10.77.0.4-5, etcd 10.77.0.6, client 10.78.0.x",
     );
     let site = FleetSite::build(FleetOptions {
-        client_addresses: 16,
+        client_addresses: 64,
+        policy: Some(PolicyOptions {
+            etcd_members: 1,
+            failed_handshakes: 5,
+        }),
         ..FleetOptions::default()
     })
     .unwrap_or_else(|e| panic!("{e:#}"));
     for (i, h) in site.fleet.nodes.hosts.iter().enumerate() {
-        let role = if i < 3 { "proxy node" } else { "nginx backend" };
+        let role = match i {
+            0..3 => "proxy node: XDP, auto-blocking shared through etcd",
+            3..5 => "nginx backend",
+            _ => "etcd",
+        };
         println!("   {:<26} {} ({role})", h.ns.name, h.ipv4);
     }
 
@@ -65,6 +80,61 @@ fn main() {
 
     step(
         4,
+        &format!(
+            "attacker {ATTACKER} sends junk TLS to node 0: node 0 blocks it, nodes 1 and 2 drop it too"
+        ),
+    );
+    let attacker = ATTACKER.parse().expect("address");
+    let before: Vec<u64> = (0..3).map(|i| blocklisted(&site, i)).collect();
+    site.junk_from(attacker, 0, 7)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let blocked = Instant::now();
+    lab::wait_for(
+        "the block on nodes 1 and 2",
+        Duration::from_secs(10),
+        || {
+            (1..3)
+                .all(|i| {
+                    site.node_cli(i, "block list --pin-path {pins}")
+                        .is_ok_and(|o| o.contains(ATTACKER))
+                })
+                .then_some(())
+        },
+    );
+    println!(
+        "   nodes 1 and 2 have it in their kernel blocklists {:.0?} after node 0's block",
+        blocked.elapsed()
+    );
+    for i in 0..3 {
+        site.udp_from(attacker, i, 1000)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for (i, before) in before.iter().enumerate() {
+        println!(
+            "   node {i}: 1000 UDP packets from the attacker → {} dropped as blocklisted by XDP",
+            blocklisted(&site, i) - before
+        );
+    }
+    println!("\n   $ proxy block list (node 2)");
+    for line in site
+        .node_cli(2, "block list --pin-path {pins}")
+        .unwrap_or_default()
+        .lines()
+    {
+        println!("   {line}");
+    }
+    println!("\n   $ proxy fleet status (node 2)");
+    for line in site
+        .node_cli(2, "fleet status --socket {socket}")
+        .unwrap_or_default()
+        .lines()
+    {
+        println!("   {line}");
+    }
+
+    step(
+        5,
         "drain node 0 (SIGTERM): route withdrawn first, then the drain",
     );
     site.signal(0, "TERM");
@@ -82,7 +152,7 @@ fn main() {
     );
 
     step(
-        5,
+        6,
         "kill node 1 (SIGKILL): its BIRD dies with it, the route follows",
     );
     let t1 = Instant::now();
@@ -103,14 +173,14 @@ fn main() {
     show_route(&site);
 
     if keep {
-        step(6, "leaving everything up (--keep): stop with Ctrl-C");
+        step(7, "leaving everything up (--keep): stop with Ctrl-C");
         loop {
             std::thread::sleep(Duration::from_secs(3600));
         }
     }
     step(
-        6,
-        "cleaning up: stopping the daemons, BIRD and nginx, removing namespaces",
+        7,
+        "cleaning up: stopping the daemons, BIRD, etcd and nginx, removing namespaces and pins",
     );
     drop(site);
     println!("   done");
@@ -141,4 +211,17 @@ fn connections(site: &FleetSite, i: usize) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// Packets node `i`'s XDP program dropped as blocklisted.
+fn blocklisted(site: &FleetSite, i: usize) -> u64 {
+    serde_json::from_str::<Stats>(&site.node_stats_json(i))
+        .ok()
+        .and_then(|s| s.xdp)
+        .map_or(0, |x| {
+            x.interfaces
+                .iter()
+                .map(|i| i.verdicts.get(Reason::Blocklisted).packets)
+                .sum()
+        })
 }

@@ -11,8 +11,12 @@ use ebpf_build::{self, Route};
 /// The bpf-linker release this project is proven with (see ../shared/TOOLCHAIN.md).
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
-/// Tools the tests, demo and benchmarks run (Debian package names).
+/// Tools the build, tests, demo and benchmarks run (Debian package names).
+/// protobuf-compiler: etcd-client's build compiles etcd's .proto files.
 const RUNTIME_PACKAGES: &[&str] = &[
+    "protobuf-compiler",
+    "etcd-server",
+    "etcd-client",
     "bpftool",
     "iproute2",
     "iputils-ping",
@@ -46,12 +50,33 @@ pub fn run() -> anyhow::Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("setup installs packages and the tests load XDP programs: run it as root");
     }
+    let etcd_was_installed = installed("etcd-server");
     install_packages(RUNTIME_PACKAGES)?;
+    if !etcd_was_installed {
+        stop_packaged_etcd();
+    }
     install_python_packages(PYTHON_PACKAGES)?;
     let route = ensure_ebpf_route()?;
     ensure_bpf_linker(route)?;
     step(&format!("ready: eBPF route = {}", route.name()));
     Ok(())
+}
+
+/// Debian starts an etcd service when etcd-server is installed under systemd; the
+/// tests run their own members in namespaces, so the one we just installed goes.
+fn stop_packaged_etcd() {
+    let active = Command::new("systemctl")
+        .args(["is-active", "--quiet", "etcd"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if active {
+        step(
+            "stopping and disabling the etcd service Debian started on install (tests run their own)",
+        );
+        let _ = Command::new("systemctl")
+            .args(["disable", "--now", "etcd"])
+            .status();
+    }
 }
 
 /// Installs (package, module) pairs whose module `python3` cannot import yet.

@@ -18,6 +18,8 @@ use super::store::{self, SharedEntry, Source, now_unix_ms};
 use super::{Pending, Shared};
 use crate::config::fleet_policy::FleetPolicySection;
 
+/// HTTP/2 ping interval to etcd (over its 5 s minimum).
+const KEEPALIVE: Duration = Duration::from_secs(6);
 /// Between failed sessions.
 const RETRY: Duration = Duration::from_secs(1);
 /// Entries per read request (etcd's replies stay well under gRPC's 4 MiB).
@@ -54,10 +56,13 @@ pub async fn run(shared: Arc<Shared>, section: FleetPolicySection, node: String)
 }
 
 async fn connect(section: &FleetPolicySection) -> anyhow::Result<Client> {
+    // HTTP/2 pings find a silently dead member. etcd answers pings more often than
+    // its --grpc-keepalive-min-time (5 s) with GOAWAY, so no more often than that;
+    // the watch stream is always open, so pings run only with streams open.
     let mut options = ConnectOptions::new()
         .with_connect_timeout(section.timeout)
-        .with_keep_alive(Duration::from_secs(1), section.timeout)
-        .with_keep_alive_while_idle(true)
+        .with_keep_alive(KEEPALIVE, section.timeout)
+        .with_keep_alive_while_idle(false)
         .with_require_leader(true);
     if let (Some(user), Some(file)) = (&section.user, &section.password_file) {
         let password = std::fs::read_to_string(file)
