@@ -17,6 +17,7 @@ const ATTACKER_A: &str = "10.78.0.150";
 const ATTACKER_B: &str = "10.78.0.151";
 const VICTIM_OF_TTL: &str = "10.78.0.152";
 const DELETED_WHILE_AWAY: &str = "10.78.0.153";
+const OPERATOR_BLOCK: &str = "10.78.0.154";
 
 fn stats(site: &FleetSite, i: usize) -> Stats {
     serde_json::from_str(&site.node_stats_json(i)).unwrap()
@@ -104,6 +105,8 @@ fn a_block_on_one_node_is_enforced_by_every_node() {
         policy: Some(PolicyOptions {
             etcd_members: 3,
             failed_handshakes: THRESHOLD,
+            max_block_entries: None,
+            secure: false,
         }),
         ..FleetOptions::default()
     })
@@ -208,11 +211,14 @@ fn a_block_on_one_node_is_enforced_by_every_node() {
     site.node_cli(0, "block add 10.78.0.160 --fleet --socket {socket}")
         .unwrap();
     for i in 0..NODES {
-        within(
-            "a write with one member down",
-            Duration::from_secs(10),
-            || drops(&site, "10.78.0.160", i),
-        );
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !drops(&site, "10.78.0.160", i) {
+            assert!(
+                Instant::now() < deadline,
+                "node {i} did not get a write made with one member down: {:?}",
+                (0..NODES).map(|n| status(&site, n)).collect::<Vec<_>>()
+            );
+        }
         assert!(drops(&site, ATTACKER_A, i), "node {i} lost a block");
     }
     site.etcd.as_mut().unwrap().restart(0).unwrap();
@@ -244,7 +250,8 @@ fn a_block_on_one_node_is_enforced_by_every_node() {
             "node {i} lost a block without etcd"
         );
     }
-    // Node 0 auto-blocks a new attacker while etcd is down.
+    // Node 0 auto-blocks a new attacker while etcd is down; an operator adds a fleet
+    // block on node 1: each applies at once, and queues.
     junk_from(&site, ATTACKER_B, 0, THRESHOLD + 2);
     assert!(drops(&site, ATTACKER_B, 0));
     assert!(
@@ -252,13 +259,28 @@ fn a_block_on_one_node_is_enforced_by_every_node() {
         "published while etcd was down?"
     );
     assert!(status(&site, 0).pending >= 1);
+    site.node_cli(
+        1,
+        &format!("block add {OPERATOR_BLOCK} --fleet --socket {{socket}}"),
+    )
+    .unwrap();
+    assert!(drops(&site, OPERATOR_BLOCK, 1));
+    assert_eq!(status(&site, 1).pending, 1);
     site.etcd.as_mut().unwrap().restart_stopped().unwrap();
     within(
         "node 1 to block the attacker node 0 queued",
         Duration::from_secs(15),
         || drops(&site, ATTACKER_B, 1),
     );
+    within(
+        "node 0 to block what node 1 queued",
+        Duration::from_secs(15),
+        || drops(&site, OPERATOR_BLOCK, 0),
+    );
+    // The reconnect's full read kept node 1's own queued entry throughout.
+    assert!(drops(&site, OPERATOR_BLOCK, 1));
     assert_eq!(status(&site, 0).pending, 0);
+    assert_eq!(status(&site, 1).pending, 0);
     // Node 2 comes back: its pins still hold the entry deleted while it was away.
     assert!(kernel_entry(&site, 2, DELETED_WHILE_AWAY).is_some());
     site.start_node(2).unwrap();
@@ -282,5 +304,64 @@ fn a_block_on_one_node_is_enforced_by_every_node() {
         s.by_origin
             .iter()
             .any(|o| o.origin == "node0" && o.block >= 2)
+    );
+}
+
+#[test]
+fn etcd_with_tls_client_certificates_and_a_user() {
+    let mut site = FleetSite::build(FleetOptions {
+        nodes: 2,
+        backends: 1,
+        policy: Some(PolicyOptions {
+            etcd_members: 1,
+            failed_handshakes: THRESHOLD,
+            max_block_entries: None,
+            secure: true,
+        }),
+        ..FleetOptions::default()
+    })
+    .unwrap();
+    for i in 0..2 {
+        within(
+            "the node to connect over TLS",
+            Duration::from_secs(15),
+            || status(&site, i).connected,
+        );
+    }
+    assert!(status(&site, 0).endpoints[0].starts_with("https://"));
+    site.node_cli(
+        0,
+        &format!("block add {ATTACKER_A} --fleet --socket {{socket}}"),
+    )
+    .unwrap();
+    within("the shared block over TLS", Duration::from_secs(5), || {
+        drops(&site, ATTACKER_A, 1)
+    });
+    let etcd = site.etcd.as_ref().unwrap();
+    let stored = etcd
+        .ctl(&format!(
+            "get /proxy/entries/block/{ATTACKER_A}_32 --print-value-only"
+        ))
+        .unwrap();
+    assert!(stored.contains("\"origin\":\"node0\""), "{stored}");
+    // A wrong password: the node keeps its policy and says why it is not connected.
+    site.stop_node(1);
+    std::fs::write(site.node_dir(1).join("etcd-password"), "wrong\n").unwrap();
+    site.start_node(1).unwrap();
+    within(
+        "the node to report the refusal",
+        Duration::from_secs(10),
+        || {
+            status(&site, 1)
+                .last_error
+                .is_some_and(|e| e.contains("authentication failed"))
+        },
+    );
+    assert!(!status(&site, 1).connected);
+    assert!(
+        drops(&site, ATTACKER_A, 1),
+        "kept its fleet entries: {:?}\n{}",
+        kernel_blocklist(&site, 1),
+        site.nodes[1].as_ref().unwrap().log()
     );
 }

@@ -144,6 +144,36 @@ impl Ca {
         Ok((files, serial))
     }
 
+    /// A server certificate for the IP address `ip` (also its CN), serverAuth, valid
+    /// 2020-2100, written as `<stem>.pem`/`<stem>.key`.
+    pub fn server(&mut self, stem: &str, ip: std::net::IpAddr) -> anyhow::Result<CertFiles> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, ip.to_string());
+        params.subject_alt_names = vec![rcgen::SanType::IpAddress(ip)];
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2100, 1, 1);
+        params.serial_number = Some(rcgen::SerialNumber::from(self.next_serial));
+        self.next_serial += 1;
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer)?;
+        let files = CertFiles {
+            cert: self.dir.join(format!("{stem}.pem")),
+            key: self.dir.join(format!("{stem}.key")),
+            common_name: ip.to_string(),
+        };
+        std::fs::write(&files.cert, cert.pem())?;
+        std::fs::write(&files.key, key.serialize_pem())?;
+        Ok(files)
+    }
+
     /// A CRL revoking `serials`, written as `<stem>.pem`.
     pub fn crl(&self, stem: &str, serials: &[u64]) -> anyhow::Result<PathBuf> {
         let params = rcgen::CertificateRevocationListParams {

@@ -54,6 +54,22 @@ pub struct FleetPolicy {
     pub node: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<EtcdTls>,
+}
+
+/// `[fleet.policy.tls]`
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EtcdTls {
+    pub ca: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// `[bgp]`: VIPs announced through the daemon's BIRD.

@@ -10,7 +10,7 @@ use anyhow::Context;
 
 use crate::certs::{self, CertFiles, KeyType};
 use crate::config::{
-    Autoblock, Bgp, BgpPeer, Config, FleetPolicy, Health, Listener, Pool, Tls, Vip, Xdp,
+    Autoblock, Bgp, BgpPeer, Config, EtcdTls, FleetPolicy, Health, Listener, Pool, Tls, Vip, Xdp,
 };
 use crate::etcd::Etcd;
 use crate::nginx::{Nginx, NginxOptions};
@@ -43,7 +43,16 @@ pub struct PolicyOptions {
     pub etcd_members: usize,
     /// Failed TLS handshakes that auto-block a source.
     pub failed_handshakes: u32,
+    /// Blocklist capacity per family (`xdp.max_block_entries`); default the product's.
+    pub max_block_entries: Option<u32>,
+    /// etcd with TLS (client certificates required) and users: the nodes connect as
+    /// [`NODE_USER`] with the password in `node<i>/etcd-password`.
+    pub secure: bool,
 }
+
+/// The etcd user of the nodes (read-write under `/proxy/` only) with `secure`.
+pub const NODE_USER: &str = "fleet-node";
+const NODE_PASSWORD: &str = "node-secret";
 
 impl Default for FleetOptions {
     fn default() -> FleetOptions {
@@ -74,6 +83,8 @@ pub struct FleetSite {
     backend_count: usize,
     node_configs: Vec<String>,
     proxy_bin: String,
+    /// With `secure`: the etcd CA and the nodes' client certificate.
+    etcd_client_cert: Option<(PathBuf, CertFiles)>,
     // After the daemons: their pins go when they are gone.
     _pins: Vec<PinDir>,
 }
@@ -81,6 +92,8 @@ pub struct FleetSite {
 impl FleetSite {
     pub fn build(opts: FleetOptions) -> anyhow::Result<FleetSite> {
         crate::ensure_root()?;
+        static SITES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let site_id = SITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let etcd_members = opts.policy.as_ref().map_or(0, |p| p.etcd_members);
         let fleet = Fleet::build(opts.nodes + opts.backends + etcd_members, 1)?;
         let dir = tempfile::Builder::new().prefix("lab-fleet-").tempdir()?;
@@ -101,13 +114,40 @@ impl FleetSite {
             })
             .collect();
         let router_bird = start_router(&fleet, &d, opts.nodes, opts.ipv6)?;
+        let secure = opts.policy.as_ref().is_some_and(|p| p.secure);
+        let mut etcd_client_cert = None;
         let etcd = match etcd_members {
             0 => None,
             n => {
                 let hosts: Vec<_> = (0..n)
                     .map(|k| fleet.nodes.host(opts.nodes + opts.backends + k))
                     .collect();
-                Some(Etcd::start(&hosts, &d)?)
+                let tls = match secure {
+                    false => None,
+                    true => {
+                        let mut ca = certs::Ca::new(&d, "etcd-ca", "lab etcd CA")?;
+                        let servers = hosts
+                            .iter()
+                            .enumerate()
+                            .map(|(k, h)| ca.server(&format!("etcd{k}-server"), h.ipv4.parse()?))
+                            .collect::<anyhow::Result<Vec<_>>>()?;
+                        let (client, _) =
+                            ca.client("etcdctl", "root", KeyType::EcdsaP256, (2020, 2100))?;
+                        let (node, _) =
+                            ca.client("etcd-node", NODE_USER, KeyType::EcdsaP256, (2020, 2100))?;
+                        etcd_client_cert = Some((ca.cert.clone(), node));
+                        Some(crate::etcd::EtcdTls {
+                            ca: ca.cert.clone(),
+                            servers,
+                            client,
+                        })
+                    }
+                };
+                let mut etcd = Etcd::start_with(&hosts, &d, tls)?;
+                if secure {
+                    etcd.enable_auth(NODE_USER, NODE_PASSWORD, "/proxy/")?;
+                }
+                Some(etcd)
             }
         };
         let proxy_bin = match &opts.proxy_bin {
@@ -132,9 +172,11 @@ impl FleetSite {
             node_configs: Vec::new(),
             proxy_bin,
             _pins: Vec::new(),
+            etcd_client_cert,
         };
         for i in 0..opts.nodes {
-            let pins = PinDir::new(&format!("fleet{i}"));
+            // Unique per site: tests of one binary build sites in parallel.
+            let pins = PinDir::new(&format!("fleet{site_id}-{i}"));
             let config = site.node_config(i, &backend_addrs, &opts, &pins);
             site._pins.push(pins);
             let vip = site.vip();
@@ -143,6 +185,7 @@ impl FleetSite {
             host.ns.exec(&format!("ip addr add {vip}/{len} dev lo"))?;
             let node_dir = site.node_dir(i);
             std::fs::create_dir_all(&node_dir)?;
+            std::fs::write(node_dir.join("etcd-password"), format!("{NODE_PASSWORD}\n"))?;
             let p = ProxyD::try_start_bin(&site.proxy_bin, &host.ns, &node_dir, &config)
                 .with_context(|| format!("starting node {i}"))?;
             site.nodes.push(Some(p));
@@ -182,7 +225,10 @@ impl FleetSite {
                     Listener::new("direct", format!("{}:443", host.ipv4), "web")
                         .tls(Tls::new(&self.cert)),
                 )
-                .xdp(Xdp::on(&["eth0"], pins.display()))
+                .xdp(Xdp {
+                    max_block_entries: policy.max_block_entries,
+                    ..Xdp::on(&["eth0"], pins.display())
+                })
                 .autoblock(Autoblock {
                     failed_handshakes: Some(policy.failed_handshakes),
                     block_for: Some("5m".into()),
@@ -193,7 +239,7 @@ impl FleetSite {
                     endpoints: etcd.endpoints(),
                     node: Some(format!("node{i}")),
                     timeout: Some("1s".into()),
-                    ..FleetPolicy::default()
+                    ..self.etcd_credentials(i)
                 });
         }
         config
@@ -217,6 +263,23 @@ impl FleetSite {
                 }],
             })
             .to_toml()
+    }
+
+    /// `[fleet.policy]` TLS and user settings of node `i` (none without `secure`).
+    fn etcd_credentials(&self, i: usize) -> FleetPolicy {
+        let Some((ca, cert)) = &self.etcd_client_cert else {
+            return FleetPolicy::default();
+        };
+        FleetPolicy {
+            user: Some(NODE_USER.into()),
+            password_file: Some(self.node_dir(i).join("etcd-password").display().to_string()),
+            tls: Some(EtcdTls {
+                ca: ca.display().to_string(),
+                cert: Some(cert.cert.display().to_string()),
+                key: Some(cert.key.display().to_string()),
+            }),
+            ..FleetPolicy::default()
+        }
     }
 
     pub fn vip(&self) -> &'static str {
@@ -336,11 +399,33 @@ impl FleetSite {
         })
     }
 
+    /// Does node `i` answer `src` (one of the client's addresses)? A connect to a
+    /// closed port is refused while packets pass; a SYN unanswered for 20 ms means
+    /// the XDP program dropped it.
+    pub fn answered(&self, src: std::net::Ipv4Addr, i: usize) -> anyhow::Result<bool> {
+        let target = std::net::SocketAddr::from((self.node_ip(i), 9));
+        crate::inside::in_netns(&self.fleet.clients.host(0).ns, || {
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            s.bind(&std::net::SocketAddr::from((src, 0)).into())?;
+            match s.connect_timeout(&target.into(), Duration::from_millis(20)) {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Ok(false),
+                Err(e) => Err(anyhow::Error::from(e).context("probe")),
+                Ok(_) => anyhow::bail!("port 9 on node {i} accepted: it must be closed"),
+            }
+        })
+    }
+
     /// Stops node `i` (SIGTERM, waits for its exit).
     pub fn stop_node(&mut self, i: usize) {
         if let Some(mut p) = self.nodes[i].take() {
             p.stop();
         }
+    }
+
+    /// The daemon of node `i`, if running.
+    pub fn node_pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].as_ref()?.proc.as_ref().map(|p| p.pid())
     }
 
     /// Starts node `i` again with its configuration.

@@ -33,6 +33,8 @@ fn main() {
         policy: Some(PolicyOptions {
             etcd_members: 1,
             failed_handshakes: 5,
+            max_block_entries: None,
+            secure: false,
         }),
         ..FleetOptions::default()
     })

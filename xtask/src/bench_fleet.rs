@@ -1,4 +1,5 @@
-//! `cargo xtask bench fleet`: fleet routing timings with real BGP (lab::fleet_site:
+//! `cargo xtask bench fleet`: fleet routing timings with real BGP (this file), then
+//! fleet policy through etcd (`bench_fleet_policy.rs`). Routing: (lab::fleet_site:
 //! a BIRD router with ECMP, three nodes, two nginx backends). Per round, a fresh
 //! fleet: the announce delay after start (all daemons running → three next hops on
 //! the router), a drain (SIGTERM on node 0 during a loop of new TLS connections:
@@ -14,13 +15,36 @@ use std::time::{Duration, Instant};
 use lab::fleet_site::{FleetOptions, FleetSite};
 use lab::stats::{median, min_max};
 
+use crate::bench_fleet_policy::PolicyArgs;
 use crate::release::build_release;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Rounds (a fresh fleet each).
+    /// Routing rounds (a fresh fleet each).
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// What to measure: routing (BGP), policy (etcd) or both.
+    #[arg(long, value_enum, default_value_t = Part::Both)]
+    pub part: Part,
+    /// Policy: entries whose propagation is timed (one client address each, ≤ 127).
+    #[arg(long, default_value_t = 100)]
+    pub entries: usize,
+    /// Policy: entries in etcd when a node starts.
+    #[arg(long, default_value_t = 10_000)]
+    pub start_entries: usize,
+    /// Policy: entries for the memory and CPU figures.
+    #[arg(long, default_value_t = 100_000)]
+    pub footprint_entries: usize,
+    /// Policy: idle time over which the daemon's CPU is measured.
+    #[arg(long, default_value_t = 60)]
+    pub idle_seconds: u64,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    Routing,
+    Policy,
+    Both,
 }
 
 #[derive(Default)]
@@ -36,12 +60,28 @@ struct Round {
 pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
     lab::ensure_root()?;
     let (proxy_bin, _) = build_release(root)?;
+    if args.part != Part::Policy {
+        routing(&args, &proxy_bin.display().to_string())?;
+    }
+    if args.part != Part::Routing {
+        let policy = PolicyArgs {
+            entries: args.entries,
+            start_entries: args.start_entries,
+            footprint_entries: args.footprint_entries,
+            idle_seconds: args.idle_seconds,
+        };
+        crate::bench_fleet_policy::run(&policy, &proxy_bin.display().to_string())?;
+    }
+    Ok(())
+}
+
+fn routing(args: &Args, proxy_bin: &str) -> anyhow::Result<()> {
     let mut rounds = Vec::new();
     for r in 0..args.rounds {
         eprintln!("round {}/{}", r + 1, args.rounds);
         let site = FleetSite::build(FleetOptions {
             client_addresses: 16,
-            proxy_bin: Some(proxy_bin.display().to_string()),
+            proxy_bin: Some(proxy_bin.to_string()),
             ..FleetOptions::default()
         })?;
         let mut round = Round {

@@ -2,6 +2,7 @@
 mod bench_attack;
 mod bench_client;
 mod bench_fleet;
+mod bench_fleet_policy;
 mod bench_hosts;
 mod bench_soak;
 mod bench_syn;
@@ -82,7 +83,8 @@ enum Bench {
     Soak(bench_soak::Args),
     /// Spoofed SYN floods: XDP cookie costs per packet, softirq per SYN, legit TLS tx/s.
     Syn(bench_syn::Args),
-    /// Fleet routing: announce delay, drain and failover with a BIRD router doing ECMP.
+    /// Fleet routing (announce delay, drain and failover with a BIRD router doing ECMP)
+    /// and fleet policy (etcd propagation, start with many entries, footprint).
     Fleet(bench_fleet::Args),
 }
 

@@ -80,13 +80,22 @@ impl Applied {
     }
 
     /// After local edits: hidden entries whose local entry is gone come back, fleet
-    /// entries the view lacks go, entries missing from the kernel return.
+    /// entries the view lacks go, entries missing from the kernel return. Reads each
+    /// list once.
     pub fn reconcile(&mut self, kernel: &dyn FleetKernel, now_ms: u64) -> anyhow::Result<Changes> {
-        let mut changes = self.remove_strays(kernel)?;
+        let mut changes = Changes::default();
         let mut in_kernel = HashSet::new();
         for list in LISTS {
+            let mut strays = Vec::new();
             for e in kernel.fleet_entries(list)? {
-                in_kernel.insert((list, e.cidr));
+                if self.entries.contains_key(&(list, e.cidr)) {
+                    in_kernel.insert((list, e.cidr));
+                } else {
+                    strays.push(e.cidr);
+                }
+            }
+            if !strays.is_empty() {
+                changes.removed += kernel.remove_fleet(list, &strays)?;
             }
         }
         let missing: Vec<_> = self

@@ -77,6 +77,8 @@ pub struct State {
     pub since_unix: u64,
     pub last_error: Option<String>,
     pub revision: i64,
+    /// A full read has been applied since start.
+    pub loaded: bool,
     pub last_lag: Option<Duration>,
     pub bad_entries: u64,
     pub members: Vec<String>,

@@ -26,8 +26,9 @@ const RETRY: Duration = Duration::from_secs(1);
 const PAGE: i64 = 2000;
 /// How often the kernel is checked for local edits that uncover fleet entries.
 const CHECK: Duration = Duration::from_secs(1);
-/// A full comparison with the kernel at least this often, whatever happened.
-const FULL_RECONCILE: Duration = Duration::from_secs(30);
+/// A full comparison with the kernel at least this often, whatever happened (a
+/// safety net: other writers' edits trigger one within a second).
+const FULL_RECONCILE: Duration = Duration::from_secs(300);
 
 pub async fn run(shared: Arc<Shared>, section: FleetPolicySection, node: String) {
     let prefix = section.key_prefix();
@@ -108,19 +109,23 @@ async fn session(
 ) -> anyhow::Error {
     let result: anyhow::Result<()> = async {
         let revision = full_read(shared, client, prefix, section.timeout).await?;
-        shared.state.lock().expect("fleet policy lock").members = members(client).await;
-        shared.set_connected(true, None);
-        let mut watch = client
-            .watch(
-                store::entries_prefix(prefix),
-                Some(
-                    WatchOptions::new()
-                        .with_prefix()
-                        .with_start_revision(revision + 1),
-                ),
-            )
+        let members = tokio::time::timeout(section.timeout, members(client))
             .await
+            .unwrap_or_default();
+        shared.state.lock().expect("fleet policy lock").members = members;
+        let watch = client.watch(
+            store::entries_prefix(prefix),
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(revision + 1),
+            ),
+        );
+        let mut watch = tokio::time::timeout(section.timeout, watch)
+            .await
+            .map_err(|_| anyhow::anyhow!("starting the watch took over {:?}", section.timeout))?
             .context("starting the watch")?;
+        shared.set_connected(true, None);
         let mut tick = tokio::time::interval(CHECK);
         loop {
             sync_config_entries(shared, node);
@@ -157,6 +162,7 @@ async fn full_read(
     prefix: &str,
     timeout: Duration,
 ) -> anyhow::Result<i64> {
+    let began = std::time::Instant::now();
     let start = store::entries_prefix(prefix).into_bytes();
     let end = prefix_end(&start);
     let mut key = start;
@@ -196,15 +202,33 @@ async fn full_read(
     let background = shared.clone();
     let changes = tokio::task::spawn_blocking(move || {
         let mut state = background.state.lock().expect("fleet policy lock");
+        let now = now_unix_ms();
         let changes = state
             .applied
-            .replace(background.kernel.as_ref(), entries, now_unix_ms());
+            .replace(background.kernel.as_ref(), entries, now);
+        // What this node changed but the store does not have yet stays as it is
+        // here (it is published next).
+        let pending: Vec<Pending> = state.pending.iter().cloned().collect();
+        for write in pending {
+            let kernel = background.kernel.as_ref();
+            let result = match write {
+                Pending::Put(entry) => state.applied.put(kernel, entry, now),
+                Pending::Delete(list, net) => state.applied.delete(kernel, list, net),
+            };
+            if let Err(e) = result {
+                warn!(
+                    error = format!("{e:#}"),
+                    "cannot apply a queued fleet change"
+                );
+            }
+        }
         background.wrote(&mut state);
         changes
     })
     .await
     .context("applying the entries")??;
     let mut state = shared.state.lock().expect("fleet policy lock");
+    state.loaded = true;
     state.revision = revision;
     state.bad_entries += bad;
     state.config_dirty = true;
@@ -217,6 +241,7 @@ async fn full_read(
         removed = changes.removed,
         hidden_under_local = changes.hidden,
         skipped_malformed = bad,
+        took_ms = began.elapsed().as_millis() as u64,
         "fleet entries read and applied"
     );
     Ok(revision)
@@ -408,12 +433,16 @@ pub struct KernelCheck {
 
 impl KernelCheck {
     async fn tick(&mut self, shared: &Arc<Shared>) {
+        let (own, loaded) = {
+            let state = shared.state.lock().expect("fleet policy lock");
+            (state.own_generation, state.loaded)
+        };
+        // Until a first full read this node does not know the fleet's entries: the
+        // ones in its pins (from before a restart) stay as they are.
+        if !loaded {
+            return;
+        }
         let generation = shared.kernel.policy_generation();
-        let own = shared
-            .state
-            .lock()
-            .expect("fleet policy lock")
-            .own_generation;
         let due = self.last_full.is_none_or(|t| t.elapsed() >= FULL_RECONCILE);
         if (generation == self.generation || generation == own) && !due {
             return;
