@@ -344,6 +344,51 @@ fn etcd_with_tls_client_certificates_and_a_user() {
         ))
         .unwrap();
     assert!(stored.contains("\"origin\":\"node0\""), "{stored}");
+    // Allow entries travel the same way.
+    site.node_cli(0, "allow add 10.78.0.155 --fleet --socket {socket}")
+        .unwrap();
+    within("the shared allow entry", Duration::from_secs(5), || {
+        let out = site
+            .node_cli(1, "allow list --json --pin-path {pins}")
+            .unwrap();
+        let entries: Vec<ListEntry> = serde_json::from_str(&out).unwrap();
+        entries
+            .iter()
+            .any(|e| e.cidr.to_string() == "10.78.0.155/32" && e.origin == Origin::Fleet)
+    });
+    // A config entry marked shared: published on reload, deleted everywhere when it
+    // leaves the configuration.
+    let plain = site.node_config_text(0).to_string();
+    let mut config: toml::Value = toml::from_str(&plain).unwrap();
+    config["xdp"].as_table_mut().unwrap().insert(
+        "blocklist".into(),
+        toml::Value::try_from(vec![toml::toml! {
+            cidr = "10.78.0.156"
+            reason = "from the config"
+            shared = true
+        }])
+        .unwrap(),
+    );
+    site.reload_node(0, &toml::to_string(&config).unwrap())
+        .unwrap();
+    within(
+        "the shared config entry on node 1",
+        Duration::from_secs(5),
+        || kernel_entry(&site, 1, "10.78.0.156").is_some_and(|e| e.origin == Origin::Fleet),
+    );
+    let local = kernel_entry(&site, 0, "10.78.0.156").unwrap();
+    assert_eq!(
+        local.origin,
+        Origin::Config,
+        "node 0's own copy is a config entry"
+    );
+    site.reload_node(0, &plain).unwrap();
+    within(
+        "the config entry to leave node 1",
+        Duration::from_secs(5),
+        || kernel_entry(&site, 1, "10.78.0.156").is_none(),
+    );
+    assert!(kernel_entry(&site, 0, "10.78.0.156").is_none());
     // A wrong password: the node keeps its policy and says why it is not connected.
     site.stop_node(1);
     std::fs::write(site.node_dir(1).join("etcd-password"), "wrong\n").unwrap();

@@ -132,16 +132,7 @@ impl Ca {
         let serial = self.next_serial;
         self.next_serial += 1;
         params.serial_number = Some(rcgen::SerialNumber::from(serial));
-        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
-        let cert = params.signed_by(&key, &issuer)?;
-        let files = CertFiles {
-            cert: self.dir.join(format!("{stem}.pem")),
-            key: self.dir.join(format!("{stem}.key")),
-            common_name: common_name.to_string(),
-        };
-        std::fs::write(&files.cert, cert.pem())?;
-        std::fs::write(&files.key, key.serialize_pem())?;
-        Ok((files, serial))
+        Ok((self.sign(stem, common_name, &params, &key)?, serial))
     }
 
     /// A server certificate for the IP address `ip` (also its CN), serverAuth, valid
@@ -162,12 +153,23 @@ impl Ca {
         params.not_after = rcgen::date_time_ymd(2100, 1, 1);
         params.serial_number = Some(rcgen::SerialNumber::from(self.next_serial));
         self.next_serial += 1;
+        self.sign(stem, &ip.to_string(), &params, &key)
+    }
+
+    /// Signs `params` for `key` and writes `<stem>.pem`/`<stem>.key`.
+    fn sign(
+        &self,
+        stem: &str,
+        common_name: &str,
+        params: &rcgen::CertificateParams,
+        key: &rcgen::KeyPair,
+    ) -> anyhow::Result<CertFiles> {
         let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
-        let cert = params.signed_by(&key, &issuer)?;
+        let cert = params.signed_by(key, &issuer)?;
         let files = CertFiles {
             cert: self.dir.join(format!("{stem}.pem")),
             key: self.dir.join(format!("{stem}.key")),
-            common_name: ip.to_string(),
+            common_name: common_name.to_string(),
         };
         std::fs::write(&files.cert, cert.pem())?;
         std::fs::write(&files.key, key.serialize_pem())?;

@@ -423,6 +423,31 @@ impl FleetSite {
         }
     }
 
+    /// Node `i`'s configuration as last written.
+    pub fn node_config_text(&self, i: usize) -> &str {
+        &self.node_configs[i]
+    }
+
+    /// Writes `config` for node `i` and reloads it (SIGHUP); waits for the daemon to
+    /// log that it applied a configuration once more.
+    pub fn reload_node(&mut self, i: usize, config: &str) -> anyhow::Result<()> {
+        let p = self.nodes[i].as_ref().context("node not running")?;
+        let applied = p.count_log("configuration applied");
+        // The file keeps the [admin] section ProxyD added at start.
+        let admin = std::fs::read_to_string(&p.config)?;
+        let admin = admin
+            .find("\n[admin]")
+            .map_or("", |at| &admin[at..])
+            .to_string();
+        std::fs::write(&p.config, format!("{config}{admin}"))?;
+        p.signal("HUP");
+        crate::try_wait_for("the reload", Duration::from_secs(10), || {
+            (p.count_log("configuration applied") > applied).then_some(())
+        })?;
+        self.node_configs[i] = config.to_string();
+        Ok(())
+    }
+
     /// The daemon of node `i`, if running.
     pub fn node_pid(&self, i: usize) -> Option<u32> {
         self.nodes[i].as_ref()?.proc.as_ref().map(|p| p.pid())

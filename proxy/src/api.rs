@@ -96,6 +96,9 @@ pub struct Stats {
     /// `[bgp]`: the VIPs and BGP sessions; `None` without it.
     #[serde(default)]
     pub fleet: Option<FleetStats>,
+    /// `[fleet.policy]`: the shared store; `None` without it.
+    #[serde(default)]
+    pub fleet_policy: Option<FleetPolicyStatus>,
     pub autoblock: AutoblockStats,
 }
 

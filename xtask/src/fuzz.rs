@@ -8,7 +8,14 @@ use std::process::Command;
 use anyhow::{Context, ensure};
 
 /// The targets, in `fuzz/fuzz_targets/` (`xdp` loads the XDP program: root).
-const TARGETS: [&str; 5] = ["config", "values", "admin_request", "proxy_protocol", "xdp"];
+const TARGETS: [&str; 6] = [
+    "config",
+    "values",
+    "admin_request",
+    "proxy_protocol",
+    "fleet_entry",
+    "xdp",
+];
 
 /// The cargo-fuzz release this project runs.
 const CARGO_FUZZ_VERSION: &str = "0.13.2";

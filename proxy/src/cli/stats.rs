@@ -83,6 +83,21 @@ fn print_stats(stats: &Stats) {
             println!("BGP peer {}: {} {}", p.address, p.state, p.info);
         }
     }
+    if let Some(p) = &stats.fleet_policy {
+        let state = if p.connected {
+            "connected".to_string()
+        } else {
+            format!(
+                "UNREACHABLE ({})",
+                p.last_error.as_deref().unwrap_or("not yet")
+            )
+        };
+        println!(
+            "fleet store: {state}; revision {}, {} block and {} allow entries, {} writes pending \
+             (proxy fleet status)",
+            p.revision, p.block_entries, p.allow_entries, p.pending
+        );
+    }
     let ab = &stats.autoblock;
     println!(
         "auto-blocks: {} (failed handshakes {}, handshake timeouts {}, connection rate {}); \

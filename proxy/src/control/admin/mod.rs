@@ -72,6 +72,7 @@ impl Admin {
         Stats {
             xdp: self.kernel.xdp_stats(),
             fleet: self.fleet.stats(),
+            fleet_policy: self.fleet_policy.status(),
             autoblock: self.daemon.metrics().autoblock().stats(),
             ..self.daemon.stats().await
         }

@@ -109,6 +109,13 @@ pub fn parse_key(prefix: &str, key: &[u8]) -> Result<(List, IpNet), String> {
     if net != net.trunc() {
         return Err(format!("{net} has host bits set"));
     }
+    // One key per prefix: "2001:DB8::_32" and "2001:db8::_32" must not both exist.
+    let canonical = net.to_string().replace('/', "_");
+    if cidr != canonical {
+        return Err(format!(
+            "{cidr:?} is not written canonically (write {canonical})"
+        ));
+    }
     Ok((list, net))
 }
 
@@ -193,6 +200,11 @@ mod tests {
             (b"/proxy/entries/block/10.0.0.1_8", &good[..], "host bits"),
             (b"/proxy/entries/block/10.0.0.0_16", &good[..], "key says"),
             (b"/proxy/entries/block", &good[..], "no <list>/<cidr>"),
+            (
+                b"/proxy/entries/block/2001:DB8::_32",
+                &good[..],
+                "canonically",
+            ),
             (b"/other/entries/block/10.0.0.0_8", &good[..], "not under"),
             (&[0xff, 0xfe][..], &good[..], "not UTF-8"),
         ] {
