@@ -34,6 +34,9 @@ pub enum Request {
     FleetDel { list: List, cidr: IpNet },
     /// `proxy fleet status`.
     FleetStatus,
+    /// A new process (`proxy run --takeover`) asks for this daemon's sockets; the
+    /// answer carries descriptors (see `control::handover`).
+    Handover { pid: u32 },
 }
 
 /// The daemon's answer.

@@ -14,19 +14,32 @@ use crate::control::autoblock::AutoBlocker;
 use crate::control::daemon::{self, Daemon};
 use crate::control::fleet::{self, Fleet, FleetMetrics};
 use crate::control::fleet_policy::{FleetPolicy, FleetPolicyMetrics};
+use crate::control::handover::Handover;
+use crate::control::handover::takeover::Inherited;
 use crate::control::memory;
 use crate::control::privileges::DropCapabilities;
 use crate::datapath::events::ChannelObserver;
 use crate::ebpf::collector::XdpCollector;
 use crate::ebpf::runtime::XdpSubsystem;
+use crate::ebpf::tcp_sysctl;
 use crate::metrics::Metrics;
 
 /// Source events waiting for the auto-blocker; beyond it events are dropped (counted).
 const SOURCE_EVENT_QUEUE: usize = 65536;
 
 /// Serves `config` (read from `path`, which SIGHUP re-reads) until SIGTERM/SIGINT.
-pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
+/// With `takeover`, on the sockets a running daemon handed over; it stops once this
+/// one serves.
+pub async fn run(
+    path: &Path,
+    config: Config,
+    mut takeover: Option<Inherited>,
+) -> anyhow::Result<()> {
     let xdp = Arc::new(XdpSubsystem::default());
+    if let Some(t) = &takeover {
+        xdp.take_over_attachments();
+        tcp_sysctl::inherit(t.sysctls.clone());
+    }
     let mut metrics = Metrics::new();
     metrics.register_collector(Box::new(XdpCollector::new(xdp.clone())));
     let fleet_metrics = FleetMetrics::default();
@@ -64,6 +77,16 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     daemon.add_subsystem(Box::new(fleet.clone()));
     // Last: once everything above has what it needs from the first configuration.
     daemon.add_subsystem(Box::new(DropCapabilities::default()));
+    let handover = Arc::new(Handover::default());
+    let mut sockets = admin::Sockets::default();
+    if let Some(t) = takeover.as_mut() {
+        daemon.inherit(std::mem::take(&mut t.listeners));
+        *handover.predecessor.lock().expect("handover lock") = Some(t.predecessor);
+        sockets = admin::Sockets {
+            unix: t.admin.take(),
+            metrics: t.metrics.take(),
+        };
+    }
     let daemon = Arc::new(daemon);
 
     // The admin section is read at start only.
@@ -73,11 +96,48 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
         kernel: xdp.clone(),
         fleet: fleet.clone(),
         fleet_policy,
+        handover: handover.clone(),
+        config_path: path.to_owned(),
     });
-    let _socket = admin::start(&admin_section, admin).await?;
+    let handover_state = handover;
+    let _socket = admin::start(&admin_section, admin, sockets).await?;
     tokio::spawn(memory::trim_after_waves(daemon.clone()));
     tokio::spawn(fleet::run(fleet, daemon.clone(), xdp));
-    daemon::serve(&daemon, config).await
+    let committed = || {
+        let Some(t) = takeover.as_ref() else { return };
+        match t.commit() {
+            Ok(()) => {
+                daemon.finish_takeover();
+                handover_state
+                    .owns_socket
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                if t.adopt_stdio {
+                    // The one line for `proxy upgrade`, then log where the old one did.
+                    println!(
+                        "upgraded: pid {} serves; pid {} stopped accepting and drains",
+                        std::process::id(),
+                        t.predecessor
+                    );
+                    if let Err(e) = t.adopt_stdio() {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "cannot log where the previous process logged"
+                        );
+                    }
+                }
+                tracing::info!(
+                    predecessor = t.predecessor,
+                    "upgrade: took over; the previous process stopped accepting and drains"
+                );
+            }
+            // It serves already: the old one, if still there, keeps serving too.
+            Err(e) => tracing::warn!(
+                error = format!("{e:#}"),
+                "upgrade: the previous process did not confirm"
+            ),
+        }
+    };
+    daemon::serve(&daemon, config, committed).await
 }
 
 /// `proxy_fleet_*`: the shared policy store as this node sees it.

@@ -8,6 +8,7 @@
 pub mod fleet;
 pub mod lists;
 pub mod stats;
+pub mod upgrade;
 pub mod xdp;
 
 use std::path::PathBuf;
@@ -40,6 +41,27 @@ pub enum Command {
         /// Configuration file (TOML).
         #[arg(long, short)]
         config: PathBuf,
+        /// Take over from the daemon running on this configuration's admin socket:
+        /// its listening sockets and XDP attachments; it drains and exits once this
+        /// process serves (see `proxy upgrade`).
+        #[arg(long)]
+        takeover: bool,
+        /// With --takeover: once serving, print one line and write the log where the
+        /// old process wrote it (`proxy upgrade` uses this).
+        #[arg(long, requires = "takeover", hide = true)]
+        adopt_stdio: bool,
+    },
+    /// Zero-downtime binary upgrade: starts this binary with `run --takeover` on the
+    /// running daemon's configuration and reports when it serves (the old process
+    /// then drains and exits). Needs the privileges `proxy run` needs (root, or
+    /// systemd's `ExecReload`).
+    Upgrade {
+        /// The running daemon's configuration file.
+        #[arg(long, short, default_value = "/etc/proxy/proxy.toml")]
+        config: PathBuf,
+        /// The binary to start (default: this one).
+        #[arg(long)]
+        binary: Option<PathBuf>,
     },
     /// Validate a configuration file and exit (non-zero with the reason if invalid).
     CheckConfig {
@@ -188,6 +210,7 @@ pub fn run_admin(command: Command) -> anyhow::Result<()> {
         Command::Run { .. } => {
             anyhow::bail!("`proxy run` starts the daemon; it is not an admin command")
         }
+        Command::Upgrade { config, binary } => upgrade::upgrade_command(&config, binary),
         Command::CheckConfig { file } => {
             let config = crate::control::daemon::check_config(&file)?;
             println!("{}: OK", file.display());

@@ -157,6 +157,11 @@ pub struct Daemon {
     shared: Arc<Shared>,
     running: Mutex<Running>,
     subsystems: Vec<Box<dyn Subsystem>>,
+    /// Listening sockets received from the process this one takes over from, by
+    /// listener name: used instead of binding.
+    inherited: std::sync::Mutex<HashMap<String, (std::net::SocketAddr, std::net::TcpListener)>>,
+    /// Set once a successor committed: stop accepting and drain.
+    handed_over: tokio_util::sync::CancellationToken,
 }
 
 impl Daemon {
@@ -192,6 +197,74 @@ impl Daemon {
                 sessions: HashMap::new(),
             }),
             subsystems: Vec::new(),
+            inherited: std::sync::Mutex::new(HashMap::new()),
+            handed_over: tokio_util::sync::CancellationToken::new(),
+        }
+    }
+
+    /// Listening sockets a predecessor handed over; listeners with the same name and
+    /// address use them instead of binding.
+    pub fn inherit(&self, sockets: HashMap<String, (std::net::SocketAddr, std::net::TcpListener)>) {
+        *self.inherited.lock().expect("inherited lock") = sockets;
+    }
+
+    /// An upgrade starts: each subsystem prepares; the listening sockets (second
+    /// descriptors) by name and address.
+    pub async fn prepare_handover(
+        &self,
+    ) -> anyhow::Result<Vec<(String, std::net::SocketAddr, std::os::fd::OwnedFd)>> {
+        for s in &self.subsystems {
+            s.prepare_handover()
+                .with_context(|| format!("subsystem {}", s.name()))?;
+        }
+        let running = self.running.lock().await;
+        running
+            .listeners
+            .iter()
+            .map(|(name, r)| Ok((name.clone(), r.bind, r.socket.try_clone()?)))
+            .collect()
+    }
+
+    /// The upgrade failed before the successor committed.
+    pub fn abort_handover(&self) {
+        for s in &self.subsystems {
+            s.abort_handover();
+        }
+    }
+
+    /// Sysctls to restore, for the successor.
+    pub fn handover_sysctls(&self) -> Vec<(PathBuf, String)> {
+        self.subsystems
+            .iter()
+            .flat_map(|s| s.handover_sysctls())
+            .collect()
+    }
+
+    /// The successor committed: leave it what it took over, then drain and exit.
+    pub fn hand_over(&self) {
+        for s in &self.subsystems {
+            s.hand_over();
+        }
+        self.handed_over.cancel();
+    }
+
+    /// In the successor, once committed.
+    pub fn finish_takeover(&self) {
+        for s in &self.subsystems {
+            s.finish_takeover();
+        }
+        let unused: Vec<String> = self
+            .inherited
+            .lock()
+            .expect("inherited lock")
+            .drain()
+            .map(|(name, (bind, _))| format!("{name} ({bind})"))
+            .collect();
+        if !unused.is_empty() {
+            tracing::info!(
+                listeners = unused.join(", "),
+                "handed-over sockets of listeners the new configuration does not have: closed"
+            );
         }
     }
 
@@ -342,8 +415,26 @@ impl Daemon {
             if running.listeners.get(name).is_some_and(|r| r.bind == bind) {
                 continue;
             }
-            let socket = listener::bind(bind)
-                .with_context(|| format!("listener {name:?}: cannot listen on {bind}"))?;
+            let inherited = {
+                let mut map = self.inherited.lock().expect("inherited lock");
+                match map.remove(name) {
+                    Some((addr, socket)) if addr == bind => Some(socket),
+                    Some(other) => {
+                        map.insert(name.clone(), other);
+                        None
+                    }
+                    None => None,
+                }
+            };
+            let socket = match inherited {
+                Some(socket) => {
+                    socket.set_nonblocking(true)?;
+                    tracing::info!(listener = %name, %bind, "listening on the handed-over socket");
+                    tokio::net::TcpListener::from_std(socket)?
+                }
+                None => listener::bind(bind)
+                    .with_context(|| format!("listener {name:?}: cannot listen on {bind}"))?,
+            };
             new_sockets.insert(name.clone(), socket);
         }
         for s in &self.subsystems {
@@ -379,13 +470,15 @@ impl Daemon {
     }
 }
 
-/// Starts `daemon` on `config` and runs its signal loop until SIGTERM/SIGINT and the
-/// drain.
-pub async fn serve(daemon: &Daemon, config: Config) -> anyhow::Result<()> {
+/// Starts `daemon` on `config`, calls `started` once it serves, and runs its signal
+/// loop until SIGTERM/SIGINT (or a successor's commit) and the drain.
+pub async fn serve(daemon: &Daemon, config: Config, started: impl FnOnce()) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     daemon.start(config).await?;
+    started();
+    notify_ready();
     let mut files = match TlsFileWatcher::new() {
         Ok(w) => Some(w),
         Err(e) => {
@@ -412,6 +505,7 @@ pub async fn serve(daemon: &Daemon, config: Config) -> anyhow::Result<()> {
             path = changed => format!("TLS file {} changed", path.display()),
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = daemon.handed_over.cancelled() => break,
         };
         match daemon.reload().await {
             Ok(()) => tracing::info!(trigger, "reload succeeded"),
@@ -425,7 +519,11 @@ pub async fn serve(daemon: &Daemon, config: Config) -> anyhow::Result<()> {
             w.watch(&daemon.config());
         }
     }
-    let wait = daemon.before_drain();
+    let wait = match daemon.handed_over.is_cancelled() {
+        // The successor accepts on the same sockets: nothing to withdraw or wait for.
+        true => Duration::ZERO,
+        false => daemon.before_drain(),
+    };
     if !wait.is_zero() {
         tracing::info!(?wait, "routes withdrawn; waiting before draining");
         tokio::time::sleep(wait).await;
@@ -445,6 +543,15 @@ pub async fn serve(daemon: &Daemon, config: Config) -> anyhow::Result<()> {
         tracing::info!("all connections finished; exiting");
     }
     Ok(())
+}
+
+/// Under systemd (`Type=notify`): the daemon serves.
+fn notify_ready() {
+    if std::env::var_os("NOTIFY_SOCKET").is_some()
+        && let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready])
+    {
+        tracing::warn!(error = %e, "cannot tell systemd the daemon is ready");
+    }
 }
 
 /// Two descriptors per connection: raise the soft limit to the hard one.

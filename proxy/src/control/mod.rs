@@ -15,6 +15,7 @@ pub mod autoblock;
 pub mod daemon;
 pub mod fleet;
 pub mod fleet_policy;
+pub mod handover;
 pub mod memory;
 pub mod policy;
 pub mod privileges;

@@ -18,6 +18,23 @@ pub trait Subsystem: Send + Sync {
     }
     /// Called once when the daemon stops.
     fn stop(&self) {}
+    /// An upgrade starts: make what the successor takes over available (the XDP
+    /// program pins its links). An error refuses the upgrade.
+    fn prepare_handover(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// The upgrade failed before the successor committed: serve as before.
+    fn abort_handover(&self) {}
+    /// The successor committed: on stop, leave what it took over (attachments,
+    /// sysctls) as it is.
+    fn hand_over(&self) {}
+    /// Sysctls this part changed, with the values to restore (the successor restores
+    /// them when it exits).
+    fn handover_sysctls(&self) -> Vec<(std::path::PathBuf, String)> {
+        Vec::new()
+    }
+    /// In the successor, after its commit.
+    fn finish_takeover(&self) {}
 }
 
 impl<T: Subsystem> Subsystem for Arc<T> {
@@ -32,5 +49,20 @@ impl<T: Subsystem> Subsystem for Arc<T> {
     }
     fn stop(&self) {
         (**self).stop()
+    }
+    fn prepare_handover(&self) -> anyhow::Result<()> {
+        (**self).prepare_handover()
+    }
+    fn abort_handover(&self) {
+        (**self).abort_handover()
+    }
+    fn hand_over(&self) {
+        (**self).hand_over()
+    }
+    fn handover_sysctls(&self) -> Vec<(std::path::PathBuf, String)> {
+        (**self).handover_sysctls()
+    }
+    fn finish_takeover(&self) {
+        (**self).finish_takeover()
     }
 }

@@ -24,6 +24,8 @@ use crate::logging::LogLimiter;
 pub struct RunningListener {
     /// The configured address (port 0 stays 0).
     pub bind: SocketAddr,
+    /// A second descriptor of the listening socket, for an upgrade's hand-over.
+    pub socket: std::os::fd::OwnedFd,
     pub state: Arc<ArcSwap<ListenerState>>,
     stop: CancellationToken,
     task: JoinHandle<()>,
@@ -72,6 +74,7 @@ pub fn start(
         handshake_log: LogLimiter::default(),
         no_backend_log: LogLimiter::default(),
     });
+    let handover_fd = std::os::fd::AsFd::as_fd(&socket).try_clone_to_owned()?;
     let stop = CancellationToken::new();
     let task = tokio::spawn(accept_loop(
         socket,
@@ -83,6 +86,7 @@ pub fn start(
     tracing::info!(listener = %name, %bind, "listening");
     Ok(RunningListener {
         bind,
+        socket: handover_fd,
         state,
         stop,
         task,

@@ -27,6 +27,9 @@ pub struct LoadOptions {
     pub max_allow_entries: u32,
     /// Keep attachments after this process exits (pinned links under `pin_dir/links`).
     pub stay_attached: bool,
+    /// Take over pinned links (an upgrade's predecessor pinned them) even without
+    /// `stay_attached`.
+    pub take_over_links: bool,
 }
 
 impl LoadOptions {
@@ -36,6 +39,7 @@ impl LoadOptions {
             max_block_entries: proxy_common::DEFAULT_MAX_BLOCK_ENTRIES,
             max_allow_entries: proxy_common::DEFAULT_MAX_ALLOW_ENTRIES,
             stay_attached: false,
+            take_over_links: false,
         }
     }
 
@@ -45,6 +49,7 @@ impl LoadOptions {
             max_block_entries: section.max_block_entries,
             max_allow_entries: section.max_allow_entries,
             stay_attached: section.stay_attached,
+            take_over_links: false,
         }
     }
 }
@@ -189,7 +194,7 @@ impl XdpProgram {
             .pin_dir
             .as_ref()
             .map(|d| d.join("links").join(interface));
-        if self.options.stay_attached
+        if (self.options.stay_attached || self.options.take_over_links)
             && let Some(pin) = link_pin.as_ref().filter(|p| p.exists())
         {
             return self.take_over_pinned_link(interface, ifindex, pin);
@@ -280,6 +285,72 @@ impl XdpProgram {
             link: Some(id),
         });
         Ok(self.attachments.last().expect("just pushed"))
+    }
+
+    /// An upgrade starts: every attachment's link gets a pin under `pin_dir/links`
+    /// (unless it has one), so the successor can replace the program in it.
+    pub fn pin_for_handover(&mut self) -> Result<(), EbpfError> {
+        let dir = self.links_dir().ok_or_else(|| EbpfError::Io {
+            context: "an upgrade needs xdp.pin_path".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        })?;
+        let program = program_mut(&mut self.ebpf)?;
+        for attachment in &mut self.attachments {
+            let Some(id) = attachment.link.take() else {
+                continue;
+            };
+            let pin = dir.join(&attachment.interface);
+            if pin.exists() {
+                // Pinned already (stay_attached): the pin keeps the link alive.
+                drop(program.take_link(id)?);
+                continue;
+            }
+            attachment.link = Some(id);
+            self.pinned_links.push(pin_link(program, attachment, &pin)?);
+        }
+        Ok(())
+    }
+
+    /// The upgrade failed: this program takes its attachments back (replacing the
+    /// program in the same links) and, without `stay_attached`, removes the pins.
+    pub fn retake_after_handover(&mut self) -> Result<(), EbpfError> {
+        let Some(dir) = self.links_dir() else {
+            return Ok(());
+        };
+        let interfaces: Vec<(String, u32)> = self
+            .attachments
+            .drain(..)
+            .map(|a| (a.interface, a.ifindex))
+            .collect();
+        self.pinned_links.clear();
+        for (interface, ifindex) in interfaces {
+            self.take_over_pinned_link(&interface, ifindex, &dir.join(&interface))?;
+        }
+        if !self.options.stay_attached {
+            self.remove_link_pins();
+        }
+        Ok(())
+    }
+
+    /// After taking over without `stay_attached`: the links live as long as this
+    /// process holds them, as after a plain start.
+    pub fn remove_link_pins(&mut self) {
+        self.pinned_links.clear();
+        if let Some(dir) = self.links_dir() {
+            for a in &self.attachments {
+                let _ = std::fs::remove_file(dir.join(&a.interface));
+            }
+        }
+    }
+
+    /// The successor took the attachments over: leave them to it.
+    pub fn leave_attached(mut self) {
+        self.attachments.clear();
+        self.pinned_links.clear();
+    }
+
+    fn links_dir(&self) -> Option<PathBuf> {
+        self.options.pin_dir.as_ref().map(|d| d.join("links"))
     }
 
     /// Detaches from every interface (also removing pinned links).

@@ -51,12 +51,23 @@ pub struct XdpRuntime {
     recent_drops: Arc<Mutex<DropAggregator>>,
     section: XdpSection,
     tasks: Vec<JoinHandle<()>>,
+    /// A successor took the attachments and sysctls over.
+    handed_over: bool,
 }
 
 impl XdpRuntime {
-    /// Loads, applies the section's policy, attaches. Must run inside a tokio runtime.
-    pub fn start(config: &Config, section: &XdpSection) -> anyhow::Result<XdpRuntime> {
-        let (mut program, mut maps) = XdpProgram::load(LoadOptions::from_config(section))?;
+    /// Loads, applies the section's policy, attaches (taking over a predecessor's
+    /// pinned links with `take_over`). Must run inside a tokio runtime.
+    pub fn start(
+        config: &Config,
+        section: &XdpSection,
+        take_over: bool,
+    ) -> anyhow::Result<XdpRuntime> {
+        let options = LoadOptions {
+            take_over_links: take_over,
+            ..LoadOptions::from_config(section)
+        };
+        let (mut program, mut maps) = XdpProgram::load(options)?;
         program.forward_logs();
         apply_policy(&mut maps, section)?;
         let services = Arc::new(Mutex::new(apply_services(
@@ -84,6 +95,7 @@ impl XdpRuntime {
             recent_drops,
             section: section.clone(),
             tasks,
+            handed_over: false,
         })
     }
 
@@ -134,6 +146,11 @@ impl XdpRuntime {
     pub fn shutdown(self) {
         for task in &self.tasks {
             task.abort();
+        }
+        if self.handed_over {
+            info!("XDP attachments left to the process that took over");
+            self.program.leave_attached();
+            return;
         }
         self.program.shutdown();
         if let Some(mut sysctls) = self.services.lock().expect("services lock").sysctls.take() {
@@ -339,9 +356,18 @@ async fn sweep_expired(maps: Arc<Mutex<Maps>>) {
 #[derive(Default)]
 pub struct XdpSubsystem {
     runtime: Mutex<Option<XdpRuntime>>,
+    /// This process takes over from a running daemon: attach into its pinned links.
+    taking_over: std::sync::atomic::AtomicBool,
 }
 
 impl XdpSubsystem {
+    /// `proxy run --takeover`: the first start replaces the predecessor's program in
+    /// its links instead of attaching anew.
+    pub fn take_over_attachments(&self) {
+        self.taking_over
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// The running fast path's maps, if any.
     pub fn maps(&self) -> Option<Arc<Mutex<Maps>>> {
         self.runtime
@@ -523,7 +549,10 @@ impl Subsystem for XdpSubsystem {
     fn apply(&self, config: &Arc<Config>) -> anyhow::Result<()> {
         let mut runtime = self.runtime.lock().expect("xdp lock");
         match (runtime.as_mut(), &config.xdp) {
-            (None, Some(section)) => *runtime = Some(XdpRuntime::start(config, section)?),
+            (None, Some(section)) => {
+                let take_over = self.taking_over.load(std::sync::atomic::Ordering::SeqCst);
+                *runtime = Some(XdpRuntime::start(config, section, take_over)?)
+            }
             (Some(running), Some(section)) => running.reload(config, section)?,
             (Some(_), None) => {
                 warn!("the [xdp] section was removed: the XDP program stays until restart")
@@ -536,6 +565,51 @@ impl Subsystem for XdpSubsystem {
     fn stop(&self) {
         if let Some(runtime) = self.runtime.lock().expect("xdp lock").take() {
             runtime.shutdown();
+        }
+    }
+
+    fn prepare_handover(&self) -> anyhow::Result<()> {
+        if let Some(r) = self.runtime.lock().expect("xdp lock").as_mut() {
+            r.program.pin_for_handover()?;
+        }
+        Ok(())
+    }
+
+    fn abort_handover(&self) {
+        if let Some(r) = self.runtime.lock().expect("xdp lock").as_mut()
+            && let Err(e) = r.program.retake_after_handover()
+        {
+            warn!(error = %e, "cannot take the XDP attachments back after a failed upgrade");
+        }
+    }
+
+    fn hand_over(&self) {
+        if let Some(r) = self.runtime.lock().expect("xdp lock").as_mut() {
+            r.handed_over = true;
+            if let Some(s) = r.services.lock().expect("services lock").sysctls.as_mut() {
+                s.hand_over();
+            }
+        }
+    }
+
+    fn handover_sysctls(&self) -> Vec<(std::path::PathBuf, String)> {
+        let runtime = self.runtime.lock().expect("xdp lock");
+        let Some(r) = runtime.as_ref() else {
+            return Vec::new();
+        };
+        let services = r.services.lock().expect("services lock");
+        services
+            .sysctls
+            .as_ref()
+            .map(|s| s.to_restore())
+            .unwrap_or_default()
+    }
+
+    fn finish_takeover(&self) {
+        if let Some(r) = self.runtime.lock().expect("xdp lock").as_mut()
+            && !r.section.stay_attached
+        {
+            r.program.remove_link_pins();
         }
     }
 }

@@ -34,11 +34,21 @@ pub struct CookieSysctls {
     changed: Vec<(PathBuf, String)>,
 }
 
+/// Values a predecessor changed (an upgrade): this process restores them on exit.
+static INHERITED: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Takes over the predecessor's sysctls to restore (`proxy run --takeover`).
+pub fn inherit(changed: Vec<(PathBuf, String)>) {
+    *INHERITED.lock().expect("sysctl lock") = changed;
+}
+
 impl CookieSysctls {
     /// Sets what cookies need; each change is logged. A sysctl that cannot be written
     /// is an error naming it and the value to set.
     pub fn apply() -> anyhow::Result<CookieSysctls> {
-        let mut done = CookieSysctls::default();
+        let mut done = CookieSysctls {
+            changed: std::mem::take(&mut *INHERITED.lock().expect("sysctl lock")),
+        };
         done.set(
             SYNCOOKIES,
             |v| v != "2",
@@ -86,6 +96,16 @@ impl CookieSysctls {
         );
         self.changed.push((PathBuf::from(path), before));
         Ok(())
+    }
+
+    /// For the successor of an upgrade: what to restore; this process restores nothing.
+    pub fn hand_over(&mut self) -> Vec<(PathBuf, String)> {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// The values to restore, without giving them up.
+    pub fn to_restore(&self) -> Vec<(PathBuf, String)> {
+        self.changed.clone()
     }
 
     /// Puts the previous values back.

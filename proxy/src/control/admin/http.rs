@@ -21,14 +21,34 @@ const METRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 const STATUS_PAGE: &str = include_str!("status.html");
 
 /// Binds `addr` and serves the endpoint in the background.
-pub async fn start(addr: SocketAddr, admin: Arc<Admin>) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(addr).await.with_context(|| {
-        format!("binding the metrics endpoint {addr} (admin.metrics; \"off\" disables it)")
-    })?;
+pub async fn start(
+    addr: SocketAddr,
+    admin: Arc<Admin>,
+    inherited: Option<std::net::TcpListener>,
+) -> anyhow::Result<()> {
+    let listener = match inherited {
+        Some(l) => {
+            l.set_nonblocking(true)?;
+            TcpListener::from_std(l)?
+        }
+        None => TcpListener::bind(addr).await.with_context(|| {
+            format!("binding the metrics endpoint {addr} (admin.metrics; \"off\" disables it)")
+        })?,
+    };
+    *admin.handover.metrics.lock().expect("handover lock") = Some((
+        addr,
+        std::os::fd::AsFd::as_fd(&listener).try_clone_to_owned()?,
+    ));
     info!(%addr, "admin HTTP ready (GET /metrics, /status)");
+    let stop = admin.handover.handed_over.clone();
     tokio::spawn(async move {
         loop {
-            let stream = match listener.accept().await {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                // The successor answers from now on.
+                _ = stop.cancelled() => return,
+            };
+            let stream = match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
                     warn!(error = %e, "metrics endpoint accept failed");

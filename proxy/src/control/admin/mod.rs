@@ -14,6 +14,7 @@ use std::sync::Arc;
 use super::daemon::Daemon;
 use super::fleet_policy::FleetPolicy;
 use super::fleet_policy::store::Source;
+use super::handover::Handover;
 use super::policy::KernelView;
 use crate::api::{Request, Response, Stats};
 use crate::config::admin::AdminSection;
@@ -28,6 +29,15 @@ pub struct Admin {
     pub kernel: Arc<dyn KernelView>,
     pub fleet: Arc<crate::control::fleet::Fleet>,
     pub fleet_policy: Arc<FleetPolicy>,
+    pub handover: Arc<Handover>,
+    pub config_path: std::path::PathBuf,
+}
+
+/// Admin sockets handed over by a predecessor (used instead of binding).
+#[derive(Default)]
+pub struct Sockets {
+    pub unix: Option<std::os::unix::net::UnixListener>,
+    pub metrics: Option<(std::net::SocketAddr, std::net::TcpListener)>,
 }
 
 impl Admin {
@@ -65,6 +75,9 @@ impl Admin {
                 Some(status) => Response::FleetStatus(Box::new(status)),
                 None => Response::Error(NO_FLEET.into()),
             },
+            Request::Handover { .. } => {
+                Response::Error("a hand-over goes over the admin socket only".into())
+            }
         }
     }
 
@@ -84,10 +97,12 @@ impl Admin {
 pub async fn start(
     section: &AdminSection,
     admin: Arc<Admin>,
+    sockets: Sockets,
 ) -> anyhow::Result<server::SocketGuard> {
-    let guard = server::start(&section.socket, admin.clone()).await?;
+    let guard = server::start(&section.socket, admin.clone(), sockets.unix).await?;
     if let Some(addr) = section.metrics {
-        http::start(addr, admin).await?;
+        let inherited = sockets.metrics.filter(|(a, _)| *a == addr).map(|(_, s)| s);
+        http::start(addr, admin, inherited).await?;
     }
     Ok(guard)
 }

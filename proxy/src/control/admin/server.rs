@@ -14,28 +14,65 @@ use tracing::{info, warn};
 use super::Admin;
 use crate::api::{Request, Response};
 
-/// Removes the socket file when the daemon stops.
+/// Removes the socket file when the daemon stops, if it is this process's to remove
+/// (not when a successor took it over, nor when a take-over of it failed).
 pub struct SocketGuard {
     socket: PathBuf,
+    handover: Arc<crate::control::handover::Handover>,
 }
 
 impl Drop for SocketGuard {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.socket);
+        let owned = self
+            .handover
+            .owns_socket
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if owned && !self.handover.is_handed_over() {
+            let _ = std::fs::remove_file(&self.socket);
+        }
     }
 }
 
 /// Binds the socket at `path` and answers requests in the background.
-pub async fn start(path: &Path, admin: Arc<Admin>) -> anyhow::Result<SocketGuard> {
-    let listener = bind_socket(path).await?;
+pub async fn start(
+    path: &Path,
+    admin: Arc<Admin>,
+    inherited: Option<std::os::unix::net::UnixListener>,
+) -> anyhow::Result<SocketGuard> {
+    let listener = match inherited {
+        Some(l) => {
+            l.set_nonblocking(true)?;
+            UnixListener::from_std(l)?
+        }
+        None => {
+            let l = bind_socket(path).await?;
+            admin
+                .handover
+                .owns_socket
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            l
+        }
+    };
+    *admin.handover.admin.lock().expect("handover lock") =
+        Some(std::os::fd::AsFd::as_fd(&listener).try_clone_to_owned()?);
     info!(socket = %path.display(), "admin socket ready (proxy stats, proxy top)");
+    let stop = admin.handover.handed_over.clone();
+    let guard = SocketGuard {
+        socket: path.to_owned(),
+        handover: admin.handover.clone(),
+    };
     tokio::spawn(async move {
         loop {
-            match listener.accept().await {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                // The successor answers from now on.
+                _ = stop.cancelled() => return,
+            };
+            match accepted {
                 Ok((stream, _)) => {
                     let admin = admin.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = answer(stream, &admin).await {
+                        if let Err(e) = answer(stream, admin).await {
                             warn!(error = %e, "admin request failed");
                         }
                     });
@@ -47,9 +84,7 @@ pub async fn start(path: &Path, admin: Arc<Admin>) -> anyhow::Result<SocketGuard
             }
         }
     });
-    Ok(SocketGuard {
-        socket: path.to_owned(),
-    })
+    Ok(guard)
 }
 
 async fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
@@ -72,7 +107,7 @@ async fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-async fn answer(stream: UnixStream, admin: &Admin) -> anyhow::Result<()> {
+async fn answer(stream: UnixStream, admin: Arc<Admin>) -> anyhow::Result<()> {
     // The socket is 0600; check the peer too, in case the file mode was changed.
     let cred = stream.peer_cred()?;
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -80,14 +115,20 @@ async fn answer(stream: UnixStream, admin: &Admin) -> anyhow::Result<()> {
     if cred.uid() != 0 && cred.uid() != me {
         anyhow::bail!("refused admin request from uid {}", cred.uid());
     }
-    let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    let mut reader = BufReader::new(read).take(64 * 1024);
+    let mut reader = BufReader::new(stream).take(64 * 1024);
     tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await??;
+    // The peer sends nothing more before it reads the answer: nothing is buffered.
+    let stream = reader.into_inner().into_inner();
     let response = match serde_json::from_str::<Request>(&line) {
+        Ok(Request::Handover { pid }) => {
+            crate::control::handover::offer::serve(stream, admin.clone(), pid).await;
+            return Ok(());
+        }
         Ok(request) => admin.answer(request).await,
         Err(e) => Response::Error(format!("bad request {:?}: {e}", line.trim_end())),
     };
+    let (_read, mut write) = stream.into_split();
     write
         .write_all(serde_json::to_string(&response)?.as_bytes())
         .await?;

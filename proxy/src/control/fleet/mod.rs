@@ -249,6 +249,16 @@ fn local_addresses() -> Vec<IpAddr> {
 }
 
 impl Subsystem for Fleet {
+    fn prepare_handover(&self) -> anyhow::Result<()> {
+        if self.running.lock().expect("fleet lock").is_some() {
+            anyhow::bail!(
+                "this node announces VIPs over BGP ([bgp]): upgrade it by a restart instead \
+                 (SIGTERM withdraws its routes first, the other nodes take its flows)"
+            );
+        }
+        Ok(())
+    }
+
     fn name(&self) -> &str {
         "bgp"
     }
