@@ -10,6 +10,7 @@ mod bench_tls;
 mod bench_xdp;
 mod fuzz;
 mod idle_client;
+mod package;
 mod release;
 mod setup;
 
@@ -37,6 +38,9 @@ enum Task {
     BuildEbpf,
     /// Run the fuzz targets (fuzz/) for a bounded time or number of runs each.
     Fuzz(fuzz::Args),
+    /// Build the .deb (binary, systemd unit, example config, README, maintainer
+    /// scripts that upgrade a running service through the take-over path).
+    Package(package::Args),
     /// Formatting and lints, as CI runs them: `cargo fmt --check` and `cargo clippy
     /// --all-targets -D warnings` on the workspace and on the eBPF crate (checked for
     /// the host target: clippy does not run for bpfel, the lints are the same).
@@ -109,6 +113,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Task::Lint => lint(),
+        Task::Package(args) => package::run(args, &workspace_root()),
         Task::Fuzz(args) => fuzz::run(args),
         Task::Test { no_setup, args } => {
             if !no_setup {
@@ -125,6 +130,8 @@ fn main() -> anyhow::Result<()> {
                 // The bounded versions of the fuzzing and soak evidence.
                 fuzz::run(fuzz::Args::short())?;
                 bench_soak::run(bench_soak::Args::short(), &workspace_root())?;
+                let (debug_proxy, _) = release::build_debug(&workspace_root())?;
+                package::check(&workspace_root(), &debug_proxy)?;
             }
             Ok(())
         }
