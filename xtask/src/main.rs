@@ -7,6 +7,7 @@ mod bench_hosts;
 mod bench_soak;
 mod bench_syn;
 mod bench_tls;
+mod bench_upgrade;
 mod bench_xdp;
 mod fuzz;
 mod idle_client;
@@ -90,6 +91,9 @@ enum Bench {
     /// Fleet routing (announce delay, drain and failover with a BIRD router doing ECMP)
     /// and fleet policy (etcd propagation, start with many entries, footprint).
     Fleet(bench_fleet::Args),
+    /// Binary upgrades (take-over) next to plain restarts: hand-over time and failed
+    /// connections under a loop of new connections.
+    Upgrade(bench_upgrade::Args),
 }
 
 pub fn workspace_root() -> PathBuf {
@@ -156,6 +160,12 @@ fn main() -> anyhow::Result<()> {
         } => {
             setup::run()?;
             bench_fleet::run(args, &workspace_root())
+        }
+        Task::Bench {
+            which: Bench::Upgrade(args),
+        } => {
+            setup::run()?;
+            bench_upgrade::run(args, &workspace_root())
         }
         Task::Bench {
             which: Bench::Syn(args),
