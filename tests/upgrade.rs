@@ -3,13 +3,14 @@
 //! outlive an upgrade, and a blocklisted attacker whose every packet must be dropped
 //! by XDP throughout. Needs root.
 
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use lab::PinDir;
 use lab::config::{Config, ListEntry, Listener, Pool, Tls, Xdp};
 use lab::inside::in_netns;
+use lab::process::exited;
 use lab::site::{Lab, LabOptions};
 use proxy::api::Stats;
 use proxy_common::Reason;
@@ -39,31 +40,9 @@ fn blocklisted(lab: &Lab) -> u64 {
         .sum()
 }
 
-/// Has process `pid` exited (gone or a zombie)?
-fn exited(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
-}
-
 /// One plain TCP request through the proxy; did it answer?
 fn tcp_request(lab: &Lab) -> bool {
-    let target: SocketAddr = format!("{}:80", lab.lb_ip()).parse().unwrap();
-    in_netns(&lab.topo.host(1).ns, || {
-        let Ok(mut s) = TcpStream::connect_timeout(&target, Duration::from_secs(3)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
-        if std::io::Write::write_all(&mut s, b"GET /name HTTP/1.0\r\n\r\n").is_err() {
-            return false;
-        }
-        let mut answer = String::new();
-        std::io::Read::read_to_string(&mut s, &mut answer).is_ok() && answer.contains("be0")
-    })
+    lab.plain_get(format!("{}:80", lab.lb_ip()).parse().unwrap())
 }
 
 fn tls_request(lab: &Lab, ca: &str) -> bool {

@@ -168,6 +168,18 @@ pub fn rss_kib(pid: u32) -> f64 {
 }
 
 /// Open file descriptors of `pid`.
+/// Has process `pid` exited (gone, or a zombie its parent has not reaped)?
+pub fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // "pid (comm) S ...": the state follows the last parenthesis.
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
 pub fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }

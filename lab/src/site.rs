@@ -3,6 +3,7 @@
 //! clients (curl, openssl s_client) on the client host.
 
 use std::process::Output;
+use std::time::Duration;
 
 use crate::certs::{self, CertFiles, KeyType};
 use crate::nginx::{Nginx, NginxOptions};
@@ -155,6 +156,23 @@ impl Lab {
             self.proxy.as_ref().map(|p| p.log()).unwrap_or_default()
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// One `GET /name` over plain HTTP/1.0 from the client host to `target` (through
+    /// the proxy); did a backend answer?
+    pub fn plain_get(&self, target: std::net::SocketAddr) -> bool {
+        crate::inside::in_netns(&self.topo.host(1).ns, || {
+            let Ok(mut s) = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(2))
+            else {
+                return false;
+            };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+            if std::io::Write::write_all(&mut s, b"GET /name HTTP/1.0\r\n\r\n").is_err() {
+                return false;
+            }
+            let mut answer = String::new();
+            std::io::Read::read_to_string(&mut s, &mut answer).is_ok() && answer.contains("be")
+        })
     }
 
     pub fn path(&self, name: &str) -> String {

@@ -8,14 +8,14 @@
 //! - restart (what `systemctl restart` does): SIGTERM, wait for the exit, start the
 //!   binary again; time until it accepts again; failed connections.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use lab::config::{Config, Listener, Pool, Tls, Xdp};
-use lab::inside::in_netns;
+use lab::process::exited;
 use lab::site::{Lab, LabOptions};
 use lab::stats::{median, min_max};
 
@@ -60,12 +60,13 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
     let mut pid = lab.proxy().proc.as_ref().map_or(0, |p| p.pid());
     std::thread::scope(|s| -> anyhow::Result<()> {
         s.spawn(|| {
-            in_netns(&lab.topo.host(1).ns, || {
-                while !done.load(Ordering::Relaxed) {
-                    let ok = request(target);
-                    results.lock().expect("results").push((Instant::now(), ok));
+            while !done.load(Ordering::Relaxed) {
+                let ok = lab.plain_get(target);
+                results.lock().expect("results").push((Instant::now(), ok));
+                if !ok {
+                    std::thread::sleep(Duration::from_millis(5));
                 }
-            })
+            }
         });
         let result = (|| -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_secs(1));
@@ -87,7 +88,7 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
                 let failed = failed_since(&results, t0);
                 takeover.push((handed.as_secs_f64() * 1000.0, failed));
                 lab::try_wait_for("the old process to exit", Duration::from_secs(40), || {
-                    gone(old).then_some(())
+                    exited(old).then_some(())
                 })?;
                 // Restart.
                 let t1 = Instant::now();
@@ -95,7 +96,7 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
                     .arg(pid.to_string())
                     .status();
                 lab::try_wait_for("the daemon to exit", Duration::from_secs(40), || {
-                    gone(pid).then_some(())
+                    exited(pid).then_some(())
                 })?;
                 let log = lab.path(&format!("restart{round}.log"));
                 let p = lab.lb().ns.start(&format!(
@@ -151,19 +152,6 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn request(target: SocketAddr) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&target, Duration::from_secs(2)) else {
-        std::thread::sleep(Duration::from_millis(5));
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if std::io::Write::write_all(&mut s, b"GET /name HTTP/1.0\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut answer = String::new();
-    std::io::Read::read_to_string(&mut s, &mut answer).is_ok() && answer.contains("be0")
-}
-
 fn failed_since(results: &Mutex<Vec<(Instant, bool)>>, from: Instant) -> f64 {
     results
         .lock()
@@ -171,15 +159,4 @@ fn failed_since(results: &Mutex<Vec<(Instant, bool)>>, from: Instant) -> f64 {
         .iter()
         .filter(|(t, ok)| *t >= from && !ok)
         .count() as f64
-}
-
-/// Exited (gone, or a zombie nobody reaped yet)?
-fn gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
 }

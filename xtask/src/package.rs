@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
+use lab::netns::host_sh as sh;
 
 use crate::release::build_release;
 
@@ -217,15 +218,4 @@ pub fn check(root: &Path, binary: &Path) -> anyhow::Result<()> {
         "{failed} requests failed during the upgrade"
     );
     Ok(())
-}
-
-fn sh(cmd: &str) -> anyhow::Result<String> {
-    let out = Command::new("sh").args(["-c", cmd]).output()?;
-    ensure!(
-        out.status.success(),
-        "`{cmd}` failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
