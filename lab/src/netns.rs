@@ -208,7 +208,11 @@ impl Drop for Netns {
             .output()
         {
             for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-9", pid]).status();
+                // A process may exit between the listing and the kill: not an error.
+                let _ = Command::new("kill")
+                    .args(["-9", pid])
+                    .stderr(std::process::Stdio::null())
+                    .status();
             }
         }
         let _ = Command::new("ip")
