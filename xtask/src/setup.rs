@@ -12,9 +12,12 @@ use ebpf_build::{self, Route};
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Tools the build, tests, demo and benchmarks run (Debian package names).
-/// protobuf-compiler: etcd-client's build compiles etcd's .proto files.
+/// protobuf-compiler and libprotobuf-dev (the well-known types, only a recommends of
+/// the compiler, which `--no-install-recommends` skips): etcd-client's build compiles
+/// etcd's .proto files.
 const RUNTIME_PACKAGES: &[&str] = &[
     "protobuf-compiler",
+    "libprotobuf-dev",
     "etcd-server",
     "etcd-client",
     "bpftool",
