@@ -20,7 +20,7 @@ use super::tls;
 use crate::api::HandshakeFailure;
 use crate::config::{Forwarding, ProxyProtocol};
 
-/// TCP keepalive on both sides: first probe after 60 s idle, then every 10 s.
+/// TCP keepalive on client connections: first probe after 60 s idle, then every 10 s.
 const KEEPALIVE_TIME: Duration = Duration::from_secs(60);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -212,7 +212,7 @@ async fn connect_backend(
                 backend.metrics.connections.inc();
                 backend.metrics.active.inc();
                 backend.record(true, Source::Traffic, &settings.health, "");
-                let _ = tune(socket2::SockRef::from(&stream));
+                let _ = stream.set_nodelay(true);
                 return Some((stream, BackendGuard(backend.clone())));
             }
             Ok(Err(e)) => e.to_string(),
@@ -260,8 +260,10 @@ fn proxy_header(
     }
 }
 
-/// TCP_NODELAY and keepalive on a backend socket; `server::bind` sets the same on
-/// listening sockets, whose accepted sockets inherit them.
+/// TCP_NODELAY and keepalive on a listening socket; accepted sockets inherit both,
+/// so a client connection costs no setsockopt. Backend sockets get TCP_NODELAY only
+/// (one call): a silent backend connection is ended by the idle timeout, and one
+/// with data in flight by TCP's retransmission timeout, so probes add nothing there.
 pub fn tune(socket: socket2::SockRef<'_>) -> io::Result<()> {
     socket.set_tcp_nodelay(true)?;
     let keepalive = socket2::TcpKeepalive::new()

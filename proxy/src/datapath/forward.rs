@@ -17,7 +17,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -132,6 +132,8 @@ struct Direction {
     /// Stop copying (to splice instead) once this many bytes moved.
     switch_after: Option<u64>,
     moved: u64,
+    /// On EOF, return [`Outcome::Eof`] and leave the half-close to the caller.
+    caller_shuts_down: bool,
 }
 
 /// How a direction's copy ended.
@@ -141,6 +143,8 @@ enum Outcome {
     Done,
     /// `switch_after` reached with nothing pending: continue with splice.
     Switch,
+    /// EOF from the source with everything written (`caller_shuts_down`).
+    Eof,
 }
 
 #[derive(Default, PartialEq, Eq)]
@@ -235,6 +239,14 @@ impl Direction {
                     return Poll::Pending;
                 }
                 Poll::Ready(Ok(eof)) => {
+                    if eof && self.caller_shuts_down {
+                        if self.need_flush {
+                            ready!(Pin::new(&mut *dst).poll_flush(cx))?;
+                            self.need_flush = false;
+                        }
+                        self.state = DirState::Done;
+                        return Poll::Ready(Ok(Outcome::Eof));
+                    }
                     if eof {
                         self.state = DirState::ShuttingDown;
                     }
@@ -261,26 +273,24 @@ pub async fn forward_tcp(
     splice: bool,
 ) -> End {
     let activity = Activity::new();
+    let one_done = AtomicBool::new(false);
     let (client_r, client_w) = client.split();
     let (backend_r, backend_w) = backend.split();
+    let up = TcpDirection {
+        counter: &bytes.up,
+        spliced: &bytes.spliced,
+        activity: &activity,
+        splice,
+        one_done: &one_done,
+    };
+    let down = TcpDirection {
+        counter: &bytes.down,
+        ..up
+    };
     let both = async {
         tokio::try_join!(
-            tcp_direction(
-                client_r,
-                backend_w,
-                &bytes.up,
-                &bytes.spliced,
-                &activity,
-                splice
-            ),
-            tcp_direction(
-                backend_r,
-                client_w,
-                &bytes.down,
-                &bytes.spliced,
-                &activity,
-                splice
-            ),
+            up.forward(client_r, backend_w),
+            down.forward(backend_r, client_w)
         )
     };
     let end = tokio::select! {
@@ -312,37 +322,51 @@ fn is_abort(e: &io::Error) -> bool {
     )
 }
 
-async fn tcp_direction(
-    mut src: ReadHalf<'_>,
-    mut dst: WriteHalf<'_>,
-    counter: &Counter,
-    spliced: &Counter,
-    activity: &Activity,
+/// One direction of a plain TCP connection.
+#[derive(Clone, Copy)]
+struct TcpDirection<'a> {
+    counter: &'a Counter,
+    spliced: &'a Counter,
+    activity: &'a Activity,
     splice: bool,
-) -> io::Result<()> {
-    let mut copy = Direction {
-        switch_after: splice.then_some(SPLICE_AFTER),
-        ..Direction::default()
-    };
-    let outcome =
-        std::future::poll_fn(|cx| copy.poll(cx, &mut src, &mut dst, counter, activity)).await?;
-    match outcome {
-        Outcome::Done => Ok(()),
-        Outcome::Switch => {
+    /// Set by the first direction to reach EOF.
+    one_done: &'a AtomicBool,
+}
+
+impl TcpDirection<'_> {
+    async fn forward(self, mut src: ReadHalf<'_>, mut dst: WriteHalf<'_>) -> io::Result<()> {
+        let mut copy = Direction {
+            switch_after: self.splice.then_some(SPLICE_AFTER),
+            caller_shuts_down: true,
+            ..Direction::default()
+        };
+        let (counter, activity) = (self.counter, self.activity);
+        let outcome =
+            std::future::poll_fn(|cx| copy.poll(cx, &mut src, &mut dst, counter, activity)).await?;
+        if outcome == Outcome::Switch {
             let pipe = Pipe::new()?;
-            splice_one_way(
-                src.as_ref(),
-                dst.as_ref(),
-                &pipe,
-                &[counter, spliced],
-                activity,
-            )
-            .await
+            let counters = [counter, self.spliced];
+            splice_one_way(src.as_ref(), dst.as_ref(), &pipe, &counters, activity).await?;
+        }
+        self.half_close(dst.as_ref())
+    }
+
+    /// EOF from this direction's source: half-close the destination, so it sees the
+    /// end while the other direction still flows. When the other direction already
+    /// ended, the close that follows sends the FIN and the shutdown call is saved.
+    fn half_close(&self, dst: &TcpStream) -> io::Result<()> {
+        if self.one_done.swap(true, Ordering::Relaxed) {
+            return Ok(());
+        }
+        // ENOTCONN means the peer is gone already.
+        match socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write) {
+            Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(e),
+            _ => Ok(()),
         }
     }
 }
 
-/// One direction: `src` → pipe → `dst`; on EOF, shuts down `dst`'s write side.
+/// One direction: `src` → pipe → `dst` until EOF from `src`.
 async fn splice_one_way(
     src: &TcpStream,
     dst: &TcpStream,
@@ -363,11 +387,7 @@ async fn splice_one_way(
             }
         };
         if in_pipe == 0 {
-            // EOF: propagate the half-close; ENOTCONN means the peer is gone already.
-            return match socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write) {
-                Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(e),
-                _ => Ok(()),
-            };
+            return Ok(());
         }
         for counter in counters {
             counter.inc_by(in_pipe as u64);
@@ -556,6 +576,30 @@ mod tests {
         drop(writer.await.unwrap());
         client.shutdown().await.unwrap();
         assert!(matches!(proxy.await.unwrap(), End::Closed));
+    }
+
+    /// The backend closes first, the client later: the second EOF is passed on by the
+    /// close alone (no shutdown call), and the backend still sees it.
+    #[tokio::test]
+    async fn backend_first_close_reaches_both_ends() {
+        for splice in [false, true] {
+            let ((mut client, mut pc), (mut pb, mut server)) = pairs().await;
+            let proxy = tokio::spawn(async move {
+                let idle = Duration::from_secs(5);
+                forward_tcp(&mut pc, &mut pb, &counters(), idle, splice).await
+            });
+            server.write_all(b"banner").await.unwrap();
+            server.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"banner");
+            client.write_all(b"bye").await.unwrap();
+            client.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            server.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"bye", "splice {splice}");
+            assert!(matches!(proxy.await.unwrap(), End::Closed));
+        }
     }
 
     #[tokio::test]

@@ -30,6 +30,14 @@ impl<S> Filter<S> for LibraryGate {
     fn callsite_enabled(&self, _: &'static Metadata<'static>) -> Interest {
         Interest::sometimes()
     }
+
+    /// The gate never lets more verbose lines through than the level filter it is
+    /// combined with, so the level alone sets the global maximum: then disabled
+    /// `trace!`/`debug!` calls (rustls' `log` ones included, through the bridge's
+    /// max level) cost one comparison instead of a filter evaluation each.
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::TRACE)
+    }
 }
 
 /// Our own crate's events pass (they are limited where peers can cause them);

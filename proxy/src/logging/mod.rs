@@ -46,3 +46,20 @@ pub fn init(format: LogFormat, default_level: &str) {
         gate::spawn_reporter(Duration::from_secs(5));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Lines below the level are cut off at the macro: the global maximum (and the
+    /// `log` bridge's, which rustls' lines go through) is the configured level, not
+    /// "everything" as the per-event library gate would otherwise make it.
+    #[test]
+    fn the_level_sets_the_global_maximum() {
+        if std::env::var_os("RUST_LOG").is_some() {
+            return; // the level comes from the environment then
+        }
+        super::init(super::LogFormat::Text, "warn");
+        let current = tracing::level_filters::LevelFilter::current();
+        assert_eq!(current, tracing::level_filters::LevelFilter::WARN);
+        assert_eq!(log::max_level(), log::LevelFilter::Warn);
+    }
+}
