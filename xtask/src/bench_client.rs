@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use rustls::HandshakeKind;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -43,6 +44,13 @@ pub enum Mode {
         /// a whole TLS transaction.
         #[arg(long)]
         get: Option<String>,
+        /// Resume sessions: each loop's first connection is a full handshake, the
+        /// following ones offer its ticket (or TLS 1.2 session ID).
+        #[arg(long, value_enum, default_value_t = Resume::None)]
+        resume: Resume,
+        /// Offer TLS 1.2 only.
+        #[arg(long)]
+        tls12: bool,
     },
     /// New plain TCP connections: connect, close.
     Connects {
@@ -52,6 +60,12 @@ pub enum Mode {
         seconds: f64,
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// Stop after this many connections (or `seconds`, whichever comes first).
+        #[arg(long)]
+        count: Option<u64>,
+        /// Send this path as an HTTP/1.1 GET on each connection and read the answer.
+        #[arg(long)]
+        get: Option<String>,
     },
     /// HTTP/1.1 keep-alive GETs of `path` over TLS, as fast as possible.
     Bulk {
@@ -68,7 +82,8 @@ pub enum Mode {
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
     },
-    /// Small HTTP/1.1 GETs over plain keep-alive connections at a fixed rate.
+    /// Small HTTP/1.1 GETs over keep-alive connections (plain, or TLS with `--ca`)
+    /// at a fixed rate; prints percentiles and a histogram of the latencies.
     Latency {
         #[arg(long)]
         addr: SocketAddr,
@@ -80,6 +95,12 @@ pub enum Mode {
         seconds: f64,
         #[arg(long, default_value_t = 32)]
         connections: usize,
+        /// TLS server name (with `--ca`).
+        #[arg(long, requires = "ca")]
+        name: Option<String>,
+        /// CA certificate: connect with TLS.
+        #[arg(long, requires = "name")]
+        ca: Option<std::path::PathBuf>,
     },
     /// One heavy attacking source, for `bench attack`: connections that send junk
     /// instead of a ClientHello (`junk_concurrency` at a time) and a UDP flood of
@@ -117,6 +138,17 @@ pub enum Mode {
     },
 }
 
+/// Session resumption in the handshakes mode.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// Every connection is a full handshake.
+    None,
+    /// Tickets (TLS 1.3 PSK, TLS 1.2 RFC 5077).
+    Tickets,
+    /// TLS 1.2 session IDs (the server's session cache); implies --tls12.
+    Ids,
+}
+
 pub fn run(args: ClientArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -130,16 +162,40 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
                 seconds,
                 concurrency,
                 get,
+                resume,
+                tls12,
             } => {
-                let tls = connector(&ca)?;
-                let name = ServerName::try_from(name)?;
-                handshakes(addr, Some((tls, name, get)), seconds, concurrency).await
+                let tls = Tls {
+                    ca,
+                    name: ServerName::try_from(name)?,
+                    resume,
+                    tls12: tls12 || resume == Resume::Ids,
+                };
+                let load = Load {
+                    addr,
+                    seconds,
+                    concurrency,
+                    count: None,
+                    get,
+                };
+                handshakes(load, Some(tls)).await
             }
             Mode::Connects {
                 addr,
                 seconds,
                 concurrency,
-            } => handshakes(addr, None, seconds, concurrency).await,
+                count,
+                get,
+            } => {
+                let load = Load {
+                    addr,
+                    seconds,
+                    concurrency,
+                    count,
+                    get,
+                };
+                handshakes(load, None).await
+            }
             Mode::Bulk {
                 addr,
                 name,
@@ -148,7 +204,7 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
                 seconds,
                 concurrency,
             } => {
-                let tls = connector(&ca)?;
+                let tls = connector(&ca, Resume::None, false)?;
                 bulk(
                     addr,
                     tls,
@@ -165,7 +221,30 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
                 rate,
                 seconds,
                 connections,
-            } => latency(addr, &path, rate, seconds, connections).await,
+                name,
+                ca,
+            } => {
+                let load = Paced {
+                    rate,
+                    seconds,
+                    connections,
+                };
+                match (name, ca) {
+                    (Some(name), Some(ca)) => {
+                        let tls = connector(&ca, Resume::None, false)?;
+                        let name = ServerName::try_from(name)?;
+                        let open = move || {
+                            let (tls, name) = (tls.clone(), name.clone());
+                            async move {
+                                let tcp = connect(addr).await?;
+                                tls.connect(name, tcp).await
+                            }
+                        };
+                        latency(open, &path, load).await
+                    }
+                    _ => latency(move || connect(addr), &path, load).await,
+                }
+            }
             Mode::Attack {
                 addr,
                 seconds,
@@ -177,7 +256,10 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
                 name,
                 ca,
                 count,
-            } => idle(addr, connector(&ca)?, ServerName::try_from(name)?, count).await,
+            } => {
+                let tls = connector(&ca, Resume::None, false)?;
+                idle(addr, tls, ServerName::try_from(name)?, count).await
+            }
             Mode::Slowloris {
                 addr,
                 count,
@@ -189,44 +271,95 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn connector(ca: &std::path::Path) -> anyhow::Result<TlsConnector> {
+/// A TLS client: verifies the server against `ca`; resumption as asked.
+fn connector(ca: &std::path::Path, resume: Resume, tls12: bool) -> anyhow::Result<TlsConnector> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).with_context(|| format!("{}", ca.display()))? {
         roots.add(cert?)?;
     }
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     provider.kx_groups = vec![rustls::crypto::aws_lc_rs::kx_group::X25519];
+    let versions: &[&rustls::SupportedProtocolVersion] = match tls12 {
+        true => &[&rustls::version::TLS12],
+        false => rustls::DEFAULT_VERSIONS,
+    };
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-        .with_safe_default_protocol_versions()?
+        .with_protocol_versions(versions)?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.resumption = rustls::client::Resumption::disabled();
+    use rustls::client::{Resumption, Tls12Resumption};
+    config.resumption = match resume {
+        Resume::None => Resumption::disabled(),
+        Resume::Tickets => Resumption::in_memory_sessions(64),
+        Resume::Ids => {
+            Resumption::in_memory_sessions(64).tls12_resumption(Tls12Resumption::SessionIdOnly)
+        }
+    };
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
-async fn handshakes(
+/// What the handshakes/connects loops do.
+struct Load {
     addr: SocketAddr,
-    tls: Option<(TlsConnector, ServerName<'static>, Option<String>)>,
     seconds: f64,
     concurrency: usize,
-) -> anyhow::Result<serde_json::Value> {
+    /// Stop after this many connections in all.
+    count: Option<u64>,
+    /// GET this path on each connection.
+    get: Option<String>,
+}
+
+struct Tls {
+    ca: std::path::PathBuf,
+    name: ServerName<'static>,
+    resume: Resume,
+    tls12: bool,
+}
+
+async fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+/// `concurrency` loops of connect (→ handshake) (→ GET) → close until `seconds`
+/// or `count`. With resumption each loop has its own session store.
+async fn handshakes(load: Load, tls: Option<Tls>) -> anyhow::Result<serde_json::Value> {
     let ok = Arc::new(AtomicU64::new(0));
+    let resumed = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
+    let started = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let deadline = start + Duration::from_secs_f64(seconds);
+    let deadline = start + Duration::from_secs_f64(load.seconds);
+    let count = load.count.unwrap_or(u64::MAX);
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let (ok, errors, tls) = (ok.clone(), errors.clone(), tls.clone());
+    for _ in 0..load.concurrency {
+        let (ok, resumed, errors, started) =
+            (ok.clone(), resumed.clone(), errors.clone(), started.clone());
+        let tls = match &tls {
+            Some(t) => Some((connector(&t.ca, t.resume, t.tls12)?, t.name.clone())),
+            None => None,
+        };
+        let (addr, get_path) = (load.addr, load.get.clone());
         tasks.spawn(async move {
             let mut buf = vec![0u8; 4096];
-            while Instant::now() < deadline {
+            while Instant::now() < deadline && started.fetch_add(1, Ordering::Relaxed) < count {
                 let result = async {
-                    let tcp = TcpStream::connect(addr).await?;
-                    tcp.set_nodelay(true)?;
-                    if let Some((connector, name, get_path)) = &tls {
-                        let mut s = connector.connect(name.clone(), tcp).await?;
-                        if let Some(path) = get_path {
-                            get(&mut s, path, &mut buf).await?;
+                    let mut tcp = connect(addr).await?;
+                    match &tls {
+                        Some((connector, name)) => {
+                            let mut s = connector.connect(name.clone(), tcp).await?;
+                            if s.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed) {
+                                resumed.fetch_add(1, Ordering::Relaxed);
+                            }
+                            if let Some(path) = &get_path {
+                                get(&mut s, path, &mut buf).await?;
+                            }
+                        }
+                        None => {
+                            if let Some(path) = &get_path {
+                                get(&mut tcp, path, &mut buf).await?;
+                            }
                         }
                     }
                     Ok::<(), std::io::Error>(())
@@ -242,6 +375,7 @@ async fn handshakes(
     while tasks.join_next().await.is_some() {}
     Ok(serde_json::json!({
         "ok": ok.load(Ordering::Relaxed),
+        "resumed": resumed.load(Ordering::Relaxed),
         "errors": errors.load(Ordering::Relaxed),
         "seconds": start.elapsed().as_secs_f64(),
     }))
@@ -339,35 +473,51 @@ async fn bulk(
     }))
 }
 
-async fn latency(
-    addr: SocketAddr,
-    path: &str,
+/// The fixed-rate load of the latency mode.
+struct Paced {
     rate: u32,
     seconds: f64,
     connections: usize,
-) -> anyhow::Result<serde_json::Value> {
-    let (idle_tx, mut idle_rx) = tokio::sync::mpsc::channel::<TcpStream>(connections);
-    for _ in 0..connections {
-        let s = TcpStream::connect(addr).await?;
-        s.set_nodelay(true)?;
-        idle_tx.send(s).await?;
+}
+
+/// Upper bounds (µs) of the histogram buckets the latency mode prints; the last
+/// bucket is everything above.
+const BUCKETS_US: [u32; 14] = [
+    100, 150, 200, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 5000, 10_000, 20_000,
+];
+
+/// GETs `path` at `rate`/s, each on an idle keep-alive connection from a pool of
+/// `connections` (opened by `open`), measured from the write to the last byte.
+async fn latency<S, F, Fut>(open: F, path: &str, load: Paced) -> anyhow::Result<serde_json::Value>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = std::io::Result<S>> + Send,
+{
+    let (idle_tx, mut idle_rx) = tokio::sync::mpsc::channel::<S>(load.connections);
+    for _ in 0..load.connections {
+        let s = open().await?;
+        if idle_tx.send(s).await.is_err() {
+            anyhow::bail!("connection pool closed");
+        }
     }
     let samples = Arc::new(std::sync::Mutex::new(Vec::<u32>::new()));
     let errors = Arc::new(AtomicU64::new(0));
-    let total = (f64::from(rate) * seconds) as u64;
+    let total = (f64::from(load.rate) * load.seconds) as u64;
     let start = tokio::time::Instant::now();
-    let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
+    let interval = Duration::from_secs_f64(1.0 / f64::from(load.rate));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..total {
         tokio::time::sleep_until(start + interval * i as u32).await;
         let Some(mut s) = idle_rx.recv().await else {
             break;
         };
-        let (idle_tx, samples, errors, path) = (
+        let (idle_tx, samples, errors, path, open) = (
             idle_tx.clone(),
             samples.clone(),
             errors.clone(),
             path.to_owned(),
+            open.clone(),
         );
         tasks.spawn(async move {
             let mut buf = vec![0u8; 4096];
@@ -380,8 +530,7 @@ async fn latency(
                 }
                 Err(_) => {
                     errors.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(s) = TcpStream::connect(addr).await {
-                        let _ = s.set_nodelay(true);
+                    if let Ok(s) = open().await {
                         let _ = idle_tx.send(s).await;
                     }
                 }
@@ -396,11 +545,20 @@ async fn latency(
         v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
             .copied()
     };
+    let mut histogram = vec![0u64; BUCKETS_US.len() + 1];
+    for us in &v {
+        histogram[BUCKETS_US.partition_point(|b| b < us)] += 1;
+    }
     Ok(serde_json::json!({
         "count": v.len(),
         "errors": errors.load(Ordering::Relaxed),
         "p50_us": pct(0.50),
+        "p90_us": pct(0.90),
         "p99_us": pct(0.99),
+        "p999_us": pct(0.999),
+        "max_us": v.last(),
+        "buckets_us": BUCKETS_US,
+        "histogram": histogram,
         "seconds": start.elapsed().as_secs_f64(),
     }))
 }

@@ -12,6 +12,7 @@
 
 mod products;
 mod report;
+mod strace;
 
 use std::path::Path;
 use std::time::Duration;
@@ -42,6 +43,31 @@ const BACKEND_HTTP: u16 = 80;
 const BACKEND_IPERF: u16 = 5202;
 const SERVER_NAME: &str = "bench.test";
 const LATENCY_RATE: u32 = 2000;
+/// Keep-alive connections of the TLS latency figure (the plain one uses 32).
+const TLS_LATENCY_CONNECTIONS: usize = 50;
+/// Connections counted under strace for the syscalls-per-connection figure.
+const SYSCALL_CONNECTIONS: u64 = 2000;
+
+/// Groups of figures (`--figures`), so one question can be measured alone.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// Full ECDSA and RSA handshakes.
+    Handshakes,
+    /// New plain TCP connections.
+    Connects,
+    /// TLS bulk (1 MiB objects).
+    Bulk,
+    /// Plain TCP bulk (iperf3).
+    Iperf,
+    /// Small requests at a fixed rate, plain and TLS: percentiles and histograms.
+    Latency,
+    /// Resumed handshakes: TLS 1.3 tickets, TLS 1.2 tickets, TLS 1.2 session IDs.
+    Resumption,
+    /// Syscalls per proxied plain connection (strace -c, first round only).
+    Syscalls,
+    /// Memory per idle TLS connection (after the rounds).
+    Memory,
+}
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -55,9 +81,25 @@ pub struct Args {
     /// descriptors; the hard limit here is 20000, so 10,000 cannot fit.
     #[arg(long, default_value_t = 9000)]
     pub idle_connections: usize,
-    /// Products to compare (proxy, haproxy, nginx).
+    /// Seconds per latency measurement (2,000 requests/s: 10 s = 20,000 samples).
+    #[arg(long, default_value_t = 10.0)]
+    pub latency_seconds: f64,
+    /// Products to compare (proxy, proxy-base, haproxy, nginx).
     #[arg(long, value_delimiter = ',', default_value = "proxy,haproxy,nginx")]
     pub products: Vec<Product>,
+    /// What to measure (default: everything).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "handshakes,connects,bulk,iperf,latency,resumption,syscalls,memory"
+    )]
+    pub figures: Vec<Part>,
+    /// The binary of product `proxy-base` (an earlier build, for before/after).
+    #[arg(long)]
+    pub baseline_proxy: Option<std::path::PathBuf>,
+    /// Print each round's latency histograms.
+    #[arg(long)]
+    pub histograms: bool,
 }
 
 pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
@@ -71,6 +113,13 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
         "{STREAM_MODULE} is missing: apt-get install libnginx-mod-stream"
     );
     raise_fd_limit();
+    ensure!(
+        !args.products.contains(&Product::ProxyBase) || args.baseline_proxy.is_some(),
+        "product proxy-base needs --baseline-proxy PATH (a proxy binary)"
+    );
+    if args.figures.contains(&Part::Syscalls) {
+        lab::ensure_tools(&["strace"], "apt-get install strace")?;
+    }
 
     let (proxy_bin, xtask) = build_release(root)?;
 
@@ -108,32 +157,39 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
         dir: d,
         xtask: &xtask,
         proxy_bin: &proxy_bin,
+        base_bin: args.baseline_proxy.as_deref(),
         seconds: args.seconds,
+        latency_seconds: args.latency_seconds,
     };
 
     let mut results = Results::default();
     for round in 0..args.rounds {
         eprintln!("round {}/{}", round + 1, args.rounds);
-        let (p50, p99) = bench.latency(&format!("{GEN_IP}:{BACKEND_HTTP}"))?;
-        results.baseline_p50.push(p50);
-        results.baseline_p99.push(p99);
+        if args.figures.contains(&Part::Latency) {
+            let j = bench.latency(&format!("{GEN_IP}:{BACKEND_HTTP}"), None)?;
+            results.baseline_p50.push(num(&j, "p50_us"));
+            results.baseline_p99.push(num(&j, "p99_us"));
+        }
         let mut order = args.products.clone();
         let shift = round % order.len().max(1);
         order.rotate_left(shift);
         for &product in &order {
             eprintln!("  {}", product.label());
-            bench.round(product, &mut results)?;
+            let strace = round == 0 && args.figures.contains(&Part::Syscalls);
+            bench.round(product, &args.figures, strace, &mut results)?;
         }
     }
-    for &product in &args.products {
-        eprintln!("idle memory: {}", product.label());
-        let kib = bench.idle_memory(product, args.idle_connections)?;
-        results.add(Figure::IdleMemory, product, kib);
+    if args.figures.contains(&Part::Memory) {
+        for &product in &args.products {
+            eprintln!("idle memory: {}", product.label());
+            let kib = bench.idle_memory(product, args.idle_connections)?;
+            results.add(Figure::IdleMemory, product, kib);
+        }
+        results.notes.push(format!(
+            "idle memory measured at {} connections (LB RSS growth / connections)",
+            args.idle_connections
+        ));
     }
-    results.notes.push(format!(
-        "idle memory measured at {} connections (LB RSS growth / connections)",
-        args.idle_connections
-    ));
     print!("{}", report(&args, &results));
     Ok(())
 }
@@ -144,17 +200,25 @@ struct Bench<'a> {
     dir: &'a Path,
     xtask: &'a Path,
     proxy_bin: &'a Path,
+    base_bin: Option<&'a Path>,
     seconds: f64,
+    latency_seconds: f64,
 }
 
 impl Bench<'_> {
     fn start(&self, product: Product) -> anyhow::Result<Proc> {
         let d = self.dir.display();
         let cmd = match product {
-            Product::Proxy => format!(
-                "env RUST_LOG=warn {} run --config {d}/proxy.toml",
-                self.proxy_bin.display()
-            ),
+            Product::Proxy | Product::ProxyBase => {
+                let bin = match (product, self.base_bin) {
+                    (Product::ProxyBase, Some(base)) => base,
+                    _ => self.proxy_bin,
+                };
+                format!(
+                    "env RUST_LOG=warn {} run --config {d}/proxy.toml",
+                    bin.display()
+                )
+            }
             Product::Haproxy => format!("haproxy -db -f {d}/haproxy.cfg"),
             Product::Nginx => format!("nginx -c {d}/lbnginx.conf"),
         };
@@ -177,40 +241,67 @@ impl Bench<'_> {
         Ok((json, cpu))
     }
 
-    fn round(&self, product: Product, results: &mut Results) -> anyhow::Result<()> {
+    fn round(
+        &self,
+        product: Product,
+        parts: &[Part],
+        strace: bool,
+        results: &mut Results,
+    ) -> anyhow::Result<()> {
         let lb = self.start(product)?;
-        let s = self.seconds;
+        for part in parts {
+            match part {
+                Part::Handshakes => self.handshakes(&lb, product, results)?,
+                Part::Connects => self.connects(&lb, product, results)?,
+                Part::Bulk => self.tls_bulk(&lb, product, results)?,
+                Part::Iperf => self.iperf(&lb, product, results)?,
+                Part::Latency => self.latencies(product, results)?,
+                Part::Resumption => self.resumption(&lb, product, results)?,
+                Part::Syscalls if strace => self.syscalls(&lb, product, results)?,
+                Part::Syscalls | Part::Memory => {}
+            }
+        }
+        drop(lb);
+        Ok(())
+    }
+
+    fn tls_args(&self, port: u16, ca: &str) -> String {
         let d = self.dir.display();
+        format!("--addr {LB_IP}:{port} --name {SERVER_NAME} --ca {d}/{ca}")
+    }
+
+    fn handshakes(&self, lb: &Proc, product: Product, results: &mut Results) -> anyhow::Result<()> {
+        let s = self.seconds;
         for (port, ca, rate_fig, cpu_fig) in [
             (PORT_EC, "ec.pem", Figure::EcdsaHandshakes, Figure::EcdsaCpu),
             (PORT_RSA, "rsa.pem", Figure::RsaHandshakes, Figure::RsaCpu),
         ] {
-            let (j, cpu) = self.client(
-                &lb,
-                &format!(
-                    "handshakes --addr {LB_IP}:{port} --name {SERVER_NAME} --ca {d}/{ca} --seconds {s}"
-                ),
-            )?;
+            let tls = self.tls_args(port, ca);
+            let (j, cpu) = self.client(lb, &format!("handshakes {tls} --seconds {s}"))?;
             let ok = num(&j, "ok");
             check_errors(&j, product, rate_fig)?;
             results.add(rate_fig, product, ok / num(&j, "seconds"));
             results.add(cpu_fig, product, cpu * 1e6 / ok.max(1.0));
         }
+        Ok(())
+    }
+
+    fn connects(&self, lb: &Proc, product: Product, results: &mut Results) -> anyhow::Result<()> {
+        let s = self.seconds;
         let (j, cpu) = self.client(
-            &lb,
+            lb,
             &format!("connects --addr {LB_IP}:{PORT_PLAIN} --seconds {s}"),
         )?;
         check_errors(&j, product, Figure::TcpConnects)?;
         let ok = num(&j, "ok");
         results.add(Figure::TcpConnects, product, ok / num(&j, "seconds"));
         results.add(Figure::TcpConnectCpu, product, cpu * 1e6 / ok.max(1.0));
+        Ok(())
+    }
 
-        let (j, cpu) = self.client(
-            &lb,
-            &format!(
-                "bulk --addr {LB_IP}:{PORT_EC} --name {SERVER_NAME} --ca {d}/ec.pem --path /1m --seconds {s}"
-            ),
-        )?;
+    fn tls_bulk(&self, lb: &Proc, product: Product, results: &mut Results) -> anyhow::Result<()> {
+        let (s, tls) = (self.seconds, self.tls_args(PORT_EC, "ec.pem"));
+        let (j, cpu) = self.client(lb, &format!("bulk {tls} --path /1m --seconds {s}"))?;
         check_errors(&j, product, Figure::TlsBulk)?;
         let bytes = num(&j, "bytes");
         results.add(
@@ -219,7 +310,11 @@ impl Bench<'_> {
             bytes * 8.0 / num(&j, "seconds") / 1e9,
         );
         results.add(Figure::TlsBulkCpu, product, cpu / (bytes / 1e9));
+        Ok(())
+    }
 
+    fn iperf(&self, lb: &Proc, product: Product, results: &mut Results) -> anyhow::Result<()> {
+        let s = self.seconds;
         let mut tcp_cpu = 0.0;
         let mut tcp_bytes = 0.0;
         for (flag, fig) in [("", Figure::TcpUp), ("-R", Figure::TcpDown)] {
@@ -239,23 +334,93 @@ impl Bench<'_> {
             results.add(fig, product, bps / 1e9);
         }
         results.add(Figure::TcpCpu, product, tcp_cpu / (tcp_bytes / 1e9));
-
-        let (p50, p99) = self.latency(&format!("{LB_IP}:{PORT_PLAIN}"))?;
-        results.add(Figure::P50, product, p50);
-        results.add(Figure::P99, product, p99);
-        let base = results.baseline_p99.last().copied().unwrap_or(0.0);
-        results.add(Figure::AddedP99, product, p99 - base);
-        drop(lb);
         Ok(())
     }
 
-    fn latency(&self, addr: &str) -> anyhow::Result<(f64, f64)> {
+    /// Small requests at 2,000/s, plain (32 connections) and TLS (50 connections).
+    fn latencies(&self, product: Product, results: &mut Results) -> anyhow::Result<()> {
+        let j = self.latency(&format!("{LB_IP}:{PORT_PLAIN}"), None)?;
+        results.add(Figure::P50, product, num(&j, "p50_us"));
+        results.add(Figure::P99, product, num(&j, "p99_us"));
+        results.add(Figure::P999, product, num(&j, "p999_us"));
+        let base = results.baseline_p99.last().copied().unwrap_or(0.0);
+        results.add(Figure::AddedP99, product, num(&j, "p99_us") - base);
+
+        let tls = self.tls_args(PORT_EC, "ec.pem");
+        let j = self.latency(&format!("{LB_IP}:{PORT_EC}"), Some(&tls))?;
+        results.add(Figure::TlsP50, product, num(&j, "p50_us"));
+        results.add(Figure::TlsP99, product, num(&j, "p99_us"));
+        results.add(Figure::TlsP999, product, num(&j, "p999_us"));
+        results.histogram(product, &j);
+        Ok(())
+    }
+
+    /// Resumed handshakes/s and LB CPU per resumed handshake (ECDSA certificate).
+    fn resumption(&self, lb: &Proc, product: Product, results: &mut Results) -> anyhow::Result<()> {
+        let (s, tls) = (self.seconds, self.tls_args(PORT_EC, "ec.pem"));
+        for (flags, rate_fig, cpu_fig) in [
+            ("--resume tickets", Figure::Resumed13, Figure::Resumed13Cpu),
+            (
+                "--resume tickets --tls12",
+                Figure::Resumed12Tickets,
+                Figure::Resumed12TicketsCpu,
+            ),
+            (
+                "--resume ids",
+                Figure::Resumed12Ids,
+                Figure::Resumed12IdsCpu,
+            ),
+        ] {
+            let (j, cpu) = self.client(lb, &format!("handshakes {tls} {flags} --seconds {s}"))?;
+            check_errors(&j, product, rate_fig)?;
+            let (ok, resumed) = (num(&j, "ok"), num(&j, "resumed"));
+            // Each loop's first connection is a full handshake; nearly all others resume.
+            ensure!(
+                resumed >= ok * 0.9,
+                "{} did not resume ({flags}): {resumed} of {ok} connections",
+                product.label()
+            );
+            results.add(rate_fig, product, ok / num(&j, "seconds"));
+            results.add(cpu_fig, product, cpu * 1e6 / ok.max(1.0));
+        }
+        Ok(())
+    }
+
+    /// Syscalls per proxied plain connection (connect, GET, close), counted by
+    /// `strace -c` on every thread of the LB's processes.
+    fn syscalls(&self, lb: &Proc, product: Product, results: &mut Results) -> anyhow::Result<()> {
+        let out = self.dir.join(format!("strace-{}.txt", product.label()));
+        let strace = strace::Strace::attach(lb.pid(), &out)?;
+        let (j, _) = self.client(
+            lb,
+            &format!(
+                "connects --addr {LB_IP}:{PORT_PLAIN} --get /small --count {SYSCALL_CONNECTIONS} \
+                 --concurrency 16 --seconds 60"
+            ),
+        )?;
+        check_errors(&j, product, Figure::Syscalls)?;
+        let text = strace.finish()?;
+        let per = |name: &str| strace::calls(&text, name) / SYSCALL_CONNECTIONS as f64;
+        results.add(Figure::Syscalls, product, per("total"));
+        results.add(Figure::SyscallsSetsockopt, product, per("setsockopt"));
+        results.add(Figure::SyscallsEpollCtl, product, per("epoll_ctl"));
+        results.add(Figure::SyscallsShutdown, product, per("shutdown"));
+        results.strace.push((product, text));
+        Ok(())
+    }
+
+    /// One fixed-rate latency run; TLS when `tls` (client arguments) is given.
+    fn latency(&self, addr: &str, tls: Option<&str>) -> anyhow::Result<serde_json::Value> {
+        let extra = match tls {
+            Some(tls) => format!("{tls} --connections {TLS_LATENCY_CONNECTIONS}"),
+            None => format!("--addr {addr}"),
+        };
         let out = self.gen_ns.output_on_cpu(
             GEN_CPU,
             &format!(
-                "{} bench-client latency --addr {addr} --path /small --rate {LATENCY_RATE} --seconds {}",
+                "{} bench-client latency {extra} --path /small --rate {LATENCY_RATE} --seconds {}",
                 self.xtask.display(),
-                self.seconds
+                self.latency_seconds
             ),
         )?;
         let j: serde_json::Value = serde_json::from_str(out.trim())?;
@@ -263,26 +428,17 @@ impl Bench<'_> {
             num(&j, "errors") == 0.0,
             "latency run to {addr} had errors: {j}"
         );
-        Ok((num(&j, "p50_us"), num(&j, "p99_us")))
+        Ok(j)
     }
 
     /// LB memory growth per idle TLS connection, in KiB.
     fn idle_memory(&self, product: Product, count: usize) -> anyhow::Result<f64> {
         let lb = self.start(product)?;
         // Warm up (allocator, session caches) before the baseline.
-        self.client(
-            &lb,
-            &format!(
-                "handshakes --addr {LB_IP}:{PORT_EC} --name {SERVER_NAME} --ca {}/ec.pem --seconds 1",
-                self.dir.display()
-            ),
-        )?;
+        let tls = self.tls_args(PORT_EC, "ec.pem");
+        self.client(&lb, &format!("handshakes {tls} --seconds 1"))?;
         std::thread::sleep(Duration::from_millis(500));
         let before = rss_kib(lb.pid());
-        let tls = format!(
-            "--addr {LB_IP}:{PORT_EC} --name {SERVER_NAME} --ca {}/ec.pem",
-            self.dir.display()
-        );
         let idle = IdleClients::open(self.gen_ns, GEN_CPU, self.xtask, &tls, count)?;
         std::thread::sleep(Duration::from_millis(500));
         let after = rss_kib(lb.pid());

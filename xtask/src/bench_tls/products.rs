@@ -15,6 +15,8 @@ use super::{
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Product {
     Proxy,
+    /// The proxy built from another binary (`--baseline-proxy`), for before/after.
+    ProxyBase,
     Haproxy,
     Nginx,
 }
@@ -23,6 +25,7 @@ impl Product {
     pub fn label(self) -> &'static str {
         match self {
             Product::Proxy => "proxy",
+            Product::ProxyBase => "proxy (base)",
             Product::Haproxy => "HAProxy",
             Product::Nginx => "NGINX",
         }
@@ -105,7 +108,7 @@ pub fn lb_nginx_conf(d: &Path) -> String {
         "load_module {STREAM_MODULE};\nworker_processes 1;\ndaemon off;\npid {d}/lbnginx.pid;\n\
          error_log {d}/lbnginx.err warn;\nworker_rlimit_nofile 20000;\n\
          events {{ worker_connections 19900; }}\n\
-         stream {{\n  proxy_timeout 300s;\n  ssl_protocols TLSv1.2 TLSv1.3;\n  upstream web {{ server {GEN_IP}:{BACKEND_HTTP}; }}\n\
+         stream {{\n  proxy_timeout 300s;\n  ssl_protocols TLSv1.2 TLSv1.3;\n  ssl_session_cache shared:SSL:10m;\n  upstream web {{ server {GEN_IP}:{BACKEND_HTTP}; }}\n\
            upstream iperf {{ server {GEN_IP}:{BACKEND_IPERF}; }}\n{}{}\
            server {{ listen {LB_IP}:{PORT_PLAIN}; proxy_pass web; }}\n\
            server {{ listen {LB_IP}:{PORT_IPERF}; proxy_pass iperf; }}\n}}\n",

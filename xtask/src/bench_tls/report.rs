@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::bail;
 
 use super::products::Product;
-use super::{Args, GEN_CPU, LB_CPU};
+use super::{Args, GEN_CPU, LB_CPU, SYSCALL_CONNECTIONS};
 use lab::stats::{median, min_max, num};
 
 /// A figure measured per product and round.
@@ -25,7 +25,21 @@ pub enum Figure {
     TcpCpu,
     P50,
     P99,
+    P999,
     AddedP99,
+    TlsP50,
+    TlsP99,
+    TlsP999,
+    Resumed13,
+    Resumed13Cpu,
+    Resumed12Tickets,
+    Resumed12TicketsCpu,
+    Resumed12Ids,
+    Resumed12IdsCpu,
+    Syscalls,
+    SyscallsSetsockopt,
+    SyscallsEpollCtl,
+    SyscallsShutdown,
     IdleMemory,
 }
 
@@ -45,7 +59,21 @@ impl Figure {
             Figure::TcpCpu => "LB CPU per GB, plain TCP (s)",
             Figure::P50 => "small request p50 at 2k/s (µs)",
             Figure::P99 => "small request p99 at 2k/s (µs)",
+            Figure::P999 => "small request p99.9 at 2k/s (µs)",
             Figure::AddedP99 => "added p99 vs no LB (µs)",
+            Figure::TlsP50 => "TLS small request p50 at 2k/s, 50 conns (µs)",
+            Figure::TlsP99 => "TLS small request p99 at 2k/s, 50 conns (µs)",
+            Figure::TlsP999 => "TLS small request p99.9 at 2k/s, 50 conns (µs)",
+            Figure::Resumed13 => "resumed handshakes/s, TLS 1.3 tickets",
+            Figure::Resumed13Cpu => "LB CPU per resumed handshake, TLS 1.3 tickets (µs)",
+            Figure::Resumed12Tickets => "resumed handshakes/s, TLS 1.2 tickets",
+            Figure::Resumed12TicketsCpu => "LB CPU per resumed handshake, TLS 1.2 tickets (µs)",
+            Figure::Resumed12Ids => "resumed handshakes/s, TLS 1.2 session IDs",
+            Figure::Resumed12IdsCpu => "LB CPU per resumed handshake, TLS 1.2 session IDs (µs)",
+            Figure::Syscalls => "syscalls per proxied plain connection (GET)",
+            Figure::SyscallsSetsockopt => "  of which setsockopt",
+            Figure::SyscallsEpollCtl => "  of which epoll_ctl",
+            Figure::SyscallsShutdown => "  of which shutdown",
             Figure::IdleMemory => "memory per idle TLS connection (KiB)",
         }
     }
@@ -54,7 +82,11 @@ impl Figure {
         match self {
             Figure::TlsBulk | Figure::TcpUp | Figure::TcpDown => 2,
             Figure::TlsBulkCpu | Figure::TcpCpu => 3,
-            Figure::IdleMemory => 1,
+            Figure::IdleMemory
+            | Figure::Syscalls
+            | Figure::SyscallsSetsockopt
+            | Figure::SyscallsEpollCtl
+            | Figure::SyscallsShutdown => 1,
             _ => 0,
         }
     }
@@ -68,6 +100,10 @@ pub struct Results {
     pub baseline_p50: Vec<f64>,
     pub baseline_p99: Vec<f64>,
     pub notes: Vec<String>,
+    /// Per product, one line per round: the TLS latency histogram.
+    pub histograms: BTreeMap<Product, Vec<String>>,
+    /// Per product, the `strace -c` table of the syscalls figure.
+    pub strace: Vec<(Product, String)>,
 }
 
 impl Results {
@@ -76,6 +112,22 @@ impl Results {
             .entry((figure, product))
             .or_default()
             .push(value);
+    }
+
+    /// Keeps a latency run's histogram (bucket counts by upper bound in µs).
+    pub fn histogram(&mut self, product: Product, j: &serde_json::Value) {
+        let bounds = j["buckets_us"].as_array().cloned().unwrap_or_default();
+        let counts = j["histogram"].as_array().cloned().unwrap_or_default();
+        let mut line = String::new();
+        for (i, count) in counts.iter().enumerate() {
+            let label = match bounds.get(i) {
+                Some(b) => format!("≤{b}"),
+                None => ">".to_string() + &bounds.last().map(|b| b.to_string()).unwrap_or_default(),
+            };
+            line += &format!(" {label}:{count}");
+        }
+        line += &format!(" (max {} µs)", j["max_us"]);
+        self.histograms.entry(product).or_default().push(line);
     }
 }
 
@@ -104,6 +156,10 @@ pub fn report(args: &Args, r: &Results) -> String {
     out += &format!(
         "\n{} rounds x {} s, LB on CPU {LB_CPU}, generator and backends on CPU {GEN_CPU}; median (min-max)\n\n",
         args.rounds, args.seconds
+    );
+    out += &format!(
+        "latency runs: {} s each at 2,000 requests/s\n\n",
+        args.latency_seconds
     );
     out += "| figure |";
     for p in products {
@@ -153,6 +209,27 @@ pub fn report(args: &Args, r: &Results) -> String {
         median(&r.baseline_p50),
         median(&r.baseline_p99)
     );
+    if !r.histograms.is_empty() {
+        out += "\nTLS small-request latency histograms (µs bucket upper bound: requests), per round:\n";
+        for (p, lines) in &r.histograms {
+            for (round, line) in lines.iter().enumerate() {
+                out += &format!("  {} round {}:{line}\n", p.label(), round + 1);
+            }
+        }
+    }
+    for (p, table) in &r.strace {
+        out += &format!(
+            "\nsyscalls per connection, {} (strace -c, {SYSCALL_CONNECTIONS} connections):",
+            p.label()
+        );
+        for (name, calls) in super::strace::rows(table) {
+            let per = calls / SYSCALL_CONNECTIONS as f64;
+            if per >= 0.05 {
+                out += &format!(" {name} {per:.2};");
+            }
+        }
+        out += "\n";
+    }
     for n in &r.notes {
         out += &format!("note: {n}\n");
     }
