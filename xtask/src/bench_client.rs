@@ -278,7 +278,13 @@ fn connector(ca: &std::path::Path, resume: Resume, tls12: bool) -> anyhow::Resul
         roots.add(cert?)?;
     }
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
-    provider.kx_groups = vec![rustls::crypto::aws_lc_rs::kx_group::X25519];
+    // X25519 for the key exchange. P-256 is offered too: in TLS 1.2 the client's
+    // groups also name the curves it accepts in an ECDSA certificate (OpenSSL
+    // refuses a P-256 certificate to a client that lists only X25519).
+    use rustls::crypto::aws_lc_rs::kx_group;
+    provider.kx_groups = vec![kx_group::X25519, kx_group::SECP256R1];
+    // Session IDs exist in TLS 1.2 only.
+    let tls12 = tls12 || resume == Resume::Ids;
     let versions: &[&rustls::SupportedProtocolVersion] = match tls12 {
         true => &[&rustls::version::TLS12],
         false => rustls::DEFAULT_VERSIONS,
@@ -328,6 +334,7 @@ async fn handshakes(load: Load, tls: Option<Tls>) -> anyhow::Result<serde_json::
     let ok = Arc::new(AtomicU64::new(0));
     let resumed = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
+    let first_error = Arc::new(std::sync::OnceLock::<String>::new());
     let started = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(load.seconds);
@@ -336,6 +343,7 @@ async fn handshakes(load: Load, tls: Option<Tls>) -> anyhow::Result<serde_json::
     for _ in 0..load.concurrency {
         let (ok, resumed, errors, started) =
             (ok.clone(), resumed.clone(), errors.clone(), started.clone());
+        let first_error = first_error.clone();
         let tls = match &tls {
             Some(t) => Some((connector(&t.ca, t.resume, t.tls12)?, t.name.clone())),
             None => None,
@@ -367,7 +375,10 @@ async fn handshakes(load: Load, tls: Option<Tls>) -> anyhow::Result<serde_json::
                 .await;
                 match result {
                     Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => errors.fetch_add(1, Ordering::Relaxed),
+                    Err(e) => {
+                        first_error.get_or_init(|| e.to_string());
+                        errors.fetch_add(1, Ordering::Relaxed)
+                    }
                 };
             }
         });
@@ -377,6 +388,7 @@ async fn handshakes(load: Load, tls: Option<Tls>) -> anyhow::Result<serde_json::
         "ok": ok.load(Ordering::Relaxed),
         "resumed": resumed.load(Ordering::Relaxed),
         "errors": errors.load(Ordering::Relaxed),
+        "first_error": first_error.get(),
         "seconds": start.elapsed().as_secs_f64(),
     }))
 }
