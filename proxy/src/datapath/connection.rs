@@ -62,12 +62,42 @@ async fn plain(
     state: &ListenerState,
     runtime: &ListenerRuntime,
 ) -> Option<End> {
-    let (mut backend, _guard) = connect_backend(&state.pool, peer, None, runtime).await?;
-    let header = proxy_header(&state.pool, peer, local, None, None, None);
+    // Whatever comes first: the backend's answer, or the client's first bytes (kept
+    // and sent after the PROXY header), or its close. A client that leaves before the
+    // backend answers (a connect-and-close probe or flood) ends the attempt there:
+    // the backend sees a dropped SYN, not a whole connection.
+    let mut early = Vec::new();
+    let connect = connect_backend(&state.pool, peer, None, runtime);
+    tokio::pin!(connect);
+    let (mut backend, _guard) = tokio::select! {
+        connected = &mut connect => connected?,
+        first = first_bytes(&stream) => {
+            early = first?;
+            connect.await?
+        }
+    };
+    let mut header = proxy_header(&state.pool, peer, local, None, None, None);
+    header.extend_from_slice(&early);
     backend.write_all(&header).await.ok()?;
     let splice = state.settings.forwarding == Forwarding::Splice;
     let (bytes, idle) = (&runtime.metrics.bytes, state.idle_timeout);
     Some(forward::forward_tcp(&mut stream, &mut backend, bytes, idle, splice).await)
+}
+
+/// The client's first bytes (up to 4 KiB; the rest is read by the forwarding), or
+/// `None` when it closed or reset before sending any. Reading them here costs no
+/// syscall the forwarding would not have made.
+async fn first_bytes(stream: &TcpStream) -> Option<Vec<u8>> {
+    let mut buf = [0u8; 4096];
+    loop {
+        stream.readable().await.ok()?;
+        match stream.try_read(&mut buf) {
+            Ok(0) => return None,
+            Ok(n) => return Some(buf[..n].to_vec()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(_) => return None,
+        }
+    }
 }
 
 /// The TLS handshake with the listener's configuration, or, when certificates have
@@ -270,4 +300,44 @@ pub fn tune(socket: socket2::SockRef<'_>) -> io::Result<()> {
         .with_time(KEEPALIVE_TIME)
         .with_interval(KEEPALIVE_INTERVAL);
     socket.set_tcp_keepalive(&keepalive)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        (client.unwrap(), accepted.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn a_client_that_closes_or_resets_without_data_is_gone() {
+        for reset in [false, true] {
+            let (client, accepted) = pair().await;
+            if reset {
+                socket2::SockRef::from(&client)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+            }
+            drop(client);
+            assert_eq!(first_bytes(&accepted).await, None, "reset {reset}");
+        }
+    }
+
+    /// Data then FIN: the data is kept for the backend, the FIN stays for the
+    /// forwarding that follows.
+    #[tokio::test]
+    async fn a_client_that_sent_data_hands_it_over() {
+        let (mut client, mut accepted) = pair().await;
+        client.write_all(b"GET /").await.unwrap();
+        client.shutdown().await.unwrap();
+        assert_eq!(first_bytes(&accepted).await.as_deref(), Some(&b"GET /"[..]));
+        let mut rest = Vec::new();
+        accepted.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+    }
 }
