@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
@@ -71,7 +71,7 @@ async fn plain(
     tokio::pin!(connect);
     let (mut backend, _guard) = tokio::select! {
         connected = &mut connect => connected?,
-        first = first_bytes(&stream) => {
+        first = first_bytes(&mut stream) => {
             early = first?;
             connect.await?
         }
@@ -86,17 +86,13 @@ async fn plain(
 
 /// The client's first bytes (up to 4 KiB; the rest is read by the forwarding), or
 /// `None` when it closed or reset before sending any. Reading them here costs no
-/// syscall the forwarding would not have made.
-async fn first_bytes(stream: &TcpStream) -> Option<Vec<u8>> {
+/// syscall the forwarding would not have made (a short read marks the socket
+/// drained, as it does there).
+async fn first_bytes(stream: &mut TcpStream) -> Option<Vec<u8>> {
     let mut buf = [0u8; 4096];
-    loop {
-        stream.readable().await.ok()?;
-        match stream.try_read(&mut buf) {
-            Ok(0) => return None,
-            Ok(n) => return Some(buf[..n].to_vec()),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(_) => return None,
-        }
+    match stream.read(&mut buf).await {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(buf[..n].to_vec()),
     }
 }
 
@@ -305,7 +301,6 @@ pub fn tune(socket: socket2::SockRef<'_>) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn pair() -> (TcpStream, TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -317,14 +312,14 @@ mod tests {
     #[tokio::test]
     async fn a_client_that_closes_or_resets_without_data_is_gone() {
         for reset in [false, true] {
-            let (client, accepted) = pair().await;
+            let (client, mut accepted) = pair().await;
             if reset {
                 socket2::SockRef::from(&client)
                     .set_linger(Some(Duration::ZERO))
                     .unwrap();
             }
             drop(client);
-            assert_eq!(first_bytes(&accepted).await, None, "reset {reset}");
+            assert_eq!(first_bytes(&mut accepted).await, None, "reset {reset}");
         }
     }
 
@@ -335,7 +330,10 @@ mod tests {
         let (mut client, mut accepted) = pair().await;
         client.write_all(b"GET /").await.unwrap();
         client.shutdown().await.unwrap();
-        assert_eq!(first_bytes(&accepted).await.as_deref(), Some(&b"GET /"[..]));
+        assert_eq!(
+            first_bytes(&mut accepted).await.as_deref(),
+            Some(&b"GET /"[..])
+        );
         let mut rest = Vec::new();
         accepted.read_to_end(&mut rest).await.unwrap();
         assert!(rest.is_empty());
