@@ -15,9 +15,6 @@ use proxy_common::Reason;
 
 /// Failed handshakes before a source is auto-blocked.
 const FAILED_HANDSHAKES: u32 = 20;
-/// Junk connections that may still get through after the threshold: those the
-/// attacker opened while the block was on its way.
-const IN_FLIGHT: usize = 5;
 
 /// Runs curl against the TLS listener for `duration`, one new TLS connection per
 /// request; returns (completed, failed).
@@ -97,11 +94,12 @@ fn legit_clients_keep_working_while_attackers_are_dropped() {
         )
     });
     eprintln!(
-        "in {:?}: legit {} ok / {} failed; heavy source: {junk}/60 junk connections got through, \
+        "in {:?}: legit {} ok / {} failed; heavy source: {}/60 junk connections got through, \
          {udp_sent} UDP packets sent; spoofed SYNs sent: {} in {:?}",
         started.elapsed(),
         legit.0,
         legit.1,
+        junk.iter().filter(|&&established| established).count(),
         spoofed.sent,
         spoofed.elapsed
     );
@@ -131,12 +129,18 @@ fn legit_clients_keep_working_while_attackers_are_dropped() {
         "{entry:?}"
     );
     // The source is blocked once the auto-blocker has seen FAILED_HANDSHAKES
-    // failures; connections the attacker opened while that event was on its way
-    // (it opens them one after another) still get through, a handful at most.
+    // failures. How many more of its connections (opened one after another) get
+    // through while that event is on its way depends on the machine's load, so the
+    // test asserts the order instead: at least the threshold got through, and once
+    // one attempt was refused (dropped in XDP), none got through again.
+    let through = junk.iter().take_while(|&&established| established).count();
     assert!(
-        junk <= FAILED_HANDSHAKES as usize + IN_FLIGHT,
-        "junk connections stop getting through once blocked: {junk} of 60 got through, \
-         threshold {FAILED_HANDSHAKES} + at most {IN_FLIGHT} in flight"
+        through >= FAILED_HANDSHAKES as usize,
+        "the first {FAILED_HANDSHAKES} junk connections got through: {junk:?}"
+    );
+    assert!(
+        through < junk.len() && junk[through..].iter().all(|&established| !established),
+        "junk connections stop getting through once blocked: {junk:?}"
     );
     assert!(
         lab.proxy().log().contains("blocked in the kernel"),

@@ -52,26 +52,32 @@ pub fn spoofed_syn_flood(
 }
 
 /// Opens `count` TCP connections to `target` and sends bytes that are not a TLS
-/// ClientHello: each is a failed handshake for the server. Returns how many
-/// connections were established. Call it inside the attacker's namespace.
-pub fn junk_tls_connections(target: SocketAddr, count: usize, connect_timeout: Duration) -> usize {
-    let mut connected = 0;
-    for _ in 0..count {
-        if let Ok(mut s) = TcpStream::connect_timeout(&target, connect_timeout) {
-            connected += 1;
+/// ClientHello: each is a failed handshake for the server. Returns, per attempt in
+/// order, whether the connection was established. Call it inside the attacker's
+/// namespace.
+pub fn junk_tls_connections(
+    target: SocketAddr,
+    count: usize,
+    connect_timeout: Duration,
+) -> Vec<bool> {
+    (0..count)
+        .map(|_| {
+            let Ok(mut s) = TcpStream::connect_timeout(&target, connect_timeout) else {
+                return false;
+            };
             let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n this is not TLS\r\n");
             let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
             let _ = std::io::Read::read(&mut s, &mut [0u8; 64]);
-        }
-    }
-    connected
+            true
+        })
+        .collect()
 }
 
 /// The "heavy source" of the protection test and the demo: `junk` connections that
 /// are not TLS (each a failed handshake), then up to 300,000 UDP packets in 3 s at
-/// the same port. Returns (junk connections established, UDP packets sent). Call it
-/// inside the attacker's namespace.
-pub fn heavy_source(target: SocketAddr, junk: usize) -> (usize, u64) {
+/// the same port. Returns (per junk attempt: established?, UDP packets sent). Call
+/// it inside the attacker's namespace.
+pub fn heavy_source(target: SocketAddr, junk: usize) -> (Vec<bool>, u64) {
     let established = junk_tls_connections(target, junk, Duration::from_millis(150));
     let sock = std::net::UdpSocket::bind("0.0.0.0:0").expect("UDP socket");
     let (mut sent, start) = (0u64, Instant::now());

@@ -149,7 +149,8 @@ fn main() {
         l.next().unwrap_or("?")
     );
     println!(
-        "   attacker: {junk}/60 junk connections accepted before the block, {udp} UDP packets sent"
+        "   attacker: {}/60 junk connections accepted before the block, {udp} UDP packets sent",
+        junk.iter().filter(|&&established| established).count()
     );
     println!(
         "   spoofed SYNs sent: {} (each from a new 10.200.x.y source)",
