@@ -273,8 +273,16 @@ fn a_spoofed_syn_flood_is_answered_in_xdp_while_tls_clients_keep_working() {
     let answered =
         after.get(Reason::SynCookieSent).packets - before.get(Reason::SynCookieSent).packets;
     let passed = after.get(Reason::Passed).packets - before.get(Reason::Passed).packets;
+    // Everything XDP saw on eth0 in the meantime, whatever its verdict. The veth
+    // path before XDP drops some of a flood when this machine is busy; those never
+    // reach the product, so they are not counted against it.
+    let seen: u64 = Reason::ALL
+        .into_iter()
+        .map(|r| after.get(r).packets - before.get(r).packets)
+        .sum();
     eprintln!(
-        "spoofed SYNs sent {sent}; answered in XDP {answered}; passed {passed}; legit {legit_ok} ok {legit_failed} failed"
+        "spoofed SYNs sent {sent}; seen by XDP {seen}; answered in XDP {answered}; passed {passed}; \
+         legit {legit_ok} ok {legit_failed} failed"
     );
     assert_eq!(
         legit_failed, 0,
@@ -282,8 +290,12 @@ fn a_spoofed_syn_flood_is_answered_in_xdp_while_tls_clients_keep_working() {
     );
     assert!(sent >= 50_000, "the flood ran ({sent} packets)");
     assert!(
-        answered >= sent * 9 / 10,
-        "{answered} of {sent} spoofed SYNs answered in XDP (veth may drop some)"
+        seen >= sent / 2,
+        "the flood reached XDP: {seen} packets seen of {sent} sent"
+    );
+    assert!(
+        answered >= (seen - passed) * 99 / 100,
+        "every flood SYN XDP saw was answered there: {answered} answered, {seen} seen, {passed} passed"
     );
     assert!(
         passed < 2_000,
