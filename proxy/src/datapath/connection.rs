@@ -79,8 +79,9 @@ async fn plain(
     let mut header = proxy_header(&state.pool, peer, local, None, None, None);
     header.extend_from_slice(&early);
     backend.write_all(&header).await.ok()?;
-    let splice = state.settings.forwarding == Forwarding::Splice;
     let (bytes, idle) = (&runtime.metrics.bytes, state.idle_timeout);
+    bytes.up.inc_by(early.len() as u64);
+    let splice = state.settings.forwarding == Forwarding::Splice;
     Some(forward::forward_tcp(&mut stream, &mut backend, bytes, idle, splice).await)
 }
 
