@@ -66,14 +66,13 @@ async fn plain(
     // and sent after the PROXY header), or its close. A client that leaves before the
     // backend answers (a connect-and-close probe or flood) ends the attempt there:
     // the backend sees a dropped SYN, not a whole connection.
-    let mut early = Vec::new();
     let connect = connect_backend(&state.pool, peer, None, runtime);
     tokio::pin!(connect);
-    let (mut backend, _guard) = tokio::select! {
-        connected = &mut connect => connected?,
+    let ((mut backend, _guard), early) = tokio::select! {
+        connected = &mut connect => (connected?, Vec::new()),
         first = first_bytes(&mut stream) => {
-            early = first?;
-            connect.await?
+            let early = first?;
+            (connect.await?, early)
         }
     };
     let mut header = proxy_header(&state.pool, peer, local, None, None, None);
