@@ -155,6 +155,15 @@ impl Netns {
         .with_context(|| format!("ports {ports:?} not listening"))
     }
 
+    /// Waits (10 s at most) until every TCP port in `ports` listens on `ip` inside
+    /// (for several servers on one namespace, each on its own address).
+    pub fn wait_listening_at(&self, ip: &str, ports: &[u16]) -> anyhow::Result<()> {
+        self.poll_ss("ss -ltnH", |text| {
+            ports.iter().all(|p| text.contains(&format!("{ip}:{p} ")))
+        })
+        .with_context(|| format!("ports {ports:?} not listening on {ip}"))
+    }
+
     /// Waits (10 s at most) until nothing listens on TCP `port` inside.
     pub fn wait_closed(&self, port: u16) -> anyhow::Result<()> {
         self.poll_ss(&format!("ss -ltnH 'sport = :{port}'"), |text| {

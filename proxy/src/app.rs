@@ -58,7 +58,7 @@ pub async fn run(
     let fleet_policy = Arc::new(FleetPolicy::new(xdp.clone(), policy_metrics));
     let metrics = Arc::new(metrics);
 
-    let (observer, events) = ChannelObserver::new(
+    let (observer, events, events_switch) = ChannelObserver::new(
         SOURCE_EVENT_QUEUE,
         metrics.autoblock().events_dropped.clone(),
     );
@@ -67,6 +67,7 @@ pub async fn run(
         fleet_policy.clone(),
         metrics.autoblock().clone(),
         events,
+        events_switch,
     );
 
     let mut daemon = Daemon::with(path, metrics, Arc::new(observer));

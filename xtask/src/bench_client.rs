@@ -101,6 +101,9 @@ pub enum Mode {
         /// CA certificate: connect with TLS.
         #[arg(long, requires = "name")]
         ca: Option<std::path::PathBuf>,
+        /// Also print every sample (µs, sorted), for pooling slices.
+        #[arg(long)]
+        samples: bool,
     },
     /// One heavy attacking source, for `bench attack`: connections that send junk
     /// instead of a ClientHello (`junk_concurrency` at a time) and a UDP flood of
@@ -223,11 +226,13 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
                 connections,
                 name,
                 ca,
+                samples,
             } => {
                 let load = Paced {
                     rate,
                     seconds,
                     connections,
+                    samples,
                 };
                 match (name, ca) {
                     (Some(name), Some(ca)) => {
@@ -490,6 +495,8 @@ struct Paced {
     rate: u32,
     seconds: f64,
     connections: usize,
+    /// Print the samples too.
+    samples: bool,
 }
 
 /// Upper bounds (µs) of the histogram buckets the latency mode prints; the last
@@ -561,7 +568,7 @@ where
     for us in &v {
         histogram[BUCKETS_US.partition_point(|b| b < us)] += 1;
     }
-    Ok(serde_json::json!({
+    let mut answer = serde_json::json!({
         "count": v.len(),
         "errors": errors.load(Ordering::Relaxed),
         "p50_us": pct(0.50),
@@ -572,7 +579,11 @@ where
         "buckets_us": BUCKETS_US,
         "histogram": histogram,
         "seconds": start.elapsed().as_secs_f64(),
-    }))
+    });
+    if load.samples {
+        answer["samples_us"] = serde_json::json!(v);
+    }
+    Ok(answer)
 }
 
 async fn attack(

@@ -13,6 +13,7 @@
 mod products;
 mod report;
 mod strace;
+mod tails;
 
 use std::path::Path;
 use std::time::Duration;
@@ -67,6 +68,9 @@ pub enum Part {
     Syscalls,
     /// Memory per idle TLS connection (after the rounds).
     Memory,
+    /// Latency in interleaved slices, every product running at once (after the
+    /// rounds): separates the products from the machine's noise.
+    Tails,
 }
 
 #[derive(clap::Args, Debug)]
@@ -91,7 +95,7 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "handshakes,connects,bulk,iperf,latency,resumption,syscalls,memory"
+        default_value = "handshakes,connects,bulk,iperf,latency,resumption,syscalls,memory,tails"
     )]
     pub figures: Vec<Part>,
     /// The binary of product `proxy-base` (an earlier build, for before/after).
@@ -100,6 +104,12 @@ pub struct Args {
     /// Print each round's latency histograms.
     #[arg(long)]
     pub histograms: bool,
+    /// Cycles of the interleaved latency figure (each runs every product once).
+    #[arg(long, default_value_t = 15)]
+    pub cycles: usize,
+    /// Seconds per slice of the interleaved latency figure.
+    #[arg(long, default_value_t = 2.0)]
+    pub slice_seconds: f64,
 }
 
 pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
@@ -148,9 +158,6 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
     )?;
     gen_ns.wait_listening(&[BACKEND_HTTP, BACKEND_IPERF])?;
 
-    std::fs::write(d.join("proxy.toml"), proxy_conf(d))?;
-    std::fs::write(d.join("haproxy.cfg"), haproxy_conf(d))?;
-    std::fs::write(d.join("lbnginx.conf"), lb_nginx_conf(d))?;
     let bench = Bench {
         lb,
         gen_ns,
@@ -190,7 +197,11 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
             args.idle_connections
         ));
     }
-    print!("{}", report(&args, &results));
+    let tails = match args.figures.contains(&Part::Tails) {
+        true => tails::run(&bench, &topo.host(0).ifname, &args)?,
+        false => String::new(),
+    };
+    print!("{}{tails}", report(&args, &results));
     Ok(())
 }
 
@@ -207,24 +218,41 @@ struct Bench<'a> {
 
 impl Bench<'_> {
     fn start(&self, product: Product) -> anyhow::Result<Proc> {
-        let d = self.dir.display();
+        self.start_at(product, LB_IP)
+    }
+
+    /// Starts `product` with its listeners on `lb_ip` (an address of the `lb`
+    /// namespace); returns once all of them listen.
+    fn start_at(&self, product: Product, lb_ip: &str) -> anyhow::Result<Proc> {
+        let d = self.dir;
+        let config = |name: &str, text: String| -> anyhow::Result<String> {
+            let path = d.join(format!("{lb_ip}-{name}"));
+            std::fs::write(&path, text)?;
+            Ok(path.display().to_string())
+        };
         let cmd = match product {
             Product::Proxy | Product::ProxyBase => {
                 let bin = match (product, self.base_bin) {
                     (Product::ProxyBase, Some(base)) => base,
                     _ => self.proxy_bin,
                 };
+                let config = config("proxy.toml", proxy_conf(d, lb_ip))?;
+                format!("env RUST_LOG=warn {} run --config {config}", bin.display())
+            }
+            Product::Haproxy => {
                 format!(
-                    "env RUST_LOG=warn {} run --config {d}/proxy.toml",
-                    bin.display()
+                    "haproxy -db -f {}",
+                    config("haproxy.cfg", haproxy_conf(d, lb_ip))?
                 )
             }
-            Product::Haproxy => format!("haproxy -db -f {d}/haproxy.cfg"),
-            Product::Nginx => format!("nginx -c {d}/lbnginx.conf"),
+            Product::Nginx => format!(
+                "nginx -c {}",
+                config("nginx.conf", lb_nginx_conf(d, lb_ip))?
+            ),
         };
         let p = self.lb.start_on_cpu(LB_CPU, &cmd)?;
         self.lb
-            .wait_listening(&[PORT_EC, PORT_RSA, PORT_PLAIN, PORT_IPERF])?;
+            .wait_listening_at(lb_ip, &[PORT_EC, PORT_RSA, PORT_PLAIN, PORT_IPERF])?;
         Ok(p)
     }
 
@@ -248,6 +276,10 @@ impl Bench<'_> {
         strace: bool,
         results: &mut Results,
     ) -> anyhow::Result<()> {
+        let per_round = |p: &&Part| !matches!(p, Part::Memory | Part::Tails);
+        if !parts.iter().any(|p| per_round(&p)) {
+            return Ok(());
+        }
         let lb = self.start(product)?;
         for part in parts {
             match part {
@@ -258,7 +290,7 @@ impl Bench<'_> {
                 Part::Latency => self.latencies(product, results)?,
                 Part::Resumption => self.resumption(&lb, product, results)?,
                 Part::Syscalls if strace => self.syscalls(&lb, product, results)?,
-                Part::Syscalls | Part::Memory => {}
+                Part::Syscalls | Part::Memory | Part::Tails => {}
             }
         }
         drop(lb);
@@ -266,8 +298,12 @@ impl Bench<'_> {
     }
 
     fn tls_args(&self, port: u16, ca: &str) -> String {
+        self.tls_args_at(LB_IP, port, ca)
+    }
+
+    fn tls_args_at(&self, lb_ip: &str, port: u16, ca: &str) -> String {
         let d = self.dir.display();
-        format!("--addr {LB_IP}:{port} --name {SERVER_NAME} --ca {d}/{ca}")
+        format!("--addr {lb_ip}:{port} --name {SERVER_NAME} --ca {d}/{ca}")
     }
 
     fn handshakes(&self, lb: &Proc, product: Product, results: &mut Results) -> anyhow::Result<()> {
@@ -416,6 +452,17 @@ impl Bench<'_> {
 
     /// One fixed-rate latency run; TLS when `tls` (client arguments) is given.
     fn latency(&self, addr: &str, tls: Option<&str>) -> anyhow::Result<serde_json::Value> {
+        self.latency_for(addr, tls, self.latency_seconds, "")
+    }
+
+    /// Like [`Bench::latency`], `seconds` long, with more client arguments.
+    fn latency_for(
+        &self,
+        addr: &str,
+        tls: Option<&str>,
+        seconds: f64,
+        more: &str,
+    ) -> anyhow::Result<serde_json::Value> {
         let extra = match tls {
             Some(tls) => format!("{tls} --connections {TLS_LATENCY_CONNECTIONS}"),
             None => format!("--addr {addr}"),
@@ -423,9 +470,8 @@ impl Bench<'_> {
         let out = self.gen_ns.output_on_cpu(
             GEN_CPU,
             &format!(
-                "{} bench-client latency {extra} --path /small --rate {LATENCY_RATE} --seconds {}",
+                "{} bench-client latency {extra} --path /small --rate {LATENCY_RATE} --seconds {seconds} {more}",
                 self.xtask.display(),
-                self.latency_seconds
             ),
         )?;
         let j: serde_json::Value = serde_json::from_str(out.trim())?;

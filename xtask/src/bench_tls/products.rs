@@ -5,11 +5,11 @@
 use std::path::Path;
 
 use lab::certs::{self, KeyType};
-use lab::config::{Config, Health, Limits, Listener, Log, Pool, Tls};
+use lab::config::{Admin, Config, Health, Limits, Listener, Log, Pool, Tls};
 
 use super::{
-    BACKEND_HTTP, BACKEND_IPERF, GEN_IP, LB_IP, PORT_EC, PORT_IPERF, PORT_PLAIN, PORT_RSA,
-    SERVER_NAME, STREAM_MODULE,
+    BACKEND_HTTP, BACKEND_IPERF, GEN_IP, PORT_EC, PORT_IPERF, PORT_PLAIN, PORT_RSA, SERVER_NAME,
+    STREAM_MODULE,
 };
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,26 +48,27 @@ pub fn backend_nginx_conf(d: &Path) -> String {
     lab::nginx::bench_backend_conf(d, &[format!("{GEN_IP}:{BACKEND_HTTP}")])
 }
 
-pub fn proxy_conf(d: &Path) -> String {
+/// The proxy's listeners on `lb_ip`.
+pub fn proxy_conf(d: &Path, lb_ip: &str) -> String {
     let tls = |name: &str, port: u16, stem: &str| {
         let files = certs::CertFiles {
             cert: d.join(format!("{stem}.pem")),
             key: d.join(format!("{stem}.key")),
             common_name: SERVER_NAME.into(),
         };
-        Listener::new(name, format!("{LB_IP}:{port}"), "web").tls(Tls::new(&files))
+        Listener::new(name, format!("{lb_ip}:{port}"), "web").tls(Tls::new(&files))
     };
     Config::new()
         .listener(tls("ec", PORT_EC, "ec"))
         .listener(tls("rsa", PORT_RSA, "rsa"))
         .listener(Listener::new(
             "plain",
-            format!("{LB_IP}:{PORT_PLAIN}"),
+            format!("{lb_ip}:{PORT_PLAIN}"),
             "web",
         ))
         .listener(Listener::new(
             "iperf",
-            format!("{LB_IP}:{PORT_IPERF}"),
+            format!("{lb_ip}:{PORT_IPERF}"),
             "iperf",
         ))
         .pool(Pool::new("web", &[format!("{GEN_IP}:{BACKEND_HTTP}")]).health(Health::off()))
@@ -79,39 +80,45 @@ pub fn proxy_conf(d: &Path) -> String {
             level: Some("warn".into()),
             ..Log::default()
         })
+        // Its own admin socket, and no metrics endpoint: several proxies can run at
+        // once (the interleaved latency figure) and none meets a daemon of the host.
+        .admin(Admin {
+            socket: d.join(format!("{lb_ip}-admin.sock")).display().to_string(),
+            metrics: Some("off".into()),
+        })
         .to_toml()
 }
 
-pub fn haproxy_conf(d: &Path) -> String {
+pub fn haproxy_conf(d: &Path, lb_ip: &str) -> String {
     let d = d.display();
     format!(
         "global\n  nbthread 1\n  maxconn 9900\n\
          defaults\n  mode tcp\n  maxconn 9900\n  timeout connect 5s\n  timeout client 300s\n  timeout server 300s\n\
-         frontend ec\n  bind {LB_IP}:{PORT_EC} ssl crt {d}/ec.haproxy.pem\n  default_backend web\n\
-         frontend rsa\n  bind {LB_IP}:{PORT_RSA} ssl crt {d}/rsa.haproxy.pem\n  default_backend web\n\
-         frontend plain\n  bind {LB_IP}:{PORT_PLAIN}\n  default_backend web\n\
-         frontend iperf\n  bind {LB_IP}:{PORT_IPERF}\n  default_backend iperf\n\
+         frontend ec\n  bind {lb_ip}:{PORT_EC} ssl crt {d}/ec.haproxy.pem\n  default_backend web\n\
+         frontend rsa\n  bind {lb_ip}:{PORT_RSA} ssl crt {d}/rsa.haproxy.pem\n  default_backend web\n\
+         frontend plain\n  bind {lb_ip}:{PORT_PLAIN}\n  default_backend web\n\
+         frontend iperf\n  bind {lb_ip}:{PORT_IPERF}\n  default_backend iperf\n\
          backend web\n  server b1 {GEN_IP}:{BACKEND_HTTP}\n\
          backend iperf\n  server b1 {GEN_IP}:{BACKEND_IPERF}\n"
     )
 }
 
-pub fn lb_nginx_conf(d: &Path) -> String {
+pub fn lb_nginx_conf(d: &Path, lb_ip: &str) -> String {
     let d = d.display();
     let tls = |port: u16, stem: &str| {
         format!(
-            "  server {{ listen {LB_IP}:{port} ssl; ssl_certificate {d}/{stem}.pem; \
+            "  server {{ listen {lb_ip}:{port} ssl; ssl_certificate {d}/{stem}.pem; \
              ssl_certificate_key {d}/{stem}.key; proxy_pass web; }}\n"
         )
     };
     format!(
-        "load_module {STREAM_MODULE};\nworker_processes 1;\ndaemon off;\npid {d}/lbnginx.pid;\n\
-         error_log {d}/lbnginx.err warn;\nworker_rlimit_nofile 20000;\n\
+        "load_module {STREAM_MODULE};\nworker_processes 1;\ndaemon off;\npid {d}/lbnginx-{lb_ip}.pid;\n\
+         error_log {d}/lbnginx-{lb_ip}.err warn;\nworker_rlimit_nofile 20000;\n\
          events {{ worker_connections 19900; }}\n\
          stream {{\n  proxy_timeout 300s;\n  ssl_protocols TLSv1.2 TLSv1.3;\n  ssl_session_cache shared:SSL:10m;\n  upstream web {{ server {GEN_IP}:{BACKEND_HTTP}; }}\n\
            upstream iperf {{ server {GEN_IP}:{BACKEND_IPERF}; }}\n{}{}\
-           server {{ listen {LB_IP}:{PORT_PLAIN}; proxy_pass web; }}\n\
-           server {{ listen {LB_IP}:{PORT_IPERF}; proxy_pass iperf; }}\n}}\n",
+           server {{ listen {lb_ip}:{PORT_PLAIN}; proxy_pass web; }}\n\
+           server {{ listen {lb_ip}:{PORT_IPERF}; proxy_pass iperf; }}\n}}\n",
         tls(PORT_EC, "ec"),
         tls(PORT_RSA, "rsa"),
     )

@@ -19,7 +19,7 @@ use super::policy::{KernelPolicy, SharedPolicy};
 use super::subsystem::Subsystem;
 use crate::config::Config;
 use crate::config::autoblock::AutoblockSection;
-use crate::datapath::events::SourceEvent;
+use crate::datapath::events::{EventSwitch, SourceEvent};
 use crate::metrics::AutoblockMetrics;
 
 /// The auto-blocker as a daemon subsystem: follows `[autoblock]` across reloads and
@@ -30,6 +30,8 @@ pub struct AutoBlocker {
     fleet: Arc<dyn SharedPolicy>,
     metrics: AutoblockMetrics,
     events: Mutex<Option<mpsc::Receiver<SourceEvent>>>,
+    /// The data path sends events only while auto-blocking is on.
+    events_switch: EventSwitch,
 }
 
 impl AutoBlocker {
@@ -38,6 +40,7 @@ impl AutoBlocker {
         fleet: Arc<dyn SharedPolicy>,
         metrics: AutoblockMetrics,
         events: mpsc::Receiver<SourceEvent>,
+        events_switch: EventSwitch,
     ) -> AutoBlocker {
         AutoBlocker {
             settings: Arc::new(ArcSwap::from_pointee(AutoblockSection::default())),
@@ -45,6 +48,7 @@ impl AutoBlocker {
             fleet,
             metrics,
             events: Mutex::new(Some(events)),
+            events_switch,
         }
     }
 }
@@ -73,6 +77,7 @@ impl Subsystem for AutoBlocker {
                 section.clone()
             }
         };
+        self.events_switch.set(section.enabled);
         self.settings.store(Arc::new(section));
         // First apply: start consuming events.
         if let Some(events) = self.events.lock().expect("events lock").take() {
