@@ -147,6 +147,9 @@ pub fn check_errors(j: &serde_json::Value, product: Product, figure: Figure) -> 
 
 pub fn report(args: &Args, r: &Results) -> String {
     let mut out = String::new();
+    if r.values.is_empty() {
+        return out;
+    }
     let products = &args.products;
     let peers: Vec<Product> = products
         .iter()
@@ -204,11 +207,13 @@ pub fn report(args: &Args, r: &Results) -> String {
         }
         out += "\n";
     }
-    out += &format!(
-        "\nno LB (client straight to the backend): p50 {:.0} µs, p99 {:.0} µs\n",
-        median(&r.baseline_p50),
-        median(&r.baseline_p99)
-    );
+    if !r.baseline_p99.is_empty() {
+        out += &format!(
+            "\nno LB (client straight to the backend): p50 {:.0} µs, p99 {:.0} µs\n",
+            median(&r.baseline_p50),
+            median(&r.baseline_p99)
+        );
+    }
     if !r.histograms.is_empty() {
         out += "\nTLS small-request latency histograms (µs bucket upper bound: requests), per round:\n";
         for (p, lines) in &r.histograms {

@@ -268,6 +268,20 @@ fn table(name: &str, products: &[Product], slices: &Slices, args: &Args) -> Stri
         let wins = ours.iter().zip(&theirs).filter(|(a, b)| a <= b).count();
         out += &format!(" {wins} of {} |", ours.len().min(theirs.len()));
     }
+    out += "\n| cycles where neither slice had steal: median p99 ratio, proxy ≤ peer |";
+    out += &" - |".repeat(targets.len());
+    for p in &peers {
+        let pairs: Vec<(f64, f64)> = slices
+            .of(proxy)
+            .iter()
+            .zip(slices.of(Target::Lb(*p)))
+            .filter(|(a, b)| calm(a) && calm(b))
+            .map(|(a, b)| (a.p99, b.p99))
+            .collect();
+        let ratios: Vec<f64> = pairs.iter().map(|(a, b)| a / b).collect();
+        let wins = pairs.iter().filter(|(a, b)| a <= b).count();
+        out += &format!(" {:.2}, {wins} of {} |", median(&ratios), pairs.len());
+    }
     out += "\n| slices with steal time (both CPUs) |";
     for t in &targets {
         let n = slices.of(*t).iter().filter(|s| !calm(s)).count();
