@@ -11,6 +11,12 @@ pub fn median(v: &[f64]) -> f64 {
     }
 }
 
+/// The value at quantile `q` (0..1) of sorted `v`; `None` for no values.
+pub fn quantile(v: &[u32], q: f64) -> Option<u32> {
+    let i = ((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1));
+    v.get(i).copied()
+}
+
 /// (min, max).
 pub fn min_max(v: &[f64]) -> (f64, f64) {
     v.iter()

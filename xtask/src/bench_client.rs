@@ -560,10 +560,7 @@ where
     while tasks.join_next().await.is_some() {}
     let mut v = samples.lock().unwrap().clone();
     v.sort_unstable();
-    let pct = |p: f64| {
-        v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
-            .copied()
-    };
+    let pct = |q: f64| lab::stats::quantile(&v, q);
     let mut histogram = vec![0u64; BUCKETS_US.len() + 1];
     for us in &v {
         histogram[BUCKETS_US.partition_point(|b| b < us)] += 1;

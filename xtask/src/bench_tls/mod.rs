@@ -276,8 +276,10 @@ impl Bench<'_> {
         strace: bool,
         results: &mut Results,
     ) -> anyhow::Result<()> {
-        let per_round = |p: &&Part| !matches!(p, Part::Memory | Part::Tails);
-        if !parts.iter().any(|p| per_round(&p)) {
+        if parts
+            .iter()
+            .all(|p| matches!(p, Part::Memory | Part::Tails))
+        {
             return Ok(());
         }
         let lb = self.start(product)?;

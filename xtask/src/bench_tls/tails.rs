@@ -54,7 +54,7 @@ struct Slices(BTreeMap<Target, Vec<Slice>>);
 
 impl Slices {
     fn add(&mut self, target: Target, j: &serde_json::Value, steal_ms: u64) {
-        let samples = j["samples_us"].as_array().cloned().unwrap_or_default();
+        let samples = j["samples_us"].as_array().map_or(&[][..], Vec::as_slice);
         self.0.entry(target).or_default().push(Slice {
             p99: num(j, "p99_us"),
             samples: samples
@@ -188,10 +188,9 @@ fn slice(
     bench.latency_for(&addr, tls.as_deref(), seconds, "--samples")
 }
 
-/// The sample at quantile `q` of sorted `v`.
+/// The sample at quantile `q` of sorted `v` (NaN for none).
 fn quantile(v: &[u32], q: f64) -> f64 {
-    let i = ((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1));
-    v.get(i).map_or(f64::NAN, |&x| f64::from(x))
+    lab::stats::quantile(v, q).map_or(f64::NAN, f64::from)
 }
 
 fn table(name: &str, products: &[Product], slices: &Slices, args: &Args) -> String {
