@@ -51,6 +51,9 @@ pub enum Mode {
         /// Offer TLS 1.2 only.
         #[arg(long)]
         tls12: bool,
+        /// Stop after this many connections (or `seconds`, whichever comes first).
+        #[arg(long)]
+        count: Option<u64>,
     },
     /// New plain TCP connections: connect, close.
     Connects {
@@ -167,6 +170,7 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
                 get,
                 resume,
                 tls12,
+                count,
             } => {
                 let tls = Tls {
                     ca,
@@ -178,7 +182,7 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
                     addr,
                     seconds,
                     concurrency,
-                    count: None,
+                    count,
                     get,
                 };
                 handshakes(load, Some(tls)).await

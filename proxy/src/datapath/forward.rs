@@ -10,7 +10,9 @@
 //!
 //! In both, EOF from one side becomes `shutdown(SHUT_WR)` on the other while the other
 //! direction keeps flowing, so a client that closes its write side still receives the
-//! rest of the response. On plain TCP a reset from one side becomes a reset of the
+//! rest of the response. The direction that ends last skips the call: both sockets
+//! were read to EOF, so the close that follows sends the FIN (after a TLS
+//! close_notify, see [`WriteEnd`]). On plain TCP a reset from one side becomes a reset of the
 //! other (SO_LINGER 0 before close), so an abort is never passed on as a complete
 //! stream; TLS listeners end without close_notify for the same reason.
 
@@ -91,15 +93,17 @@ pub async fn copy_bidirectional<C, B>(
     idle: Duration,
 ) -> End
 where
-    C: AsyncRead + AsyncWrite + Unpin,
-    B: AsyncRead + AsyncWrite + Unpin,
+    C: AsyncRead + WriteEnd,
+    B: AsyncRead + WriteEnd,
 {
     let activity = Activity::new();
     let mut upstream = Direction::default();
     let mut downstream = Direction::default();
     let both = std::future::poll_fn(|cx| {
-        let a = upstream.poll(cx, &mut client, &mut backend, &bytes.up, &activity)?;
-        let b = downstream.poll(cx, &mut backend, &mut client, &bytes.down, &activity)?;
+        let last = downstream.is_done();
+        let a = upstream.poll(cx, &mut client, &mut backend, &bytes.up, &activity, last)?;
+        let last = upstream.is_done();
+        let b = downstream.poll(cx, &mut backend, &mut client, &bytes.down, &activity, last)?;
         match (a, b) {
             (Poll::Ready(_), Poll::Ready(_)) => Poll::Ready(Ok::<(), io::Error>(())),
             _ => Poll::Pending,
@@ -111,6 +115,34 @@ where
             Err(e) => End::Error(e),
         },
         _ = activity.idle(idle) => End::Idle,
+    }
+}
+
+/// How a destination's write side ends once its source reached EOF.
+pub trait WriteEnd: AsyncWrite + Unpin {
+    /// For the direction that ends last: the other one ended too, so both sockets
+    /// were read to EOF and the close that follows sends the FIN. Writes only what
+    /// must come before it and saves the shutdown(2) call.
+    fn poll_end_last(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl WriteEnd for TcpStream {
+    fn poll_end_last(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl WriteEnd for WriteHalf<'_> {
+    fn poll_end_last(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl WriteEnd for tokio_rustls::server::TlsStream<TcpStream> {
+    /// The close_notify (rustls sends it once however often this is polled), flushed.
+    fn poll_end_last(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().1.send_close_notify();
+        Pin::new(self).poll_flush(cx)
     }
 }
 
@@ -156,6 +188,11 @@ enum DirState {
 }
 
 impl Direction {
+    fn is_done(&self) -> bool {
+        self.state == DirState::Done
+    }
+
+    /// `last`: the other direction has ended (see [`WriteEnd::poll_end_last`]).
     fn poll<R, W>(
         &mut self,
         cx: &mut Context<'_>,
@@ -163,17 +200,21 @@ impl Direction {
         dst: &mut W,
         counter: &Counter,
         activity: &Activity,
+        last: bool,
     ) -> Poll<io::Result<Outcome>>
     where
         R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
+        W: WriteEnd,
     {
         loop {
             match self.state {
                 DirState::Done => return Poll::Ready(Ok(Outcome::Done)),
                 DirState::ShuttingDown => {
                     // EOF from `src`: half-close `dst` (FIN, or close_notify + FIN).
-                    ready!(Pin::new(&mut *dst).poll_shutdown(cx))?;
+                    match last {
+                        true => ready!(dst.poll_end_last(cx))?,
+                        false => ready!(Pin::new(&mut *dst).poll_shutdown(cx))?,
+                    }
                     self.state = DirState::Done;
                     continue;
                 }
@@ -342,7 +383,8 @@ impl TcpDirection<'_> {
         };
         let (counter, activity) = (self.counter, self.activity);
         let outcome =
-            std::future::poll_fn(|cx| copy.poll(cx, &mut src, &mut dst, counter, activity)).await?;
+            std::future::poll_fn(|cx| copy.poll(cx, &mut src, &mut dst, counter, activity, false))
+                .await?;
         if outcome == Outcome::Switch {
             let pipe = Pipe::new()?;
             let counters = [counter, self.spliced];

@@ -429,26 +429,40 @@ impl Bench<'_> {
         Ok(())
     }
 
-    /// Syscalls per proxied plain connection (connect, GET, close), counted by
-    /// `strace -c` on every thread of the LB's processes.
+    /// Syscalls per proxied plain connection (connect, GET, close) and per resumed
+    /// TLS 1.2 connection (ticket, GET, close), counted by `strace -c` on every
+    /// thread of the LB's processes. Of the TLS connections, the first of each of
+    /// the 16 client loops is a full handshake.
     fn syscalls(&self, lb: &Proc, product: Product, results: &mut Results) -> anyhow::Result<()> {
-        let out = self.dir.join(format!("strace-{}.txt", product.label()));
-        let strace = strace::Strace::attach(lb.pid(), &out)?;
-        let (j, _) = self.client(
-            lb,
-            &format!(
-                "connects --addr {LB_IP}:{PORT_PLAIN} --get /small --count {SYSCALL_CONNECTIONS} \
-                 --concurrency 16 --seconds 60"
+        let plain = format!("connects --addr {LB_IP}:{PORT_PLAIN} --get /small");
+        let tls = self.tls_args(PORT_EC, "ec.pem");
+        let resumed = format!("handshakes {tls} --resume tickets --tls12 --get /small");
+        let kinds = [
+            ("plain", plain, [Figure::Syscalls, Figure::SyscallsShutdown]),
+            (
+                "resumed TLS 1.2",
+                resumed,
+                [Figure::SyscallsTls12, Figure::SyscallsTls12Shutdown],
             ),
-        )?;
-        check_errors(&j, product, Figure::Syscalls)?;
-        let text = strace.finish()?;
-        let per = |name: &str| strace::calls(&text, name) / SYSCALL_CONNECTIONS as f64;
-        results.add(Figure::Syscalls, product, per("total"));
-        results.add(Figure::SyscallsSetsockopt, product, per("setsockopt"));
-        results.add(Figure::SyscallsEpollCtl, product, per("epoll_ctl"));
-        results.add(Figure::SyscallsShutdown, product, per("shutdown"));
-        results.strace.push((product, text));
+        ];
+        for (kind, load, [total, shutdown]) in kinds {
+            let file = format!("strace-{}-{}.txt", product.label(), kind.replace(' ', "-"));
+            let strace = strace::Strace::attach(lb.pid(), &self.dir.join(file))?;
+            let (j, _) = self.client(
+                lb,
+                &format!("{load} --count {SYSCALL_CONNECTIONS} --concurrency 16 --seconds 60"),
+            )?;
+            check_errors(&j, product, total)?;
+            let text = strace.finish()?;
+            let per = |name: &str| strace::calls(&text, name) / SYSCALL_CONNECTIONS as f64;
+            results.add(total, product, per("total"));
+            results.add(shutdown, product, per("shutdown"));
+            if kind == "plain" {
+                results.add(Figure::SyscallsSetsockopt, product, per("setsockopt"));
+                results.add(Figure::SyscallsEpollCtl, product, per("epoll_ctl"));
+            }
+            results.strace.push((product, kind, text));
+        }
         Ok(())
     }
 

@@ -40,6 +40,8 @@ pub enum Figure {
     SyscallsSetsockopt,
     SyscallsEpollCtl,
     SyscallsShutdown,
+    SyscallsTls12,
+    SyscallsTls12Shutdown,
     IdleMemory,
 }
 
@@ -74,6 +76,8 @@ impl Figure {
             Figure::SyscallsSetsockopt => "  of which setsockopt",
             Figure::SyscallsEpollCtl => "  of which epoll_ctl",
             Figure::SyscallsShutdown => "  of which shutdown",
+            Figure::SyscallsTls12 => "syscalls per resumed TLS 1.2 connection (tickets, GET)",
+            Figure::SyscallsTls12Shutdown => "  of which shutdown",
             Figure::IdleMemory => "memory per idle TLS connection (KiB)",
         }
     }
@@ -86,7 +90,9 @@ impl Figure {
             | Figure::Syscalls
             | Figure::SyscallsSetsockopt
             | Figure::SyscallsEpollCtl
-            | Figure::SyscallsShutdown => 1,
+            | Figure::SyscallsShutdown
+            | Figure::SyscallsTls12
+            | Figure::SyscallsTls12Shutdown => 1,
             _ => 0,
         }
     }
@@ -102,8 +108,9 @@ pub struct Results {
     pub notes: Vec<String>,
     /// Per product, one line per round: the TLS latency histogram.
     pub histograms: BTreeMap<Product, Vec<String>>,
-    /// Per product, the `strace -c` table of the syscalls figure.
-    pub strace: Vec<(Product, String)>,
+    /// Per product and kind of connection, the `strace -c` table of the syscalls
+    /// figures.
+    pub strace: Vec<(Product, &'static str, String)>,
 }
 
 impl Results {
@@ -222,9 +229,9 @@ pub fn report(args: &Args, r: &Results) -> String {
             }
         }
     }
-    for (p, table) in &r.strace {
+    for (p, kind, table) in &r.strace {
         out += &format!(
-            "\nsyscalls per connection, {} (strace -c, {SYSCALL_CONNECTIONS} connections):",
+            "\nsyscalls per {kind} connection, {} (strace -c, {SYSCALL_CONNECTIONS} connections):",
             p.label()
         );
         for (name, calls) in super::strace::rows(table) {
