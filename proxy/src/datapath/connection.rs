@@ -42,7 +42,10 @@ pub async fn handle(
     };
     let end = match &state.tls {
         None => plain(stream, peer, local, &state, &runtime).await,
-        Some(tls) => terminate_tls(stream, peer, local, tls, &state, &runtime, &shared).await,
+        // Boxed: the handshake's state is large, and only TLS connections need it.
+        Some(tls) => {
+            Box::pin(terminate_tls(stream, peer, local, tls, &state, &runtime, &shared)).await
+        }
     };
     let listener = state.settings.name.as_str();
     match end {
@@ -87,12 +90,13 @@ async fn plain(
 /// The client's first bytes (up to 4 KiB; the rest is read by the forwarding), or
 /// `None` when it closed or reset before sending any. Reading them here costs no
 /// syscall the forwarding would not have made (a short read marks the socket
-/// drained, as it does there).
+/// drained, as it does there). The buffer is on the heap and not zeroed: on the
+/// stack it would make every connection's task 4 KiB larger, copied on spawn.
 async fn first_bytes(stream: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut buf = [0u8; 4096];
-    match stream.read(&mut buf).await {
+    let mut buf = Vec::with_capacity(4096);
+    match stream.read_buf(&mut buf).await {
         Ok(0) | Err(_) => None,
-        Ok(n) => Some(buf[..n].to_vec()),
+        Ok(_) => Some(buf),
     }
 }
 
