@@ -44,7 +44,10 @@ pub async fn handle(
         None => plain(stream, peer, local, &state, &runtime).await,
         // Boxed: the handshake's state is large, and only TLS connections need it.
         Some(tls) => {
-            Box::pin(terminate_tls(stream, peer, local, tls, &state, &runtime, &shared)).await
+            Box::pin(terminate_tls(
+                stream, peer, local, tls, &state, &runtime, &shared,
+            ))
+            .await
         }
     };
     let listener = state.settings.name.as_str();
