@@ -54,6 +54,19 @@ fn tls_request(lab: &Lab, ca: &str) -> bool {
     .success()
 }
 
+/// A connection from the LB's port 80 that has delivered more than 64 KiB: a download
+/// (the plain requests' answers are a few hundred bytes).
+fn download_in_flight(lab: &Lab) -> bool {
+    let out = lab
+        .lb()
+        .ns
+        .exec("ss -Htin state established '( sport = :80 )'")
+        .unwrap_or_default();
+    out.split_whitespace()
+        .filter_map(|w| w.strip_prefix("bytes_acked:"))
+        .any(|n| n.parse::<u64>().is_ok_and(|n| n > 64 * 1024))
+}
+
 /// Sets the flag when dropped (also while a panic unwinds).
 struct StopOnDrop<'a>(&'a AtomicBool);
 
@@ -141,7 +154,11 @@ fn ten_upgrades_under_load_lose_nothing() {
 
         // Whatever happens below (a failed assertion too), the load threads stop.
         let _stop = StopOnDrop(&done);
-        std::thread::sleep(Duration::from_secs(1));
+        // The first upgrade must find a download in flight (round 0 checks that the
+        // old process drains it); a slow start of curl must not race that.
+        lab::wait_for("a download in flight", Duration::from_secs(20), || {
+            download_in_flight(&lab).then_some(())
+        });
         for round in 0..UPGRADES {
             let counted = blocklisted(&lab);
             let out = lab.cli(&format!("upgrade --config {config_path}"));
