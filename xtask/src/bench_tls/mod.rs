@@ -434,32 +434,44 @@ impl Bench<'_> {
     /// thread of the LB's processes. Of the TLS connections, the first of each of
     /// the 16 client loops is a full handshake.
     fn syscalls(&self, lb: &Proc, product: Product, results: &mut Results) -> anyhow::Result<()> {
+        /// A figure and the syscall it counts ("total" for all of them).
+        type Row = (Figure, &'static str);
         let plain = format!("connects --addr {LB_IP}:{PORT_PLAIN} --get /small");
         let tls = self.tls_args(PORT_EC, "ec.pem");
         let resumed = format!("handshakes {tls} --resume tickets --tls12 --get /small");
-        let kinds = [
-            ("plain", plain, [Figure::Syscalls, Figure::SyscallsShutdown]),
+        // Per kind: the load, then (figure, syscall) rows; the first row is the total.
+        let kinds: [(&str, String, &[Row]); 2] = [
+            (
+                "plain",
+                plain,
+                &[
+                    (Figure::Syscalls, "total"),
+                    (Figure::SyscallsSetsockopt, "setsockopt"),
+                    (Figure::SyscallsEpollCtl, "epoll_ctl"),
+                    (Figure::SyscallsShutdown, "shutdown"),
+                ],
+            ),
             (
                 "resumed TLS 1.2",
                 resumed,
-                [Figure::SyscallsTls12, Figure::SyscallsTls12Shutdown],
+                &[
+                    (Figure::SyscallsTls12, "total"),
+                    (Figure::SyscallsTls12Shutdown, "shutdown"),
+                ],
             ),
         ];
-        for (kind, load, [total, shutdown]) in kinds {
+        for (kind, load, rows) in kinds {
             let file = format!("strace-{}-{}.txt", product.label(), kind.replace(' ', "-"));
             let strace = strace::Strace::attach(lb.pid(), &self.dir.join(file))?;
             let (j, _) = self.client(
                 lb,
                 &format!("{load} --count {SYSCALL_CONNECTIONS} --concurrency 16 --seconds 60"),
             )?;
-            check_errors(&j, product, total)?;
+            check_errors(&j, product, rows[0].0)?;
             let text = strace.finish()?;
-            let per = |name: &str| strace::calls(&text, name) / SYSCALL_CONNECTIONS as f64;
-            results.add(total, product, per("total"));
-            results.add(shutdown, product, per("shutdown"));
-            if kind == "plain" {
-                results.add(Figure::SyscallsSetsockopt, product, per("setsockopt"));
-                results.add(Figure::SyscallsEpollCtl, product, per("epoll_ctl"));
+            for &(figure, syscall) in rows {
+                let per = strace::calls(&text, syscall) / SYSCALL_CONNECTIONS as f64;
+                results.add(figure, product, per);
             }
             results.strace.push((product, kind, text));
         }
