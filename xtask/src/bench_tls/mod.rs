@@ -64,7 +64,8 @@ pub enum Part {
     Latency,
     /// Resumed handshakes: TLS 1.3 tickets, TLS 1.2 tickets, TLS 1.2 session IDs.
     Resumption,
-    /// Syscalls per proxied plain connection (strace -c, first round only).
+    /// Syscalls (strace -c) and TCP segments sent per connection: plain, resumed
+    /// TLS 1.2 and 1.3 (first round only).
     Syscalls,
     /// Memory per idle TLS connection (after the rounds).
     Memory,
@@ -429,21 +430,27 @@ impl Bench<'_> {
         Ok(())
     }
 
-    /// Syscalls per proxied plain connection (connect, GET, close) and per resumed
-    /// TLS 1.2 connection (ticket, GET, close), counted by `strace -c` on every
-    /// thread of the LB's processes. Of the TLS connections, the first of each of
+    /// Syscalls and TCP segments per connection, for three kinds: proxied plain
+    /// connections (connect, GET, close), resumed TLS 1.2 and resumed TLS 1.3
+    /// connections (ticket, GET, close). Syscalls: `strace -c` on every thread of
+    /// the LB's processes. Segments: the `lb` namespace's `TcpOutSegs` over a
+    /// second, untraced run of the same connections (strace's delays would change
+    /// which ACKs the kernel merges). Of the TLS connections, the first of each of
     /// the 16 client loops is a full handshake.
     fn syscalls(&self, lb: &Proc, product: Product, results: &mut Results) -> anyhow::Result<()> {
         /// A figure and the syscall it counts ("total" for all of them).
         type Row = (Figure, &'static str);
         let plain = format!("connects --addr {LB_IP}:{PORT_PLAIN} --get /small");
         let tls = self.tls_args(PORT_EC, "ec.pem");
-        let resumed = format!("handshakes {tls} --resume tickets --tls12 --get /small");
-        // Per kind: the load, then (figure, syscall) rows; the first row is the total.
-        let kinds: [(&str, String, &[Row]); 2] = [
+        let tls12 = format!("handshakes {tls} --resume tickets --tls12 --get /small");
+        let tls13 = format!("handshakes {tls} --resume tickets --get /small");
+        // Per kind: the load, the segments figure, then (figure, syscall) rows; the
+        // first row is the total.
+        let kinds: [(&str, String, Figure, &[Row]); 3] = [
             (
                 "plain",
                 plain,
+                Figure::Segments,
                 &[
                     (Figure::Syscalls, "total"),
                     (Figure::SyscallsSetsockopt, "setsockopt"),
@@ -453,29 +460,51 @@ impl Bench<'_> {
             ),
             (
                 "resumed TLS 1.2",
-                resumed,
+                tls12,
+                Figure::SegmentsTls12,
                 &[
                     (Figure::SyscallsTls12, "total"),
                     (Figure::SyscallsTls12Shutdown, "shutdown"),
                 ],
             ),
+            (
+                "resumed TLS 1.3",
+                tls13,
+                Figure::SegmentsTls13,
+                &[(Figure::SyscallsTls13, "total")],
+            ),
         ];
-        for (kind, load, rows) in kinds {
+        let n = SYSCALL_CONNECTIONS;
+        for (kind, load, segments, rows) in kinds {
+            let load = format!("{load} --count {n} --concurrency 16 --seconds 60");
             let file = format!("strace-{}-{}.txt", product.label(), kind.replace(' ', "-"));
             let strace = strace::Strace::attach(lb.pid(), &self.dir.join(file))?;
-            let (j, _) = self.client(
-                lb,
-                &format!("{load} --count {SYSCALL_CONNECTIONS} --concurrency 16 --seconds 60"),
-            )?;
+            let (j, _) = self.client(lb, &load)?;
             check_errors(&j, product, rows[0].0)?;
             let text = strace.finish()?;
             for &(figure, syscall) in rows {
-                let per = strace::calls(&text, syscall) / SYSCALL_CONNECTIONS as f64;
-                results.add(figure, product, per);
+                results.add(figure, product, strace::calls(&text, syscall) / n as f64);
             }
             results.strace.push((product, kind, text));
+
+            let before = self.lb_segments_sent()?;
+            let (j, _) = self.client(lb, &load)?;
+            check_errors(&j, product, segments)?;
+            let sent = self.lb_segments_sent()? - before;
+            results.add(segments, product, sent as f64 / n as f64);
         }
         Ok(())
+    }
+
+    /// TCP segments sent from the `lb` namespace so far (`nstat`'s TcpOutSegs).
+    fn lb_segments_sent(&self) -> anyhow::Result<u64> {
+        let out = self.lb.exec("nstat -saz TcpOutSegs")?;
+        out.lines()
+            .find_map(|l| {
+                let mut cols = l.split_whitespace();
+                (cols.next() == Some("TcpOutSegs")).then(|| cols.next()?.parse().ok())?
+            })
+            .with_context(|| format!("nstat printed no TcpOutSegs: {out}"))
     }
 
     /// One fixed-rate latency run; TLS when `tls` (client arguments) is given.

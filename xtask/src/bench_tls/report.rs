@@ -42,6 +42,10 @@ pub enum Figure {
     SyscallsShutdown,
     SyscallsTls12,
     SyscallsTls12Shutdown,
+    SyscallsTls13,
+    Segments,
+    SegmentsTls12,
+    SegmentsTls13,
     IdleMemory,
 }
 
@@ -78,6 +82,10 @@ impl Figure {
             Figure::SyscallsShutdown => "  of which shutdown",
             Figure::SyscallsTls12 => "syscalls per resumed TLS 1.2 connection (tickets, GET)",
             Figure::SyscallsTls12Shutdown => "  of which shutdown",
+            Figure::SyscallsTls13 => "syscalls per resumed TLS 1.3 connection (tickets, GET)",
+            Figure::Segments => "TCP segments the LB sends per plain connection (GET)",
+            Figure::SegmentsTls12 => "TCP segments the LB sends per resumed TLS 1.2 connection",
+            Figure::SegmentsTls13 => "TCP segments the LB sends per resumed TLS 1.3 connection",
             Figure::IdleMemory => "memory per idle TLS connection (KiB)",
         }
     }
@@ -92,7 +100,11 @@ impl Figure {
             | Figure::SyscallsEpollCtl
             | Figure::SyscallsShutdown
             | Figure::SyscallsTls12
-            | Figure::SyscallsTls12Shutdown => 1,
+            | Figure::SyscallsTls12Shutdown
+            | Figure::SyscallsTls13
+            | Figure::Segments
+            | Figure::SegmentsTls12
+            | Figure::SegmentsTls13 => 1,
             _ => 0,
         }
     }
