@@ -22,3 +22,4 @@ pub mod ocsp;
 pub mod proxy_protocol;
 pub mod state;
 pub mod tls;
+pub mod tls_hkdf;

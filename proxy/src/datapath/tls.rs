@@ -32,7 +32,7 @@ use crate::config::{self, ConfigIssue, KeyPath, TlsVersion};
 pub fn provider() -> Arc<CryptoProvider> {
     use rustls::crypto::aws_lc_rs::cipher_suite as cs;
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
-    provider.cipher_suites = vec![
+    let suites = [
         cs::TLS13_AES_128_GCM_SHA256,
         cs::TLS13_AES_256_GCM_SHA384,
         cs::TLS13_CHACHA20_POLY1305_SHA256,
@@ -43,6 +43,8 @@ pub fn provider() -> Arc<CryptoProvider> {
         cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
         cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
     ];
+    // TLS 1.3 suites with the key schedule's HMAC keys prepared once (tls_hkdf).
+    provider.cipher_suites = suites.map(super::tls_hkdf::with_prepared_hkdf).to_vec();
     Arc::new(provider)
 }
 
