@@ -10,6 +10,8 @@
 //!
 //! Requires root and the Debian packages haproxy, nginx, libnginx-mod-stream, iperf3.
 
+mod costs;
+mod lineup;
 mod products;
 mod report;
 mod strace;
@@ -72,6 +74,10 @@ pub enum Part {
     /// Latency in interleaved slices, every product running at once (after the
     /// rounds): separates the products from the machine's noise.
     Tails,
+    /// LB CPU per operation (handshakes, connections, resumptions) in interleaved
+    /// slices, every product running at once (after the rounds): paired ratios with
+    /// less of the machine's noise than the rounds.
+    Costs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -96,7 +102,7 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "handshakes,connects,bulk,iperf,latency,resumption,syscalls,memory,tails"
+        default_value = "handshakes,connects,bulk,iperf,latency,resumption,syscalls,memory,tails,costs"
     )]
     pub figures: Vec<Part>,
     /// The binary of product `proxy-base` (an earlier build, for before/after).
@@ -105,10 +111,10 @@ pub struct Args {
     /// Print each round's latency histograms.
     #[arg(long)]
     pub histograms: bool,
-    /// Cycles of the interleaved latency figure (each runs every product once).
+    /// Cycles of the interleaved figures (each runs every product once).
     #[arg(long, default_value_t = 15)]
     pub cycles: usize,
-    /// Seconds per slice of the interleaved latency figure.
+    /// Seconds per slice of the interleaved figures.
     #[arg(long, default_value_t = 2.0)]
     pub slice_seconds: f64,
 }
@@ -198,11 +204,16 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
             args.idle_connections
         ));
     }
+    let ifname = &topo.host(0).ifname;
     let tails = match args.figures.contains(&Part::Tails) {
-        true => tails::run(&bench, &topo.host(0).ifname, &args)?,
+        true => tails::run(&bench, ifname, &args)?,
         false => String::new(),
     };
-    print!("{}{tails}", report(&args, &results));
+    let costs = match args.figures.contains(&Part::Costs) {
+        true => costs::run(&bench, ifname, &args)?,
+        false => String::new(),
+    };
+    print!("{}{tails}{costs}", report(&args, &results));
     Ok(())
 }
 
@@ -279,7 +290,7 @@ impl Bench<'_> {
     ) -> anyhow::Result<()> {
         if parts
             .iter()
-            .all(|p| matches!(p, Part::Memory | Part::Tails))
+            .all(|p| matches!(p, Part::Memory | Part::Tails | Part::Costs))
         {
             return Ok(());
         }
@@ -293,7 +304,7 @@ impl Bench<'_> {
                 Part::Latency => self.latencies(product, results)?,
                 Part::Resumption => self.resumption(&lb, product, results)?,
                 Part::Syscalls if strace => self.syscalls(&lb, product, results)?,
-                Part::Syscalls | Part::Memory | Part::Tails => {}
+                Part::Syscalls | Part::Memory | Part::Tails | Part::Costs => {}
             }
         }
         drop(lb);

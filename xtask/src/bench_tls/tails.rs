@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use lab::stats::{median, min_max, num};
 
+use super::lineup::Lineup;
 use super::{Args, BACKEND_HTTP, Bench, GEN_IP, LATENCY_RATE, PORT_EC, PORT_PLAIN, Product};
 
 /// What a slice sends its requests to.
@@ -107,16 +108,7 @@ fn steal_ms() -> anyhow::Result<u64> {
 /// Measures plain, then TLS, small GETs in `args.cycles` cycles; returns the report.
 pub fn run(bench: &Bench, ifname: &str, args: &Args) -> anyhow::Result<String> {
     let products = &args.products;
-    let mut addrs = BTreeMap::new();
-    let mut running = Vec::new();
-    for (i, &p) in products.iter().enumerate() {
-        let ip = format!("10.77.0.{}", 11 + i);
-        bench
-            .lb
-            .exec(&format!("ip addr add {ip}/24 dev {ifname}"))?;
-        running.push(bench.start_at(p, &ip)?);
-        addrs.insert(p, ip);
-    }
+    let lineup = Lineup::start(bench, ifname, products)?;
     let mut out = format!(
         "\ninterleaved latency: {} cycles; each cycle runs the backend without LB, then every \
          product (order rotating), {} s each at {LATENCY_RATE} requests/s, all products running \
@@ -143,17 +135,11 @@ pub fn run(bench: &Bench, ifname: &str, args: &Args) -> anyhow::Result<String> {
             let targets = std::iter::once(Target::NoLb).chain(order.into_iter().map(Target::Lb));
             for target in targets {
                 let before = steal_ms()?;
-                let j = slice(bench, target, kind, &addrs, args.slice_seconds)?;
+                let j = slice(bench, target, kind, &lineup, args.slice_seconds)?;
                 slices.add(target, &j, steal_ms()? - before);
             }
         }
         out += &table(name, products, &slices, args);
-    }
-    drop(running);
-    for ip in addrs.values() {
-        bench
-            .lb
-            .exec(&format!("ip addr del {ip}/24 dev {ifname}"))?;
     }
     Ok(out)
 }
@@ -162,7 +148,7 @@ fn slice(
     bench: &Bench,
     target: Target,
     kind: Kind,
-    addrs: &BTreeMap<Product, String>,
+    lineup: &Lineup,
     seconds: f64,
 ) -> anyhow::Result<serde_json::Value> {
     let (ip, port) = match target {
@@ -175,7 +161,7 @@ fn slice(
             );
         }
         Target::Lb(p) => (
-            &addrs[&p],
+            lineup.addr(p),
             if kind == Kind::Tls {
                 PORT_EC
             } else {
