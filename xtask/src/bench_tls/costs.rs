@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use anyhow::ensure;
 use lab::stats::{median, min_max, num};
 
-use super::lineup::Lineup;
+use super::lineup::{Lineup, peers};
 use super::report::{Figure, check_errors};
 use super::{Args, Bench, PORT_EC, PORT_PLAIN, Product};
 
@@ -84,14 +84,7 @@ fn table(
     costs: &BTreeMap<(Figure, Product), Vec<f64>>,
     args: &Args,
 ) -> String {
-    let peers: Vec<Product> = match products.contains(&Product::Proxy) {
-        true => products
-            .iter()
-            .copied()
-            .filter(|p| *p != Product::Proxy)
-            .collect(),
-        false => Vec::new(),
-    };
+    let peers = peers(products);
     let mut out = format!(
         "\ninterleaved costs: {} cycles; each cycle runs every kind against every product \
          back to back (order rotating), {} s each, all products running at once on CPU {}. \

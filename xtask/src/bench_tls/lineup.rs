@@ -58,3 +58,15 @@ impl Drop for Lineup<'_> {
         }
     }
 }
+
+/// The products the proxy is compared with (none when the proxy is not measured).
+pub fn peers(products: &[Product]) -> Vec<Product> {
+    match products.contains(&Product::Proxy) {
+        true => products
+            .iter()
+            .copied()
+            .filter(|p| *p != Product::Proxy)
+            .collect(),
+        false => Vec::new(),
+    }
+}

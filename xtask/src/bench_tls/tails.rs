@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use lab::stats::{median, min_max, num};
 
-use super::lineup::Lineup;
+use super::lineup::{Lineup, peers};
 use super::{Args, BACKEND_HTTP, Bench, GEN_IP, LATENCY_RATE, PORT_EC, PORT_PLAIN, Product};
 
 /// What a slice sends its requests to.
@@ -183,14 +183,7 @@ fn table(name: &str, products: &[Product], slices: &Slices, args: &Args) -> Stri
     let targets: Vec<Target> = std::iter::once(Target::NoLb)
         .chain(products.iter().copied().map(Target::Lb))
         .collect();
-    let peers: Vec<Product> = match products.contains(&Product::Proxy) {
-        true => products
-            .iter()
-            .copied()
-            .filter(|p| *p != Product::Proxy)
-            .collect(),
-        false => Vec::new(),
-    };
+    let peers = peers(products);
     let proxy = Target::Lb(Product::Proxy);
     let mut out = format!("\n| {name} small GETs, interleaved (µs) |");
     for t in &targets {
