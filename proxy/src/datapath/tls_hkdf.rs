@@ -10,14 +10,16 @@
 //! Here the key schedule goes through rustls' own RFC 5869 construction
 //! ([`HkdfUsingHmac`]) on aws-lc-rs HMAC keys: an extract is one HMAC, and each
 //! expand copies the prepared key state and hashes only the label. Same primitives,
-//! same outputs (checked against RFC 5869's test vectors below).
+//! same outputs (checked against RFC 5869's test vectors below). Secrets stay in
+//! types that zero them when dropped: rustls' `Tag`/`OkmBlock`, and aws-lc's HMAC
+//! context, which `HMAC_CTX_cleanup` clears.
 
 use std::sync::LazyLock;
 
 use aws_lc_rs::hmac;
 use rustls::SupportedCipherSuite;
 use rustls::crypto::hmac::{Hmac, Key, Tag};
-use rustls::crypto::tls13::HkdfUsingHmac;
+use rustls::crypto::tls13::{Hkdf, HkdfExpander, HkdfUsingHmac, OkmBlock};
 use rustls::{CipherSuiteCommon, Tls13CipherSuite};
 
 /// An HMAC algorithm whose keys are prepared once (`aws_lc_rs::hmac::Key`).
@@ -54,8 +56,35 @@ impl Key for PreparedKey {
 
 static HMAC_SHA256: PreparedHmac = PreparedHmac(hmac::HMAC_SHA256);
 static HMAC_SHA384: PreparedHmac = PreparedHmac(hmac::HMAC_SHA384);
-static HKDF_SHA256: HkdfUsingHmac<'static> = HkdfUsingHmac(&HMAC_SHA256);
-static HKDF_SHA384: HkdfUsingHmac<'static> = HkdfUsingHmac(&HMAC_SHA384);
+static HKDF_SHA256: PreparedHkdf = PreparedHkdf(&HMAC_SHA256);
+static HKDF_SHA384: PreparedHkdf = PreparedHkdf(&HMAC_SHA384);
+
+/// rustls' HKDF construction on [`PreparedHmac`], except that an extract's PRK is
+/// held only in rustls' `Tag` and `OkmBlock`, which are zeroed when dropped
+/// (`HkdfUsingHmac::extract_from_secret` copies it into a plain `Vec`).
+struct PreparedHkdf(&'static PreparedHmac);
+
+impl Hkdf for PreparedHkdf {
+    fn extract_from_zero_ikm(&self, salt: Option<&[u8]>) -> Box<dyn HkdfExpander> {
+        let zeroes = [0u8; Tag::MAX_LEN];
+        self.extract_from_secret(salt, &zeroes[..self.0.hash_output_len()])
+    }
+
+    fn extract_from_secret(&self, salt: Option<&[u8]>, secret: &[u8]) -> Box<dyn HkdfExpander> {
+        let zeroes = [0u8; Tag::MAX_LEN];
+        let salt = salt.unwrap_or(&zeroes[..self.0.hash_output_len()]);
+        let prk = self.0.with_key(salt).sign(&[secret]);
+        self.expander_for_okm(&OkmBlock::new(prk.as_ref()))
+    }
+
+    fn expander_for_okm(&self, okm: &OkmBlock) -> Box<dyn HkdfExpander> {
+        HkdfUsingHmac(self.0).expander_for_okm(okm)
+    }
+
+    fn hmac_sign(&self, key: &OkmBlock, message: &[u8]) -> Tag {
+        HkdfUsingHmac(self.0).hmac_sign(key, message)
+    }
+}
 
 /// rustls' aws-lc-rs TLS 1.3 suites, each with the prepared-key HKDF of its hash.
 static SUITES: LazyLock<[Tls13CipherSuite; 3]> = LazyLock::new(|| {
@@ -67,7 +96,7 @@ static SUITES: LazyLock<[Tls13CipherSuite; 3]> = LazyLock::new(|| {
     ]
 });
 
-fn prepared(suite: SupportedCipherSuite, hkdf: &'static HkdfUsingHmac) -> Tls13CipherSuite {
+fn prepared(suite: SupportedCipherSuite, hkdf: &'static PreparedHkdf) -> Tls13CipherSuite {
     let SupportedCipherSuite::Tls13(original) = suite else {
         unreachable!("{:?} is a TLS 1.3 suite", suite.suite());
     };
@@ -97,7 +126,6 @@ pub fn with_prepared_hkdf(suite: SupportedCipherSuite) -> SupportedCipherSuite {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rustls::crypto::tls13::{Hkdf, OkmBlock};
 
     fn hex(s: &str) -> Vec<u8> {
         (0..s.len())
