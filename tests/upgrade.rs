@@ -40,6 +40,45 @@ fn blocklisted(lab: &Lab) -> u64 {
         .sum()
 }
 
+/// Packets the kernel dropped on the lab's links before any XDP program saw them:
+/// the sum of every link's TX and RX "dropped" in the switch and the attacker's
+/// namespace (veth rings full under load), from `ip -s link`.
+fn path_drops(lab: &Lab) -> u64 {
+    let mut spaces = vec![lab.attacker(0).ns.name.clone()];
+    spaces.extend(lab.topo.switch_name().map(str::to_string));
+    spaces
+        .iter()
+        .map(|ns| {
+            let out = lab::netns::sh(&format!("ip -n {ns} -s -j link"));
+            let links: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+            links
+                .as_array()
+                .map(|links| {
+                    links
+                        .iter()
+                        .map(|l| {
+                            let n = |dir: &str| l["stats64"][dir]["dropped"].as_u64().unwrap_or(0);
+                            n("rx") + n("tx")
+                        })
+                        .sum::<u64>()
+                })
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// Datagrams the LB's kernel received for a port nothing listens on (the attack's
+/// port 9999): any would have passed XDP.
+fn lb_udp_no_ports(lab: &Lab) -> u64 {
+    let out = lab.lb().ns.sh("nstat -saz UdpNoPorts");
+    out.lines()
+        .find_map(|l| {
+            let mut cols = l.split_whitespace();
+            (cols.next() == Some("UdpNoPorts")).then(|| cols.next()?.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("nstat printed no UdpNoPorts: {out}"))
+}
+
 /// One plain TCP request through the proxy; did it answer?
 fn tcp_request(lab: &Lab) -> bool {
     lab.plain_get(format!("{}:80", lab.lb_ip()).parse().unwrap())
@@ -96,7 +135,18 @@ fn ten_upgrades_under_load_lose_nothing() {
     let (tcp_ok, tcp_failed) = (AtomicU64::new(0), AtomicU64::new(0));
     let (downloads_ok, downloads_failed) = (AtomicU64::new(0), AtomicU64::new(0));
     let sent = AtomicU64::new(0);
+    // The attacker knows the LB's MAC: no datagram waits in (or is dropped from) the
+    // queue of an unresolved ARP entry, where `send_to` has already succeeded.
+    let lb_mac = lab.lb().ns.mac_of("eth0").unwrap();
+    let lb_mac: Vec<String> = lb_mac.iter().map(|b| format!("{b:02x}")).collect();
+    lab.attacker(0).ns.sh(&format!(
+        "ip neigh replace {} lladdr {} dev eth0 nud permanent",
+        lab.lb_ip(),
+        lb_mac.join(":")
+    ));
     let before = blocklisted(&lab);
+    let drops_before = path_drops(&lab);
+    let stack_before = lb_udp_no_ports(&lab);
     let mut pids = vec![first_pid];
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -197,11 +247,19 @@ fn ten_upgrades_under_load_lose_nothing() {
     });
     // Every datagram the attacker sent was dropped by an XDP program: no gap.
     let sent = sent.load(Ordering::Relaxed);
-    lab::wait_for(
+    let counted = lab::try_wait_for(
         "the last datagrams to be counted",
         Duration::from_secs(5),
         || (blocklisted(&lab) - before >= sent).then_some(()),
     );
+    eprintln!(
+        "attack: {sent} sent, {} counted as dropped by XDP, {} dropped by the kernel on the way, \
+         {} reached the LB's UDP stack",
+        blocklisted(&lab) - before,
+        path_drops(&lab) - drops_before,
+        lb_udp_no_ports(&lab) - stack_before
+    );
+    counted.unwrap();
     assert_eq!(
         blocklisted(&lab) - before,
         sent,
