@@ -6,7 +6,9 @@
 //! iperf3 server, pinned to CPU 1. Each round starts every product in turn (the order
 //! rotates), measures every figure, stops it. Printed: medians, min-max, and the
 //! median of the per-round (paired) ratios; LB CPU time per handshake and per GB
-//! comes from /proc (utime + stime of the LB's processes).
+//! comes from /proc (utime + stime of the LB's processes). After the rounds, the
+//! interleaved figures (tails.rs, costs.rs) run every product at once and alternate
+//! between them in short slices.
 //!
 //! Requires root and the Debian packages haproxy, nginx, libnginx-mod-stream, iperf3.
 
