@@ -125,13 +125,7 @@ impl Site {
 
     /// Kernel TCP counters on the LB (`nstat`, absolute values).
     fn nstat(&self, name: &str) -> u64 {
-        let out = self.lab.lb().ns.sh(&format!("nstat -saz {name}"));
-        out.lines()
-            .find_map(|l| {
-                let mut it = l.split_whitespace();
-                (it.next() == Some(name)).then(|| it.next()?.parse().ok())?
-            })
-            .unwrap_or_else(|| panic!("nstat has no {name}: {out}"))
+        self.lab.lb().ns.nstat(name).unwrap()
     }
 
     fn flood(&self, flood: Flood, port: u16, packets: u64, rate: Option<u32>) -> u64 {

@@ -70,13 +70,7 @@ fn path_drops(lab: &Lab) -> u64 {
 /// Datagrams the LB's kernel received for a port nothing listens on (the attack's
 /// port 9999): any would have passed XDP.
 fn lb_udp_no_ports(lab: &Lab) -> u64 {
-    let out = lab.lb().ns.sh("nstat -saz UdpNoPorts");
-    out.lines()
-        .find_map(|l| {
-            let mut cols = l.split_whitespace();
-            (cols.next() == Some("UdpNoPorts")).then(|| cols.next()?.parse().ok())?
-        })
-        .unwrap_or_else(|| panic!("nstat printed no UdpNoPorts: {out}"))
+    lab.lb().ns.nstat("UdpNoPorts").unwrap()
 }
 
 /// One plain TCP request through the proxy; did it answer?

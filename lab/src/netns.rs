@@ -189,6 +189,17 @@ impl Netns {
         }
     }
 
+    /// A kernel network counter inside (`nstat`, absolute value), e.g. `TcpOutSegs`.
+    pub fn nstat(&self, name: &str) -> anyhow::Result<u64> {
+        let out = self.exec(&format!("nstat -saz {name}"))?;
+        out.lines()
+            .find_map(|l| {
+                let mut cols = l.split_whitespace();
+                (cols.next() == Some(name)).then(|| cols.next()?.parse().ok())?
+            })
+            .with_context(|| format!("nstat printed no {name}: {out}"))
+    }
+
     /// The MAC address of `ifname` inside.
     pub fn mac_of(&self, ifname: &str) -> anyhow::Result<[u8; 6]> {
         let out = self.exec(&format!("ip -o link show dev {ifname}"))?;

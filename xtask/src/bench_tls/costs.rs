@@ -64,7 +64,10 @@ pub fn run(bench: &Bench, ifname: &str, args: &Args) -> anyhow::Result<String> {
                     p.label(),
                     kind.label()
                 );
-                if load.contains("--resume") {
+                if matches!(
+                    kind,
+                    Figure::Resumed13Cpu | Figure::Resumed12TicketsCpu | Figure::Resumed12IdsCpu
+                ) {
                     ensure!(
                         num(&j, "resumed") >= ok * 0.9,
                         "{} did not resume ({}): {j}",

@@ -500,24 +500,13 @@ impl Bench<'_> {
             }
             results.strace.push((product, kind, text));
 
-            let before = self.lb_segments_sent()?;
+            let before = self.lb.nstat("TcpOutSegs")?;
             let (j, _) = self.client(lb, &load)?;
             check_errors(&j, product, segments)?;
-            let sent = self.lb_segments_sent()? - before;
+            let sent = self.lb.nstat("TcpOutSegs")? - before;
             results.add(segments, product, sent as f64 / n as f64);
         }
         Ok(())
-    }
-
-    /// TCP segments sent from the `lb` namespace so far (`nstat`'s TcpOutSegs).
-    fn lb_segments_sent(&self) -> anyhow::Result<u64> {
-        let out = self.lb.exec("nstat -saz TcpOutSegs")?;
-        out.lines()
-            .find_map(|l| {
-                let mut cols = l.split_whitespace();
-                (cols.next() == Some("TcpOutSegs")).then(|| cols.next()?.parse().ok())?
-            })
-            .with_context(|| format!("nstat printed no TcpOutSegs: {out}"))
     }
 
     /// One fixed-rate latency run; TLS when `tls` (client arguments) is given.
