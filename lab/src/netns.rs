@@ -200,6 +200,35 @@ impl Netns {
             .with_context(|| format!("nstat printed no {name}: {out}"))
     }
 
+    /// Moves `ifname`'s receive processing (the IP and TCP input of every packet the
+    /// device receives) from the sender's softirq into kernel threads pinned to `cpu`:
+    /// GRO on, which gives a veth its NAPI instance, then threaded NAPI. Returns the
+    /// threads' PIDs, for their CPU time. The threads end with the device.
+    pub fn threaded_napi(&self, ifname: &str, cpu: &str) -> anyhow::Result<Vec<u32>> {
+        let before = napi_threads();
+        self.exec(&format!("ethtool -K {ifname} gro on"))?;
+        // `ip netns exec`, not `nsenter`: it mounts the namespace's own /sys, where
+        // `ifname` is this namespace's device and not the host's of the same name.
+        host_sh(&format!(
+            "ip netns exec {} sh -c 'echo 1 > /sys/class/net/{ifname}/threaded'",
+            self.name
+        ))
+        .with_context(|| format!("threaded NAPI on {ifname} in {}", self.name))?;
+        let new: Vec<u32> = napi_threads()
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .collect();
+        ensure!(
+            !new.is_empty(),
+            "no NAPI thread appeared for {ifname} in {}",
+            self.name
+        );
+        for pid in &new {
+            host_sh(&format!("taskset -pc {cpu} {pid}"))?;
+        }
+        Ok(new)
+    }
+
     /// The MAC address of `ifname` inside.
     pub fn mac_of(&self, ifname: &str) -> anyhow::Result<[u8; 6]> {
         let out = self.exec(&format!("ip -o link show dev {ifname}"))?;
@@ -239,4 +268,17 @@ impl Drop for Netns {
             .args(["netns", "del", &self.name])
             .status();
     }
+}
+
+/// PIDs of the kernel's NAPI threads (`napi/<device>-<id>`).
+fn napi_threads() -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.starts_with("napi/"))
+        })
+        .collect()
 }

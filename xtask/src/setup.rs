@@ -22,6 +22,7 @@ const RUNTIME_PACKAGES: &[&str] = &[
     "etcd-client",
     "bpftool",
     "iproute2",
+    "ethtool",
     "iputils-ping",
     "util-linux",
     "procps",

@@ -119,6 +119,11 @@ pub struct Args {
     /// Seconds per slice of the interleaved figures.
     #[arg(long, default_value_t = 2.0)]
     pub slice_seconds: f64,
+    /// Receive processing in NAPI threads: `gen`'s on CPU 1, `lb`'s on CPU 0 and
+    /// counted as LB CPU. Without it a veth receives in the sender's softirq, so the
+    /// LB's CPU includes its peers' TCP input and not its own.
+    #[arg(long)]
+    pub threaded_napi: bool,
 }
 
 pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
@@ -151,6 +156,14 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
 
     let topo = Topology::pair("lb", "gen")?;
     let (lb, gen_ns) = (&topo.host(0).ns, &topo.host(1).ns);
+    let lb_napi = match args.threaded_napi {
+        true => {
+            lab::ensure_tools(&["ethtool"], "apt-get install ethtool")?;
+            gen_ns.threaded_napi(&topo.host(1).ifname, GEN_CPU)?;
+            lb.threaded_napi(&topo.host(0).ifname, LB_CPU)?
+        }
+        false => Vec::new(),
+    };
     for ns in [lb, gen_ns] {
         ns.exec(
             "sysctl -qw net.ipv4.tcp_tw_reuse=1 && sysctl -qw net.ipv4.ip_local_port_range='1024 65000' && \
@@ -176,9 +189,17 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
         base_bin: args.baseline_proxy.as_deref(),
         seconds: args.seconds,
         latency_seconds: args.latency_seconds,
+        lb_napi,
     };
 
     let mut results = Results::default();
+    if args.threaded_napi {
+        results.notes.push(
+            "--threaded-napi: receive processing in NAPI threads; LB CPU includes its own \
+             (lb's NAPI thread on CPU 0), not its peers' (gen's NAPI thread on CPU 1)"
+                .to_string(),
+        );
+    }
     for round in 0..args.rounds {
         eprintln!("round {}/{}", round + 1, args.rounds);
         if args.figures.contains(&Part::Latency) {
@@ -228,6 +249,8 @@ struct Bench<'a> {
     base_bin: Option<&'a Path>,
     seconds: f64,
     latency_seconds: f64,
+    /// `lb`'s NAPI threads with `--threaded-napi` (their CPU counts as the LB's).
+    lb_napi: Vec<u32>,
 }
 
 impl Bench<'_> {
@@ -271,13 +294,19 @@ impl Bench<'_> {
     }
 
     /// Runs the generator; returns its JSON answer and the LB CPU seconds it cost.
+    /// CPU seconds used so far by the LB's processes and, with `--threaded-napi`,
+    /// by its receive processing.
+    fn lb_cpu(&self, lb: &Proc) -> f64 {
+        cpu_seconds(lb.pid()) + self.lb_napi.iter().map(|&t| cpu_seconds(t)).sum::<f64>()
+    }
+
     fn client(&self, lb: &Proc, args: &str) -> anyhow::Result<(serde_json::Value, f64)> {
-        let before = cpu_seconds(lb.pid());
+        let before = self.lb_cpu(lb);
         let out = self.gen_ns.output_on_cpu(
             GEN_CPU,
             &format!("{} bench-client {args}", self.xtask.display()),
         )?;
-        let cpu = cpu_seconds(lb.pid()) - before;
+        let cpu = self.lb_cpu(lb) - before;
         let json: serde_json::Value = serde_json::from_str(out.trim())
             .with_context(|| format!("bench-client {args}: {out}"))?;
         Ok((json, cpu))
@@ -370,12 +399,12 @@ impl Bench<'_> {
         let mut tcp_cpu = 0.0;
         let mut tcp_bytes = 0.0;
         for (flag, fig) in [("", Figure::TcpUp), ("-R", Figure::TcpDown)] {
-            let before = cpu_seconds(lb.pid());
+            let before = self.lb_cpu(lb);
             let out = self.gen_ns.output_on_cpu(
                 GEN_CPU,
                 &format!("iperf3 -c {LB_IP} -p {PORT_IPERF} -t {s} -J {flag}"),
             )?;
-            tcp_cpu += cpu_seconds(lb.pid()) - before;
+            tcp_cpu += self.lb_cpu(lb) - before;
             let j: serde_json::Value =
                 serde_json::from_str(&out).with_context(|| format!("iperf3 output: {out}"))?;
             let end = &j["end"]["sum_received"];
