@@ -293,13 +293,13 @@ impl Bench<'_> {
         Ok(p)
     }
 
-    /// Runs the generator; returns its JSON answer and the LB CPU seconds it cost.
     /// CPU seconds used so far by the LB's processes and, with `--threaded-napi`,
     /// by its receive processing.
     fn lb_cpu(&self, lb: &Proc) -> f64 {
         cpu_seconds(lb.pid()) + self.lb_napi.iter().map(|&t| cpu_seconds(t)).sum::<f64>()
     }
 
+    /// Runs the generator; returns its JSON answer and the LB CPU seconds it cost.
     fn client(&self, lb: &Proc, args: &str) -> anyhow::Result<(serde_json::Value, f64)> {
         let before = self.lb_cpu(lb);
         let out = self.gen_ns.output_on_cpu(
