@@ -205,6 +205,7 @@ impl Netns {
     /// GRO on, which gives a veth its NAPI instance, then threaded NAPI. Returns the
     /// threads' PIDs, for their CPU time. The threads end with the device.
     pub fn threaded_napi(&self, ifname: &str, cpu: &str) -> anyhow::Result<Vec<u32>> {
+        let napi_threads = || crate::process::pids_named("napi/");
         let before = napi_threads();
         self.exec(&format!("ethtool -K {ifname} gro on"))?;
         // `ip netns exec`, not `nsenter`: it mounts the namespace's own /sys, where
@@ -268,17 +269,4 @@ impl Drop for Netns {
             .args(["netns", "del", &self.name])
             .status();
     }
-}
-
-/// PIDs of the kernel's NAPI threads (`napi/<device>-<id>`).
-fn napi_threads() -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|c| c.starts_with("napi/"))
-        })
-        .collect()
 }

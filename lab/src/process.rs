@@ -103,19 +103,37 @@ impl Drop for Proc {
     }
 }
 
+/// Every PID in /proc.
+fn all_pids() -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+        .collect()
+}
+
+/// PIDs whose command name (`/proc/PID/comm`) starts with `prefix`.
+pub fn pids_named(prefix: &str) -> Vec<u32> {
+    all_pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.starts_with(prefix))
+        })
+        .collect()
+}
+
 /// `pid` and all its descendants.
 pub fn process_tree(pid: u32) -> Vec<u32> {
-    let mut parents: Vec<(u32, u32)> = Vec::new();
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for e in entries.flatten() {
-            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            if let Some(ppid) = stat_fields(p).and_then(|f| f.get(1).and_then(|x| x.parse().ok())) {
-                parents.push((p, ppid));
-            }
-        }
-    }
+    let parents: Vec<(u32, u32)> = all_pids()
+        .into_iter()
+        .filter_map(|p| {
+            let ppid = stat_fields(p)?.get(1)?.parse().ok()?;
+            Some((p, ppid))
+        })
+        .collect();
     let mut tree = vec![pid];
     let mut i = 0;
     while i < tree.len() {

@@ -193,13 +193,6 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
     };
 
     let mut results = Results::default();
-    if args.threaded_napi {
-        results.notes.push(
-            "--threaded-napi: receive processing in NAPI threads; LB CPU includes its own \
-             (lb's NAPI thread on CPU 0), not its peers' (gen's NAPI thread on CPU 1)"
-                .to_string(),
-        );
-    }
     for round in 0..args.rounds {
         eprintln!("round {}/{}", round + 1, args.rounds);
         if args.figures.contains(&Part::Latency) {
@@ -236,7 +229,15 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
         true => costs::run(&bench, ifname, &args)?,
         false => String::new(),
     };
-    print!("{}{tails}{costs}", report(&args, &results));
+    // Printed whatever the figures, so every table of such a run carries its method.
+    let method = match args.threaded_napi {
+        true => {
+            "\n--threaded-napi: receive processing in NAPI threads; LB CPU includes its own \
+                 (lb's NAPI thread on CPU 0), not its peers' (gen's NAPI thread on CPU 1)\n"
+        }
+        false => "",
+    };
+    print!("{method}{}{tails}{costs}", report(&args, &results));
     Ok(())
 }
 
