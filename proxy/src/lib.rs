@@ -13,12 +13,14 @@
 //! - [`metrics`]: the one Prometheus registry.
 //! - [`cli`]: the command line and the admin commands.
 //! - [`logging`]: `tracing` set-up (text or JSON), aya-log bridge, rate-limited logs.
-pub mod api;
 pub mod app;
 pub mod cli;
-pub mod config;
 pub mod control;
 pub mod datapath;
 pub mod ebpf;
 pub mod logging;
 pub mod metrics;
+
+/// The configuration schema and the admin API live in `proxy-schema`, shared with the
+/// lab, the benchmarks and xtask; the daemon uses them under these names.
+pub use proxy_schema::{api, config};
