@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use lab::attack::{heavy_source, spoofed_syn_flood};
-use lab::config::{Autoblock, Config, Listener, Pool, RateLimit, Tls, Xdp};
+use lab::config::*;
 use lab::inside::in_netns;
 use lab::site::{Lab, LabOptions};
 use proxy::api::{ListEntry, Origin, Stats};
@@ -42,24 +42,24 @@ fn legit_clients_keep_working_while_attackers_are_dropped() {
     let cert = lab.cert("site.test");
     let pins = lab::PinDir::new("attack");
     let config = Config::new()
-        .listener(
-            Listener::new("https", format!("{}:443", lab.lb_ip()), "web").tls(Tls::new(&cert)),
+        .with_listener(
+            Listener::new("https", addr(format!("{}:443", lab.lb_ip())), "web").tls(tls(&cert)),
         )
-        .pool(Pool::new("web", &lab.backend_addrs()))
-        .xdp(Xdp {
-            drop_sample_rate: Some(16),
-            drop_log_interval: Some("1s".into()),
-            ..Xdp::on(&["eth0"], pins.display()).rate_limit(RateLimit {
-                packets_per_second: Some(5000),
-                syn_per_second: Some(200),
-                ..RateLimit::default()
+        .with_pool(Pool::new("web", addrs(&lab.backend_addrs())))
+        .with_xdp(XdpSection {
+            drop_sample_rate: 16,
+            drop_log_interval: dur("1s"),
+            ..XdpSection::on(&["eth0"], &pins.0).rate_limit(RateLimitConfig {
+                packets_per_second: 5000,
+                syn_per_second: 200,
+                ..RateLimitConfig::default()
             })
         })
-        .autoblock(Autoblock {
-            failed_handshakes: Some(FAILED_HANDSHAKES),
-            window: Some("10s".into()),
-            block_for: Some("10m".into()),
-            ..Autoblock::default()
+        .with_autoblock(AutoblockSection {
+            failed_handshakes: FAILED_HANDSHAKES,
+            window: dur("10s"),
+            block_for: dur("10m"),
+            ..AutoblockSection::default()
         })
         .to_toml();
     lab.start_proxy(&config);

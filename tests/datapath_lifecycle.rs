@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use lab::certs::{self, KeyType};
-use lab::config::{Config, Listener, Pool, Timeouts, Tls};
+use lab::config::*;
 use lab::site::{Lab, LabOptions, s_client_text};
 
 /// Size of `/big`: far more than the kernel's socket buffers hold, so a download
@@ -49,10 +49,14 @@ fn finish(download: lab::Proc, file: &str, want: &[u8]) {
 /// One plain listener on port 8080 to the lab's backends, with this drain deadline.
 fn plain_config(lab: &Lab, drain: &str) -> String {
     Config::new()
-        .listener(Listener::new("web", format!("{}:8080", lab.lb_ip()), "web"))
-        .pool(Pool::new("web", &lab.backend_addrs()))
-        .timeouts(Timeouts {
-            drain: Some(drain.into()),
+        .with_listener(Listener::new(
+            "web",
+            addr(format!("{}:8080", lab.lb_ip())),
+            "web",
+        ))
+        .with_pool(Pool::new("web", addrs(&lab.backend_addrs())))
+        .with_timeouts(Timeouts {
+            drain: dur(drain),
             ..Timeouts::default()
         })
         .to_toml()
@@ -118,8 +122,8 @@ fn sighup_swaps_certificates_and_backends_without_cutting() {
     let backend_addrs = [lab.backend_addr(0), lab.backend_addr(1)];
     let config = |cert: &certs::CertFiles, backend: usize| {
         Config::new()
-            .listener(Listener::new("tls", format!("{lb}:8443"), "web").tls(Tls::new(cert)))
-            .pool(Pool::new("web", &[&backend_addrs[backend]]))
+            .with_listener(Listener::new("tls", addr(format!("{lb}:8443")), "web").tls(tls(cert)))
+            .with_pool(Pool::new("web", addrs(&[&backend_addrs[backend]])))
             .to_toml()
     };
     let subject = |lab: &Lab| {

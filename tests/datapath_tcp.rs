@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
-use lab::config::{Config, Health, Listener, Pool, Tls};
+use lab::config::*;
 use lab::inside::in_netns;
 use lab::site::{Lab, LabOptions};
 use proxy::api::Stats;
@@ -20,10 +20,12 @@ fn plain_tcp_ipv4_ipv6_and_stickiness() {
     let mut lab = Lab::new(LabOptions::default());
     let (lb, lb6) = (lab.lb_ip().to_string(), lab.topo.host(0).ipv6.clone());
     let config = Config::new()
-        .listener(Listener::new("v4", format!("{lb}:8080"), "web"))
-        .listener(Listener::new("v6", format!("[{lb6}]:8080"), "web"))
-        .listener(Listener::new("v4copy", format!("{lb}:8081"), "web").forwarding("copy"))
-        .pool(Pool::new("web", &lab.backend_addrs()))
+        .with_listener(Listener::new("v4", addr(format!("{lb}:8080")), "web"))
+        .with_listener(Listener::new("v6", addr(format!("[{lb6}]:8080")), "web"))
+        .with_listener(
+            Listener::new("v4copy", addr(format!("{lb}:8081")), "web").forwarding(Forwarding::Copy),
+        )
+        .with_pool(Pool::new("web", addrs(&lab.backend_addrs())))
         .to_toml();
     lab.start_proxy(&config);
     let big = lab.backends[0].big();
@@ -119,10 +121,12 @@ fn half_close_keeps_the_response_flowing() {
     let backend = format!("{}:9000", lab.topo.host(2).ipv4);
     let lb = lab.lb_ip().to_string();
     let config = Config::new()
-        .listener(Listener::new("splice", format!("{lb}:8080"), "eof"))
-        .listener(Listener::new("copy", format!("{lb}:8081"), "eof").forwarding("copy"))
-        .listener(Listener::new("tls", format!("{lb}:8443"), "eof").tls(Tls::new(&cert)))
-        .pool(Pool::new("eof", &[&backend]).health(Health::off()))
+        .with_listener(Listener::new("splice", addr(format!("{lb}:8080")), "eof"))
+        .with_listener(
+            Listener::new("copy", addr(format!("{lb}:8081")), "eof").forwarding(Forwarding::Copy),
+        )
+        .with_listener(Listener::new("tls", addr(format!("{lb}:8443")), "eof").tls(tls(&cert)))
+        .with_pool(Pool::new("eof", addrs(&[&backend])).health(Health::off()))
         .to_toml();
     let server = eof_server(&lab, 3);
     lab.start_proxy(&config);
@@ -191,20 +195,28 @@ fn failed_backend_falls_through_and_health_checks_mark_it() {
     // No active checks, and passive marking effectively off: every connection tries the
     // dead backend first, fails, and must fall through to the next candidate.
     let unchecked = Health {
-        fall: Some(1000),
+        fall: 1000,
         ..Health::off()
     };
     let config = Config::new()
-        .listener(Listener::new(
+        .with_listener(Listener::new(
             "unchecked",
-            format!("{lb}:8080"),
+            addr(format!("{lb}:8080")),
             "unchecked",
         ))
-        .listener(Listener::new("checked", format!("{lb}:8081"), "checked"))
-        .pool(Pool::new("unchecked", &lab.backend_addrs()).health(unchecked))
-        .pool(
-            Pool::new("checked", &lab.backend_addrs())
-                .health(Health::every("200ms", "200ms", 2, 2)),
+        .with_listener(Listener::new(
+            "checked",
+            addr(format!("{lb}:8081")),
+            "checked",
+        ))
+        .with_pool(Pool::new("unchecked", addrs(&lab.backend_addrs())).health(unchecked))
+        .with_pool(
+            Pool::new("checked", addrs(&lab.backend_addrs())).health(Health::every(
+                dur("200ms"),
+                dur("200ms"),
+                2,
+                2,
+            )),
         )
         .to_toml();
     lab.start_proxy(&config);
@@ -274,22 +286,26 @@ fn proxy_protocol_v1_and_v2_reach_nginx() {
     let cert = lab.cert("pp.test");
     let (lb, lb6) = (lab.lb_ip().to_string(), lab.topo.host(0).ipv6.clone());
     let config = Config::new()
-        .listener(Listener::new("v2", format!("{lb}:8080"), "v2"))
-        .listener(Listener::new("v2-ipv6", format!("[{lb6}]:8080"), "v2"))
-        .listener(Listener::new("v1", format!("{lb}:8081"), "v1"))
-        .listener(
-            Listener::new("v2-tls", format!("{lb}:8443"), "v2")
-                .tls(Tls::new(&cert).alpn(&["http/1.1"])),
+        .with_listener(Listener::new("v2", addr(format!("{lb}:8080")), "v2"))
+        .with_listener(Listener::new(
+            "v2-ipv6",
+            addr(format!("[{lb6}]:8080")),
+            "v2",
+        ))
+        .with_listener(Listener::new("v1", addr(format!("{lb}:8081")), "v1"))
+        .with_listener(
+            Listener::new("v2-tls", addr(format!("{lb}:8443")), "v2")
+                .tls(tls(&cert).alpn(&["http/1.1"])),
         )
-        .pool(
-            Pool::new("v2", &lab.backend_addrs())
-                .proxy_protocol("v2")
-                .health(Health::every("100ms", "1s", 1, 1)),
+        .with_pool(
+            Pool::new("v2", addrs(&lab.backend_addrs()))
+                .proxy_protocol(ProxyProtocol::V2)
+                .health(Health::every(dur("100ms"), dur("1s"), 1, 1)),
         )
-        .pool(
-            Pool::new("v1", &lab.backend_addrs())
-                .proxy_protocol("v1")
-                .health(Health::every("100ms", "1s", 1, 1)),
+        .with_pool(
+            Pool::new("v1", addrs(&lab.backend_addrs()))
+                .proxy_protocol(ProxyProtocol::V1)
+                .health(Health::every(dur("100ms"), dur("1s"), 1, 1)),
         )
         .to_toml();
     lab.start_proxy(&config);
@@ -356,9 +372,13 @@ fn per_source_and_listener_limits() {
     });
     let lb = lab.lb_ip().to_string();
     let config = Config::new()
-        .listener(Listener::new("per-source", format!("{lb}:8080"), "web").max_per_source(2))
-        .listener(Listener::new("listener-cap", format!("{lb}:8081"), "web").max_connections(1))
-        .pool(Pool::new("web", &lab.backend_addrs()))
+        .with_listener(
+            Listener::new("per-source", addr(format!("{lb}:8080")), "web").max_per_source(2),
+        )
+        .with_listener(
+            Listener::new("listener-cap", addr(format!("{lb}:8081")), "web").max_connections(1),
+        )
+        .with_pool(Pool::new("web", addrs(&lab.backend_addrs())))
         .to_toml();
     lab.start_proxy(&config);
     let lb = lab.lb_ip().to_string();
@@ -459,9 +479,11 @@ fn an_abort_stays_an_abort_both_ways() {
     let lb = lab.lb_ip().to_string();
     let backend = format!("{}:9100", lab.topo.host(2).ipv4);
     let config = Config::new()
-        .listener(Listener::new("splice", format!("{lb}:8080"), "rst"))
-        .listener(Listener::new("copy", format!("{lb}:8081"), "rst").forwarding("copy"))
-        .pool(Pool::new("rst", &[&backend]).health(Health::off()))
+        .with_listener(Listener::new("splice", addr(format!("{lb}:8080")), "rst"))
+        .with_listener(
+            Listener::new("copy", addr(format!("{lb}:8081")), "rst").forwarding(Forwarding::Copy),
+        )
+        .with_pool(Pool::new("rst", addrs(&[&backend])).health(Health::off()))
         .to_toml();
 
     // The backend resets after 300 KB (past SPLICE_AFTER, so splice runs): the

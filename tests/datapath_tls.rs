@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use lab::certs::{self, CertFiles, KeyType};
-use lab::config::{Certificate, Config, Listener, Log, Pool, Tls};
+use lab::config::*;
 use lab::inside::in_netns;
 use lab::site::{Lab, LabOptions, s_client_text};
 use proxy::logging::gate::LIBRARY_LINES_PER_SECOND;
@@ -70,23 +70,23 @@ fn versions_sni_alpn_and_resumption() {
     let c = make_certs(&lab);
     let lb = lab.lb_ip().to_string();
     let certificates = vec![
-        Certificate::of(&c.default).as_default(),
-        Certificate::of(&c.ec),
-        Certificate::of(&c.rsa),
-        Certificate::of(&c.ed),
-        Certificate::of(&c.wild),
-        Certificate::of(&c.default_rsa),
+        certificate(&c.default).as_default(),
+        certificate(&c.ec),
+        certificate(&c.rsa),
+        certificate(&c.ed),
+        certificate(&c.wild),
+        certificate(&c.default_rsa),
     ];
     let config = Config::new()
-        .listener(
-            Listener::new("tls", format!("{lb}:8443"), "web")
-                .tls(Tls::with(certificates).alpn(&["h2", "http/1.1"])),
+        .with_listener(
+            Listener::new("tls", addr(format!("{lb}:8443")), "web")
+                .tls(ListenerTls::new(certificates).alpn(&["h2", "http/1.1"])),
         )
-        .listener(
-            Listener::new("tls13", format!("{lb}:8444"), "web")
-                .tls(Tls::new(&c.ec).min_version("1.3")),
+        .with_listener(
+            Listener::new("tls13", addr(format!("{lb}:8444")), "web")
+                .tls(tls(&c.ec).min_version(TlsVersion::V1_3)),
         )
-        .pool(Pool::new("web", &lab.backend_addrs()))
+        .with_pool(Pool::new("web", addrs(&lab.backend_addrs())))
         .to_toml();
     lab.start_proxy(&config);
 
@@ -242,13 +242,13 @@ fn bad_input_is_contained() {
     let mut lab = Lab::new(LabOptions::default());
     let c = make_certs(&lab);
     let config = Config::new()
-        .listener(
-            Listener::new("tls", format!("{}:8443", lab.lb_ip()), "web")
-                .tls(Tls::new(&c.ec).handshake_timeout("1s")),
+        .with_listener(
+            Listener::new("tls", addr(format!("{}:8443", lab.lb_ip())), "web")
+                .tls(tls(&c.ec).handshake_timeout(dur("1s"))),
         )
-        .pool(Pool::new("web", &lab.backend_addrs()))
-        .log(Log {
-            handshake_errors_per_second: Some(10),
+        .with_pool(Pool::new("web", addrs(&lab.backend_addrs())))
+        .with_log(Log {
+            handshake_errors_per_second: 10,
             ..Log::default()
         })
         .to_toml();

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use lab::config::{Autoblock, Config, Listener, Pool, Tls, Xdp};
+use lab::config::*;
 use lab::site::{Lab, LabOptions};
 use serde_json::Value;
 
@@ -69,11 +69,11 @@ fn dashboard_expressions_return_data_and_alerts_evaluate() {
     let pins = lab::PinDir::new("obs");
     let lb = lab.lb_ip().to_string();
     let config = Config::new()
-        .listener(Listener::new("tls", format!("{lb}:443"), "web").tls(Tls::new(&cert)))
-        .listener(Listener::new("plain", format!("{lb}:8080"), "web"))
-        .pool(Pool::new("web", &lab.backend_addrs()))
-        .xdp(Xdp::on(&["eth0"], pins.display()))
-        .autoblock(Autoblock::default())
+        .with_listener(Listener::new("tls", addr(format!("{lb}:443")), "web").tls(tls(&cert)))
+        .with_listener(Listener::new("plain", addr(format!("{lb}:8080")), "web"))
+        .with_pool(Pool::new("web", addrs(&lab.backend_addrs())))
+        .with_xdp(XdpSection::on(&["eth0"], &pins.0))
+        .with_autoblock(AutoblockSection::default())
         .to_toml();
     lab.start_proxy(&config);
     // Traffic on both listeners, and one reload (its counter appears on the first one).

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use lab::config::{Admin, Config, Listener, Pool, Xdp};
+use lab::config::*;
 use lab::site::{Lab, LabOptions};
 
 const CAP_NET_BIND_SERVICE: u64 = 1 << 10;
@@ -38,13 +38,17 @@ fn runs_with_the_unit_capabilities_and_drops_them_after_start() {
     let pins = lab::PinDir::new("caps");
     let config = lab.path("proxy.toml");
     let text = Config::new()
-        .listener(Listener::new("http", format!("{}:80", lab.lb_ip()), "web"))
-        .pool(Pool::new("web", &lab.backend_addrs()))
-        .admin(Admin {
-            socket: lab.path("admin.sock"),
+        .with_listener(Listener::new(
+            "http",
+            addr(format!("{}:80", lab.lb_ip())),
+            "web",
+        ))
+        .with_pool(Pool::new("web", addrs(&lab.backend_addrs())))
+        .with_admin(AdminSection {
+            socket: lab.path("admin.sock").into(),
             metrics: None,
         })
-        .xdp(Xdp::on(&["eth0"], pins.display()))
+        .with_xdp(XdpSection::on(&["eth0"], &pins.0))
         .to_toml();
     std::fs::write(&config, text).unwrap();
     let caps: Vec<String> = unit_capabilities()

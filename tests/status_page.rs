@@ -7,7 +7,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use lab::config::{Autoblock, Config, Listener, Pool, RateLimit, Tls, Xdp};
+use lab::config::*;
 use lab::inside::spawn_in_netns;
 use lab::site::{Lab, LabOptions};
 use proxy::api::Stats;
@@ -60,18 +60,18 @@ fn the_status_page_shows_what_proxy_stats_says() {
     let pins = lab::PinDir::new("status");
     let lb = lab.lb_ip().to_string();
     let config = Config::new()
-        .listener(Listener::new("tls", format!("{lb}:443"), "web").tls(Tls::new(&cert)))
-        .listener(Listener::new("plain", format!("{lb}:8080"), "web"))
-        .pool(Pool::new("web", &lab.backend_addrs()))
-        .xdp(Xdp {
-            drop_sample_rate: Some(1),
-            ..Xdp::on(&["eth0"], pins.display()).rate_limit(RateLimit {
-                packets_per_second: Some(100),
+        .with_listener(Listener::new("tls", addr(format!("{lb}:443")), "web").tls(tls(&cert)))
+        .with_listener(Listener::new("plain", addr(format!("{lb}:8080")), "web"))
+        .with_pool(Pool::new("web", addrs(&lab.backend_addrs())))
+        .with_xdp(XdpSection {
+            drop_sample_rate: 1,
+            ..XdpSection::on(&["eth0"], &pins.0).rate_limit(RateLimitConfig {
+                packets_per_second: 100,
                 ports: vec![FLOOD_PORT],
-                ..RateLimit::default()
+                ..RateLimitConfig::default()
             })
         })
-        .autoblock(Autoblock::default())
+        .with_autoblock(AutoblockSection::default())
         .to_toml();
     lab.start_proxy(&config);
     for _ in 0..4 {

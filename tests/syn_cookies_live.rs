@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use lab::config::{Config, Health, Listener, Pool, ServiceFilter, SynCookies, Tls, Xdp};
+use lab::config::*;
 use lab::site::{Lab, LabOptions};
 use lab::trafgen::{Flood, Trafgen};
 use proxy::api::{ListenerXdpStats, Stats, Verdicts};
@@ -27,13 +27,13 @@ struct Site {
     cacert: String,
     cert: lab::certs::CertFiles,
     pins: lab::PinDir,
-    cookies: String,
+    cookies: SynCookieMode,
     auto_on: u32,
 }
 
 /// The LB (TLS listener with `cookies` mode, plain TCP listener, both to nginx), a
 /// client and an attacker; XDP with the service filter on eth0.
-fn site(tag: &str, cookies: &str, auto_on: u32) -> Site {
+fn site(tag: &str, cookies: SynCookieMode, auto_on: u32) -> Site {
     let mut lab = Lab::new(LabOptions {
         backends: 1,
         attackers: 1,
@@ -48,7 +48,7 @@ fn site(tag: &str, cookies: &str, auto_on: u32) -> Site {
         cacert: cert.cert.display().to_string(),
         cert,
         pins: lab::PinDir::new(tag),
-        cookies: cookies.into(),
+        cookies,
         auto_on,
         lab,
     };
@@ -62,30 +62,45 @@ impl Site {
     fn config(&self, added: bool) -> String {
         let lb = self.lab.lb_ip().to_string();
         let mut config = Config::new()
-            .listener(
-                Listener::new("tls", format!("{lb}:{TLS_PORT}"), "web")
-                    .tls(Tls::new(&self.cert))
-                    .syn_cookies(&self.cookies),
+            .with_listener(
+                Listener::new("tls", addr(format!("{lb}:{TLS_PORT}")), "web")
+                    .tls(tls(&self.cert))
+                    .syn_cookies(self.cookies),
             )
-            .listener(Listener::new("tcp", format!("{lb}:{TCP_PORT}"), "web"));
+            .with_listener(Listener::new(
+                "tcp",
+                addr(format!("{lb}:{TCP_PORT}")),
+                "web",
+            ));
         if added {
-            config = config.listener(Listener::new("added", format!("{lb}:{ADDED_PORT}"), "web"));
+            config = config.with_listener(Listener::new(
+                "added",
+                addr(format!("{lb}:{ADDED_PORT}")),
+                "web",
+            ));
         }
         config
-            .pool(
-                Pool::new("web", &self.lab.backend_addrs())
-                    .health(Health::every("200ms", "1s", 1, 2)),
+            .with_pool(
+                Pool::new("web", addrs(&self.lab.backend_addrs())).health(Health::every(
+                    dur("200ms"),
+                    dur("1s"),
+                    1,
+                    2,
+                )),
             )
-            .xdp(Xdp {
-                syn_cookies: Some(SynCookies {
-                    auto_on_syn_per_second: Some(self.auto_on),
-                    auto_off_after: Some("2s".into()),
+            .with_xdp(XdpSection {
+                syn_cookies: SynCookiesConfig {
+                    auto_on_syn_per_second: self.auto_on,
+                    auto_off_after: dur("2s"),
+                },
+                service_filter: Some(ServiceFilterConfig {
+                    allow: vec![PortProtocol {
+                        port: ALLOWED_PORT,
+                        protocol: Transport::Tcp,
+                    }],
+                    ..ServiceFilterConfig::default()
                 }),
-                service_filter: Some(ServiceFilter {
-                    allow: vec![format!("{ALLOWED_PORT}/tcp")],
-                    ..ServiceFilter::default()
-                }),
-                ..Xdp::on(&["eth0"], self.pins.display())
+                ..XdpSection::on(&["eth0"], &self.pins.0)
             })
             .to_toml()
     }
@@ -166,7 +181,7 @@ fn wscale(ss: &str) -> (u8, u8) {
 
 #[test]
 fn tls_clients_connect_through_xdp_syn_cookies_with_window_scaling() {
-    let site = site("tls-cookies", "on", 1000);
+    let site = site("tls-cookies", SynCookieMode::On, 1000);
     let cookies_recv = site.nstat("TcpExtSyncookiesRecv");
     let kernel_cookies = site.nstat("TcpExtSyncookiesSent");
     for _ in 0..3 {
@@ -247,7 +262,7 @@ fn tls_clients_connect_through_xdp_syn_cookies_with_window_scaling() {
 
 #[test]
 fn a_spoofed_syn_flood_is_answered_in_xdp_while_tls_clients_keep_working() {
-    let site = site("syn-flood", "on", 1000);
+    let site = site("syn-flood", SynCookieMode::On, 1000);
     assert!(site.https(), "baseline request");
     let before = site.verdicts();
     let kernel_cookies = site.nstat("TcpExtSyncookiesSent");
@@ -309,7 +324,7 @@ fn a_spoofed_syn_flood_is_answered_in_xdp_while_tls_clients_keep_working() {
 
 #[test]
 fn auto_mode_switches_on_under_a_flood_and_off_when_quiet() {
-    let site = site("auto", "auto", 300);
+    let site = site("auto", SynCookieMode::Auto, 300);
     assert!(!site.listener("tls").cookies_active, "auto starts off");
     // 1500 SYN/s for 4 s: above the 300/s threshold for several one-second ticks.
     let sent = site.flood(Flood::Syn, TLS_PORT, 6000, Some(1500));
@@ -347,7 +362,7 @@ fn auto_mode_switches_on_under_a_flood_and_off_when_quiet() {
 
 #[test]
 fn the_service_filter_drops_a_closed_port_flood_and_keeps_the_hosts_traffic() {
-    let site = site("port-filter", "off", 1000);
+    let site = site("port-filter", SynCookieMode::Off, 1000);
     let lb = site.lab.lb_ip().to_string();
     let no_ports = site.nstat("UdpNoPorts");
     let before = site.verdicts().get(Reason::PortClosed).packets;

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use lab::certs::{Ca, CertFiles, KeyType};
-use lab::config::{Certificate, ClientAuth, Config, Health, Listener, Pool, Tls};
+use lab::config::*;
 use lab::site::{Lab, LabOptions, s_client_text};
 use proxy::api::{HandshakeFailure, Stats};
 use serde_json::Value;
@@ -114,33 +114,35 @@ fn site() -> Site {
     lab.topo.host(2).ns.wait_listening(&[DECODER_PORT]).unwrap();
 
     let lb = lab.lb_ip().to_string();
-    let auth = |mode: &str| ClientAuth {
-        ca: ca.cert.display().to_string(),
-        mode: Some(mode.into()),
-        crl: vec![crl.display().to_string()],
+    let auth = |mode: ClientAuthMode| ClientAuth {
+        mode,
+        crl: vec![crl.clone()],
+        ..ClientAuth::new(&ca.cert)
     };
     let decoder = format!("{}:{DECODER_PORT}", lab.topo.host(2).ipv4);
     let config = Config::new()
-        .listener(
-            Listener::new("required", format!("{lb}:{REQUIRED}"), "decoder")
-                .tls(Tls::new(&server).client_auth(auth("required"))),
+        .with_listener(
+            Listener::new("required", addr(format!("{lb}:{REQUIRED}")), "decoder")
+                .tls(tls(&server).client_auth(auth(ClientAuthMode::Required))),
         )
-        .listener(
-            Listener::new("optional", format!("{lb}:{OPTIONAL}"), "decoder")
-                .tls(Tls::new(&server).client_auth(auth("optional"))),
+        .with_listener(
+            Listener::new("optional", addr(format!("{lb}:{OPTIONAL}")), "decoder")
+                .tls(tls(&server).client_auth(auth(ClientAuthMode::Optional))),
         )
-        .listener(
-            Listener::new("per_name", format!("{lb}:{PER_NAME}"), "decoder").tls(Tls::with(vec![
-                Certificate::of(&server),
-                Certificate {
-                    client_auth: Some(auth("required")),
-                    ..Certificate::of(&admin)
-                },
-            ])),
+        .with_listener(
+            Listener::new("per_name", addr(format!("{lb}:{PER_NAME}")), "decoder").tls(
+                ListenerTls::new(vec![
+                    certificate(&server),
+                    Certificate {
+                        client_auth: Some(auth(ClientAuthMode::Required)),
+                        ..certificate(&admin)
+                    },
+                ]),
+            ),
         )
-        .pool(
-            Pool::new("decoder", &[decoder])
-                .proxy_protocol("v2")
+        .with_pool(
+            Pool::new("decoder", addrs(&[decoder]))
+                .proxy_protocol(ProxyProtocol::V2)
                 .health(Health::off()),
         )
         .to_toml();

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use lab::config::{Certificate, Config, Listener, Pool, Tls};
+use lab::config::*;
 use lab::site::{Lab, LabOptions, s_client_text};
 use proxy::datapath::ocsp::{OcspProblem, check};
 use rustls_pki_types::CertificateDer;
@@ -85,25 +85,18 @@ fn ocsp_responses_are_stapled_when_they_belong_and_reread_when_they_change() {
     let p = |name: &str| lab.path(name);
     // `wrong.ocsp` starts as the other certificate's response.
     sh(&dir, "cp other.ocsp wrong.ocsp");
-    let cert = |ocsp: &str| {
-        Certificate {
-            cert: p("site.chain"),
-            key: p("site.key"),
-            ..Certificate::default()
-        }
-        .ocsp(p(ocsp))
-    };
+    let cert = |ocsp: &str| Certificate::new(p("site.chain"), p("site.key")).ocsp(p(ocsp));
     let lb = lab.lb_ip().to_string();
     let config = Config::new()
-        .listener(
-            Listener::new("stapled", format!("{lb}:{STAPLED}"), "web")
-                .tls(Tls::with(vec![cert("site.ocsp")])),
+        .with_listener(
+            Listener::new("stapled", addr(format!("{lb}:{STAPLED}")), "web")
+                .tls(ListenerTls::new(vec![cert("site.ocsp")])),
         )
-        .listener(
-            Listener::new("wrong", format!("{lb}:{WRONG}"), "web")
-                .tls(Tls::with(vec![cert("wrong.ocsp")])),
+        .with_listener(
+            Listener::new("wrong", addr(format!("{lb}:{WRONG}")), "web")
+                .tls(ListenerTls::new(vec![cert("wrong.ocsp")])),
         )
-        .pool(Pool::new("web", &lab.backend_addrs()))
+        .with_pool(Pool::new("web", addrs(&lab.backend_addrs())))
         .to_toml();
     lab.start_proxy(&config);
 
@@ -176,16 +169,15 @@ fn certificates_reload_when_replaced_by_rename_and_survive_a_broken_write() {
     sh(&dir, "cp site.chain live.chain && cp site.key live.key");
     let lb = lab.lb_ip().to_string();
     let config = Config::new()
-        .listener(
-            Listener::new("tls", format!("{lb}:{STAPLED}"), "web").tls(Tls::with(vec![
-                Certificate {
-                    cert: lab.path("live.chain"),
-                    key: lab.path("live.key"),
-                    ..Certificate::default()
-                },
-            ])),
+        .with_listener(
+            Listener::new("tls", addr(format!("{lb}:{STAPLED}")), "web").tls(ListenerTls::new(
+                vec![Certificate::new(
+                    lab.path("live.chain"),
+                    lab.path("live.key"),
+                )],
+            )),
         )
-        .pool(Pool::new("web", &lab.backend_addrs()))
+        .with_pool(Pool::new("web", addrs(&lab.backend_addrs())))
         .to_toml();
     lab.start_proxy(&config);
     let subject = |lab: &Lab| {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use lab::PinDir;
-use lab::config::{Config, ListEntry, Listener, Pool, Tls, Xdp};
+use lab::config::*;
 use lab::inside::in_netns;
 use lab::process::exited;
 use lab::site::{Lab, LabOptions};
@@ -22,10 +22,16 @@ const BIG: usize = 3 << 20;
 fn config(lab: &Lab, pins: &PinDir) -> String {
     let cert = lab.cert("lb.test");
     Config::new()
-        .listener(Listener::new("tls", format!("{}:443", lab.lb_ip()), "p").tls(Tls::new(&cert)))
-        .listener(Listener::new("tcp", format!("{}:80", lab.lb_ip()), "p"))
-        .pool(Pool::new("p", &lab.backend_addrs()))
-        .xdp(Xdp::on(&["eth0"], pins.display()).block(ListEntry::new(&lab.attacker(0).ipv4)))
+        .with_listener(
+            Listener::new("tls", addr(format!("{}:443", lab.lb_ip())), "p").tls(tls(&cert)),
+        )
+        .with_listener(Listener::new(
+            "tcp",
+            addr(format!("{}:80", lab.lb_ip())),
+            "p",
+        ))
+        .with_pool(Pool::new("p", addrs(&lab.backend_addrs())))
+        .with_xdp(XdpSection::on(&["eth0"], &pins.0).block(list_entry(&lab.attacker(0).ipv4)))
         .to_toml()
 }
 

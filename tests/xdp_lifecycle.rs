@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use lab::Topology;
-use lab::config::{Admin, Config, ListEntry, RateLimit, Xdp};
+use lab::config::*;
 use lab::proxyd::ProxyD;
 
 use lab::PinDir as Pins;
@@ -39,9 +39,9 @@ fn stays_attached_after_exit_and_the_next_start_takes_over() {
     let pins = Pins::new("stay");
     let client = topo.host(1).ipv4.clone();
     let config = Config::new()
-        .xdp(Xdp {
-            stay_attached: Some(true),
-            ..Xdp::on(&["eth0"], pins.display()).block(ListEntry::new(&client))
+        .with_xdp(XdpSection {
+            stay_attached: true,
+            ..XdpSection::on(&["eth0"], &pins.0).block(list_entry(&client))
         })
         .to_toml();
     let daemon = ProxyD::start(&topo.host(0).ns, dir.path(), &config);
@@ -94,10 +94,10 @@ fn generic_mode_and_program_logs_reach_the_daemon_log() {
     let dir = tempfile::tempdir().unwrap();
     let pins = Pins::new("skb");
     let config = Config::new()
-        .xdp(Xdp {
-            mode: Some("skb".into()),
-            log_every_drop: Some(true),
-            ..Xdp::on(&["eth0"], pins.display()).block(ListEntry::new(&topo.host(1).ipv4))
+        .with_xdp(XdpSection {
+            mode: AttachMode::Skb,
+            log_every_drop: true,
+            ..XdpSection::on(&["eth0"], &pins.0).block(list_entry(&topo.host(1).ipv4))
         })
         .to_toml();
     let daemon = ProxyD::start(&topo.host(0).ns, dir.path(), &config);
@@ -121,11 +121,11 @@ fn a_missing_interface_is_named() {
     let pins = Pins::new("noif");
     let config = dir.path().join("proxy.toml");
     let text = Config::new()
-        .admin(Admin {
-            socket: format!("{}/a.sock", dir.path().display()),
+        .with_admin(AdminSection {
+            socket: dir.path().join("a.sock"),
             metrics: None,
         })
-        .xdp(Xdp::on(&["nope0"], pins.display()))
+        .with_xdp(XdpSection::on(&["nope0"], &pins.0))
         .to_toml();
     std::fs::write(&config, text).unwrap();
     let run = topo.host(0).ns.spawn(&format!(
@@ -149,17 +149,17 @@ fn reload_reapplies_the_lists_and_keeps_runtime_entries() {
     let dir = tempfile::tempdir().unwrap();
     let pins = Pins::new("reload");
     let config = |blocklist: &[&str], keep: bool, pps: u32| {
-        let mut xdp = Xdp {
-            keep_runtime_entries: Some(keep),
-            ..Xdp::on(&["eth0"], pins.display()).rate_limit(RateLimit {
-                packets_per_second: Some(pps),
-                ..RateLimit::default()
+        let mut xdp = XdpSection {
+            keep_runtime_entries: keep,
+            ..XdpSection::on(&["eth0"], &pins.0).rate_limit(RateLimitConfig {
+                packets_per_second: pps,
+                ..RateLimitConfig::default()
             })
         };
         for cidr in blocklist {
-            xdp = xdp.block(ListEntry::new(cidr));
+            xdp = xdp.block(list_entry(cidr));
         }
-        Config::new().xdp(xdp).to_toml()
+        Config::new().with_xdp(xdp).to_toml()
     };
     let listed = || -> Vec<String> {
         let out = cli(&topo, &pins, "block list --json");
@@ -206,7 +206,11 @@ fn reload_reapplies_the_lists_and_keeps_runtime_entries() {
     assert_eq!(listed(), ["192.0.2.2/32:config"]);
 
     // A bad file is rejected and changes nothing.
-    daemon.write_config(&Config::new().xdp(Xdp::default()).to_toml()); // no interfaces
+    daemon.write_config(
+        &Config::new()
+            .with_xdp(XdpSection::for_interfaces(Vec::new()))
+            .to_toml(),
+    ); // no interfaces
     daemon.signal("HUP");
     daemon.wait_log("the rejection", "reload rejected");
     assert_eq!(listed(), ["192.0.2.2/32:config"]);

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use lab::PinDir;
-use lab::config::{Config, RateLimit, Xdp};
+use lab::config::*;
 use lab::inside::{in_netns, spawn_in_netns};
 use lab::site::{self, LabOptions};
 use proxy::api::{InterfaceStats, Stats, Top};
@@ -56,14 +56,14 @@ impl Lab {
 
     fn config(&self) -> String {
         Config::new()
-            .xdp(
-                Xdp::on(&["eth0"], self.pins.display())
-                    .sample_every_drop("1s")
-                    .rate_limit(RateLimit {
-                        packets_per_second: Some(PPS_LIMIT as u32),
+            .with_xdp(
+                XdpSection::on(&["eth0"], &self.pins.0)
+                    .sample_every_drop(dur("1s"))
+                    .rate_limit(RateLimitConfig {
+                        packets_per_second: PPS_LIMIT as u32,
                         packets_burst: Some(PPS_BURST as u32),
                         ports: vec![UDP_PORT],
-                        ..RateLimit::default()
+                        ..RateLimitConfig::default()
                     }),
             )
             .to_toml()

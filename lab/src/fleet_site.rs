@@ -10,7 +10,8 @@ use anyhow::Context;
 
 use crate::certs::{self, CertFiles, KeyType};
 use crate::config::{
-    Autoblock, Bgp, BgpPeer, Config, EtcdTls, FleetPolicy, Health, Listener, Pool, Tls, Vip, Xdp,
+    AutoblockSection, BgpPeer, BgpSection, Config, EtcdTls, FleetPolicySection, Health, Listener,
+    Pool, Vip, XdpSection, addr, addrs, dur, tls,
 };
 use crate::etcd::Etcd;
 use crate::nginx::{Nginx, NginxOptions};
@@ -220,65 +221,69 @@ impl FleetSite {
         };
         let mut config = Config::new();
         if let (Some(policy), Some(etcd)) = (&opts.policy, &self.etcd) {
+            let mut xdp = XdpSection::on(&["eth0"], &pins.0);
+            if let Some(n) = policy.max_block_entries {
+                xdp.max_block_entries = n;
+            }
             config = config
-                .listener(
-                    Listener::new("direct", format!("{}:443", host.ipv4), "web")
-                        .tls(Tls::new(&self.cert)),
+                .with_listener(
+                    Listener::new("direct", addr(format!("{}:443", host.ipv4)), "web")
+                        .tls(tls(&self.cert)),
                 )
-                .xdp(Xdp {
-                    max_block_entries: policy.max_block_entries,
-                    ..Xdp::on(&["eth0"], pins.display())
-                })
-                .autoblock(Autoblock {
-                    failed_handshakes: Some(policy.failed_handshakes),
-                    block_for: Some("5m".into()),
-                    share: Some(true),
-                    ..Autoblock::default()
-                })
-                .fleet_policy(FleetPolicy {
-                    endpoints: etcd.endpoints(),
+                .with_xdp(xdp)
+                .with_fleet_policy(FleetPolicySection {
                     node: Some(format!("node{i}")),
-                    timeout: Some("1s".into()),
-                    ..self.etcd_credentials(i)
+                    timeout: dur("1s"),
+                    ..self.etcd_credentials(i, etcd.endpoints())
                 });
+            config.autoblock = Some(AutoblockSection {
+                failed_handshakes: policy.failed_handshakes,
+                block_for: dur("5m"),
+                share: true,
+                ..AutoblockSection::default()
+            });
         }
-        config
-            .listener(Listener::new("https", bind, "web").tls(Tls::new(&self.cert)))
-            .pool(Pool::new("web", backends).health(Health::every("200ms", "1s", 1, 2)))
-            .bgp(Bgp {
-                local_as: NODE_AS,
-                router_id: host.ipv4.clone(),
-                hold_time: Some("3s".into()),
-                withdraw_delay: Some(opts.withdraw_delay.into()),
-                announce_hold_down: Some(opts.hold_down.into()),
-                bird_dir: self.node_dir(i).join("bird").display().to_string(),
-                peer: vec![BgpPeer {
-                    address: peer.into(),
-                    asn: ROUTER_AS,
-                }],
-                vip: vec![Vip {
-                    address: self.vip().into(),
-                    listeners: vec!["https".into()],
-                    min_healthy_backends: None,
-                }],
-            })
-            .to_toml()
+        let peer = BgpPeer {
+            address: peer.parse().expect("a peer address"),
+            asn: ROUTER_AS,
+        };
+        let vip = Vip::new(self.vip().parse().expect("the VIP"), &["https"]);
+        let router_id = host.ipv4.parse().expect("an IPv4 router id");
+        let mut config = config
+            .with_listener(Listener::new("https", addr(bind), "web").tls(tls(&self.cert)))
+            .with_pool(Pool::new("web", addrs(backends)).health(Health::every(
+                dur("200ms"),
+                dur("1s"),
+                1,
+                2,
+            )));
+        config.bgp = Some(BgpSection {
+            hold_time: dur("3s"),
+            withdraw_delay: dur(opts.withdraw_delay),
+            announce_hold_down: dur(opts.hold_down),
+            bird_dir: self.node_dir(i).join("bird"),
+            ..BgpSection::new(NODE_AS, router_id, vec![peer], vec![vip])
+        });
+        config.to_toml()
     }
 
-    /// `[fleet.policy]` TLS and user settings of node `i` (none without `secure`).
-    fn etcd_credentials(&self, i: usize) -> FleetPolicy {
+    /// `[fleet.policy]` for `endpoints`, with node `i`'s TLS and user settings
+    /// (none without `secure`).
+    fn etcd_credentials(&self, i: usize, endpoints: Vec<String>) -> FleetPolicySection {
+        let policy = FleetPolicySection::new(endpoints);
         let Some((ca, cert)) = &self.etcd_client_cert else {
-            return FleetPolicy::default();
+            return policy;
         };
-        FleetPolicy {
+        FleetPolicySection {
             user: Some(NODE_USER.into()),
-            password_file: Some(self.node_dir(i).join("etcd-password").display().to_string()),
+            password_file: Some(self.node_dir(i).join("etcd-password")),
             tls: Some(EtcdTls {
-                ca: ca.display().to_string(),
-                cert: Some(cert.cert.display().to_string()),
-                key: Some(cert.key.display().to_string()),
+                ca: ca.clone(),
+                cert: Some(cert.cert.clone()),
+                key: Some(cert.key.clone()),
+                server_name: None,
             }),
-            ..FleetPolicy::default()
+            ..policy
         }
     }
 

@@ -10,16 +10,24 @@
 //! - [`netns`]: one namespace; [`topology`]: star, pair and fleet topologies;
 //!   [`process`]: processes and their CPU/memory; [`inside`]: run Rust code inside.
 //! - [`nginx`]: nginx backends; [`certs`]: certificates (rcgen);
-//!   [`proxyd`]: the daemon under test and its CLI; [`config`]: its configuration.
+//!   [`proxyd`]: the daemon under test and its CLI; [`config`]: its configuration
+//!   (the product's own schema types).
+//! - [`etcd`], [`fleet_site`]: etcd members and the BGP fleet.
+//!
+//! The `certs` feature (default) brings rcgen and what needs certificates (`certs`,
+//! `etcd`, `fleet_site`); xtask uses the lab without it, so it builds no TLS stack.
 //! - [`packets`]: crafted frames; [`attack`]: bounded attack traffic; [`trafgen`]:
 //!   bounded spoofed floods from trafgen.
 //! - [`site`]: the usual data-path lab (load balancer, client, nginx backends).
 //! - [`stats`]: medians and ranges for benchmark reports.
 
 pub mod attack;
+#[cfg(feature = "certs")]
 pub mod certs;
 pub mod config;
+#[cfg(feature = "certs")]
 pub mod etcd;
+#[cfg(feature = "certs")]
 pub mod fleet_site;
 pub mod inside;
 pub mod netns;
@@ -42,7 +50,14 @@ use std::time::{Duration, Instant};
 pub struct PinDir(pub std::path::PathBuf);
 
 impl PinDir {
+    /// A directory for `tag` under /sys/fs/bpf (mounted first if this machine has
+    /// no bpffs there yet: a daemon started without CAP_SYS_ADMIN cannot mount it).
     pub fn new(tag: &str) -> PinDir {
+        let mounted = std::fs::read_to_string("/proc/mounts")
+            .is_ok_and(|m| m.lines().any(|l| l.contains(" /sys/fs/bpf bpf ")));
+        if !mounted {
+            netns::sh("mount -t bpf bpf /sys/fs/bpf");
+        }
         PinDir(std::path::PathBuf::from(format!(
             "/sys/fs/bpf/lab-{}-{tag}",
             std::process::id()

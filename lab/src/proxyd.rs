@@ -39,6 +39,27 @@ pub fn cli(ns: &Netns, args: &str) -> String {
     ns.sh(&format!("{} {args}", proxy_bin()))
 }
 
+/// Each daemon gets its own admin socket in `dir` unless the configuration names one
+/// (the default path is host-wide, and tests run side by side).
+fn own_admin_socket(config: &str, dir: &Path) -> anyhow::Result<String> {
+    let mut table: toml::Table = config.parse()?;
+    let admin = table
+        .entry("admin")
+        .or_insert_with(|| toml::Table::new().into());
+    let default = proxy_schema::config::admin::AdminSection::default().socket;
+    if let Some(admin) = admin.as_table_mut() {
+        let named = admin
+            .get("socket")
+            .and_then(|s| s.as_str())
+            .is_some_and(|s| Path::new(s) != default);
+        if !named {
+            let socket = dir.join("admin.sock").display().to_string();
+            admin.insert("socket".into(), socket.into());
+        }
+    }
+    Ok(table.to_string())
+}
+
 pub struct ProxyD {
     pub proc: Option<Proc>,
     pub config: PathBuf,
@@ -65,16 +86,7 @@ impl ProxyD {
         config: &str,
     ) -> anyhow::Result<ProxyD> {
         let path = dir.join("proxy.toml");
-        // Each daemon gets its own admin socket (the default path is host-wide).
-        let config = if config.contains("[admin]") {
-            config.to_string()
-        } else {
-            format!(
-                "{config}\n[admin]\nsocket = \"{}\"\n",
-                dir.join("admin.sock").display()
-            )
-        };
-        std::fs::write(&path, config)?;
+        std::fs::write(&path, own_admin_socket(config, dir)?)?;
         let log = dir.join("proxy.log");
         // A restart must not find the previous run's "running" line.
         let _ = std::fs::remove_file(&log);
@@ -128,6 +140,11 @@ impl ProxyD {
 
     /// Rewrites the config file (then `signal("HUP")` to reload it).
     pub fn write_config(&self, config: &str) {
+        let dir = self
+            .config
+            .parent()
+            .expect("the config file is in a directory");
+        let config = own_admin_socket(config, dir).unwrap_or_else(|e| panic!("{e:#}"));
         std::fs::write(&self.config, config).unwrap();
     }
 }

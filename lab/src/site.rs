@@ -5,6 +5,7 @@
 use std::process::Output;
 use std::time::Duration;
 
+#[cfg(feature = "certs")]
 use crate::certs::{self, CertFiles, KeyType};
 use crate::nginx::{Nginx, NginxOptions};
 use crate::proxyd::{self, ProxyD};
@@ -114,6 +115,7 @@ impl Lab {
         self.proxy.as_ref().expect("proxy started")
     }
 
+    #[cfg(feature = "certs")]
     /// A self-signed ECDSA certificate for `name` (subject and only SAN), written as
     /// `<name>.pem`/`<name>.key` in the lab's directory.
     pub fn cert(&self, name: &str) -> CertFiles {

@@ -63,11 +63,6 @@ pub fn print_ratio_table(rows: &[RatioRow]) {
     }
 }
 
-/// A number field of a generator's JSON answer (0 when absent).
-pub fn num(j: &serde_json::Value, key: &str) -> f64 {
-    j[key].as_f64().unwrap_or(0.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

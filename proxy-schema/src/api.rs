@@ -348,6 +348,16 @@ impl Verdicts {
     pub fn is_empty(&self) -> bool {
         self.0.iter().all(|c| c.packets == 0)
     }
+
+    /// Every verdict together.
+    pub fn total(&self) -> PacketCount {
+        self.0
+            .iter()
+            .fold(PacketCount::default(), |sum, c| PacketCount {
+                packets: sum.packets + c.packets,
+                bytes: sum.bytes + c.bytes,
+            })
+    }
 }
 
 impl Serialize for Verdicts {

@@ -8,9 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use lab::attack::{heavy_source, spoofed_syn_flood};
-use lab::config::{
-    Autoblock, Config, Listener, Pool, RateLimit, ServiceFilter, SynCookies, Tls, Xdp,
-};
+use lab::config::*;
 use lab::inside::in_netns;
 use lab::site::{Lab, LabOptions};
 
@@ -55,30 +53,30 @@ fn main() {
     // limits, SYN cookies answered in XDP when SYNs flood in, unserved ports closed,
     // auto-blocking of sources that fail TLS handshakes.
     let config = Config::new()
-        .listener(
-            Listener::new("https", "10.77.0.1:443", "web")
-                .tls(Tls::new(&cert).alpn(&["http/1.1"]))
-                .syn_cookies("auto"),
+        .with_listener(
+            Listener::new("https", addr("10.77.0.1:443"), "web")
+                .tls(tls(&cert).alpn(&["http/1.1"]))
+                .syn_cookies(SynCookieMode::Auto),
         )
-        .pool(Pool::new("web", &lab.backend_addrs()))
-        .xdp(Xdp {
-            drop_sample_rate: Some(16),
-            drop_log_interval: Some("2s".into()),
-            syn_cookies: Some(SynCookies {
-                auto_on_syn_per_second: Some(1000),
-                auto_off_after: Some("10s".into()),
-            }),
-            service_filter: Some(ServiceFilter::default()),
-            ..Xdp::on(&["eth0"], &pins).rate_limit(RateLimit {
-                packets_per_second: Some(5000),
-                syn_per_second: Some(200),
-                ..RateLimit::default()
+        .with_pool(Pool::new("web", addrs(&lab.backend_addrs())))
+        .with_xdp(XdpSection {
+            drop_sample_rate: 16,
+            drop_log_interval: dur("2s"),
+            syn_cookies: SynCookiesConfig {
+                auto_on_syn_per_second: 1000,
+                auto_off_after: dur("10s"),
+            },
+            service_filter: Some(ServiceFilterConfig::default()),
+            ..XdpSection::on(&["eth0"], &pins).rate_limit(RateLimitConfig {
+                packets_per_second: 5000,
+                syn_per_second: 200,
+                ..RateLimitConfig::default()
             })
         })
-        .autoblock(Autoblock {
-            failed_handshakes: Some(20),
-            block_for: Some("10m".into()),
-            ..Autoblock::default()
+        .with_autoblock(AutoblockSection {
+            failed_handshakes: 20,
+            block_for: dur("10m"),
+            ..AutoblockSection::default()
         })
         .to_toml();
     println!(

@@ -1,21 +1,14 @@
 //! Project tasks. `cargo xtask --help` lists them.
-mod bench_attack;
-mod bench_client;
-mod bench_fleet;
-mod bench_fleet_policy;
-mod bench_hosts;
-mod bench_soak;
-mod bench_syn;
-mod bench_tls;
-mod bench_upgrade;
-mod bench_xdp;
+//!
+//! Thin on purpose: no async runtime, no TLS stack, so `cargo xtask setup` (the
+//! first command on a fresh machine) builds in seconds and starts installing. The
+//! benchmarks and their load generator are the `bench` crate; `cargo xtask bench`
+//! builds it with `proxy` (release) and runs it.
 mod fuzz;
-mod idle_client;
 mod package;
-mod release;
 mod setup;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Context;
@@ -24,7 +17,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "xtask",
-    about = "Project tasks: setup, build-ebpf, test, bench"
+    about = "Project tasks: setup, build-ebpf, lint, test, fuzz, package, demo, bench"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -47,7 +40,7 @@ enum Task {
     /// the host target: clippy does not run for bpfel, the lints are the same).
     Lint,
     /// Run the whole test suite (unit, BPF_PROG_TEST_RUN fixtures, namespace tests),
-    /// then 10 s of each fuzz target and the short soak. Root.
+    /// then 10 s of each fuzz target, the short soak and the package check. Root.
     Test {
         /// Skip `setup` (when it is known to be done).
         #[arg(long)]
@@ -66,34 +59,13 @@ enum Task {
         #[arg(long)]
         fleet: bool,
     },
-    /// Benchmarks (not tests; root): `xdp`, `tls`.
+    /// Benchmarks (root): builds `proxy` and `bench` (release) and runs
+    /// `bench ARGS...`; `cargo xtask bench --help` lists them (tls, xdp, attack,
+    /// syn, fleet, upgrade, soak).
     Bench {
-        #[command(subcommand)]
-        which: Bench,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
-    /// The benchmarks' load generator (started by `bench`, inside its namespace).
-    #[command(hide = true)]
-    BenchClient(bench_client::ClientArgs),
-}
-
-#[derive(Subcommand)]
-enum Bench {
-    /// ns/packet of the XDP program per fixture class vs a bare XDP_DROP (BPF_PROG_TEST_RUN).
-    Xdp(bench_xdp::Args),
-    /// proxy vs HAProxy vs NGINX: TLS handshakes, bulk, plain TCP, latency, memory.
-    Tls(bench_tls::Args),
-    /// Legitimate TLS transactions/s: no flood, flood + XDP, flood without XDP.
-    Attack(bench_attack::Args),
-    /// One daemon under long use: idle connections, reloads under load, mixed load.
-    Soak(bench_soak::Args),
-    /// Spoofed SYN floods: XDP cookie costs per packet, softirq per SYN, legit TLS tx/s.
-    Syn(bench_syn::Args),
-    /// Fleet routing (announce delay, drain and failover with a BIRD router doing ECMP)
-    /// and fleet policy (etcd propagation, start with many entries, footprint).
-    Fleet(bench_fleet::Args),
-    /// Binary upgrades (take-over) next to plain restarts: hand-over time and failed
-    /// connections under a loop of new connections.
-    Upgrade(bench_upgrade::Args),
 }
 
 pub fn workspace_root() -> PathBuf {
@@ -104,11 +76,11 @@ pub fn workspace_root() -> PathBuf {
 }
 
 fn main() -> anyhow::Result<()> {
+    let root = workspace_root();
     match Cli::parse().task {
         Task::Setup => setup::run(),
         Task::BuildEbpf => {
             setup::run()?;
-            let root = workspace_root();
             let route = ebpf_build::choose_route().map_err(anyhow::Error::msg)?;
             eprintln!("[build-ebpf] route: {}", route.name());
             let status = ebpf_build::build_command(&root, route).status()?;
@@ -117,70 +89,78 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Task::Lint => lint(),
-        Task::Package(args) => package::run(args, &workspace_root()),
+        Task::Package(args) => package::run(args, &root),
         Task::Fuzz(args) => fuzz::run(args),
-        Task::Test { no_setup, args } => {
-            if !no_setup {
-                setup::run()?;
-            }
-            let status = Command::new(env!("CARGO"))
-                .args(["test", "--workspace"])
-                .args(&args)
-                .current_dir(workspace_root())
-                .status()
-                .context("running cargo test")?;
-            anyhow::ensure!(status.success(), "tests failed");
-            if args.is_empty() {
-                // The bounded versions of the fuzzing and soak evidence.
-                fuzz::run(fuzz::Args::short())?;
-                bench_soak::run(bench_soak::Args::short(), &workspace_root())?;
-                let (debug_proxy, _) = release::build_debug(&workspace_root())?;
-                package::check(&workspace_root(), &debug_proxy)?;
-            }
-            Ok(())
-        }
+        Task::Test { no_setup, args } => test(no_setup, &args, &root),
         Task::Demo { keep, fleet } => demo(keep, fleet),
-        Task::Bench {
-            which: Bench::Xdp(args),
-        } => bench_xdp::run(args),
-        Task::Bench {
-            which: Bench::Tls(args),
-        } => {
-            setup::run()?;
-            bench_tls::run(args, &workspace_root())
-        }
-        Task::Bench {
-            which: Bench::Attack(args),
-        } => {
-            setup::run()?;
-            bench_attack::run(args, &workspace_root())
-        }
-        Task::Bench {
-            which: Bench::Fleet(args),
-        } => {
-            setup::run()?;
-            bench_fleet::run(args, &workspace_root())
-        }
-        Task::Bench {
-            which: Bench::Upgrade(args),
-        } => {
-            setup::run()?;
-            bench_upgrade::run(args, &workspace_root())
-        }
-        Task::Bench {
-            which: Bench::Syn(args),
-        } => {
-            setup::run()?;
-            bench_syn::run(args, &workspace_root())
-        }
-        Task::Bench {
-            which: Bench::Soak(args),
-        } => {
-            setup::run()?;
-            bench_soak::run(args, &workspace_root())
-        }
-        Task::BenchClient(args) => bench_client::run(args),
+        Task::Bench { args } => bench(&args, &root),
     }
+}
+
+/// `cargo test` on the workspace; with no extra arguments also the bounded fuzzing,
+/// the short soak and the package check.
+fn test(no_setup: bool, args: &[String], root: &Path) -> anyhow::Result<()> {
+    if !no_setup {
+        setup::run()?;
+    }
+    cargo(root, &["test", "--workspace"], args).context("tests failed")?;
+    if args.is_empty() {
+        fuzz::run(fuzz::Args::short())?;
+        // The soak's bounded version, on the debug builds the tests already made.
+        cargo(
+            root,
+            &["build", "--quiet", "-p", "proxy", "-p", "bench"],
+            &[],
+        )?;
+        run(root.join("target/debug/bench"), &["soak", "--short"])
+            .context("the short soak failed")?;
+        package::check(root, &root.join("target/debug/proxy"))?;
+    }
+    Ok(())
+}
+
+/// `cargo xtask bench ARGS`: setup, a release build of `proxy` and `bench`, then
+/// `bench ARGS` (help needs no build of the product).
+fn bench(args: &[String], root: &Path) -> anyhow::Result<()> {
+    let help = args.is_empty() || args.iter().any(|a| a == "--help" || a == "-h");
+    if !help {
+        setup::run()?;
+    }
+    eprintln!("[bench] building proxy and bench (release)...");
+    let packages = if help {
+        &["-p", "bench"][..]
+    } else {
+        &["-p", "proxy", "-p", "bench"]
+    };
+    let build = [&["build", "--release", "--quiet"][..], packages].concat();
+    cargo(root, &build, &[])?;
+    let args: Vec<&str> = match args.is_empty() {
+        true => vec!["--help"],
+        false => args.iter().map(String::as_str).collect(),
+    };
+    run(root.join("target/release/bench"), &args)
+}
+
+/// Runs `cargo FIXED EXTRA` in `root`; an error when it fails.
+fn cargo(root: &Path, fixed: &[&str], extra: &[String]) -> anyhow::Result<()> {
+    let status = Command::new(env!("CARGO"))
+        .args(fixed)
+        .args(extra)
+        .current_dir(root)
+        .status()
+        .with_context(|| format!("running cargo {}", fixed.join(" ")))?;
+    anyhow::ensure!(status.success(), "cargo {} failed", fixed.join(" "));
+    Ok(())
+}
+
+/// Runs `program ARGS`; an error when it fails.
+fn run(program: PathBuf, args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new(&program)
+        .args(args)
+        .status()
+        .with_context(|| format!("running {}", program.display()))?;
+    anyhow::ensure!(status.success(), "{} failed", program.display());
+    Ok(())
 }
 
 fn lint() -> anyhow::Result<()> {

@@ -16,8 +16,6 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use lab::netns::host_sh as sh;
 
-use crate::release::build_release;
-
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The `proxy` binary to package (default: a fresh release build).
@@ -38,7 +36,10 @@ pub struct Args {
 pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
     let binary = match args.binary {
         Some(b) => b,
-        None => build_release(root)?.0,
+        None => {
+            crate::cargo(root, &["build", "--release", "--quiet", "-p", "proxy"], &[])?;
+            root.join("target/release/proxy")
+        }
     };
     if args.check {
         return check(root, &binary);
@@ -161,12 +162,15 @@ pub fn check(root: &Path, binary: &Path) -> anyhow::Result<()> {
         ..lab::site::LabOptions::default()
     });
     let config = lab::config::Config::new()
-        .listener(lab::config::Listener::new(
+        .with_listener(lab::config::Listener::new(
             "web",
-            format!("{}:80", lab.lb_ip()),
+            lab::config::addr(format!("{}:80", lab.lb_ip())),
             "p",
         ))
-        .pool(lab::config::Pool::new("p", &lab.backend_addrs()))
+        .with_pool(lab::config::Pool::new(
+            "p",
+            lab::config::addrs(&lab.backend_addrs()),
+        ))
         .to_toml();
     let etc = r.join("etc/proxy");
     let daemon = lab::proxyd::ProxyD::try_start_bin(

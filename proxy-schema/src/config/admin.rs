@@ -3,11 +3,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::{ConfigIssue, KeyPath};
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSection {
     /// Unix socket for `proxy stats` and `proxy top`, created mode 0600 (root only).
@@ -16,7 +16,11 @@ pub struct AdminSection {
     pub socket: PathBuf,
     /// Address of the HTTP endpoint serving `/metrics` (Prometheus text format);
     /// "off" disables it. Default "127.0.0.1:9100". Read at start only.
-    #[serde(default = "default_metrics", deserialize_with = "metrics_addr")]
+    #[serde(
+        default = "default_metrics",
+        deserialize_with = "metrics_addr",
+        serialize_with = "write_metrics_addr"
+    )]
     pub metrics: Option<SocketAddr>,
 }
 
@@ -48,6 +52,16 @@ fn default_socket() -> PathBuf {
 
 fn default_metrics() -> Option<SocketAddr> {
     Some(SocketAddr::from(([127, 0, 0, 1], 9100)))
+}
+
+fn write_metrics_addr<S: serde::Serializer>(
+    a: &Option<SocketAddr>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match a {
+        Some(a) => s.collect_str(a),
+        None => s.serialize_str("off"),
+    }
 }
 
 fn metrics_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::duration;
 use super::error::{ConfigIssue, KeyPath};
@@ -12,7 +12,7 @@ use super::error::{ConfigIssue, KeyPath};
 /// source that reaches one is put on the kernel blocklist for `block_for`. 0 turns a
 /// threshold off. The allowlist always wins: allowlisted sources are never
 /// auto-blocked.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AutoblockSection {
     /// Default true (the section is the choice); auto-blocking also needs `[xdp]`.

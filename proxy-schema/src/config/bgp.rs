@@ -5,12 +5,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::duration;
 use super::error::{ConfigIssue, KeyPath};
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BgpSection {
     /// This node's AS number. Required.
@@ -41,7 +41,7 @@ pub struct BgpSection {
     pub bird_dir: PathBuf,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BgpPeer {
     /// The router's address (IPv4 peers carry IPv4 VIPs, IPv6 peers IPv6 VIPs).
@@ -51,7 +51,7 @@ pub struct BgpPeer {
     pub asn: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Vip {
     /// The address (announced as a /32 or /128). The operator configures it on the
@@ -63,6 +63,33 @@ pub struct Vip {
     /// Backends that must be up in each pool behind those listeners. Default 1.
     #[serde(default = "default_min_healthy")]
     pub min_healthy_backends: u32,
+}
+
+impl BgpSection {
+    /// Announce `vips` as `local_as` to `peers`, every other key at its default.
+    pub fn new(local_as: u32, router_id: Ipv4Addr, peers: Vec<BgpPeer>, vips: Vec<Vip>) -> Self {
+        BgpSection {
+            local_as,
+            router_id,
+            peers,
+            vips,
+            hold_time: default_hold_time(),
+            withdraw_delay: default_withdraw_delay(),
+            announce_hold_down: default_hold_down(),
+            bird_dir: default_bird_dir(),
+        }
+    }
+}
+
+impl Vip {
+    /// `address`, served by `listeners`, with the default backend condition.
+    pub fn new(address: IpAddr, listeners: &[&str]) -> Vip {
+        Vip {
+            address,
+            listeners: listeners.iter().map(|l| l.to_string()).collect(),
+            min_healthy_backends: default_min_healthy(),
+        }
+    }
 }
 
 fn default_hold_time() -> Duration {

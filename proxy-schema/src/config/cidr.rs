@@ -2,7 +2,7 @@
 //! bare address meaning a single host (/32 or /128).
 
 use ipnet::IpNet;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serializer};
 
 /// Parses `192.0.2.7`, `10.0.0.0/8` or `2001:db8::/32`. A prefix with host bits set
 /// (`10.0.0.1/8`) is refused: it is ambiguous between the network and the host.
@@ -29,6 +29,10 @@ pub fn parse(s: &str) -> Result<IpNet, String> {
 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<IpNet, D::Error> {
     let s = String::deserialize(d)?;
     parse(&s).map_err(serde::de::Error::custom)
+}
+
+pub fn serialize<S: Serializer>(net: &IpNet, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&net.to_string())
 }
 
 #[cfg(test)]

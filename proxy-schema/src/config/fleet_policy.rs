@@ -4,20 +4,21 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::duration;
 use super::error::{ConfigIssue, KeyPath};
 
 /// `[fleet]`: what this node shares with the other nodes of its fleet.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetSection {
     /// `[fleet.policy]`: shared block and allow entries (absent: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<FleetPolicySection>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetPolicySection {
     /// etcd client URLs (`"http://10.0.0.5:2379"`; `https://` with `[fleet.policy.tls]`).
@@ -27,12 +28,16 @@ pub struct FleetPolicySection {
     #[serde(default = "default_prefix")]
     pub prefix: String,
     /// This node's name: the origin of the entries it publishes. Default: the host name.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
     /// etcd user (with `password_file`); absent: no authentication.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// File holding the etcd user's password (one line).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
     /// `[fleet.policy.tls]`: TLS to etcd (needed for `https://` endpoints).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<EtcdTls>,
     /// Time allowed to connect to etcd and for one request. Default "2s".
     #[serde(default = "default_timeout", with = "duration")]
@@ -44,20 +49,37 @@ pub struct FleetPolicySection {
 }
 
 /// `[fleet.policy.tls]`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EtcdTls {
     /// PEM file of the CA that signed etcd's server certificates. Required.
     pub ca: PathBuf,
     /// PEM client certificate (with `key`) when etcd asks for one.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cert: Option<PathBuf>,
     /// PEM private key of `cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
     /// Name to verify in etcd's certificate; default: the endpoint's host.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
 }
 
 impl FleetPolicySection {
+    /// The etcd store at `endpoints`, every other key at its default.
+    pub fn new(endpoints: Vec<String>) -> FleetPolicySection {
+        FleetPolicySection {
+            endpoints,
+            prefix: default_prefix(),
+            node: None,
+            user: None,
+            password_file: None,
+            tls: None,
+            timeout: default_timeout(),
+            max_pending: default_max_pending(),
+        }
+    }
+
     /// The prefix with exactly one trailing `/`.
     pub fn key_prefix(&self) -> String {
         format!("{}/", self.prefix.trim_end_matches('/'))

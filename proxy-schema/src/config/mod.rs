@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod autoblock;
 pub mod bgp;
+mod build;
 pub mod cidr;
 pub mod duration;
 mod error;

@@ -5,13 +5,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::origin::Origin;
 use super::{admin, autoblock, bgp, duration, fleet_policy, xdp};
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// `[[listener]]`: addresses the proxy accepts connections on.
@@ -30,6 +30,7 @@ pub struct Config {
     #[serde(default)]
     pub log: Log,
     /// The XDP fast path (absent: userspace only).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub xdp: Option<xdp::XdpSection>,
     /// `[autoblock]`: abusive sources blocked in the kernel (needs `[xdp]`). Absent:
     /// nothing is blocked automatically.
@@ -39,8 +40,10 @@ pub struct Config {
     #[serde(default)]
     pub admin: admin::AdminSection,
     /// `[bgp]`: VIPs announced to routers (absent: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bgp: Option<bgp::BgpSection>,
     /// `[fleet]`: policy shared with the other nodes (absent: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fleet: Option<fleet_policy::FleetSection>,
     /// Where the configuration came from (for error positions).
     #[serde(skip)]
@@ -48,7 +51,7 @@ pub struct Config {
 }
 
 /// `[[listener]]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listener {
     /// Unique name, used in logs and metrics.
@@ -58,10 +61,13 @@ pub struct Listener {
     /// Name of the `[[pool]]` that receives this listener's connections.
     pub pool: String,
     /// TLS termination; absent: plain TCP, forwarded as is.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<ListenerTls>,
     /// Concurrent connections on this listener; absent: only `limits.max_connections`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
     /// Concurrent connections from one source IP address; absent: no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_per_source: Option<u32>,
     /// Plain TCP only: how bytes are moved. Default `"splice"` (zero-copy splice(2)
     /// through a pipe); `"copy"` uses userspace buffers.
@@ -93,7 +99,7 @@ impl SynCookieMode {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Forwarding {
     #[default]
@@ -102,7 +108,7 @@ pub enum Forwarding {
 }
 
 /// `[listener.tls]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerTls {
     /// Certificates, chosen by the client's SNI (exact names first, then wildcards).
@@ -124,12 +130,13 @@ pub struct ListenerTls {
     #[serde(default = "default_handshake_timeout", with = "duration")]
     pub handshake_timeout: Duration,
     /// Client certificates (mutual TLS). Absent: clients are not asked for one.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_auth: Option<ClientAuth>,
 }
 
 /// `[listener.tls.client_auth]`: client certificates verified against `ca` (chains,
 /// validity dates, CRLs) with rustls' WebPKI client verifier.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientAuth {
     /// PEM file of the CA certificates client certificates must chain to. Required.
@@ -145,7 +152,7 @@ pub struct ClientAuth {
     pub crl: Vec<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientAuthMode {
     #[default]
@@ -154,7 +161,7 @@ pub enum ClientAuthMode {
 }
 
 /// One certificate chain and its key.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Certificate {
     /// PEM file: the certificate chain, leaf first.
@@ -172,13 +179,15 @@ pub struct Certificate {
     /// DER OCSP response file to staple (re-read on reload and when it changes). A
     /// response that is not for this certificate, not "good" or not current is not
     /// stapled (logged and counted); the certificate is served anyway.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ocsp: Option<PathBuf>,
     /// Client certificates for the names this certificate serves, instead of the
     /// listener's `client_auth` (say, required for `admin.example.com` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_auth: Option<ClientAuth>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub enum TlsVersion {
     #[default]
     #[serde(rename = "1.2")]
@@ -188,7 +197,7 @@ pub enum TlsVersion {
 }
 
 /// `[[pool]]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pool {
     /// Unique name, referenced by listeners.
@@ -217,7 +226,7 @@ pub struct Pool {
 }
 
 /// A backend in a pool.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendEntry {
     /// `"ip:port"` or `"[ipv6]:port"`.
@@ -228,7 +237,7 @@ pub struct BackendEntry {
     pub weight: u32,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HashKey {
     #[default]
@@ -237,7 +246,7 @@ pub enum HashKey {
     Sni,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProxyProtocol {
     #[default]
@@ -248,7 +257,7 @@ pub enum ProxyProtocol {
 
 /// `[pool.health]`: active TCP connect checks; connect failures of real traffic
 /// count too (passive checks).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Health {
     /// Run active checks. Default true (passive marking always applies).
@@ -282,7 +291,7 @@ impl Default for Health {
 }
 
 /// `[limits]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Concurrent client connections, all listeners together. Default 10000.
@@ -300,7 +309,7 @@ impl Default for Limits {
 }
 
 /// `[timeouts]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Timeouts {
     /// A connection with no bytes moving either way for this long is closed.
@@ -322,7 +331,7 @@ impl Default for Timeouts {
 }
 
 /// `[log]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Log {
     /// Level filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing
@@ -344,52 +353,52 @@ impl Default for Log {
     }
 }
 
-fn default_true() -> bool {
+pub(super) fn default_true() -> bool {
     true
 }
-fn default_session_cache() -> usize {
+pub(super) fn default_session_cache() -> usize {
     20_480
 }
-fn default_handshake_timeout() -> Duration {
+pub(super) fn default_handshake_timeout() -> Duration {
     Duration::from_secs(10)
 }
-fn default_connect_timeout() -> Duration {
+pub(super) fn default_connect_timeout() -> Duration {
     Duration::from_secs(3)
 }
-fn default_max_attempts() -> u32 {
+pub(super) fn default_max_attempts() -> u32 {
     3
 }
-fn default_table_size() -> u32 {
+pub(super) fn default_table_size() -> u32 {
     DEFAULT_TABLE_SIZE
 }
-fn default_weight() -> u32 {
+pub(super) fn default_weight() -> u32 {
     1
 }
-fn default_health_interval() -> Duration {
+pub(super) fn default_health_interval() -> Duration {
     Duration::from_secs(2)
 }
-fn default_health_timeout() -> Duration {
+pub(super) fn default_health_timeout() -> Duration {
     Duration::from_secs(1)
 }
-fn default_rise() -> u32 {
+pub(super) fn default_rise() -> u32 {
     2
 }
-fn default_fall() -> u32 {
+pub(super) fn default_fall() -> u32 {
     3
 }
-fn default_max_connections() -> u32 {
+pub(super) fn default_max_connections() -> u32 {
     10_000
 }
-fn default_idle() -> Duration {
+pub(super) fn default_idle() -> Duration {
     Duration::from_secs(300)
 }
-fn default_drain() -> Duration {
+pub(super) fn default_drain() -> Duration {
     Duration::from_secs(30)
 }
-fn default_log_level() -> String {
+pub(super) fn default_log_level() -> String {
     "info".into()
 }
-fn default_handshake_log_rate() -> u32 {
+pub(super) fn default_handshake_log_rate() -> u32 {
     5
 }
 

@@ -4,13 +4,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::{ConfigIssue, KeyPath};
 use super::{cidr, duration};
 
 /// `[xdp]`. Absent: the daemon runs userspace only.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct XdpSection {
     /// Interfaces to attach to (at least one). Required.
@@ -59,11 +59,12 @@ pub struct XdpSection {
     #[serde(default)]
     pub syn_cookies: SynCookiesConfig,
     /// Drop TCP/UDP to ports no listener serves. Absent: off.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub service_filter: Option<ServiceFilterConfig>,
 }
 
 /// `[xdp.syn_cookies]`: the `auto` mode's switch.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SynCookiesConfig {
     /// SYNs per second to one listener (past the lists and per-source limits) that
@@ -86,7 +87,7 @@ impl Default for SynCookiesConfig {
 /// listener serves and `allow` does not name is dropped in XDP (`port_closed`).
 /// Replies to the host's own connections (backends, health checks) and all non-TCP/UDP
 /// traffic (ICMP, neighbour discovery) always pass.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceFilterConfig {
     /// Other ports to keep open, as `"22/tcp"` or `"53/udp"`.
@@ -131,6 +132,22 @@ impl std::str::FromStr for PortProtocol {
     }
 }
 
+impl std::fmt::Display for PortProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let protocol = match self.protocol {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        };
+        write!(f, "{}/{protocol}", self.port)
+    }
+}
+
+impl Serialize for PortProtocol {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl<'de> Deserialize<'de> for PortProtocol {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
@@ -148,7 +165,7 @@ pub struct ListEntryConfig {
     shared: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct DetailedEntry {
     #[serde(with = "cidr")]
@@ -196,7 +213,41 @@ impl<'de> Deserialize<'de> for ListEntryConfig {
     }
 }
 
+/// Written as the table form.
+impl Serialize for ListEntryConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        DetailedEntry {
+            cidr: self.cidr,
+            ttl: self.ttl,
+            reason: self.reason.clone(),
+            shared: self.shared,
+        }
+        .serialize(s)
+    }
+}
+
 impl ListEntryConfig {
+    /// An entry for `cidr`: no ttl, reason "config", not shared.
+    pub fn new(cidr: IpNet) -> ListEntryConfig {
+        ListEntryConfig {
+            cidr,
+            ttl: None,
+            reason: String::new(),
+            shared: false,
+        }
+    }
+    pub fn with_ttl(mut self, ttl: Duration) -> ListEntryConfig {
+        self.ttl = Some(ttl);
+        self
+    }
+    pub fn with_reason(mut self, reason: &str) -> ListEntryConfig {
+        self.reason = reason.into();
+        self
+    }
+    pub fn shared_with_fleet(mut self) -> ListEntryConfig {
+        self.shared = true;
+        self
+    }
     pub fn cidr(&self) -> IpNet {
         self.cidr
     }
@@ -217,18 +268,20 @@ impl ListEntryConfig {
 }
 
 /// `[xdp.rate_limit]`: token buckets per source address (IPv6: per prefix).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Packets per second per source; 0 = off (default).
     #[serde(default)]
     pub packets_per_second: u32,
     /// Packets a source may send back to back. Default: one second's worth.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub packets_burst: Option<u32>,
     /// TCP SYNs (new connections) per second per source; 0 = off (default).
     #[serde(default)]
     pub syn_per_second: u32,
     /// SYNs a source may send back to back. Default: one second's worth.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub syn_burst: Option<u32>,
     /// IPv6 sources share a limit per prefix of this length. Default 64.
     #[serde(default = "default_ipv6_prefix")]
@@ -244,7 +297,7 @@ impl Default for RateLimitConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum AttachMode {

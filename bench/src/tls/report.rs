@@ -7,7 +7,8 @@ use anyhow::bail;
 
 use super::products::Product;
 use super::{Args, GEN_CPU, LB_CPU, SYSCALL_CONNECTIONS};
-use lab::stats::{median, min_max, num};
+use crate::results::{Latency, Outcome, us};
+use lab::stats::{median, min_max};
 
 /// A figure measured per product and round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -134,9 +135,8 @@ impl Results {
     }
 
     /// Keeps a latency run's histogram (bucket counts by upper bound in µs).
-    pub fn histogram(&mut self, product: Product, j: &serde_json::Value) {
-        let bounds = j["buckets_us"].as_array().cloned().unwrap_or_default();
-        let counts = j["histogram"].as_array().cloned().unwrap_or_default();
+    pub fn histogram(&mut self, product: Product, j: &Latency) {
+        let (bounds, counts) = (&j.buckets_us, &j.histogram);
         let mut line = String::new();
         for (i, count) in counts.iter().enumerate() {
             let label = match bounds.get(i) {
@@ -145,18 +145,17 @@ impl Results {
             };
             line += &format!(" {label}:{count}");
         }
-        line += &format!(" (max {} µs)", j["max_us"]);
+        line += &format!(" (max {} µs)", us(j.max_us));
         self.histograms.entry(product).or_default().push(line);
     }
 }
 
 /// Fails when more than 1% of a measurement's operations failed.
-pub fn check_errors(j: &serde_json::Value, product: Product, figure: Figure) -> anyhow::Result<()> {
-    let errors = num(j, "errors");
-    let done = num(j, "ok").max(num(j, "bytes"));
-    if errors > done * 0.01 {
+pub fn check_errors(j: &impl Outcome, product: Product, figure: Figure) -> anyhow::Result<()> {
+    let errors = j.errors();
+    if errors as f64 > j.done() * 0.01 {
         bail!(
-            "{} {}: {errors} errors: {j}",
+            "{} {}: {errors} errors: {j:?}",
             product.label(),
             figure.label()
         );

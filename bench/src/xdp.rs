@@ -19,7 +19,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    crate::setup::run()?;
     eprintln!(
         "[bench xdp] building and running proxy/benches/xdp.rs on CPU {}",
         args.cpu

@@ -7,7 +7,6 @@
 //! 1 during the loop: time until its route is gone, failed connections, time until
 //! the loop succeeded again). Timers: hold 3 s, withdraw_delay 2 s, hold-down 1 s.
 
-use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -15,8 +14,8 @@ use std::time::{Duration, Instant};
 use lab::fleet_site::{FleetOptions, FleetSite};
 use lab::stats::{median, min_max};
 
-use crate::bench_fleet_policy::PolicyArgs;
-use crate::release::build_release;
+use crate::binaries::proxy_and_generator;
+use crate::fleet_policy::PolicyArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -57,9 +56,9 @@ struct Round {
     kill_recovered: f64,
 }
 
-pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
+pub fn run(args: Args) -> anyhow::Result<()> {
     lab::ensure_root()?;
-    let (proxy_bin, _) = build_release(root)?;
+    let (proxy_bin, _) = proxy_and_generator()?;
     if args.part != Part::Policy {
         routing(&args, &proxy_bin.display().to_string())?;
     }
@@ -70,7 +69,7 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
             footprint_entries: args.footprint_entries,
             idle_seconds: args.idle_seconds,
         };
-        crate::bench_fleet_policy::run(&policy, &proxy_bin.display().to_string())?;
+        crate::fleet_policy::run(&policy, &proxy_bin.display().to_string())?;
     }
     Ok(())
 }

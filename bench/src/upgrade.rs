@@ -9,17 +9,16 @@
 //!   binary again; time until it accepts again; failed connections.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use lab::config::{Config, Listener, Pool, Tls, Xdp};
+use lab::config::*;
 use lab::process::exited;
 use lab::site::{Lab, LabOptions};
 use lab::stats::{median, min_max};
 
-use crate::release::build_release;
+use crate::binaries::proxy_and_generator;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -28,9 +27,9 @@ pub struct Args {
     pub rounds: usize,
 }
 
-pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
+pub fn run(args: Args) -> anyhow::Result<()> {
     lab::ensure_root()?;
-    let (proxy_bin, _) = build_release(root)?;
+    let (proxy_bin, _) = proxy_and_generator()?;
     let bin = proxy_bin.display().to_string();
     let mut lab = Lab::new(LabOptions {
         backends: 1,
@@ -39,10 +38,16 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
     let pins = lab::PinDir::new("bench-upgrade");
     let cert = lab.cert("lb.test");
     let config = Config::new()
-        .listener(Listener::new("tls", format!("{}:443", lab.lb_ip()), "p").tls(Tls::new(&cert)))
-        .listener(Listener::new("tcp", format!("{}:80", lab.lb_ip()), "p"))
-        .pool(Pool::new("p", &lab.backend_addrs()))
-        .xdp(Xdp::on(&["eth0"], pins.display()))
+        .with_listener(
+            Listener::new("tls", addr(format!("{}:443", lab.lb_ip())), "p").tls(tls(&cert)),
+        )
+        .with_listener(Listener::new(
+            "tcp",
+            addr(format!("{}:80", lab.lb_ip())),
+            "p",
+        ))
+        .with_pool(Pool::new("p", addrs(&lab.backend_addrs())))
+        .with_xdp(XdpSection::on(&["eth0"], &pins.0))
         .to_toml();
     lab.proxy = Some(lab::proxyd::ProxyD::try_start_bin(
         &bin,

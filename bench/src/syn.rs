@@ -20,14 +20,16 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use lab::PinDir;
 use lab::certs::{self, KeyType};
-use lab::config::{Admin, Config, Health, ListEntry, Listener, Log, Pool, Tls, Xdp};
+use lab::config::*;
 use lab::process::raise_fd_limit;
-use lab::stats::{median, min_max, num};
+use lab::stats::{median, min_max};
 use lab::trafgen::{Flood, Trafgen};
+use proxy_schema::api::Stats;
 
-use crate::release::build_release;
+use crate::binaries::proxy_and_generator;
+use crate::results;
 
-use crate::bench_hosts::{
+use crate::hosts::{
     BACKEND_PORT, GEN_CPU, GEN_IP, LB_CPU, LB_IP, SERVER_NAME, TLS_PORT, lb_generator_and,
 };
 
@@ -91,7 +93,7 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
         test_run_costs(&args, root)?;
     }
     raise_fd_limit();
-    let (proxy_bin, xtask) = build_release(root)?;
+    let (proxy_bin, generator) = proxy_and_generator()?;
     let dir = tempfile::Builder::new()
         .prefix("proxy-bench-syn")
         .tempdir()?;
@@ -103,11 +105,11 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
     let (lb, gen_ns, at) = (&topo.host(0).ns, &topo.host(1).ns, &topo.host(2).ns);
     let lb_mac = lb.mac_of("eth0")?;
     let dd = d.display();
-    let generator = |seconds: f64| {
+    let legit_load = |seconds: f64| {
         format!(
-            "{} bench-client handshakes --addr {LB_IP}:{TLS_PORT} --name {SERVER_NAME} --ca {dd}/ec.pem \
+            "{} client handshakes --addr {LB_IP}:{TLS_PORT} --name {SERVER_NAME} --ca {dd}/ec.pem \
              --get /small --concurrency 32 --seconds {seconds}",
-            xtask.display()
+            generator.display()
         )
     };
     let flood = |seconds: f64| Trafgen {
@@ -159,7 +161,7 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
                 .expect("scenario")
                 .1;
             let tps = if scenario == Scenario::NoFlood {
-                legit_rate(gen_ns, &generator(args.seconds))?
+                legit_rate(gen_ns, &legit_load(args.seconds))?
             } else {
                 let total = 2.0 * args.seconds + 1.0;
                 std::thread::scope(|s| -> anyhow::Result<f64> {
@@ -176,7 +178,7 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
                         .push((soft1 - soft0) / packets * 1e6);
                     sample.flood_pps.push(packets / t0.elapsed().as_secs_f64());
                     // Then legitimate load during the flood.
-                    let tps = legit_rate(gen_ns, &generator(args.seconds - 0.5))?;
+                    let tps = legit_rate(gen_ns, &legit_load(args.seconds - 0.5))?;
                     let sent = attack.join().expect("flood thread")?;
                     eprintln!("    trafgen sent {sent} SYNs");
                     Ok(tps)
@@ -259,9 +261,8 @@ fn test_run_costs(args: &Args, root: &Path) -> anyhow::Result<()> {
 /// Completed TLS transactions per second from the generator.
 fn legit_rate(gen_ns: &lab::Netns, cmd: &str) -> anyhow::Result<f64> {
     let out = gen_ns.output_on_cpu(GEN_CPU, cmd)?;
-    let j: serde_json::Value =
-        serde_json::from_str(out.trim()).with_context(|| format!("generator: {out}"))?;
-    Ok(num(&j, "ok") / num(&j, "seconds"))
+    let j: results::Connections = results::parse(&out)?;
+    Ok(j.rate())
 }
 
 /// Softirq time of one CPU so far (/proc/stat), in seconds.
@@ -288,42 +289,41 @@ fn xdp_packets(lb: &lab::Netns, proxy_bin: &Path, d: &Path) -> anyhow::Result<f6
         proxy_bin.display(),
         d.join("admin.sock").display()
     ))?;
-    let j: serde_json::Value = serde_json::from_str(&out)?;
-    let verdicts = &j["xdp"]["interfaces"][0]["verdicts"];
-    let total = verdicts
-        .as_object()
-        .context("no XDP verdicts in the stats")?
-        .values()
-        .map(|v| v["packets"].as_f64().unwrap_or(0.0))
-        .sum();
-    Ok(total)
+    let stats: Stats = serde_json::from_str(&out)?;
+    let interface = stats
+        .xdp
+        .and_then(|x| x.interfaces.into_iter().next())
+        .context("no XDP verdicts in the stats")?;
+    Ok(interface.verdicts.total().packets as f64)
 }
 
 fn proxy_conf(d: &Path, cert: &certs::CertFiles, pins: &PinDir, scenario: Scenario) -> String {
     let cookies = if scenario == Scenario::KernelCookies {
-        "off"
+        SynCookieMode::Off
     } else {
-        "on"
+        SynCookieMode::On
     };
-    let mut xdp = Xdp::on(&["eth0"], pins.display());
+    let mut xdp = XdpSection::on(&["eth0"], &pins.0);
     if scenario == Scenario::XdpDrop {
-        xdp = xdp.block(ListEntry::new("10.200.0.0/16"));
+        xdp = xdp.block(list_entry("10.200.0.0/16"));
     }
     Config::new()
-        .listener(
-            Listener::new("tls", format!("{LB_IP}:{TLS_PORT}"), "web")
-                .tls(Tls::new(cert))
+        .with_listener(
+            Listener::new("tls", addr(format!("{LB_IP}:{TLS_PORT}")), "web")
+                .tls(tls(cert))
                 .syn_cookies(cookies),
         )
-        .pool(Pool::new("web", &[format!("{GEN_IP}:{BACKEND_PORT}")]).health(Health::off()))
-        .log(Log {
-            level: Some("warn".into()),
+        .with_pool(
+            Pool::new("web", addrs(&[format!("{GEN_IP}:{BACKEND_PORT}")])).health(Health::off()),
+        )
+        .with_log(Log {
+            level: "warn".into(),
             ..Log::default()
         })
-        .admin(Admin {
-            socket: d.join("admin.sock").display().to_string(),
-            metrics: Some("off".into()),
+        .with_admin(AdminSection {
+            socket: d.join("admin.sock"),
+            metrics: None,
         })
-        .xdp(xdp)
+        .with_xdp(xdp)
         .to_toml()
 }

@@ -20,17 +20,14 @@ impl IdleClients {
     pub fn open(
         ns: &Netns,
         cpu: &str,
-        xtask: &Path,
+        generator: &Path,
         tls: &str,
         count: usize,
     ) -> anyhow::Result<IdleClients> {
         let mut child = ns
             .command_on_cpu(
                 cpu,
-                &format!(
-                    "{} bench-client idle {tls} --count {count}",
-                    xtask.display()
-                ),
+                &format!("{} client idle {tls} --count {count}", generator.display()),
             )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use lab::certs::{self, KeyType};
-use lab::config::{Admin, Config, Health, Limits, Listener, Log, Pool, Tls};
+use lab::config::*;
 
 use super::{
     BACKEND_HTTP, BACKEND_IPERF, GEN_IP, PORT_EC, PORT_IPERF, PORT_PLAIN, PORT_RSA, SERVER_NAME,
@@ -56,35 +56,39 @@ pub fn proxy_conf(d: &Path, lb_ip: &str) -> String {
             key: d.join(format!("{stem}.key")),
             common_name: SERVER_NAME.into(),
         };
-        Listener::new(name, format!("{lb_ip}:{port}"), "web").tls(Tls::new(&files))
+        Listener::new(name, addr(format!("{lb_ip}:{port}")), "web").tls(tls(&files))
     };
     Config::new()
-        .listener(tls("ec", PORT_EC, "ec"))
-        .listener(tls("rsa", PORT_RSA, "rsa"))
-        .listener(Listener::new(
+        .with_listener(tls("ec", PORT_EC, "ec"))
+        .with_listener(tls("rsa", PORT_RSA, "rsa"))
+        .with_listener(Listener::new(
             "plain",
-            format!("{lb_ip}:{PORT_PLAIN}"),
+            addr(format!("{lb_ip}:{PORT_PLAIN}")),
             "web",
         ))
-        .listener(Listener::new(
+        .with_listener(Listener::new(
             "iperf",
-            format!("{lb_ip}:{PORT_IPERF}"),
+            addr(format!("{lb_ip}:{PORT_IPERF}")),
             "iperf",
         ))
-        .pool(Pool::new("web", &[format!("{GEN_IP}:{BACKEND_HTTP}")]).health(Health::off()))
-        .pool(Pool::new("iperf", &[format!("{GEN_IP}:{BACKEND_IPERF}")]).health(Health::off()))
-        .limits(Limits {
+        .with_pool(
+            Pool::new("web", addrs(&[format!("{GEN_IP}:{BACKEND_HTTP}")])).health(Health::off()),
+        )
+        .with_pool(
+            Pool::new("iperf", addrs(&[format!("{GEN_IP}:{BACKEND_IPERF}")])).health(Health::off()),
+        )
+        .with_limits(Limits {
             max_connections: 9900,
         })
-        .log(Log {
-            level: Some("warn".into()),
+        .with_log(Log {
+            level: "warn".into(),
             ..Log::default()
         })
         // Its own admin socket, and no metrics endpoint: several proxies can run at
         // once (the interleaved latency figure) and none meets a daemon of the host.
-        .admin(Admin {
-            socket: d.join(format!("{lb_ip}-admin.sock")).display().to_string(),
-            metrics: Some("off".into()),
+        .with_admin(AdminSection {
+            socket: d.join(format!("{lb_ip}-admin.sock")),
+            metrics: None,
         })
         .to_toml()
 }

@@ -10,11 +10,12 @@
 use std::collections::BTreeMap;
 
 use anyhow::ensure;
-use lab::stats::{median, min_max, num};
+use lab::stats::{median, min_max};
 
 use super::lineup::{Lineup, peers};
 use super::report::{Figure, check_errors};
 use super::{Args, Bench, PORT_EC, PORT_PLAIN, Product};
+use crate::results::Connections;
 
 /// The operations measured, by the figure whose label names them.
 const KINDS: [Figure; 5] = [
@@ -55,12 +56,12 @@ pub fn run(bench: &Bench, ifname: &str, args: &Args) -> anyhow::Result<String> {
         for kind in KINDS {
             for &p in &order {
                 let load = load(bench, kind, lineup.addr(p), args.slice_seconds);
-                let (j, cpu) = bench.client(lineup.proc(p), &load)?;
+                let (j, cpu): (Connections, f64) = bench.client(lineup.proc(p), &load)?;
                 check_errors(&j, p, kind)?;
-                let ok = num(&j, "ok");
+                let ok = j.ok as f64;
                 ensure!(
                     ok > 0.0,
-                    "{} {}: no operation completed: {j}",
+                    "{} {}: no operation completed: {j:?}",
                     p.label(),
                     kind.label()
                 );
@@ -69,8 +70,8 @@ pub fn run(bench: &Bench, ifname: &str, args: &Args) -> anyhow::Result<String> {
                     Figure::Resumed13Cpu | Figure::Resumed12TicketsCpu | Figure::Resumed12IdsCpu
                 ) {
                     ensure!(
-                        num(&j, "resumed") >= ok * 0.9,
-                        "{} did not resume ({}): {j}",
+                        j.resumed as f64 >= ok * 0.9,
+                        "{} did not resume ({}): {j:?}",
                         p.label(),
                         kind.label()
                     );

@@ -23,14 +23,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use lab::certs::{self, KeyType};
-use lab::config::{Admin, Autoblock, Config, Health, Listener, Log, Pool, Tls, Xdp};
+use lab::config::*;
 use lab::process::{fd_count, raise_fd_limit, rss_kib, threads};
 use lab::proxyd::ProxyD;
 use lab::{PinDir, Topology};
 
+use proxy_schema::api::Stats;
+
+use crate::binaries::proxy_and_generator;
 use crate::idle_client::IdleClients;
-use crate::release::{build_debug, build_release};
-use lab::stats::num;
+use crate::results;
 
 const LB_IP: &str = "10.77.0.1";
 const GEN_IP: &str = "10.77.0.2";
@@ -60,18 +62,6 @@ pub struct Args {
     pub short: bool,
 }
 
-impl Args {
-    /// What `cargo xtask test` runs.
-    pub fn short() -> Args {
-        Args {
-            connections: 0,
-            reloads: 0,
-            mixed_seconds: 0,
-            short: true,
-        }
-    }
-}
-
 /// What the daemon holds, from /proc and the admin API.
 #[derive(Clone, Copy, Debug)]
 struct Usage {
@@ -85,21 +75,17 @@ struct Soak<'a> {
     topo: &'a Topology,
     proxy: ProxyD,
     dir: &'a Path,
-    xtask: &'a Path,
+    generator: &'a Path,
 }
 
-pub fn run(mut args: Args, root: &Path) -> anyhow::Result<()> {
+pub fn run(mut args: Args) -> anyhow::Result<()> {
     lab::ensure_root()?;
     lab::ensure_tools(&["nginx", "curl", "taskset"], "run `cargo xtask setup`")?;
     if args.short {
         (args.connections, args.reloads, args.mixed_seconds) = (500, 10, 15);
     }
     raise_fd_limit();
-    let (proxy_bin, xtask) = if args.short {
-        build_debug(root)?
-    } else {
-        build_release(root)?
-    };
+    let (proxy_bin, generator) = proxy_and_generator()?;
     let dir = tempfile::Builder::new().prefix("proxy-soak").tempdir()?;
     let d = dir.path();
     for stem in ["a", "b"] {
@@ -134,7 +120,7 @@ pub fn run(mut args: Args, root: &Path) -> anyhow::Result<()> {
         topo: &topo,
         proxy,
         dir: d,
-        xtask: &xtask,
+        generator: &generator,
     };
     let mut failures = Vec::new();
     soak.idle(args.connections, &mut failures)?;
@@ -162,12 +148,12 @@ impl Soak<'_> {
                 self.dir.join("admin.sock").display()
             ),
         );
-        let stats: serde_json::Value = serde_json::from_str(&stats)?;
+        let stats: Stats = serde_json::from_str(&stats)?;
         Ok(Usage {
             rss_kib: rss_kib(pid),
             fds: fd_count(pid),
             threads: threads(pid),
-            open: stats["connections_open"].as_u64().unwrap_or(u64::MAX),
+            open: u64::from(stats.connections_open),
         })
     }
 
@@ -187,7 +173,7 @@ impl Soak<'_> {
     }
 
     fn client(&self, args: &str) -> String {
-        format!("{} bench-client {args}", self.xtask.display())
+        format!("{} client {args}", self.generator.display())
     }
 
     fn idle(&self, count: usize, failures: &mut Vec<String>) -> anyhow::Result<()> {
@@ -197,7 +183,7 @@ impl Soak<'_> {
             "--addr {LB_IP}:{TLS_PORT} --name {NAME} --ca {}/ca.pem",
             self.dir.display()
         );
-        let idle = IdleClients::open(&self.topo.host(1).ns, GEN_CPU, self.xtask, &tls, count)?;
+        let idle = IdleClients::open(&self.topo.host(1).ns, GEN_CPU, self.generator, &tls, count)?;
         let opened = idle.opened;
         std::thread::sleep(Duration::from_secs(1));
         let held = self.usage()?;
@@ -298,8 +284,7 @@ impl Soak<'_> {
         }
         let reload_time = start.elapsed();
         let out = load.wait_with_output()?;
-        let j: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("load generator: {}", String::from_utf8_lossy(&out.stdout)))?;
+        let j: results::Connections = results::parse(&String::from_utf8_lossy(&out.stdout))?;
         let mut cut = 0;
         for mut dl in downloads {
             if !dl.wait()?.success() {
@@ -318,8 +303,8 @@ impl Soak<'_> {
         println!(
             "reloads: {reloads} in {reload_time:.1?} with {} TLS transactions ({} failed) and 4 downloads of {} MiB \
              ({cut} cut); descriptors {} → {} (settled {}), RSS {:.0} → {:.0} MiB, threads {} → {}",
-            num(&j, "ok"),
-            num(&j, "errors"),
+            j.ok,
+            j.errors,
             BIG_BYTES >> 20,
             first.fds,
             last.fds,
@@ -336,8 +321,8 @@ impl Soak<'_> {
         );
         check(
             failures,
-            num(&j, "ok") > 0.0 && num(&j, "errors") == 0.0,
-            format!("reloads: transactions {j}"),
+            j.ok > 0 && j.errors == 0,
+            format!("reloads: transactions {j:?}"),
         );
         check(
             failures,
@@ -409,17 +394,19 @@ impl Soak<'_> {
             samples.push(self.usage()?);
         }
         drop(idlers.stdin.take());
-        let outputs: Vec<serde_json::Value> = [handshakes, bulk, idlers, junk, slow]
-            .into_iter()
-            .map(|c| {
-                let out = c.wait_with_output()?;
-                let text = String::from_utf8_lossy(&out.stdout);
-                let last = text.lines().last().unwrap_or("").to_owned();
-                Ok(serde_json::from_str(&last).unwrap_or(serde_json::Value::Null))
-            })
-            .collect::<anyhow::Result<_>>()?;
+        // Each generator's last line is its answer (the idle mode prints `ready` first).
+        fn answer<T: serde::de::DeserializeOwned>(c: std::process::Child) -> anyhow::Result<T> {
+            let out = c.wait_with_output()?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            results::parse(text.lines().last().unwrap_or(""))
+        }
+        let transactions: results::Connections = answer(handshakes)?;
+        let bulk: results::Bulk = answer(bulk)?;
+        let _: results::Idle = answer(idlers)?;
+        let junk: results::Attack = answer(junk)?;
+        let slow: results::Slowloris = answer(slow)?;
         let after = self.settled()?;
-        let stats: serde_json::Value = serde_json::from_str(&lab::proxyd::cli(
+        let stats: Stats = serde_json::from_str(&lab::proxyd::cli(
             &self.topo.host(0).ns,
             &format!(
                 "stats --json --socket {}",
@@ -432,10 +419,10 @@ impl Soak<'_> {
             "mixed {seconds} s: transactions {}, bulk {:.0} MiB, junk {}, slowloris writes failed {}; \
              peak descriptors {peak_fds}, peak RSS {:.0} MiB; after: descriptors {} (before {}), \
              RSS {:.0} MiB (before {:.0}), threads {} (before {}), open {}; auto-blocks {}",
-            outputs[0]["ok"],
-            num(&outputs[1], "bytes") / 1048576.0,
-            outputs[3]["junk_connected"],
-            outputs[4]["cut_by_server"],
+            transactions.ok,
+            bulk.bytes as f64 / 1048576.0,
+            junk.junk_connected,
+            slow.cut_by_server,
             peak_rss / 1024.0,
             after.fds,
             base.fds,
@@ -444,12 +431,12 @@ impl Soak<'_> {
             after.threads,
             base.threads,
             after.open,
-            stats["autoblock"]["blocked_total"]
+            stats.autoblock.blocked_total
         );
         check(
             failures,
-            num(&outputs[0], "ok") > 0.0,
-            format!("mixed: no transaction completed: {}", outputs[0]),
+            transactions.ok > 0,
+            format!("mixed: no transaction completed: {transactions:?}"),
         );
         check(
             failures,
@@ -480,17 +467,10 @@ impl Soak<'_> {
                 after.rss_kib, base.rss_kib
             ),
         );
-        let failed: u64 = stats["listeners"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|l| {
-                l["tls_handshake_failures"]
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-            })
-            .map(|(_, n)| n.as_u64().unwrap_or(0))
+        let failed: u64 = stats
+            .listeners
+            .iter()
+            .flat_map(|l| l.tls_handshake_failures.values())
             .sum();
         check(
             failures,
@@ -519,28 +499,28 @@ fn config(d: &Path, k: usize, pins: &PinDir) -> String {
     };
     let backend = [format!("{GEN_IP}:{}", BACKEND_PORTS[k])];
     Config::new()
-        .listener(
-            Listener::new("tls", format!("{LB_IP}:{TLS_PORT}"), "web")
-                .tls(Tls::new(&cert).handshake_timeout("5s")),
+        .with_listener(
+            Listener::new("tls", addr(format!("{LB_IP}:{TLS_PORT}")), "web")
+                .tls(tls(&cert).handshake_timeout(dur("5s"))),
         )
-        .listener(Listener::new(
+        .with_listener(Listener::new(
             "plain",
-            format!("{LB_IP}:{PLAIN_PORT}"),
+            addr(format!("{LB_IP}:{PLAIN_PORT}")),
             "web",
         ))
-        .pool(Pool::new("web", &backend).health(Health::off()))
-        .log(Log {
-            level: Some("info".into()),
+        .with_pool(Pool::new("web", addrs(&backend)).health(Health::off()))
+        .with_log(Log {
+            level: "info".into(),
             ..Log::default()
         })
-        .admin(Admin {
-            socket: d.join("admin.sock").display().to_string(),
-            metrics: Some("off".into()),
+        .with_admin(AdminSection {
+            socket: d.join("admin.sock"),
+            metrics: None,
         })
-        .xdp(Xdp::on(&["eth0"], pins.display()))
-        .autoblock(Autoblock {
-            failed_handshakes: Some(50),
-            ..Autoblock::default()
+        .with_xdp(XdpSection::on(&["eth0"], &pins.0))
+        .with_autoblock(AutoblockSection {
+            failed_handshakes: 50,
+            ..AutoblockSection::default()
         })
         .to_toml()
 }

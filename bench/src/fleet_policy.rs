@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use lab::fleet_site::{FleetOptions, FleetSite, PolicyOptions};
 use lab::stats::{median, min_max};
+use proxy_schema::api::FleetPolicyStatus;
 
 /// Client addresses probed (one entry each).
 const FIRST_SOURCE: u8 = 100;
@@ -85,7 +86,7 @@ pub fn run(args: &PolicyArgs, proxy_bin: &str) -> anyhow::Result<()> {
         }
     }
     let apply_lag: Vec<f64> = (1..3)
-        .filter_map(|i| status_value(&site, i, "apply_lag_seconds").and_then(|v| v.as_f64()))
+        .filter_map(|i| status(&site, i)?.apply_lag_seconds)
         .map(|s| s * 1000.0)
         .collect();
 
@@ -184,26 +185,25 @@ fn p99(v: &[f64]) -> f64 {
     s[((s.len() as f64 * 0.99).ceil() as usize).clamp(1, s.len()) - 1]
 }
 
-fn status_value(site: &FleetSite, i: usize, key: &str) -> Option<serde_json::Value> {
+/// Node `i`'s `proxy fleet status`, if it answers.
+fn status(site: &FleetSite, i: usize) -> Option<FleetPolicyStatus> {
     let out = site
         .node_cli(i, "fleet status --json --socket {socket}")
         .ok()?;
-    let v: serde_json::Value = serde_json::from_str(&out).ok()?;
-    Some(v[key].clone())
+    serde_json::from_str(&out).ok()
 }
 
 fn wait_connected(site: &FleetSite, i: usize) -> anyhow::Result<()> {
     lab::try_wait_for(
         "the node to connect to etcd",
         Duration::from_secs(20),
-        || (status_value(site, i, "connected")? == serde_json::Value::Bool(true)).then_some(()),
+        || status(site, i)?.connected.then_some(()),
     )
 }
 
 fn wait_entries(site: &FleetSite, i: usize, n: usize, within: Duration) -> anyhow::Result<()> {
     lab::try_wait_for(&format!("{n} fleet entries on node {i}"), within, || {
-        let blocks = status_value(site, i, "block_entries")?.as_u64()? as usize;
-        (blocks >= n).then_some(())
+        (status(site, i)?.block_entries >= n).then_some(())
     })
 }
 

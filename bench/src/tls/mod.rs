@@ -2,7 +2,7 @@
 //!
 //! Two namespaces joined by a veth pair (`lab::Topology::pair`): `lb` (10.77.0.1)
 //! runs the load balancer under test pinned to CPU 0; `gen` (10.77.0.2) runs the load generator
-//! (`xtask bench-client`, see bench_client.rs), the nginx HTTP backend and the
+//! (`bench client`, see bench_client.rs), the nginx HTTP backend and the
 //! iperf3 server, pinned to CPU 1. Each round starts every product in turn (the order
 //! rotates), measures every figure, stops it. Printed: medians, min-max, and the
 //! median of the per-round (paired) ratios; LB CPU time per handshake and per GB
@@ -29,9 +29,9 @@ use lab::{Netns, Proc, Topology};
 pub use self::products::Product;
 use self::products::{backend_nginx_conf, haproxy_conf, lb_nginx_conf, proxy_conf, write_certs};
 use self::report::{Figure, Results, check_errors, report};
+use crate::binaries::proxy_and_generator;
 use crate::idle_client::IdleClients;
-use crate::release::build_release;
-use lab::stats::num;
+use crate::results::{self, Connections, us};
 
 const LB_IP: &str = "10.77.0.1";
 const GEN_IP: &str = "10.77.0.2";
@@ -126,7 +126,7 @@ pub struct Args {
     pub threaded_napi: bool,
 }
 
-pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
+pub fn run(args: Args) -> anyhow::Result<()> {
     lab::ensure_root()?;
     lab::ensure_tools(
         &["ip", "taskset", "iperf3", "nginx", "haproxy", "ss"],
@@ -145,7 +145,7 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
         lab::ensure_tools(&["strace"], "apt-get install strace")?;
     }
 
-    let (proxy_bin, xtask) = build_release(root)?;
+    let (proxy_bin, generator) = proxy_and_generator()?;
 
     let dir = tempfile::Builder::new().prefix("proxy-bench").tempdir()?;
     let d = dir.path();
@@ -184,7 +184,7 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
         lb,
         gen_ns,
         dir: d,
-        xtask: &xtask,
+        generator: &generator,
         proxy_bin: &proxy_bin,
         base_bin: args.baseline_proxy.as_deref(),
         seconds: args.seconds,
@@ -197,8 +197,8 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
         eprintln!("round {}/{}", round + 1, args.rounds);
         if args.figures.contains(&Part::Latency) {
             let j = bench.latency(&format!("{GEN_IP}:{BACKEND_HTTP}"), None)?;
-            results.baseline_p50.push(num(&j, "p50_us"));
-            results.baseline_p99.push(num(&j, "p99_us"));
+            results.baseline_p50.push(us(j.p50_us));
+            results.baseline_p99.push(us(j.p99_us));
         }
         let mut order = args.products.clone();
         let shift = round % order.len().max(1);
@@ -245,7 +245,7 @@ struct Bench<'a> {
     lb: &'a Netns,
     gen_ns: &'a Netns,
     dir: &'a Path,
-    xtask: &'a Path,
+    generator: &'a Path,
     proxy_bin: &'a Path,
     base_bin: Option<&'a Path>,
     seconds: f64,
@@ -300,17 +300,20 @@ impl Bench<'_> {
         cpu_seconds(lb.pid()) + self.lb_napi.iter().map(|&t| cpu_seconds(t)).sum::<f64>()
     }
 
-    /// Runs the generator; returns its JSON answer and the LB CPU seconds it cost.
-    fn client(&self, lb: &Proc, args: &str) -> anyhow::Result<(serde_json::Value, f64)> {
+    /// Runs the generator; returns its answer and the LB CPU seconds it cost.
+    fn client<T: serde::de::DeserializeOwned>(
+        &self,
+        lb: &Proc,
+        args: &str,
+    ) -> anyhow::Result<(T, f64)> {
         let before = self.lb_cpu(lb);
         let out = self.gen_ns.output_on_cpu(
             GEN_CPU,
-            &format!("{} bench-client {args}", self.xtask.display()),
+            &format!("{} client {args}", self.generator.display()),
         )?;
         let cpu = self.lb_cpu(lb) - before;
-        let json: serde_json::Value = serde_json::from_str(out.trim())
-            .with_context(|| format!("bench-client {args}: {out}"))?;
-        Ok((json, cpu))
+        let answer = results::parse(&out).with_context(|| format!("client {args}"))?;
+        Ok((answer, cpu))
     }
 
     fn round(
@@ -359,10 +362,11 @@ impl Bench<'_> {
             (PORT_RSA, "rsa.pem", Figure::RsaHandshakes, Figure::RsaCpu),
         ] {
             let tls = self.tls_args(port, ca);
-            let (j, cpu) = self.client(lb, &format!("handshakes {tls} --seconds {s}"))?;
-            let ok = num(&j, "ok");
+            let (j, cpu): (Connections, f64) =
+                self.client(lb, &format!("handshakes {tls} --seconds {s}"))?;
+            let ok = j.ok as f64;
             check_errors(&j, product, rate_fig)?;
-            results.add(rate_fig, product, ok / num(&j, "seconds"));
+            results.add(rate_fig, product, j.rate());
             results.add(cpu_fig, product, cpu * 1e6 / ok.max(1.0));
         }
         Ok(())
@@ -370,27 +374,24 @@ impl Bench<'_> {
 
     fn connects(&self, lb: &Proc, product: Product, results: &mut Results) -> anyhow::Result<()> {
         let s = self.seconds;
-        let (j, cpu) = self.client(
+        let (j, cpu): (Connections, f64) = self.client(
             lb,
             &format!("connects --addr {LB_IP}:{PORT_PLAIN} --get /small --seconds {s}"),
         )?;
         check_errors(&j, product, Figure::TcpConnects)?;
-        let ok = num(&j, "ok");
-        results.add(Figure::TcpConnects, product, ok / num(&j, "seconds"));
+        let ok = j.ok as f64;
+        results.add(Figure::TcpConnects, product, j.rate());
         results.add(Figure::TcpConnectCpu, product, cpu * 1e6 / ok.max(1.0));
         Ok(())
     }
 
     fn tls_bulk(&self, lb: &Proc, product: Product, results: &mut Results) -> anyhow::Result<()> {
         let (s, tls) = (self.seconds, self.tls_args(PORT_EC, "ec.pem"));
-        let (j, cpu) = self.client(lb, &format!("bulk {tls} --path /1m --seconds {s}"))?;
+        let (j, cpu): (results::Bulk, f64) =
+            self.client(lb, &format!("bulk {tls} --path /1m --seconds {s}"))?;
         check_errors(&j, product, Figure::TlsBulk)?;
-        let bytes = num(&j, "bytes");
-        results.add(
-            Figure::TlsBulk,
-            product,
-            bytes * 8.0 / num(&j, "seconds") / 1e9,
-        );
+        let bytes = j.bytes as f64;
+        results.add(Figure::TlsBulk, product, bytes * 8.0 / j.seconds / 1e9);
         results.add(Figure::TlsBulkCpu, product, cpu / (bytes / 1e9));
         Ok(())
     }
@@ -422,17 +423,17 @@ impl Bench<'_> {
     /// Small requests at 2,000/s, plain (32 connections) and TLS (50 connections).
     fn latencies(&self, product: Product, results: &mut Results) -> anyhow::Result<()> {
         let j = self.latency(&format!("{LB_IP}:{PORT_PLAIN}"), None)?;
-        results.add(Figure::P50, product, num(&j, "p50_us"));
-        results.add(Figure::P99, product, num(&j, "p99_us"));
-        results.add(Figure::P999, product, num(&j, "p999_us"));
+        results.add(Figure::P50, product, us(j.p50_us));
+        results.add(Figure::P99, product, us(j.p99_us));
+        results.add(Figure::P999, product, us(j.p999_us));
         let base = results.baseline_p99.last().copied().unwrap_or(0.0);
-        results.add(Figure::AddedP99, product, num(&j, "p99_us") - base);
+        results.add(Figure::AddedP99, product, us(j.p99_us) - base);
 
         let tls = self.tls_args(PORT_EC, "ec.pem");
         let j = self.latency(&format!("{LB_IP}:{PORT_EC}"), Some(&tls))?;
-        results.add(Figure::TlsP50, product, num(&j, "p50_us"));
-        results.add(Figure::TlsP99, product, num(&j, "p99_us"));
-        results.add(Figure::TlsP999, product, num(&j, "p999_us"));
+        results.add(Figure::TlsP50, product, us(j.p50_us));
+        results.add(Figure::TlsP99, product, us(j.p99_us));
+        results.add(Figure::TlsP999, product, us(j.p999_us));
         results.histogram(product, &j);
         Ok(())
     }
@@ -455,19 +456,19 @@ impl Bench<'_> {
                 Figure::Resumed12IdsCpu,
             ),
         ] {
-            let (j, cpu) = self.client(
+            let (j, cpu): (Connections, f64) = self.client(
                 lb,
                 &format!("handshakes {tls} {flags} --get /small --seconds {s}"),
             )?;
             check_errors(&j, product, rate_fig)?;
-            let (ok, resumed) = (num(&j, "ok"), num(&j, "resumed"));
+            let (ok, resumed) = (j.ok as f64, j.resumed as f64);
             // Each loop's first connection is a full handshake; nearly all others resume.
             ensure!(
                 resumed >= ok * 0.9,
                 "{} did not resume ({flags}): {resumed} of {ok} connections",
                 product.label()
             );
-            results.add(rate_fig, product, ok / num(&j, "seconds"));
+            results.add(rate_fig, product, j.rate());
             results.add(cpu_fig, product, cpu * 1e6 / ok.max(1.0));
         }
         Ok(())
@@ -522,7 +523,7 @@ impl Bench<'_> {
             let load = format!("{load} --count {n} --concurrency 16 --seconds 60");
             let file = format!("strace-{}-{}.txt", product.label(), kind.replace(' ', "-"));
             let strace = strace::Strace::attach(lb.pid(), &self.dir.join(file))?;
-            let (j, _) = self.client(lb, &load)?;
+            let (j, _): (Connections, f64) = self.client(lb, &load)?;
             check_errors(&j, product, rows[0].0)?;
             let text = strace.finish()?;
             for &(figure, syscall) in rows {
@@ -531,7 +532,7 @@ impl Bench<'_> {
             results.strace.push((product, kind, text));
 
             let before = self.lb.nstat("TcpOutSegs")?;
-            let (j, _) = self.client(lb, &load)?;
+            let (j, _): (Connections, f64) = self.client(lb, &load)?;
             check_errors(&j, product, segments)?;
             let sent = self.lb.nstat("TcpOutSegs")? - before;
             results.add(segments, product, sent as f64 / n as f64);
@@ -540,7 +541,7 @@ impl Bench<'_> {
     }
 
     /// One fixed-rate latency run; TLS when `tls` (client arguments) is given.
-    fn latency(&self, addr: &str, tls: Option<&str>) -> anyhow::Result<serde_json::Value> {
+    fn latency(&self, addr: &str, tls: Option<&str>) -> anyhow::Result<results::Latency> {
         self.latency_for(addr, tls, self.latency_seconds, "")
     }
 
@@ -551,7 +552,7 @@ impl Bench<'_> {
         tls: Option<&str>,
         seconds: f64,
         more: &str,
-    ) -> anyhow::Result<serde_json::Value> {
+    ) -> anyhow::Result<results::Latency> {
         let extra = match tls {
             Some(tls) => format!("{tls} --connections {TLS_LATENCY_CONNECTIONS}"),
             None => format!("--addr {addr}"),
@@ -559,15 +560,12 @@ impl Bench<'_> {
         let out = self.gen_ns.output_on_cpu(
             GEN_CPU,
             &format!(
-                "{} bench-client latency {extra} --path /small --rate {LATENCY_RATE} --seconds {seconds} {more}",
-                self.xtask.display(),
+                "{} client latency {extra} --path /small --rate {LATENCY_RATE} --seconds {seconds} {more}",
+                self.generator.display(),
             ),
         )?;
-        let j: serde_json::Value = serde_json::from_str(out.trim())?;
-        ensure!(
-            num(&j, "errors") == 0.0,
-            "latency run to {addr} had errors: {j}"
-        );
+        let j: results::Latency = results::parse(&out)?;
+        ensure!(j.errors == 0, "latency run to {addr} had errors: {j:?}");
         Ok(j)
     }
 
@@ -576,10 +574,10 @@ impl Bench<'_> {
         let lb = self.start(product)?;
         // Warm up (allocator, session caches) before the baseline.
         let tls = self.tls_args(PORT_EC, "ec.pem");
-        self.client(&lb, &format!("handshakes {tls} --seconds 1"))?;
+        self.client::<Connections>(&lb, &format!("handshakes {tls} --seconds 1"))?;
         std::thread::sleep(Duration::from_millis(500));
         let before = rss_kib(lb.pid());
-        let idle = IdleClients::open(self.gen_ns, GEN_CPU, self.xtask, &tls, count)?;
+        let idle = IdleClients::open(self.gen_ns, GEN_CPU, self.generator, &tls, count)?;
         std::thread::sleep(Duration::from_millis(500));
         let after = rss_kib(lb.pid());
         let opened = idle.opened;

@@ -18,13 +18,14 @@ use std::time::Duration;
 use anyhow::Context;
 use lab::PinDir;
 use lab::certs::{self, KeyType};
-use lab::config::{Admin, Autoblock, Config, Health, Listener, Log, Pool, RateLimit, Tls, Xdp};
+use lab::config::*;
 use lab::process::raise_fd_limit;
+use lab::stats::{median, min_max};
 
-use crate::release::build_release;
-use lab::stats::{median, min_max, num};
+use crate::binaries::proxy_and_generator;
+use crate::results;
 
-use crate::bench_hosts::{
+use crate::hosts::{
     BACKEND_PORT, GEN_CPU, GEN_IP, LB_CPU, LB_IP, SERVER_NAME, TLS_PORT, lb_generator_and,
 };
 
@@ -61,10 +62,10 @@ impl Scenario {
     }
 }
 
-pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
+pub fn run(args: Args) -> anyhow::Result<()> {
     lab::ensure_root()?;
     raise_fd_limit();
-    let (proxy_bin, xtask) = build_release(root)?;
+    let (proxy_bin, generator) = proxy_and_generator()?;
 
     let dir = tempfile::Builder::new()
         .prefix("proxy-bench-attack")
@@ -88,9 +89,9 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
         gen_ns.output_on_cpu(
             GEN_CPU,
             &format!(
-                "{} bench-client handshakes --addr {LB_IP}:{TLS_PORT} --name {SERVER_NAME} --ca {dd}/ec.pem \
+                "{} client handshakes --addr {LB_IP}:{TLS_PORT} --name {SERVER_NAME} --ca {dd}/ec.pem \
                  --get /small --concurrency 32 --seconds 2",
-                xtask.display()
+                generator.display()
             ),
         )?;
         drop(proxy);
@@ -119,8 +120,8 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
                 at.command_on_cpu(
                     LB_CPU,
                     &format!(
-                        "{} bench-client attack --addr {LB_IP}:{TLS_PORT} --seconds {} --udp-pps {}",
-                        xtask.display(),
+                        "{} client attack --addr {LB_IP}:{TLS_PORT} --seconds {} --udp-pps {}",
+                        generator.display(),
                         args.seconds + 2.0,
                         args.udp_pps
                     ),
@@ -135,34 +136,37 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
             let out = gen_ns.output_on_cpu(
                 GEN_CPU,
                 &format!(
-                    "{} bench-client handshakes --addr {LB_IP}:{TLS_PORT} --name {SERVER_NAME} --ca {dd}/ec.pem \
+                    "{} client handshakes --addr {LB_IP}:{TLS_PORT} --name {SERVER_NAME} --ca {dd}/ec.pem \
                      --get /small --concurrency 32 --seconds {}",
-                    xtask.display(),
+                    generator.display(),
                     args.seconds
                 ),
             )?;
             let cpu = proxy.cpu_seconds() - before;
-            let j: serde_json::Value =
-                serde_json::from_str(out.trim()).with_context(|| format!("generator: {out}"))?;
-            let rate = num(&j, "ok") / num(&j, "seconds");
+            let j: results::Connections = results::parse(&out)?;
+            let rate = j.rate();
             let entry = results
                 .iter_mut()
                 .find(|r| r.0 == scenario)
                 .expect("scenario");
             entry.1.push(rate);
-            entry.2.push(cpu / num(&j, "seconds") * 100.0);
+            entry.2.push(cpu / j.seconds * 100.0);
             let attack = match attacker {
                 Some(child) => {
                     let out = child.wait_with_output()?;
-                    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
+                    let a: results::Attack = results::parse(&String::from_utf8_lossy(&out.stdout))?;
+                    format!(
+                        "{} junk connections ({} connected), {} UDP datagrams",
+                        a.junk_attempts, a.junk_connected, a.udp_sent
+                    )
                 }
-                None => serde_json::Value::Null,
+                None => "none".into(),
             };
             eprintln!(
                 "  {:<34} {rate:>7.0} tx/s ({} errors), proxy CPU {:.0}%, attacker: {attack}",
                 scenario.label(),
-                num(&j, "errors"),
-                cpu / num(&j, "seconds") * 100.0
+                j.errors,
+                cpu / j.seconds * 100.0
             );
             if round == 0 && scenario != Scenario::NoFlood {
                 notes.push(format!("{}: attacker {attack}", scenario.label()));
@@ -199,29 +203,35 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
 /// XDP fast path and auto-blocking.
 fn proxy_conf(d: &Path, cert: &certs::CertFiles, xdp: Option<&PinDir>) -> String {
     let mut config = Config::new()
-        .listener(Listener::new("tls", format!("{LB_IP}:{TLS_PORT}"), "web").tls(Tls::new(cert)))
-        .pool(Pool::new("web", &[format!("{GEN_IP}:{BACKEND_PORT}")]).health(Health::off()))
-        .log(Log {
-            level: Some("warn".into()),
+        .with_listener(
+            Listener::new("tls", addr(format!("{LB_IP}:{TLS_PORT}")), "web").tls(tls(cert)),
+        )
+        .with_pool(
+            Pool::new("web", addrs(&[format!("{GEN_IP}:{BACKEND_PORT}")])).health(Health::off()),
+        )
+        .with_log(Log {
+            level: "warn".into(),
             ..Log::default()
         })
-        .admin(Admin {
-            socket: d.join("admin.sock").display().to_string(),
-            metrics: Some("off".into()),
+        .with_admin(AdminSection {
+            socket: d.join("admin.sock"),
+            metrics: None,
         });
     if let Some(pins) = xdp {
         // Limits above what the one legitimate generator address sends; the
         // connection-rate trigger is off for the same reason (one busy client).
         config = config
-            .xdp(Xdp::on(&["eth0"], pins.display()).rate_limit(RateLimit {
-                packets_per_second: Some(200_000),
-                syn_per_second: Some(20_000),
-                ..RateLimit::default()
-            }))
-            .autoblock(Autoblock {
-                failed_handshakes: Some(20),
-                new_connections: Some(0),
-                ..Autoblock::default()
+            .with_xdp(
+                XdpSection::on(&["eth0"], &pins.0).rate_limit(RateLimitConfig {
+                    packets_per_second: 200_000,
+                    syn_per_second: 20_000,
+                    ..RateLimitConfig::default()
+                }),
+            )
+            .with_autoblock(AutoblockSection {
+                failed_handshakes: 20,
+                new_connections: 0,
+                ..AutoblockSection::default()
             });
     }
     config.to_toml()

@@ -1,4 +1,4 @@
-//! The load generator of `cargo xtask bench tls`, run as `xtask bench-client ...`
+//! The load generator of `cargo xtask bench tls`, run as `generator client ...`
 //! inside the generator namespace, pinned to its core by the caller. It prints one
 //! JSON object on stdout.
 //!
@@ -19,6 +19,8 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+
+use crate::results;
 
 #[derive(clap::Args, Debug)]
 pub struct ClientArgs {
@@ -185,7 +187,7 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
                     count,
                     get,
                 };
-                handshakes(load, Some(tls)).await
+                json(handshakes(load, Some(tls)).await)
             }
             Mode::Connects {
                 addr,
@@ -201,7 +203,7 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
                     count,
                     get,
                 };
-                handshakes(load, None).await
+                json(handshakes(load, None).await)
             }
             Mode::Bulk {
                 addr,
@@ -212,15 +214,8 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
                 concurrency,
             } => {
                 let tls = connector(&ca, Resume::None, false)?;
-                bulk(
-                    addr,
-                    tls,
-                    ServerName::try_from(name)?,
-                    &path,
-                    seconds,
-                    concurrency,
-                )
-                .await
+                let name = ServerName::try_from(name)?;
+                json(bulk(addr, tls, name, &path, seconds, concurrency).await)
             }
             Mode::Latency {
                 addr,
@@ -249,9 +244,9 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
                                 tls.connect(name, tcp).await
                             }
                         };
-                        latency(open, &path, load).await
+                        json(latency(open, &path, load).await)
                     }
-                    _ => latency(move || connect(addr), &path, load).await,
+                    _ => json(latency(move || connect(addr), &path, load).await),
                 }
             }
             Mode::Attack {
@@ -259,7 +254,7 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
                 seconds,
                 junk_concurrency,
                 udp_pps,
-            } => attack(addr, seconds, junk_concurrency, udp_pps).await,
+            } => json(attack(addr, seconds, junk_concurrency, udp_pps).await),
             Mode::Idle {
                 addr,
                 name,
@@ -267,17 +262,22 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
                 count,
             } => {
                 let tls = connector(&ca, Resume::None, false)?;
-                idle(addr, tls, ServerName::try_from(name)?, count).await
+                json(idle(addr, tls, ServerName::try_from(name)?, count).await)
             }
             Mode::Slowloris {
                 addr,
                 count,
                 seconds,
-            } => slowloris(addr, count, seconds).await,
+            } => json(slowloris(addr, count, seconds).await),
         }
     })?;
     println!("{out}");
     Ok(())
+}
+
+/// A mode's result as the JSON line the generator prints.
+fn json<T: serde::Serialize>(result: anyhow::Result<T>) -> anyhow::Result<String> {
+    Ok(serde_json::to_string(&result?)?)
 }
 
 /// A TLS client: verifies the server against `ca`; resumption as asked.
@@ -339,7 +339,7 @@ async fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
 
 /// `concurrency` loops of connect (→ handshake) (→ GET) → close until `seconds`
 /// or `count`. With resumption each loop has its own session store.
-async fn handshakes(load: Load, tls: Option<Tls>) -> anyhow::Result<serde_json::Value> {
+async fn handshakes(load: Load, tls: Option<Tls>) -> anyhow::Result<results::Connections> {
     let ok = Arc::new(AtomicU64::new(0));
     let resumed = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
@@ -393,13 +393,13 @@ async fn handshakes(load: Load, tls: Option<Tls>) -> anyhow::Result<serde_json::
         });
     }
     while tasks.join_next().await.is_some() {}
-    Ok(serde_json::json!({
-        "ok": ok.load(Ordering::Relaxed),
-        "resumed": resumed.load(Ordering::Relaxed),
-        "errors": errors.load(Ordering::Relaxed),
-        "first_error": first_error.get(),
-        "seconds": start.elapsed().as_secs_f64(),
-    }))
+    Ok(results::Connections {
+        ok: ok.load(Ordering::Relaxed),
+        resumed: resumed.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        first_error: first_error.get().cloned(),
+        seconds: start.elapsed().as_secs_f64(),
+    })
 }
 
 /// Reads one HTTP/1.1 response with a Content-Length; returns the body length.
@@ -452,7 +452,7 @@ async fn bulk(
     path: &str,
     seconds: f64,
     concurrency: usize,
-) -> anyhow::Result<serde_json::Value> {
+) -> anyhow::Result<results::Bulk> {
     let bytes = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -487,11 +487,11 @@ async fn bulk(
         });
     }
     while tasks.join_next().await.is_some() {}
-    Ok(serde_json::json!({
-        "bytes": bytes.load(Ordering::Relaxed),
-        "errors": errors.load(Ordering::Relaxed),
-        "seconds": start.elapsed().as_secs_f64(),
-    }))
+    Ok(results::Bulk {
+        bytes: bytes.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        seconds: start.elapsed().as_secs_f64(),
+    })
 }
 
 /// The fixed-rate load of the latency mode.
@@ -511,7 +511,7 @@ const BUCKETS_US: [u32; 14] = [
 
 /// GETs `path` at `rate`/s, each on an idle keep-alive connection from a pool of
 /// `connections` (opened by `open`), measured from the write to the last byte.
-async fn latency<S, F, Fut>(open: F, path: &str, load: Paced) -> anyhow::Result<serde_json::Value>
+async fn latency<S, F, Fut>(open: F, path: &str, load: Paced) -> anyhow::Result<results::Latency>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: Fn() -> Fut + Clone + Send + 'static,
@@ -569,22 +569,19 @@ where
     for us in &v {
         histogram[BUCKETS_US.partition_point(|b| b < us)] += 1;
     }
-    let mut answer = serde_json::json!({
-        "count": v.len(),
-        "errors": errors.load(Ordering::Relaxed),
-        "p50_us": pct(0.50),
-        "p90_us": pct(0.90),
-        "p99_us": pct(0.99),
-        "p999_us": pct(0.999),
-        "max_us": v.last(),
-        "buckets_us": BUCKETS_US,
-        "histogram": histogram,
-        "seconds": start.elapsed().as_secs_f64(),
-    });
-    if load.samples {
-        answer["samples_us"] = serde_json::json!(v);
-    }
-    Ok(answer)
+    Ok(results::Latency {
+        count: v.len(),
+        errors: errors.load(Ordering::Relaxed),
+        p50_us: pct(0.50),
+        p90_us: pct(0.90),
+        p99_us: pct(0.99),
+        p999_us: pct(0.999),
+        max_us: v.last().copied(),
+        buckets_us: BUCKETS_US.to_vec(),
+        histogram,
+        seconds: start.elapsed().as_secs_f64(),
+        samples_us: load.samples.then_some(v),
+    })
 }
 
 async fn attack(
@@ -592,7 +589,7 @@ async fn attack(
     seconds: f64,
     junk_concurrency: usize,
     udp_pps: u32,
-) -> anyhow::Result<serde_json::Value> {
+) -> anyhow::Result<results::Attack> {
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(seconds);
     // The UDP flood: a paced thread, bounded by `deadline`.
@@ -636,12 +633,12 @@ async fn attack(
     let udp_sent = udp
         .join()
         .map_err(|_| anyhow::anyhow!("UDP flood thread panicked"))?;
-    Ok(serde_json::json!({
-        "junk_attempts": attempts.load(Ordering::Relaxed),
-        "junk_connected": connected.load(Ordering::Relaxed),
-        "udp_sent": udp_sent,
-        "seconds": start.elapsed().as_secs_f64(),
-    }))
+    Ok(results::Attack {
+        junk_attempts: attempts.load(Ordering::Relaxed),
+        junk_connected: connected.load(Ordering::Relaxed),
+        udp_sent,
+        seconds: start.elapsed().as_secs_f64(),
+    })
 }
 
 async fn idle(
@@ -649,7 +646,7 @@ async fn idle(
     tls: TlsConnector,
     name: ServerName<'static>,
     count: usize,
-) -> anyhow::Result<serde_json::Value> {
+) -> anyhow::Result<results::Idle> {
     let mut open = Vec::with_capacity(count);
     let mut errors = 0u64;
     let mut pending = tokio::task::JoinSet::new();
@@ -676,14 +673,14 @@ async fn idle(
         .read_line(&mut line)
         .await;
     drop(open);
-    Ok(serde_json::json!({ "errors": errors }))
+    Ok(results::Idle { errors })
 }
 
 async fn slowloris(
     addr: SocketAddr,
     count: usize,
     seconds: f64,
-) -> anyhow::Result<serde_json::Value> {
+) -> anyhow::Result<results::Slowloris> {
     // The first bytes of a TLS record carrying a ClientHello; never completed.
     const HELLO_START: [u8; 9] = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc];
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
@@ -711,5 +708,7 @@ async fn slowloris(
         });
     }
     while tasks.join_next().await.is_some() {}
-    Ok(serde_json::json!({ "cut_by_server": cut.load(Ordering::Relaxed) }))
+    Ok(results::Slowloris {
+        cut_by_server: cut.load(Ordering::Relaxed),
+    })
 }

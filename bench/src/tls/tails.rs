@@ -15,10 +15,11 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use lab::stats::{median, min_max, num};
+use lab::stats::{median, min_max};
 
 use super::lineup::{Lineup, peers};
 use super::{Args, BACKEND_HTTP, Bench, GEN_IP, LATENCY_RATE, PORT_EC, PORT_PLAIN, Product};
+use crate::results::{Latency, us};
 
 /// What a slice sends its requests to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -54,15 +55,10 @@ struct Slice {
 struct Slices(BTreeMap<Target, Vec<Slice>>);
 
 impl Slices {
-    fn add(&mut self, target: Target, j: &serde_json::Value, steal_ms: u64) {
-        let samples = j["samples_us"].as_array().map_or(&[][..], Vec::as_slice);
+    fn add(&mut self, target: Target, j: Latency, steal_ms: u64) {
         self.0.entry(target).or_default().push(Slice {
-            p99: num(j, "p99_us"),
-            samples: samples
-                .iter()
-                .filter_map(|v| v.as_u64())
-                .map(|v| v as u32)
-                .collect(),
+            p99: us(j.p99_us),
+            samples: j.samples_us.unwrap_or_default(),
             steal_ms,
         });
     }
@@ -136,7 +132,7 @@ pub fn run(bench: &Bench, ifname: &str, args: &Args) -> anyhow::Result<String> {
             for target in targets {
                 let before = steal_ms()?;
                 let j = slice(bench, target, kind, &lineup, args.slice_seconds)?;
-                slices.add(target, &j, steal_ms()? - before);
+                slices.add(target, j, steal_ms()? - before);
             }
         }
         out += &table(name, products, &slices, args);
@@ -150,7 +146,7 @@ fn slice(
     kind: Kind,
     lineup: &Lineup,
     seconds: f64,
-) -> anyhow::Result<serde_json::Value> {
+) -> anyhow::Result<Latency> {
     let (ip, port) = match target {
         Target::NoLb => {
             return bench.latency_for(
