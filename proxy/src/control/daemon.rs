@@ -1,13 +1,14 @@
 //! The daemon's lifecycle: start, SIGHUP reload, SIGTERM/SIGINT drain.
 //!
 //! [`Daemon`] owns the current configuration (`ArcSwap<Config>`), the running
-//! listeners, the pools and their health checks. Start and reload go through the
-//! same two steps:
+//! listeners, the pools and their health checks. Start, reload and take-over go
+//! through the same steps, all or nothing:
 //!
-//! 1. [`prepare`]: build everything the new configuration needs (certificates,
-//!    Maglev tables) without touching what runs. Any error rejects the config.
-//! 2. `apply`: bind new listeners, let every [`Subsystem`] apply the config (the place
-//!    for the XDP section, an admin endpoint...), then switch listeners and pools over.
+//! 1. Prepare, without touching what runs: the data path ([`prepare`]: certificates,
+//!    Maglev tables), the listening sockets the configuration adds, and every
+//!    [`Subsystem`] (the XDP program's maps, BGP, fleet policy, auto-blocking).
+//!    Any error rejects the configuration and changes nothing anywhere.
+//! 2. Commit: every subsystem, then the data path switches listeners and pools over.
 //!
 //! Connections keep the listener state they were accepted with, so a reload never
 //! cuts them, and certificates are swapped for new handshakes only.
@@ -24,7 +25,7 @@ use tokio::sync::Mutex;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
-use super::subsystem::Subsystem;
+use super::subsystem::{Commit, Subsystem};
 use super::tls_files::TlsFileWatcher;
 use crate::api::{PoolStats, Stats};
 use crate::config::{self, Config, ConfigError, ConfigIssue, KeyPath};
@@ -350,14 +351,21 @@ impl Daemon {
         let mut running = self.running.lock().await;
         let metrics = &self.shared.metrics;
         let prepared = prepare(config, metrics, &running.pools, &running.sessions)?;
-        // Bind what is new before changing anything, so a bind error changes nothing.
-        let mut new_sockets = match self.bind_and_apply_subsystems(&prepared, &running) {
-            Ok(sockets) => sockets,
+        // Bind what is new and prepare every subsystem before changing anything, so
+        // an error anywhere changes nothing.
+        let (mut new_sockets, commits) = match self.bind_and_prepare_subsystems(&prepared, &running)
+        {
+            Ok(ready) => ready,
             Err(e) => {
                 forget_backends(metrics, &prepared.pools, &running.pools);
                 return Err(e);
             }
         };
+        for (name, commit) in commits {
+            commit().with_context(|| {
+                format!("subsystem {name}: applying the prepared configuration failed")
+            })?;
+        }
 
         // Switch over.
         let Prepared {
@@ -402,13 +410,17 @@ impl Daemon {
         Ok(())
     }
 
-    /// Binds the listeners `prepared` adds or moves, then lets every subsystem apply
-    /// the configuration.
-    fn bind_and_apply_subsystems(
+    /// Binds the listeners `prepared` adds or moves, then lets every subsystem
+    /// prepare the configuration; the sockets and the subsystems' commits.
+    #[allow(clippy::type_complexity)]
+    fn bind_and_prepare_subsystems(
         &self,
         prepared: &Prepared,
         running: &Running,
-    ) -> anyhow::Result<HashMap<String, tokio::net::TcpListener>> {
+    ) -> anyhow::Result<(
+        HashMap<String, tokio::net::TcpListener>,
+        Vec<(&str, Commit<'_>)>,
+    )> {
         let mut new_sockets = HashMap::new();
         for l in &prepared.listeners {
             let (name, bind) = (&l.settings.name, l.settings.bind);
@@ -437,11 +449,14 @@ impl Daemon {
             };
             new_sockets.insert(name.clone(), socket);
         }
+        let mut commits = Vec::new();
         for s in &self.subsystems {
-            s.apply(&prepared.config)
+            let commit = s
+                .prepare(&prepared.config)
                 .with_context(|| format!("subsystem {}", s.name()))?;
+            commits.push((s.name(), commit));
         }
-        Ok(new_sockets)
+        Ok((new_sockets, commits))
     }
 
     /// Stops accepting, waits up to `deadline` for open connections to finish, then

@@ -22,19 +22,25 @@ impl crate::control::subsystem::Subsystem for DropCapabilities {
         "privileges"
     }
 
-    fn apply(&self, _config: &std::sync::Arc<crate::config::Config>) -> anyhow::Result<()> {
-        if self.done.swap(true, Ordering::SeqCst) {
-            return Ok(());
-        }
-        match drop_all_but_kept() {
-            Ok(()) => info!(
-                "dropped capabilities: kept only CAP_NET_BIND_SERVICE (adding [xdp] or interfaces later needs a restart)"
-            ),
-            Err(e) => {
-                warn!(error = %e, "could not drop capabilities; continuing with the ones the daemon was given")
+    /// Nothing to check; the commit drops the capabilities the first time.
+    fn prepare<'a>(
+        &'a self,
+        _config: &std::sync::Arc<crate::config::Config>,
+    ) -> anyhow::Result<crate::control::subsystem::Commit<'a>> {
+        Ok(Box::new(|| {
+            if self.done.swap(true, Ordering::SeqCst) {
+                return Ok(());
             }
-        }
-        Ok(())
+            match drop_all_but_kept() {
+                Ok(()) => info!(
+                    "dropped capabilities: kept only CAP_NET_BIND_SERVICE (adding [xdp] or interfaces later needs a restart)"
+                ),
+                Err(e) => {
+                    warn!(error = %e, "could not drop capabilities; continuing with the ones the daemon was given")
+                }
+            }
+            Ok(())
+        }))
     }
 }
 

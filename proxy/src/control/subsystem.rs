@@ -1,16 +1,27 @@
 //! A part of the product that follows the configuration besides the data path
-//! (the XDP program, the auto-blocker, privilege dropping...).
+//! (the XDP program, the auto-blocker, BGP, fleet policy, privilege dropping...).
+//!
+//! A configuration is applied in two steps, all parts together: every part
+//! *prepares* (checks and builds what the configuration needs, with no effect
+//! anyone can see), and only when every part prepared does each one *commit*. So a
+//! configuration one part rejects changes nothing anywhere.
 
 use std::sync::Arc;
 
 use crate::config::Config;
 
+/// What a part prepared, made current by calling it. An error from a commit is a
+/// failure that prepare could not foresee (the kernel or a child process refusing
+/// after the checks passed); at start it stops the daemon.
+pub type Commit<'a> = Box<dyn FnOnce() -> anyhow::Result<()> + Send + 'a>;
+
 pub trait Subsystem: Send + Sync {
     fn name(&self) -> &str;
-    /// Called at start and on each reload, after the data path is prepared and before
-    /// it switches over. An error rejects the new configuration (at start: the daemon
-    /// exits; on reload: the old configuration keeps serving).
-    fn apply(&self, config: &Arc<Config>) -> anyhow::Result<()>;
+    /// Called at start and on each reload, after the data path is prepared: checks
+    /// and builds what `config` needs without any visible effect. An error rejects
+    /// the configuration (at start: the daemon exits; on reload: the old
+    /// configuration keeps serving, here and in every other part).
+    fn prepare<'a>(&'a self, config: &Arc<Config>) -> anyhow::Result<Commit<'a>>;
     /// Called once on SIGTERM/SIGINT, before the daemon stops accepting: how long to
     /// wait before it does (fleet routing withdraws its routes here).
     fn before_drain(&self) -> std::time::Duration {
@@ -41,8 +52,8 @@ impl<T: Subsystem> Subsystem for Arc<T> {
     fn name(&self) -> &str {
         (**self).name()
     }
-    fn apply(&self, config: &Arc<Config>) -> anyhow::Result<()> {
-        (**self).apply(config)
+    fn prepare<'a>(&'a self, config: &Arc<Config>) -> anyhow::Result<Commit<'a>> {
+        (**self).prepare(config)
     }
     fn before_drain(&self) -> std::time::Duration {
         (**self).before_drain()

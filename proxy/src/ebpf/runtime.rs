@@ -23,9 +23,9 @@ use super::services::{self, CookieSwitch, ServicePlan};
 use super::tcp_sysctl::{self, CookieSysctls};
 use crate::api::{InterfaceStats, ListEntry, Origin, Top, XdpStats};
 use crate::config::Config;
-use crate::config::xdp::XdpSection;
+use crate::config::xdp::{ListEntryConfig, XdpSection};
 use crate::control::policy::{FleetKernel, KernelPolicy, KernelView};
-use crate::control::subsystem::Subsystem;
+use crate::control::subsystem::{Commit, Subsystem};
 
 /// How often expired list entries are deleted from the maps. The kernel already
 /// ignores them (and the program deletes those it meets); this only frees their
@@ -55,23 +55,86 @@ pub struct XdpRuntime {
     handed_over: bool,
 }
 
-impl XdpRuntime {
-    /// Loads, applies the section's policy, attaches (taking over a predecessor's
-    /// pinned links with `take_over`). Must run inside a tokio runtime.
-    pub fn start(
-        config: &Config,
-        section: &XdpSection,
-        take_over: bool,
-    ) -> anyhow::Result<XdpRuntime> {
+/// The XDP program loaded on its (pinned) maps, with nothing written or attached.
+pub struct Loaded {
+    program: XdpProgram,
+    maps: Maps,
+}
+
+/// What a configuration will write into the maps, checked before anything is.
+pub struct Planned {
+    section: XdpSection,
+    services: ServicePlan,
+}
+
+impl Loaded {
+    /// Loads the program and opens (or creates) its pinned maps, taking over a
+    /// predecessor's pinned links with `take_over`.
+    pub fn load(section: &XdpSection, take_over: bool) -> anyhow::Result<Loaded> {
         let options = LoadOptions {
             take_over_links: take_over,
             ..LoadOptions::from_config(section)
         };
-        let (mut program, mut maps) = XdpProgram::load(options)?;
+        let (program, maps) = XdpProgram::load(options)?;
+        Ok(Loaded { program, maps })
+    }
+}
+
+/// Checks `section`'s lists against the maps' room and whether SYN cookies can have
+/// the sysctls they need (`cookies_held`: this process already holds them).
+fn plan(
+    maps: &Maps,
+    config: &Config,
+    section: &XdpSection,
+    cookies_held: bool,
+) -> anyhow::Result<Planned> {
+    for (list, entries, capacity) in [
+        (List::Allow, &section.allowlist, section.max_allow_entries),
+        (List::Block, &section.blocklist, section.max_block_entries),
+    ] {
+        maps.check_config_entries(
+            list,
+            &wanted(entries),
+            section.keep_runtime_entries,
+            capacity,
+        )
+        .map_err(anyhow::Error::msg)?;
+    }
+    let services =
+        ServicePlan::from_config(config, &services::interface_addresses(&section.interfaces));
+    if services.cookie_listeners() > 0 && !cookies_held {
+        CookieSysctls::check()?;
+    }
+    Ok(Planned {
+        section: section.clone(),
+        services,
+    })
+}
+
+/// The config's list entries as the maps take them.
+fn wanted(entries: &[ListEntryConfig]) -> Vec<(IpNet, Option<Duration>, String)> {
+    entries
+        .iter()
+        .map(|e| (e.cidr(), e.ttl(), e.reason().to_string()))
+        .collect()
+}
+
+impl XdpRuntime {
+    /// Applies the planned policy to the loaded program's maps and attaches. Must
+    /// run inside a tokio runtime.
+    pub fn start(loaded: Loaded, planned: Planned) -> anyhow::Result<XdpRuntime> {
+        let Loaded {
+            mut program,
+            mut maps,
+        } = loaded;
+        let section = &planned.section;
         program.forward_logs();
         apply_policy(&mut maps, section)?;
         let services = Arc::new(Mutex::new(apply_services(
-            &mut maps, config, section, None,
+            &mut maps,
+            planned.services,
+            section,
+            None,
         )?));
         for interface in &section.interfaces {
             program.attach(interface, section.mode)?;
@@ -99,8 +162,29 @@ impl XdpRuntime {
         })
     }
 
-    /// Re-applies policy from a new config. Attachment settings need a restart.
-    pub fn reload(&mut self, config: &Config, section: &XdpSection) -> anyhow::Result<()> {
+    /// Checks a new configuration's policy against the running maps, writing nothing.
+    fn plan(&self, config: &Config, section: &XdpSection) -> anyhow::Result<Planned> {
+        let held = self
+            .services
+            .lock()
+            .expect("services lock")
+            .sysctls
+            .is_some();
+        let capacities = XdpSection {
+            // The maps keep the sizes they were created with until a restart.
+            max_block_entries: self.section.max_block_entries,
+            max_allow_entries: self.section.max_allow_entries,
+            ..section.clone()
+        };
+        let maps = self.maps.lock().expect("maps lock");
+        let mut planned = plan(&maps, config, &capacities, held)?;
+        planned.section = section.clone();
+        Ok(planned)
+    }
+
+    /// Writes a planned policy. Attachment settings need a restart.
+    fn reload(&mut self, planned: Planned) -> anyhow::Result<()> {
+        let section = &planned.section;
         let old = &self.section;
         if old.interfaces != section.interfaces
             || old.mode != section.mode
@@ -115,7 +199,7 @@ impl XdpRuntime {
         let mut services = self.services.lock().expect("services lock");
         let mut maps = self.maps.lock().expect("maps lock");
         apply_policy(&mut maps, section)?;
-        let next = apply_services(&mut maps, config, section, Some(&mut services))?;
+        let next = apply_services(&mut maps, planned.services, section, Some(&mut services))?;
         *services = next;
         self.section = section.clone();
         Ok(())
@@ -164,12 +248,10 @@ impl XdpRuntime {
 /// a reload (its `auto` decisions and sysctl changes carry over).
 fn apply_services(
     maps: &mut Maps,
-    config: &Config,
+    plan: ServicePlan,
     section: &XdpSection,
     previous: Option<&mut Services>,
 ) -> anyhow::Result<Services> {
-    let plan =
-        ServicePlan::from_config(config, &services::interface_addresses(&section.interfaces));
     let (previous_switch, previous_sysctls) = match previous {
         Some(p) => (Some(&p.switch), p.sysctls.take()),
         None => (None, None),
@@ -281,11 +363,7 @@ pub fn apply_policy(maps: &mut Maps, section: &XdpSection) -> Result<(), EbpfErr
         (List::Allow, &section.allowlist),
         (List::Block, &section.blocklist),
     ] {
-        let wanted: Vec<_> = entries
-            .iter()
-            .map(|e| (e.cidr(), e.ttl(), e.reason().to_string()))
-            .collect();
-        maps.sync_config_entries(list, &wanted, section.keep_runtime_entries)?;
+        maps.sync_config_entries(list, &wanted(entries), section.keep_runtime_entries)?;
     }
     info!(
         allow = section.allowlist.len(),
@@ -546,20 +624,40 @@ impl Subsystem for XdpSubsystem {
         "xdp"
     }
 
-    fn apply(&self, config: &Arc<Config>) -> anyhow::Result<()> {
-        let mut runtime = self.runtime.lock().expect("xdp lock");
-        match (runtime.as_mut(), &config.xdp) {
+    /// At start: loads the program and checks the policy against its maps; on
+    /// reload: checks the policy against the running maps. Nothing is written or
+    /// attached before the commit.
+    fn prepare<'a>(&'a self, config: &Arc<Config>) -> anyhow::Result<Commit<'a>> {
+        let runtime = self.runtime.lock().expect("xdp lock");
+        let nothing: Commit<'a> = Box::new(|| Ok(()));
+        match (runtime.as_ref(), &config.xdp) {
             (None, Some(section)) => {
                 let take_over = self.taking_over.load(std::sync::atomic::Ordering::SeqCst);
-                *runtime = Some(XdpRuntime::start(config, section, take_over)?)
+                let loaded = Loaded::load(section, take_over)?;
+                let planned = plan(&loaded.maps, config, section, false)?;
+                Ok(Box::new(move || {
+                    let started = XdpRuntime::start(loaded, planned)?;
+                    *self.runtime.lock().expect("xdp lock") = Some(started);
+                    Ok(())
+                }))
             }
-            (Some(running), Some(section)) => running.reload(config, section)?,
+            (Some(running), Some(section)) => {
+                let planned = running.plan(config, section)?;
+                Ok(Box::new(move || {
+                    let mut runtime = self.runtime.lock().expect("xdp lock");
+                    let running = runtime.as_mut().expect("prepared on a running program");
+                    running.reload(planned)
+                }))
+            }
             (Some(_), None) => {
-                warn!("the [xdp] section was removed: the XDP program stays until restart")
+                warn!("the [xdp] section was removed: the XDP program stays until restart");
+                Ok(nothing)
             }
-            (None, None) => info!("no [xdp] section: running userspace only"),
+            (None, None) => {
+                info!("no [xdp] section: running userspace only");
+                Ok(nothing)
+            }
         }
-        Ok(())
     }
 
     fn stop(&self) {

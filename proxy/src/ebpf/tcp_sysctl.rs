@@ -71,6 +71,29 @@ impl CookieSysctls {
         Ok(done)
     }
 
+    /// Checks, without changing anything, that [`CookieSysctls::apply`] can write
+    /// the sysctls it would change (a daemon that dropped its capabilities cannot).
+    pub fn check() -> anyhow::Result<()> {
+        let needs = [
+            (SYNCOOKIES, read(SYNCOOKIES).is_ok_and(|v| v != "2"), "2"),
+            (TIMESTAMPS, read(TIMESTAMPS).is_ok_and(|v| v == "1"), "2"),
+        ];
+        for (path, change, value) in needs {
+            if change {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "XDP SYN cookies need {path} = {value} and it cannot be written: {e} \
+                         (set it yourself, or turn syn_cookies off on every listener)"
+                        )
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
     fn set(
         &mut self,
         path: &str,

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 pub use self::detector::{Detector, Trigger};
 use super::policy::{KernelPolicy, SharedPolicy};
-use super::subsystem::Subsystem;
+use super::subsystem::{Commit, Subsystem};
 use crate::config::Config;
 use crate::config::autoblock::AutoblockSection;
 use crate::datapath::events::{EventSwitch, SourceEvent};
@@ -58,7 +58,18 @@ impl Subsystem for AutoBlocker {
         "autoblock"
     }
 
-    fn apply(&self, config: &Arc<Config>) -> anyhow::Result<()> {
+    fn prepare<'a>(&'a self, config: &Arc<Config>) -> anyhow::Result<Commit<'a>> {
+        let config = config.clone();
+        Ok(Box::new(move || {
+            self.apply(&config);
+            Ok(())
+        }))
+    }
+}
+
+impl AutoBlocker {
+    /// Switches to `config`'s thresholds (the first time: starts counting).
+    fn apply(&self, config: &Config) {
         let section = match &config.autoblock {
             None => {
                 info!("auto-blocking: off (no [autoblock] section)");
@@ -89,7 +100,6 @@ impl Subsystem for AutoBlocker {
             };
             tokio::spawn(run(events, self.settings.clone(), blocker));
         }
-        Ok(())
     }
 }
 

@@ -67,6 +67,31 @@ pub fn config(section: &BgpSection) -> String {
     c
 }
 
+/// Has BIRD parse `section`'s configuration (`bird -p`) without applying it: an
+/// error carries BIRD's own message (file, line, cause).
+pub fn check_config(section: &BgpSection) -> anyhow::Result<()> {
+    let file = std::env::temp_dir().join(format!("proxy-bird-check-{}.conf", std::process::id()));
+    std::fs::write(&file, config(section))
+        .with_context(|| format!("writing {}", file.display()))?;
+    let out = Command::new(BIRD)
+        .arg("-p")
+        .arg("-c")
+        .arg(&file)
+        .output()
+        .with_context(|| format!("running {BIRD} -p (install bird2: `cargo xtask setup`)"));
+    let _ = std::fs::remove_file(&file);
+    let out = out?;
+    if !out.status.success() {
+        let said = String::from_utf8_lossy(&out.stderr);
+        bail!(
+            "BIRD rejects the configuration generated from [bgp]: {}",
+            said.trim()
+                .replace(&file.display().to_string(), "bird.conf")
+        );
+    }
+    Ok(())
+}
+
 /// A running BIRD the daemon started.
 pub struct Bird {
     socket: PathBuf,

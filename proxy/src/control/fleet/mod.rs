@@ -18,7 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use self::bird::Bird;
 use super::daemon::Daemon;
 use super::policy::KernelView;
-use super::subsystem::Subsystem;
+use super::subsystem::{Commit, Subsystem};
 use crate::api::{FleetStats, PeerStatus, VipStatus};
 use crate::config::Config;
 use crate::config::bgp::{BgpSection, Vip};
@@ -272,7 +272,37 @@ impl Subsystem for Fleet {
         "bgp"
     }
 
-    fn apply(&self, config: &Arc<Config>) -> anyhow::Result<()> {
+    /// Has BIRD check the configuration it would get.
+    fn prepare<'a>(&'a self, config: &Arc<Config>) -> anyhow::Result<Commit<'a>> {
+        let changed = {
+            let running = self.running.lock().expect("fleet lock");
+            match (running.as_ref(), &config.bgp) {
+                (Some(r), Some(section)) => r.section != *section,
+                (None, Some(_)) => true,
+                (_, None) => false,
+            }
+        };
+        if let (true, Some(section)) = (changed, &config.bgp) {
+            bird::check_config(section)?;
+        }
+        let config = config.clone();
+        Ok(Box::new(move || self.apply(&config)))
+    }
+
+    fn before_drain(&self) -> Duration {
+        self.withdraw_all()
+    }
+
+    fn stop(&self) {
+        if let Some(r) = self.running.lock().expect("fleet lock").take() {
+            r.bird.stop();
+        }
+    }
+}
+
+impl Fleet {
+    /// Starts BIRD, or has it apply a changed `[bgp]`.
+    fn apply(&self, config: &Config) -> anyhow::Result<()> {
         let mut running = self.running.lock().expect("fleet lock");
         match (running.as_mut(), &config.bgp) {
             (None, Some(section)) => {
@@ -304,16 +334,6 @@ impl Subsystem for Fleet {
             (None, None) => {}
         }
         Ok(())
-    }
-
-    fn before_drain(&self) -> Duration {
-        self.withdraw_all()
-    }
-
-    fn stop(&self) {
-        if let Some(r) = self.running.lock().expect("fleet lock").take() {
-            r.bird.stop();
-        }
     }
 }
 

@@ -28,7 +28,7 @@ use tracing::{info, warn};
 use self::applied::Applied;
 use self::store::{SharedEntry, SharedValue, Source, now_unix_ms};
 use super::policy::{FleetKernel, SharedPolicy};
-use super::subsystem::Subsystem;
+use super::subsystem::{Commit, Subsystem};
 use crate::api::{FleetPolicyStatus, List, OriginCount};
 use crate::config::Config;
 use crate::config::fleet_policy::FleetPolicySection;
@@ -291,7 +291,28 @@ impl Subsystem for FleetPolicy {
         "fleet policy"
     }
 
-    fn apply(&self, config: &Arc<Config>) -> anyhow::Result<()> {
+    /// Checks that the store's password and TLS files can be read.
+    fn prepare<'a>(&'a self, config: &Arc<Config>) -> anyhow::Result<Commit<'a>> {
+        if let Some(section) = config.fleet_policy() {
+            session::connect_options(section)?;
+        }
+        let config = config.clone();
+        Ok(Box::new(move || {
+            self.apply(&config);
+            Ok(())
+        }))
+    }
+
+    fn stop(&self) {
+        if let Some(r) = self.running.lock().expect("fleet policy lock").take() {
+            r.task.abort();
+        }
+    }
+}
+
+impl FleetPolicy {
+    /// Shares `config`'s entries; (re)connects when `[fleet.policy]` changed.
+    fn apply(&self, config: &Config) {
         let mut running = self.running.lock().expect("fleet policy lock");
         let Some(section) = config.fleet_policy() else {
             if let Some(r) = running.take() {
@@ -301,7 +322,7 @@ impl Subsystem for FleetPolicy {
                     "[fleet.policy] was removed: fleet entries stay in the kernel until they expire or a restart"
                 );
             }
-            return Ok(());
+            return;
         };
         let node = section.node_name();
         {
@@ -315,7 +336,7 @@ impl Subsystem for FleetPolicy {
             .as_ref()
             .is_some_and(|r| r.section == *section && !r.task.is_finished())
         {
-            return Ok(());
+            return;
         }
         if let Some(r) = running.take() {
             info!("[fleet.policy] changed: reconnecting to the store");
@@ -337,13 +358,6 @@ impl Subsystem for FleetPolicy {
             node,
             task,
         });
-        Ok(())
-    }
-
-    fn stop(&self) {
-        if let Some(r) = self.running.lock().expect("fleet policy lock").take() {
-            r.task.abort();
-        }
     }
 }
 

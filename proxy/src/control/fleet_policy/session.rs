@@ -57,6 +57,25 @@ pub async fn run(shared: Arc<Shared>, section: FleetPolicySection, node: String)
 }
 
 async fn connect(section: &FleetPolicySection) -> anyhow::Result<Client> {
+    let options = connect_options(section)?;
+    tokio::time::timeout(
+        section.timeout,
+        Client::connect(&section.endpoints, Some(options)),
+    )
+    .await
+    .map_err(|_| {
+        anyhow::anyhow!(
+            "no answer from {:?} within {:?}",
+            section.endpoints,
+            section.timeout
+        )
+    })?
+    .with_context(|| format!("connecting to etcd at {:?}", section.endpoints))
+}
+
+/// The client options of `section`, with its password and TLS files read (an error
+/// names the file that cannot be read).
+pub fn connect_options(section: &FleetPolicySection) -> anyhow::Result<ConnectOptions> {
     // HTTP/2 pings find a silently dead member. etcd answers pings more often than
     // its --grpc-keepalive-min-time (5 s) with GOAWAY, so no more often than that;
     // the watch stream is always open, so pings run only with streams open.
@@ -83,19 +102,7 @@ async fn connect(section: &FleetPolicySection) -> anyhow::Result<Client> {
         }
         options = options.with_tls(config);
     }
-    tokio::time::timeout(
-        section.timeout,
-        Client::connect(&section.endpoints, Some(options)),
-    )
-    .await
-    .map_err(|_| {
-        anyhow::anyhow!(
-            "no answer from {:?} within {:?}",
-            section.endpoints,
-            section.timeout
-        )
-    })?
-    .with_context(|| format!("connecting to etcd at {:?}", section.endpoints))
+    Ok(options)
 }
 
 /// One session; returns why it ended.

@@ -342,22 +342,63 @@ impl Maps {
         wanted: &[(IpNet, Option<Duration>, String)],
         keep_runtime: bool,
     ) -> Result<(), EbpfError> {
-        let listed: HashSet<IpNet> = wanted.iter().map(|(net, _, _)| net.trunc()).collect();
-        let stale: Vec<IpNet> = self
-            .entries(list)?
-            .into_iter()
-            .filter(|current| {
-                !listed.contains(&current.cidr)
-                    && current.origin != Origin::Fleet
-                    && (current.origin == Origin::Config || !keep_runtime)
-            })
-            .map(|e| e.cidr)
-            .collect();
+        let (stale, _) = self.config_sync_plan(list, wanted, keep_runtime)?;
         self.remove_many(list, &stale)?;
         for (net, ttl, reason) in wanted {
             self.insert(list, *net, *ttl, Origin::Config, reason)?;
         }
         Ok(())
+    }
+
+    /// Checks, without writing, that [`Maps::sync_config_entries`] with the same
+    /// arguments leaves at most `capacity` entries in each family's trie.
+    pub fn check_config_entries(
+        &self,
+        list: List,
+        wanted: &[(IpNet, Option<Duration>, String)],
+        keep_runtime: bool,
+        capacity: u32,
+    ) -> Result<(), String> {
+        let (_, kept) = self
+            .config_sync_plan(list, wanted, keep_runtime)
+            .map_err(|e| e.to_string())?;
+        let mut after: HashSet<IpNet> = kept.into_iter().collect();
+        after.extend(wanted.iter().map(|(net, _, _)| net.trunc()));
+        let name = match list {
+            List::Block => "block",
+            List::Allow => "allow",
+        };
+        for (family, v4) in [("IPv4", true), ("IPv6", false)] {
+            let n = after
+                .iter()
+                .filter(|n| matches!(n, IpNet::V4(_)) == v4)
+                .count();
+            if n > capacity as usize {
+                return Err(format!(
+                    "the {name}list would hold {n} {family} entries, above its capacity of \
+                     {capacity} (raise xdp.max_{name}_entries and restart, or list fewer)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The entries a sync with the config's `wanted` removes, and those it keeps.
+    fn config_sync_plan(
+        &self,
+        list: List,
+        wanted: &[(IpNet, Option<Duration>, String)],
+        keep_runtime: bool,
+    ) -> Result<(Vec<IpNet>, Vec<IpNet>), EbpfError> {
+        let listed: HashSet<IpNet> = wanted.iter().map(|(net, _, _)| net.trunc()).collect();
+        let (stale, kept): (Vec<ListEntry>, Vec<ListEntry>) =
+            self.entries(list)?.into_iter().partition(|current| {
+                !listed.contains(&current.cidr)
+                    && current.origin != Origin::Fleet
+                    && (current.origin == Origin::Config || !keep_runtime)
+            });
+        let cidrs = |v: Vec<ListEntry>| v.into_iter().map(|e| e.cidr).collect();
+        Ok((cidrs(stale), cidrs(kept)))
     }
 }
 
