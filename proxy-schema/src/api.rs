@@ -122,6 +122,28 @@ pub struct ListenerStats {
     pub bytes_spliced: u64,
     /// Connections closed because every attempted backend failed.
     pub no_backend: u64,
+    /// `[[listener.route]]`s in order, the default route last; empty without routes.
+    #[serde(default)]
+    pub routes: Vec<RouteStats>,
+}
+
+/// One SNI route of a listener: where its clients go, and what they did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteStats {
+    /// The route's name (`default` for the listener's own pool).
+    pub name: String,
+    pub pool: String,
+    /// `terminate` or `passthrough`.
+    pub tls: String,
+    /// Its server name patterns (none for the default route).
+    pub sni: Vec<String>,
+    /// The ALPN protocols it requires (none: any).
+    pub alpn: Vec<String>,
+    pub connections: u64,
+    pub bytes_upstream: u64,
+    pub bytes_downstream: u64,
+    /// Connections no backend of its pool took.
+    pub no_backend: u64,
 }
 
 /// Why a TLS handshake failed (the `reason` label of

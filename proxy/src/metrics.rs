@@ -76,6 +76,26 @@ struct BytesLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    listener: LabelText,
+    route: LabelText,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteBytesLabels {
+    listener: LabelText,
+    route: LabelText,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteReasonLabels {
+    listener: LabelText,
+    route: LabelText,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -109,6 +129,9 @@ pub struct Metrics {
     backend_up: Family<BackendLabels, Gauge>,
     backend_connect_seconds: HistogramFamily<PoolLabels>,
     no_backend: Family<ListenerLabels, Counter>,
+    route_connections: Family<RouteLabels, Counter>,
+    route_bytes: Family<RouteBytesLabels, Counter>,
+    route_failures: Family<RouteReasonLabels, Counter>,
     reloads: Family<ResultLabels, Counter>,
     autoblock: AutoblockMetrics,
     /// Handles of every listener seen since start, for the admin API.
@@ -141,6 +164,9 @@ impl Metrics {
             backend_up: Family::default(),
             backend_connect_seconds: Family::new_with_constructor(connect_buckets),
             no_backend: Family::default(),
+            route_connections: Family::default(),
+            route_bytes: Family::default(),
+            route_failures: Family::default(),
             reloads: Family::default(),
             autoblock,
             listeners: Mutex::default(),
@@ -220,6 +246,22 @@ impl Metrics {
             m.no_backend.clone(),
         );
         r.register(
+            "route_connections",
+            "Client connections that took a route (SNI routes), per listener and route",
+            m.route_connections.clone(),
+        );
+        r.register_with_unit(
+            "route_transferred",
+            "Payload bytes forwarded, per listener, route and direction",
+            Unit::Bytes,
+            m.route_bytes.clone(),
+        );
+        r.register(
+            "route_failures",
+            "Connections of a route that failed after routing, per listener, route and reason",
+            m.route_failures.clone(),
+        );
+        r.register(
             "config_reloads",
             "Configuration reloads by result (ok, error)",
             m.reloads.clone(),
@@ -278,8 +320,14 @@ impl Metrics {
             handshakes: self.handshakes.get_or_create_owned(&l),
             no_backend: self.no_backend.get_or_create_owned(&l),
             bytes: ByteCounters {
-                up: bytes("upstream"),
-                down: bytes("downstream"),
+                up: Tally {
+                    listener: bytes("upstream"),
+                    route: None,
+                },
+                down: Tally {
+                    listener: bytes("downstream"),
+                    route: None,
+                },
                 spliced: self.spliced.get_or_create_owned(&l),
             },
             handshake_failures: HandshakeFailure::ALL
@@ -288,6 +336,51 @@ impl Metrics {
         };
         known.insert(listener.to_owned(), m.clone());
         m
+    }
+
+    /// Handles for route `route` of `listener` (the same for the same names).
+    pub fn route(&self, listener: &str, route: &str) -> RouteMetrics {
+        let l = RouteLabels {
+            listener: listener.into(),
+            route: route.into(),
+        };
+        let bytes = |direction| {
+            self.route_bytes.get_or_create_owned(&RouteBytesLabels {
+                listener: listener.into(),
+                route: route.into(),
+                direction,
+            })
+        };
+        RouteMetrics {
+            connections: self.route_connections.get_or_create_owned(&l),
+            up: bytes("upstream"),
+            down: bytes("downstream"),
+            no_backend: self.route_failures.get_or_create_owned(&RouteReasonLabels {
+                listener: listener.into(),
+                route: route.into(),
+                reason: "no_backend",
+            }),
+        }
+    }
+
+    /// Drops a removed route's series.
+    pub fn remove_route(&self, listener: &str, route: &str) {
+        self.route_connections.remove(&RouteLabels {
+            listener: listener.into(),
+            route: route.into(),
+        });
+        for direction in ["upstream", "downstream"] {
+            self.route_bytes.remove(&RouteBytesLabels {
+                listener: listener.into(),
+                route: route.into(),
+                direction,
+            });
+        }
+        self.route_failures.remove(&RouteReasonLabels {
+            listener: listener.into(),
+            route: route.into(),
+            reason: "no_backend",
+        });
     }
 
     /// An OCSP response was not stapled at a (re)load (`reason`: an `OcspProblem` label).
@@ -344,11 +437,32 @@ impl Metrics {
     }
 }
 
-/// Payload byte counters of one listener.
+/// A byte counter of a listener, and of the route a connection took (if any).
+#[derive(Clone, Debug, Default)]
+pub struct Tally {
+    listener: Counter,
+    route: Option<Counter>,
+}
+
+impl Tally {
+    pub fn inc_by(&self, n: u64) {
+        self.listener.inc_by(n);
+        if let Some(route) = &self.route {
+            route.inc_by(n);
+        }
+    }
+
+    /// The listener's count.
+    pub fn get(&self) -> u64 {
+        self.listener.get()
+    }
+}
+
+/// Payload byte counters of one listener (and route).
 #[derive(Clone, Debug)]
 pub struct ByteCounters {
-    pub up: Counter,
-    pub down: Counter,
+    pub up: Tally,
+    pub down: Tally,
     /// Of `up` and `down`, the bytes moved by splice(2).
     pub spliced: Counter,
 }
@@ -363,6 +477,42 @@ pub struct ListenerMetrics {
     pub bytes: ByteCounters,
     handshake_failures: [Counter; HandshakeFailure::ALL.len()],
     rejected: [Counter; RejectReason::ALL.len()],
+}
+
+impl ByteCounters {
+    /// These counters, also counting into `route`'s.
+    pub fn with_route(&self, route: &RouteMetrics) -> ByteCounters {
+        let tally = |listener: &Tally, route: &Counter| Tally {
+            listener: listener.listener.clone(),
+            route: Some(route.clone()),
+        };
+        ByteCounters {
+            up: tally(&self.up, &route.up),
+            down: tally(&self.down, &route.down),
+            spliced: self.spliced.clone(),
+        }
+    }
+}
+
+/// Handles for one route of a listener.
+#[derive(Clone, Debug)]
+pub struct RouteMetrics {
+    pub connections: Counter,
+    pub up: Counter,
+    pub down: Counter,
+    pub no_backend: Counter,
+}
+
+impl RouteMetrics {
+    /// (connections, bytes upstream, bytes downstream, no backend).
+    pub fn counts(&self) -> (u64, u64, u64, u64) {
+        (
+            self.connections.get(),
+            self.up.get(),
+            self.down.get(),
+            self.no_backend.get(),
+        )
+    }
 }
 
 impl ListenerMetrics {
@@ -394,6 +544,7 @@ impl ListenerMetrics {
             bytes_downstream: self.bytes.down.get(),
             bytes_spliced: self.bytes.spliced.get(),
             no_backend: self.no_backend.get(),
+            routes: Vec::new(),
         }
     }
 }

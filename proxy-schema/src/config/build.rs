@@ -172,6 +172,7 @@ impl Listener {
             bind,
             pool: pool.into(),
             tls: None,
+            routes: Vec::new(),
             max_connections: None,
             max_per_source: None,
             forwarding: Forwarding::default(),
@@ -181,6 +182,11 @@ impl Listener {
 
     pub fn tls(mut self, tls: ListenerTls) -> Listener {
         self.tls = Some(tls);
+        self
+    }
+
+    pub fn route(mut self, route: Route) -> Listener {
+        self.routes.push(route);
         self
     }
 
@@ -246,6 +252,34 @@ impl ListenerTls {
 
     pub fn client_auth(mut self, auth: ClientAuth) -> ListenerTls {
         self.client_auth = Some(auth);
+        self
+    }
+}
+
+impl Route {
+    /// Clients asking for one of `sni` go to `pool` (TLS as the listener's default).
+    pub fn new(sni: &[&str], pool: &str) -> Route {
+        Route {
+            name: None,
+            sni: sni.iter().map(|n| n.to_string()).collect(),
+            alpn: Vec::new(),
+            pool: pool.into(),
+            tls: None,
+        }
+    }
+
+    pub fn passthrough(mut self) -> Route {
+        self.tls = Some(RouteTls::Passthrough);
+        self
+    }
+
+    pub fn terminate(mut self) -> Route {
+        self.tls = Some(RouteTls::Terminate);
+        self
+    }
+
+    pub fn alpn(mut self, protocols: &[&str]) -> Route {
+        self.alpn = protocols.iter().map(|p| p.to_string()).collect();
         self
     }
 }

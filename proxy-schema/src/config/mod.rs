@@ -187,6 +187,96 @@ backends = [{ address = "10.0.0.1:80" }, { address = "[fd00::2]:80", weight = 3 
         assert!(e.contains("is not a valid name"), "{e}");
     }
 
+    /// A :443 listener with a terminated route, a passthrough route and a default;
+    /// `extra` goes into the listener's first route.
+    fn routed(route_extra: &str, listener_tls: &str) -> String {
+        format!(
+            r#"
+[[listener]]
+name = "edge"
+bind = "127.0.0.1:443"
+pool = "app"
+{listener_tls}
+[[listener.route]]
+sni = ["api.example.com", "*.example.org"]
+pool = "api"
+{route_extra}
+[[listener.route]]
+sni = ["pass.example.net"]
+pool = "app"
+tls = "passthrough"
+[[pool]]
+name = "app"
+backends = [{{ address = "10.0.0.1:80" }}]
+[[pool]]
+name = "api"
+backends = [{{ address = "10.0.0.2:80" }}]
+"#
+        )
+    }
+
+    const CERTS: &str = "[listener.tls]\ncertificates = [{ cert = \"a.pem\", key = \"a.key\" }]";
+
+    #[test]
+    fn routes_parse_with_their_defaults() {
+        let c = parse(&routed("", CERTS)).unwrap();
+        let l = &c.listeners[0];
+        assert_eq!(l.routes.len(), 2);
+        assert_eq!(l.routes[0].name(), "api.example.com");
+        assert_eq!(l.route_tls(Some(&l.routes[0])), RouteTls::Terminate);
+        assert_eq!(l.route_tls(Some(&l.routes[1])), RouteTls::Passthrough);
+        assert_eq!(l.route_tls(None), RouteTls::Terminate);
+        // Without certificates every route (and the default) passes TLS through.
+        let c = parse(&routed("tls = \"passthrough\"", "")).unwrap();
+        assert_eq!(c.listeners[0].route_tls(None), RouteTls::Passthrough);
+        // Routes on a plain listener hash on the SNI they read.
+        let text = routed("tls = \"passthrough\"", "")
+            .replace("name = \"api\"\n", "name = \"api\"\nhash_key = \"sni\"\n");
+        parse(&text).unwrap();
+    }
+
+    #[test]
+    fn bad_routes_are_refused_with_their_position() {
+        let e = error_of(&routed("", CERTS).replace("pool = \"api\"\n", "pool = \"nope\"\n"));
+        assert!(
+            e.contains("`listener[0].route[0].pool`: no [[pool]] named \"nope\""),
+            "{e}"
+        );
+        let e = error_of(&routed("", CERTS).replace("\"*.example.org\"", "\"a.*.example.org\""));
+        assert!(e.contains("`listener[0].route[0].sni[1]`"), "{e}");
+        assert!(e.contains("wildcard"), "{e}");
+        let e = error_of(&routed("", CERTS).replace("\"pass.example.net\"", "\"API.example.com\""));
+        assert!(e.contains("`listener[0].route[1].sni[0]`"), "{e}");
+        assert!(e.contains("is also in route 0"), "{e}");
+        // The same name with other ALPN protocols first is fine.
+        let text = routed("alpn = [\"h2\"]", CERTS).replace(
+            "sni = [\"pass.example.net\"]",
+            "name = \"pass\"\nsni = [\"api.example.com\"]",
+        );
+        parse(&text).unwrap();
+        // Two routes named after the same first pattern need a name.
+        let e = error_of(&text.replace("name = \"pass\"\n", ""));
+        assert!(
+            e.contains(":13:") && e.contains("`listener[0].route[1].sni[0]`"),
+            "{e}"
+        );
+        assert!(e.contains("give one a `name`"), "{e}");
+        // Terminating without certificates.
+        let e = error_of(&routed("tls = \"terminate\"", ""));
+        assert!(e.contains("`listener[0].route[0].tls`"), "{e}");
+        assert!(e.contains("needs certificates"), "{e}");
+        // Client certificates cannot be checked on passthrough.
+        let with_auth = format!("{CERTS}\n[listener.tls.client_auth]\nca = \"ca.pem\"");
+        let e = error_of(&routed("", &with_auth));
+        assert!(e.contains("`listener[0].route[1].tls`"), "{e}");
+        assert!(e.contains("client_auth"), "{e}");
+        let e = error_of(
+            &routed("sni = []", CERTS)
+                .replace("sni = [\"api.example.com\", \"*.example.org\"]\n", ""),
+        );
+        assert!(e.contains("`listener[0].route[0].sni`"), "{e}");
+    }
+
     #[test]
     fn autoblock_is_an_explicit_choice() {
         assert_eq!(parse(GOOD).unwrap().autoblock, None);

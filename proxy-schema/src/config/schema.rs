@@ -58,11 +58,17 @@ pub struct Listener {
     pub name: String,
     /// Address to listen on: `"0.0.0.0:443"`, `"[::]:443"` (IPv6 only), `"10.0.0.1:80"`.
     pub bind: SocketAddr,
-    /// Name of the `[[pool]]` that receives this listener's connections.
+    /// Name of the `[[pool]]` that receives this listener's connections: the default
+    /// route when the listener has `[[listener.route]]`s.
     pub pool: String,
-    /// TLS termination; absent: plain TCP, forwarded as is.
+    /// TLS termination; absent: plain TCP, forwarded as is (or, with routes, TLS
+    /// passed through untouched).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<ListenerTls>,
+    /// `[[listener.route]]`: connections routed by the name the client asks for
+    /// (SNI) to other pools, matched in order; TLS terminated here or passed through.
+    #[serde(default, rename = "route", skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Route>,
     /// Concurrent connections on this listener; absent: only `limits.max_connections`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
@@ -80,7 +86,75 @@ pub struct Listener {
     pub syn_cookies: SynCookieMode,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+/// `[[listener.route]]`: clients whose SNI matches one of `sni` (and, with `alpn`,
+/// that offer or negotiate one of those protocols) go to `pool`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Name in logs, metrics and the API. Default: the first `sni` pattern.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Server names: exact (`"api.example.com"`) or a wildcard for one label
+    /// (`"*.example.org"`), case-insensitive. At least one.
+    pub sni: Vec<String>,
+    /// ALPN protocols (e.g. `["h2"]`): the route only takes clients that offer one
+    /// (passthrough) or negotiated one (terminate). Default: any client.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alpn: Vec<String>,
+    /// The `[[pool]]` these clients go to.
+    pub pool: String,
+    /// `"terminate"` (TLS ends here, with the listener's certificates; the default
+    /// when the listener has some) or `"passthrough"` (the client's TLS bytes go to
+    /// the backend untouched; the default without certificates).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RouteTls>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteTls {
+    Terminate,
+    Passthrough,
+}
+
+impl RouteTls {
+    pub fn name(self) -> &'static str {
+        match self {
+            RouteTls::Terminate => "terminate",
+            RouteTls::Passthrough => "passthrough",
+        }
+    }
+}
+
+impl Listener {
+    /// Whether the listener has certificates to terminate TLS with.
+    pub fn terminates(&self) -> bool {
+        self.tls
+            .as_ref()
+            .is_some_and(|t| !t.certificates.is_empty())
+    }
+
+    /// How a route (or, for `None`, the default route) handles TLS.
+    pub fn route_tls(&self, route: Option<&Route>) -> RouteTls {
+        match route.and_then(|r| r.tls) {
+            Some(mode) => mode,
+            None if self.terminates() => RouteTls::Terminate,
+            None => RouteTls::Passthrough,
+        }
+    }
+}
+
+impl Route {
+    /// The route's name: its own, else its first SNI pattern.
+    pub fn name(&self) -> &str {
+        self.name
+            .as_deref()
+            .or(self.sni.first().map(String::as_str))
+            .unwrap_or("")
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SynCookieMode {
     #[default]
@@ -112,6 +186,9 @@ pub enum Forwarding {
 #[serde(deny_unknown_fields)]
 pub struct ListenerTls {
     /// Certificates, chosen by the client's SNI (exact names first, then wildcards).
+    /// Empty only on a listener whose routes all pass TLS through (the section then
+    /// sets `handshake_timeout` for reading their ClientHellos).
+    #[serde(default)]
     pub certificates: Vec<Certificate>,
     /// ALPN protocols offered, in server preference order, e.g. `["h2", "http/1.1"]`.
     /// Default: none (no ALPN extension in the answer).
@@ -126,7 +203,8 @@ pub struct ListenerTls {
     /// Server-side session cache size (sessions); 0 disables it. Default 20480.
     #[serde(default = "default_session_cache")]
     pub session_cache: usize,
-    /// Time a client has to complete the handshake. Default "10s".
+    /// Time a client has to complete the handshake (with passthrough routes: to send
+    /// its whole ClientHello). Default "10s".
     #[serde(default = "default_handshake_timeout", with = "duration")]
     pub handshake_timeout: Duration,
     /// Client certificates (mutual TLS). Absent: clients are not asked for one.
@@ -359,7 +437,8 @@ pub(super) fn default_true() -> bool {
 pub(super) fn default_session_cache() -> usize {
     20_480
 }
-pub(super) fn default_handshake_timeout() -> Duration {
+/// The handshake timeout when a listener sets none (also for passthrough-only listeners).
+pub fn default_handshake_timeout() -> Duration {
     Duration::from_secs(10)
 }
 pub(super) fn default_connect_timeout() -> Duration {

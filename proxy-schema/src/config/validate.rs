@@ -3,7 +3,9 @@
 //! [`ConfigIssue`] on the key it concerns.
 
 use super::error::{ConfigIssue, KeyPath};
-use super::schema::{Config, HashKey, ListenerTls, MAX_WEIGHT, Pool, SynCookieMode};
+use super::schema::{
+    Config, HashKey, Listener, ListenerTls, MAX_WEIGHT, Pool, Route, RouteTls, SynCookieMode,
+};
 
 impl Config {
     /// Checks everything that does not need other files.
@@ -50,7 +52,7 @@ impl Config {
                     format!("no [[pool]] named {:?} (pools: {known:?})", l.pool),
                 ));
             };
-            if pool.hash_key == HashKey::Sni && l.tls.is_none() {
+            if pool.hash_key == HashKey::Sni && l.tls.is_none() && l.routes.is_empty() {
                 return Err(ConfigIssue::new(
                     at.key("pool"),
                     format!(
@@ -72,8 +74,9 @@ impl Config {
                 }
             }
             if let Some(tls) = &l.tls {
-                tls.validate(&at.key("tls"))?;
+                tls.validate(&at.key("tls"), l.routes.is_empty())?;
             }
+            self.validate_routes(l, &at)?;
             if l.syn_cookies != SynCookieMode::Off && self.xdp.is_none() {
                 return Err(ConfigIssue::new(
                     at.key("syn_cookies"),
@@ -170,9 +173,139 @@ impl Config {
     }
 }
 
+impl Config {
+    /// A listener's `[[listener.route]]`s: names, pools, TLS modes.
+    fn validate_routes(&self, l: &Listener, at: &KeyPath) -> Result<(), ConfigIssue> {
+        // (name, route, its ALPN protocols) of the routes before.
+        let mut seen_names: Vec<(String, usize, Vec<String>)> = Vec::new();
+        for (i, r) in l.routes.iter().enumerate() {
+            let here = at.key("route").index(i);
+            if let Some(name) = &r.name {
+                check_name(name).map_err(|m| ConfigIssue::new(here.key("name"), m))?;
+            }
+            if l.routes[..i].iter().any(|o| o.name() == r.name()) {
+                // A derived name comes from the first pattern: point there.
+                let key = match r.name {
+                    Some(_) => here.key("name"),
+                    None => here.key("sni").index(0),
+                };
+                return Err(ConfigIssue::new(
+                    key,
+                    format!(
+                        "route name {:?} is used twice on this listener (give one a `name`)",
+                        r.name()
+                    ),
+                ));
+            }
+            if r.sni.is_empty() {
+                return Err(ConfigIssue::new(
+                    here.key("sni"),
+                    "list the server names this route takes, e.g. [\"api.example.com\"]",
+                ));
+            }
+            for (j, name) in r.sni.iter().enumerate() {
+                if let Err(why) = check_server_name(name) {
+                    return Err(ConfigIssue::new(
+                        here.key("sni").index(j),
+                        format!("{name:?}: {why}"),
+                    ));
+                }
+                let lower = name.to_ascii_lowercase();
+                let mut alpn = r.alpn.clone();
+                alpn.sort();
+                // An earlier route with the name takes every client asking for it,
+                // unless it only takes other ALPN protocols.
+                let shadowed = seen_names
+                    .iter()
+                    .find(|(n, _, a)| *n == lower && (a.is_empty() || *a == alpn));
+                if let Some((_, other, _)) = shadowed {
+                    return Err(ConfigIssue::new(
+                        here.key("sni").index(j),
+                        format!(
+                            "{name:?} is also in route {other} of this listener, which takes \
+                             every client asking for it: a name belongs to one route (two \
+                             routes share a name only when the first names other ALPN protocols)"
+                        ),
+                    ));
+                }
+                seen_names.push((lower, i, alpn));
+            }
+            for (j, p) in r.alpn.iter().enumerate() {
+                if p.is_empty() || p.len() > 255 {
+                    return Err(ConfigIssue::new(
+                        here.key("alpn").index(j),
+                        "an ALPN protocol name has 1 to 255 bytes",
+                    ));
+                }
+            }
+            if self.pool(&r.pool).is_none() {
+                let known: Vec<&str> = self.pools.iter().map(|p| p.name.as_str()).collect();
+                return Err(ConfigIssue::new(
+                    here.key("pool"),
+                    format!("no [[pool]] named {:?} (pools: {known:?})", r.pool),
+                ));
+            }
+            match l.route_tls(Some(r)) {
+                RouteTls::Terminate if !l.terminates() => {
+                    return Err(ConfigIssue::new(
+                        here.key("tls"),
+                        "\"terminate\" needs certificates: add them under [listener.tls], \
+                         or pass this route through (tls = \"passthrough\")",
+                    ));
+                }
+                RouteTls::Passthrough => self.check_passthrough(l, r, &here)?,
+                RouteTls::Terminate => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Client certificates are checked where TLS ends: a passthrough route must not
+    /// take names whose clients the listener expects to check.
+    fn check_passthrough(
+        &self,
+        l: &Listener,
+        r: &Route,
+        here: &KeyPath,
+    ) -> Result<(), ConfigIssue> {
+        let Some(tls) = &l.tls else {
+            return Ok(());
+        };
+        if tls.client_auth.is_some() {
+            return Err(ConfigIssue::new(
+                here.key("tls"),
+                format!(
+                    "route {:?} passes TLS through, so the listener's client_auth cannot check \
+                     its clients: put client_auth on the certificates that need it, or move the \
+                     route to a listener without client_auth",
+                    r.name()
+                ),
+            ));
+        }
+        for c in tls.certificates.iter().filter(|c| c.client_auth.is_some()) {
+            if let Some(name) = c
+                .names
+                .iter()
+                .find(|n| r.sni.iter().any(|s| s.eq_ignore_ascii_case(n)))
+            {
+                return Err(ConfigIssue::new(
+                    here.key("sni"),
+                    format!(
+                        "{name:?} has a certificate with client_auth on this listener, but route \
+                         {:?} passes its TLS through, where no client certificate is checked",
+                        r.name()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl ListenerTls {
-    fn validate(&self, at: &KeyPath) -> Result<(), ConfigIssue> {
-        if self.certificates.is_empty() {
+    /// `plain`: the listener has no routes (so it needs certificates).
+    fn validate(&self, at: &KeyPath, plain: bool) -> Result<(), ConfigIssue> {
+        if self.certificates.is_empty() && plain {
             return Err(ConfigIssue::new(
                 at.key("certificates"),
                 "a TLS listener needs at least one certificate",

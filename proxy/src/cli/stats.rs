@@ -47,6 +47,24 @@ fn print_stats(stats: &Stats) {
         row("bytes_downstream", &l.bytes_downstream);
         row("bytes_spliced", &l.bytes_spliced);
         row("no_backend", &l.no_backend);
+        for r in &l.routes {
+            let names = match r.sni.is_empty() {
+                true => "(every other name)".to_string(),
+                false => r.sni.join(" "),
+            };
+            let alpn = match r.alpn.is_empty() {
+                true => String::new(),
+                false => format!(" alpn {}", r.alpn.join(",")),
+            };
+            println!(
+                "  route {:<24} {names}{alpn} -> pool {} ({})",
+                r.name, r.pool, r.tls
+            );
+            println!(
+                "    connections {} bytes_upstream {} bytes_downstream {} no_backend {}",
+                r.connections, r.bytes_upstream, r.bytes_downstream, r.no_backend
+            );
+        }
     }
     for pool in &stats.pools {
         println!("pool {}:", pool.name);

@@ -35,6 +35,7 @@ use crate::datapath::health::{self, HealthChecks};
 use crate::datapath::limits::OpenCount;
 use crate::datapath::listener::{self, RunningListener};
 use crate::datapath::ocsp;
+use crate::datapath::routes::Routes;
 use crate::datapath::state::{ListenerState, Shared, TlsListener};
 use crate::datapath::tls::{self, SessionState};
 use crate::metrics::Metrics;
@@ -60,7 +61,7 @@ pub fn prepare(
     let mut tls_listeners = Vec::new();
     let mut sessions = HashMap::new();
     for (i, l) in config.listeners.iter().enumerate() {
-        let Some(t) = &l.tls else {
+        let Some(t) = l.tls.as_ref().filter(|_| l.terminates()) else {
             tls_listeners.push(None);
             continue;
         };
@@ -77,11 +78,12 @@ pub fn prepare(
         };
         let configs =
             tls::server_config(t, &at, &mut session, &mut ocsp_problem).map_err(locate)?;
+        check_route_names(l, &configs, &KeyPath::root().key("listener").index(i))
+            .map_err(locate)?;
         sessions.insert(l.name.clone(), session);
         tls_listeners.push(Some(TlsListener {
             acceptor: TlsAcceptor::from(configs.main),
             by_name: configs.by_name,
-            handshake_timeout: t.handshake_timeout,
         }));
     }
     let mut pools = HashMap::new();
@@ -103,10 +105,16 @@ pub fn prepare(
                 l.name
             );
         };
+        let pool_of = |name: &str| pools[name].clone();
         listeners.push(ListenerState {
             settings: l.clone(),
             pool,
             tls,
+            routes: Routes::build(l, pool_of, metrics),
+            handshake_timeout: l
+                .tls
+                .as_ref()
+                .map_or(config::default_handshake_timeout(), |t| t.handshake_timeout),
             global_max_connections: config.limits.max_connections,
             idle_timeout: config.timeouts.idle,
             handshake_errors_per_second: config.log.handshake_errors_per_second,
@@ -118,6 +126,57 @@ pub fn prepare(
         listeners,
         sessions,
     })
+}
+
+/// Against the certificates the listener loaded: every name of a terminated route is
+/// served by one, and no passthrough route takes a name whose certificate checks
+/// client certificates (client_auth).
+fn check_route_names(
+    l: &config::Listener,
+    certs: &tls::TlsConfigs,
+    at: &KeyPath,
+) -> Result<(), ConfigIssue> {
+    for (i, r) in l.routes.iter().enumerate() {
+        let mode = l.route_tls(Some(r));
+        for (j, pattern) in r.sni.iter().enumerate() {
+            let here = at.key("route").index(i).key("sni").index(j);
+            let covered = |names: &[String]| names.iter().any(|n| tls::name_covers(n, pattern));
+            if mode == config::RouteTls::Terminate && !covered(&certs.served) {
+                return Err(ConfigIssue::new(
+                    here,
+                    format!(
+                        "no certificate of this listener serves {pattern:?} (they serve {:?}): \
+                         add one for it, or pass the route through (tls = \"passthrough\")",
+                        certs.served
+                    ),
+                ));
+            }
+            if mode == config::RouteTls::Passthrough && covered(&certs.checked) {
+                return Err(ConfigIssue::new(
+                    here,
+                    format!(
+                        "{pattern:?} is served by a certificate with client_auth, but this \
+                         route passes its TLS through, where no client certificate is checked"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// (listener, route) of every route of `config`, default routes included.
+fn route_names(config: &Config) -> std::collections::BTreeSet<(String, String)> {
+    config
+        .listeners
+        .iter()
+        .filter(|l| !l.routes.is_empty())
+        .flat_map(|l| {
+            let names = l.routes.iter().map(|r| r.name().to_owned());
+            let all = names.chain([crate::datapath::routes::DEFAULT_ROUTE.to_owned()]);
+            all.map(|r| (l.name.clone(), r))
+        })
+        .collect()
 }
 
 /// Removes the metric series of backends in `pools` that `keep` does not share.
@@ -293,9 +352,19 @@ impl Daemon {
 
     /// The data path's part of `proxy stats` (no kernel or auto-block figures).
     pub async fn stats(&self) -> Stats {
+        let mut listeners = self.shared.metrics.listener_stats();
+        {
+            let running = self.running.lock().await;
+            for l in &mut listeners {
+                let state = running.listeners.get(&l.name).map(|r| r.state.load());
+                if let Some(routes) = state.as_ref().and_then(|s| s.routes.as_ref()) {
+                    l.routes = routes.all().map(|r| r.stats()).collect();
+                }
+            }
+        }
         Stats {
             connections_open: self.open_connections(),
-            listeners: self.shared.metrics.listener_stats(),
+            listeners,
             pools: self.pools().await,
             ..Stats::default()
         }
@@ -397,6 +466,10 @@ impl Daemon {
             r.stop().await;
         }
         forget_backends(metrics, &running.pools, &pools);
+        let kept = route_names(&config);
+        for (listener, route) in route_names(&self.config.load()).difference(&kept) {
+            metrics.remove_route(listener, route);
+        }
         running.health = pools.values().map(health::start).collect();
         running.pools = pools;
         running.sessions = sessions;

@@ -1,24 +1,30 @@
-//! One client connection: TLS handshake (TLS listeners) → pick a backend → connect
-//! (falling through the candidates) → PROXY header → forward both ways.
+//! One client connection: (ClientHello → route) → TLS handshake (terminated
+//! routes) → pick a backend → connect (falling through the candidates) → PROXY
+//! header → forward both ways. Passthrough routes replay the ClientHello to the
+//! backend and forward TLS untouched, as plain TCP.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, timeout};
+use tokio::time::{Instant, timeout, timeout_at};
 
 use super::balance::{Backend, KeyInput, Pool, Source};
 use super::client_cert;
+use super::client_hello::{self, Hello, HelloError};
 use super::events::{SourceEvent, SourceEventKind};
 use super::forward::{self, End};
 use super::proxy_protocol;
+use super::replay::Replay;
+use super::routes::Route;
 use super::state::{ListenerRuntime, ListenerState, Shared, TlsListener};
 use super::tls;
 use crate::api::HandshakeFailure;
-use crate::config::{Forwarding, ProxyProtocol};
+use crate::config::{Forwarding, ProxyProtocol, RouteTls};
+use crate::metrics::{ByteCounters, RouteMetrics};
 
 /// TCP keepalive on client connections: first probe after 60 s idle, then every 10 s.
 const KEEPALIVE_TIME: Duration = Duration::from_secs(60);
@@ -33,22 +39,32 @@ pub async fn handle(
 ) {
     // TCP_NODELAY and keepalive come from the listening socket (inherited).
     // The local address is only needed for a PROXY header.
-    let local = match state.pool.settings.proxy_protocol {
-        ProxyProtocol::None => None,
-        _ => match stream.local_addr() {
+    let wants_local = match &state.routes {
+        None => state.pool.settings.proxy_protocol != ProxyProtocol::None,
+        Some(routes) => routes
+            .all()
+            .any(|r| r.pool.settings.proxy_protocol != ProxyProtocol::None),
+    };
+    let local = match wants_local {
+        false => None,
+        true => match stream.local_addr() {
             Ok(a) => Some(a),
             Err(_) => return, // already gone
         },
     };
-    let end = match &state.tls {
-        None => plain(stream, peer, local, &state, &runtime).await,
+    let c = Conn {
+        peer,
+        local,
+        state: &state,
+        runtime: &runtime,
+        shared: &shared,
+    };
+    let deadline = Instant::now() + state.handshake_timeout;
+    let end = match (&state.tls, &state.routes) {
+        (_, Some(routes)) if routes.reads_hello => Box::pin(c.routed(stream, deadline)).await,
         // Boxed: the handshake's state is large, and only TLS connections need it.
-        Some(tls) => {
-            Box::pin(terminate_tls(
-                stream, peer, local, tls, &state, &runtime, &shared,
-            ))
-            .await
-        }
+        (Some(tls), _) => Box::pin(c.terminate(stream, tls, deadline, None)).await,
+        (None, _) => c.plain(stream).await,
     };
     let listener = state.settings.name.as_str();
     match end {
@@ -60,34 +76,174 @@ pub async fn handle(
     }
 }
 
-/// Plain TCP: connect, PROXY header, forward. `None` if it never got to forwarding.
-async fn plain(
-    mut stream: TcpStream,
+/// What every step of one connection needs.
+#[derive(Clone, Copy)]
+struct Conn<'a> {
     peer: SocketAddr,
     local: Option<SocketAddr>,
-    state: &ListenerState,
-    runtime: &ListenerRuntime,
-) -> Option<End> {
-    // Whatever comes first: the backend's answer, or the client's first bytes (kept
-    // and sent after the PROXY header), or its close. A client that leaves before the
-    // backend answers (a connect-and-close probe or flood) ends the attempt there:
-    // the backend sees a dropped SYN, not a whole connection.
-    let connect = connect_backend(&state.pool, peer, None, runtime);
-    tokio::pin!(connect);
-    let ((mut backend, _guard), early) = tokio::select! {
-        connected = &mut connect => (connected?, Vec::new()),
-        first = first_bytes(&mut stream) => {
-            let early = first?;
-            (connect.await?, early)
+    state: &'a ListenerState,
+    runtime: &'a ListenerRuntime,
+    shared: &'a Shared,
+}
+
+impl Conn<'_> {
+    /// Plain TCP: connect, PROXY header, forward. `None` if it never got to forwarding.
+    async fn plain(self, mut stream: TcpStream) -> Option<End> {
+        // Whatever comes first: the backend's answer, or the client's first bytes (kept
+        // and sent after the PROXY header), or its close. A client that leaves before the
+        // backend answers (a connect-and-close probe or flood) ends the attempt there:
+        // the backend sees a dropped SYN, not a whole connection.
+        let connect = connect_backend(&self.state.pool, self.peer, None, self.runtime, None);
+        tokio::pin!(connect);
+        let ((mut backend, _guard), early) = tokio::select! {
+            connected = &mut connect => (connected?, Vec::new()),
+            first = first_bytes(&mut stream) => {
+                let early = first?;
+                (connect.await?, early)
+            }
+        };
+        let header = proxy_header(&self.state.pool, self.peer, self.local, None, None, None);
+        let bytes = &self.runtime.metrics.bytes;
+        self.forward_tcp(stream, &mut backend, header, early, bytes)
+            .await
+    }
+
+    /// A listener with passthrough routes: the ClientHello decides the route before
+    /// any TLS.
+    async fn routed(self, mut stream: TcpStream, deadline: Instant) -> Option<End> {
+        let routes = self.state.routes.as_ref()?;
+        let (hello, head) = match timeout_at(deadline, client_hello::read(&mut stream)).await {
+            Ok(Ok(read)) => read,
+            Ok(Err(e)) => {
+                self.handshake_failed(e.reason(), &e.to_string());
+                return None;
+            }
+            Err(_) => {
+                let e = HelloError::Io(io::ErrorKind::TimedOut.into());
+                self.handshake_failed(HandshakeFailure::Timeout, &e.to_string());
+                return None;
+            }
+        };
+        let route = routes.for_hello(hello.server_name.as_deref(), &hello.alpn);
+        match (route.mode, &self.state.tls) {
+            (RouteTls::Passthrough, _) => self.passthrough(stream, route, hello, head).await,
+            (RouteTls::Terminate, Some(tls)) => {
+                let stream = Replay::new(head, stream);
+                self.terminate(stream, tls, deadline, Some(&hello)).await
+            }
+            // Validation refuses terminated routes without certificates.
+            (RouteTls::Terminate, None) => None,
         }
-    };
-    let mut header = proxy_header(&state.pool, peer, local, None, None, None);
-    header.extend_from_slice(&early);
-    backend.write_all(&header).await.ok()?;
-    let (bytes, idle) = (&runtime.metrics.bytes, state.idle_timeout);
-    bytes.up.inc_by(early.len() as u64);
-    let splice = state.settings.forwarding == Forwarding::Splice;
-    Some(forward::forward_tcp(&mut stream, &mut backend, bytes, idle, splice).await)
+    }
+
+    /// TLS passed through: connect, PROXY header, the client's bytes so far, then
+    /// both ways as plain TCP.
+    async fn passthrough(
+        self,
+        stream: TcpStream,
+        route: &Route,
+        hello: Hello,
+        head: Vec<u8>,
+    ) -> Option<End> {
+        route.metrics.connections.inc();
+        let sni = hello.server_name.as_deref();
+        let (mut backend, _guard) = connect_backend(
+            &route.pool,
+            self.peer,
+            sni,
+            self.runtime,
+            Some(&route.metrics),
+        )
+        .await?;
+        let header = proxy_header(&route.pool, self.peer, self.local, sni, None, None);
+        let bytes = self.runtime.metrics.bytes.with_route(&route.metrics);
+        self.forward_tcp(stream, &mut backend, header, head, &bytes)
+            .await
+    }
+
+    /// Sends the PROXY `header` and the client's `early` bytes, then forwards.
+    async fn forward_tcp(
+        self,
+        mut stream: TcpStream,
+        backend: &mut TcpStream,
+        mut header: Vec<u8>,
+        early: Vec<u8>,
+        bytes: &ByteCounters,
+    ) -> Option<End> {
+        header.extend_from_slice(&early);
+        backend.write_all(&header).await.ok()?;
+        bytes.up.inc_by(early.len() as u64);
+        let splice = self.state.settings.forwarding == Forwarding::Splice;
+        let idle = self.state.idle_timeout;
+        Some(forward::forward_tcp(&mut stream, backend, bytes, idle, splice).await)
+    }
+
+    /// TLS ends here: handshake (by `deadline`), route by what it settled on,
+    /// connect, PROXY header, forward. `hello`: already read for routing.
+    async fn terminate<S>(
+        self,
+        stream: S,
+        tls: &TlsListener,
+        deadline: Instant,
+        hello: Option<&Hello>,
+    ) -> Option<End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let client = match timeout_at(deadline, handshake(stream, tls)).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => {
+                self.handshake_failed(tls::failure_reason(&e), &e.to_string());
+                return None;
+            }
+            Err(_) => {
+                self.handshake_failed(HandshakeFailure::Timeout, "handshake timeout");
+                return None;
+            }
+        };
+        let m = &self.runtime.metrics;
+        m.handshakes.inc();
+        let conn = client.get_ref().1;
+        let sni = conn.server_name();
+        let route = self.state.routes.as_ref().map(|routes| {
+            // A ClientHello read for routing already told the name; rustls agrees.
+            let name = sni.or(hello.and_then(|h| h.server_name.as_deref()));
+            routes.for_terminated(name, conn.alpn_protocol())
+        });
+        let pool = route.map_or(&self.state.pool, |r| &r.pool);
+        let route_metrics = route.map(|r| &r.metrics);
+        if let Some(r) = route_metrics {
+            r.connections.inc();
+        }
+        let (backend, _guard) =
+            connect_backend(pool, self.peer, sni, self.runtime, route_metrics).await?;
+        let mut backend = backend;
+        // Only PROXY v2 carries the TLS facts (and only then is the certificate parsed).
+        let v2 = pool.settings.proxy_protocol == ProxyProtocol::V2;
+        let ssl = v2.then(|| client_cert::ssl_info(conn));
+        let alpn = conn.alpn_protocol();
+        let header = proxy_header(pool, self.peer, self.local, sni, alpn, ssl.as_ref());
+        backend.write_all(&header).await.ok()?;
+        let idle = self.state.idle_timeout;
+        Some(match route_metrics {
+            None => forward::copy_bidirectional(client, backend, &m.bytes, idle).await,
+            Some(r) => {
+                let bytes = m.bytes.with_route(r);
+                forward::copy_bidirectional(client, backend, &bytes, idle).await
+            }
+        })
+    }
+
+    fn handshake_failed(&self, reason: HandshakeFailure, detail: &str) {
+        handshake_failed(
+            self.state,
+            self.runtime,
+            self.shared,
+            self.peer,
+            reason,
+            detail,
+        );
+    }
 }
 
 /// The client's first bytes (up to 4 KiB; the rest is read by the forwarding), or
@@ -105,10 +261,13 @@ async fn first_bytes(stream: &mut TcpStream) -> Option<Vec<u8>> {
 
 /// The TLS handshake with the listener's configuration, or, when certificates have
 /// their own client authentication, the one for the ClientHello's server name.
-async fn handshake(
-    stream: TcpStream,
+async fn handshake<S>(
+    stream: S,
     tls: &TlsListener,
-) -> io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+) -> io::Result<tokio_rustls::server::TlsStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let Some(by_name) = &tls.by_name else {
         return tls.acceptor.accept(stream).await;
     };
@@ -116,57 +275,6 @@ async fn handshake(
         tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
     let config = by_name.for_name(start.client_hello().server_name());
     start.into_stream(config).await
-}
-
-/// TLS: handshake (within the timeout), connect, PROXY header, forward.
-async fn terminate_tls(
-    stream: TcpStream,
-    peer: SocketAddr,
-    local: Option<SocketAddr>,
-    tls: &TlsListener,
-    state: &ListenerState,
-    runtime: &ListenerRuntime,
-    shared: &Shared,
-) -> Option<End> {
-    let client = match timeout(tls.handshake_timeout, handshake(stream, tls)).await {
-        Ok(Ok(client)) => client,
-        Ok(Err(e)) => {
-            let reason = tls::failure_reason(&e);
-            handshake_failed(state, runtime, shared, peer, reason, &e.to_string());
-            return None;
-        }
-        Err(_) => {
-            let detail = "handshake timeout";
-            handshake_failed(
-                state,
-                runtime,
-                shared,
-                peer,
-                HandshakeFailure::Timeout,
-                detail,
-            );
-            return None;
-        }
-    };
-    let m = &runtime.metrics;
-    m.handshakes.inc();
-    let conn = client.get_ref().1;
-    let sni = conn.server_name();
-    let (mut backend, _guard) = connect_backend(&state.pool, peer, sni, runtime).await?;
-    // Only PROXY v2 carries the TLS facts (and only then is the certificate parsed).
-    let v2 = state.pool.settings.proxy_protocol == ProxyProtocol::V2;
-    let ssl = v2.then(|| client_cert::ssl_info(conn));
-    let header = proxy_header(
-        &state.pool,
-        peer,
-        local,
-        sni,
-        conn.alpn_protocol(),
-        ssl.as_ref(),
-    );
-    backend.write_all(&header).await.ok()?;
-    let (bytes, idle) = (&m.bytes, state.idle_timeout);
-    Some(forward::copy_bidirectional(client, backend, bytes, idle).await)
 }
 
 fn handshake_failed(
@@ -219,12 +327,14 @@ impl Drop for BackendGuard {
 }
 
 /// Tries the candidates in order, at most `max_attempts`, each within
-/// `connect_timeout`. Failures count towards marking the backend down.
+/// `connect_timeout`. Failures count towards marking the backend down; a connection
+/// no backend takes counts for the listener (and its route).
 async fn connect_backend(
     pool: &Pool,
     peer: SocketAddr,
     sni: Option<&str>,
     runtime: &ListenerRuntime,
+    route: Option<&RouteMetrics>,
 ) -> Option<(TcpStream, BackendGuard)> {
     let settings = &pool.settings;
     let key = pool.key_hash(&KeyInput { client: peer, sni });
@@ -257,6 +367,9 @@ async fn connect_backend(
         last_error = error;
     }
     runtime.metrics.no_backend.inc();
+    if let Some(route) = route {
+        route.no_backend.inc();
+    }
     let (log, suppressed) = runtime.no_backend_log.check(1);
     if log {
         tracing::warn!(

@@ -12,6 +12,7 @@
 
 pub mod balance;
 pub mod client_cert;
+pub mod client_hello;
 pub mod connection;
 pub mod events;
 pub mod forward;
@@ -20,6 +21,8 @@ pub mod limits;
 pub mod listener;
 pub mod ocsp;
 pub mod proxy_protocol;
+pub mod replay;
+pub mod routes;
 pub mod state;
 pub mod tls;
 pub mod tls_hkdf;

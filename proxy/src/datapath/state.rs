@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use super::balance::Pool;
 use super::events::SourceObserver;
 use super::limits::{OpenCount, PerSource};
+use super::routes::Routes;
 use crate::config;
 use crate::logging::LogLimiter;
 use crate::metrics::{ListenerMetrics, Metrics};
@@ -30,8 +31,13 @@ pub struct Shared {
 /// keeps the state current when it was accepted.
 pub struct ListenerState {
     pub settings: config::Listener,
+    /// The listener's pool (with routes: the default route's).
     pub pool: Arc<Pool>,
     pub tls: Option<TlsListener>,
+    /// `[[listener.route]]`s; `None` without any.
+    pub routes: Option<Routes>,
+    /// Time a client has to send its ClientHello (passthrough) or finish its handshake.
+    pub handshake_timeout: Duration,
     pub global_max_connections: u32,
     pub idle_timeout: Duration,
     pub handshake_errors_per_second: u32,
@@ -43,7 +49,6 @@ pub struct TlsListener {
     /// Present when some certificates have their own `client_auth`: the configuration
     /// is then chosen by the ClientHello's server name.
     pub by_name: Option<super::tls::ConfigsByName>,
-    pub handshake_timeout: Duration,
 }
 
 /// A listener's state that lives as long as its socket.

@@ -273,6 +273,7 @@ pub fn server_config(
     // `client_auth` adds one for the names it serves.
     let mut policies = vec![(tls.client_auth.as_ref(), at.key("client_auth"))];
     let mut policy_of_name = NameTable::default();
+    let (mut served, mut checked) = (Vec::new(), Vec::new());
     for (i, entry) in tls.certificates.iter().enumerate() {
         let here = at.key("certificates").index(i);
         let mut key = load_certified_key(&entry.cert, &entry.key, &provider)
@@ -310,6 +311,10 @@ pub fn server_config(
             resolver.add(name, key.clone());
             policy_of_name.add(name, policy);
         }
+        served.extend(names.iter().map(|n| n.to_ascii_lowercase()));
+        if entry.client_auth.is_some() {
+            checked.extend(names.iter().map(|n| n.to_ascii_lowercase()));
+        }
         if i == default_index {
             policy_of_name.default = policy;
         }
@@ -341,7 +346,12 @@ pub fn server_config(
         configs,
         names: policy_of_name,
     });
-    Ok(TlsConfigs { main, by_name })
+    Ok(TlsConfigs {
+        main,
+        by_name,
+        served,
+        checked,
+    })
 }
 
 /// A listener's TLS configurations: `main`, and, when some certificates have their own
@@ -349,6 +359,25 @@ pub fn server_config(
 pub struct TlsConfigs {
     pub main: Arc<ServerConfig>,
     pub by_name: Option<ConfigsByName>,
+    /// Every name the certificates serve (lower case; `*.` wildcards as written).
+    pub served: Vec<String>,
+    /// Of those, the names whose certificate has its own `client_auth`.
+    pub checked: Vec<String>,
+}
+
+/// A certificate name (exact or `*.` wildcard) serves `pattern`: the same pattern,
+/// or an exact name one label under the wildcard.
+pub fn name_covers(name: &str, pattern: &str) -> bool {
+    let (name, pattern) = (name.to_ascii_lowercase(), pattern.to_ascii_lowercase());
+    if name == pattern {
+        return true;
+    }
+    match (name.strip_prefix('*'), pattern.starts_with('*')) {
+        (Some(suffix), false) => pattern
+            .strip_suffix(suffix)
+            .is_some_and(|label| !label.is_empty() && !label.contains('.')),
+        _ => false,
+    }
 }
 
 /// Server configurations by the ClientHello's server name (exact, then wildcard,
