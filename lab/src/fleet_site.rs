@@ -108,8 +108,8 @@ impl FleetSite {
                     NginxOptions {
                         name: &name,
                         port: 8080,
-                        proxy_protocol: false,
                         big_bytes: 1024,
+                        ..NginxOptions::default()
                     },
                 )
             })

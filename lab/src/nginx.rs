@@ -19,6 +19,20 @@ pub struct NginxOptions<'a> {
     pub proxy_protocol: bool,
     /// Size of `/big` (random bytes).
     pub big_bytes: usize,
+    /// Serve TLS on `port` with this certificate chain and key (PEM files).
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+impl Default for NginxOptions<'_> {
+    fn default() -> Self {
+        NginxOptions {
+            name: "nginx",
+            port: 8080,
+            proxy_protocol: false,
+            big_bytes: 2 << 20,
+            tls: None,
+        }
+    }
 }
 
 impl Nginx {
@@ -36,6 +50,17 @@ impl Nginx {
         } else {
             ""
         };
+        let (ssl, certs) = match &opts.tls {
+            None => ("", String::new()),
+            Some((cert, key)) => (
+                " ssl",
+                format!(
+                    "ssl_certificate {}; ssl_certificate_key {}; ",
+                    cert.display(),
+                    key.display()
+                ),
+            ),
+        };
         let d = dir.display();
         let conf = dir.join("nginx.conf");
         std::fs::write(
@@ -46,7 +71,7 @@ impl Nginx {
                  http {{\n  log_format pp '$remote_addr pp=$proxy_protocol_addr \"$request\" $status $body_bytes_sent';\n\
                    access_log {d}/access.log pp;\n  client_body_temp_path {d}/tmp;\n  proxy_temp_path {d}/tmp;\n\
                    fastcgi_temp_path {d}/tmp;\n  uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n\
-                   server {{ listen {port}{pp}; listen [::]:{port}{pp}; root {d}/www; }}\n}}\n",
+                   server {{ listen {port}{ssl}{pp}; listen [::]:{port}{ssl}{pp}; {certs}root {d}/www; }}\n}}\n",
                 port = opts.port
             ),
         )

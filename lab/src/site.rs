@@ -68,6 +68,7 @@ impl Lab {
                         port: BACKEND_PORT,
                         proxy_protocol: opts.proxy_protocol,
                         big_bytes: opts.big_bytes,
+                        ..NginxOptions::default()
                     },
                 )
             })
