@@ -88,7 +88,7 @@ pub fn answer_syn(
     listener: &Socket,
     config: &XdpConfig,
 ) -> Result<(), ()> {
-    let doff = parse::read::<[u8; 1]>(ctx, packet.l4 + 12).map_err(|_| ())?[0];
+    let doff = parse::read::<1>(ctx, packet.l4 + 12).map_err(|_| ())?[0];
     // Options length checked through black_box, so the compiler cannot move the check
     // onto another register: the verifier must see the helper's length is 20..=60.
     let options_len = core::hint::black_box(((doff >> 4) as u32 * 4).wrapping_sub(20));
@@ -218,7 +218,7 @@ pub fn ack_has_valid_cookie(ctx: &XdpContext, packet: &IpPacket, listener: &Sock
     let Ok(Scratch { th, ip, .. }) = scratch() else {
         return false;
     };
-    let Ok(header) = parse::read::<[u8; 20]>(ctx, packet.l4) else {
+    let Ok(header) = parse::read::<20>(ctx, packet.l4) else {
         return false;
     };
     th[..20].copy_from_slice(&header);
@@ -429,7 +429,7 @@ fn resize(ctx: &XdpContext, len: usize) -> Result<(), ()> {
 /// Swaps the Ethernet destination and source addresses.
 #[inline(always)]
 fn swap_macs(ctx: &XdpContext) -> Result<(), ()> {
-    let macs = parse::read::<[u8; 12]>(ctx, 0).map_err(|_| ())?;
+    let macs = parse::read::<12>(ctx, 0).map_err(|_| ())?;
     let mut swapped = [0u8; 12];
     swapped[..6].copy_from_slice(&macs[6..]);
     swapped[6..].copy_from_slice(&macs[..6]);
