@@ -19,6 +19,7 @@ use proxy_common::XdpConfig;
 use crate::maps::COOKIE_SCRATCH;
 use crate::parse::{self, Addr, IpPacket, TCP_ACK, TCP_SYN};
 use crate::socket::Socket;
+use crate::verifier::{self, bounded_index, load_cell, store_cell};
 
 /// Room for our SYN-ACK's TCP header: 20 bytes + at most 20 of options (MSS,
 /// SACK-permitted or two NOPs, timestamps, NOP + window scale).
@@ -80,7 +81,7 @@ const NO_WSCALE: u32 = 0xff;
 
 /// Answers a SYN with a cookie SYN-ACK, rewriting the frame in place for XDP_TX.
 /// `Err` leaves the frame as it was (the caller passes it to the kernel).
-/// Not inlined: its own stack frame (the BPF stack is 512 bytes per call chain).
+/// Out of line: see "Out of line" in `verifier.rs`.
 #[inline(never)]
 pub fn answer_syn(
     ctx: &XdpContext,
@@ -89,9 +90,9 @@ pub fn answer_syn(
     config: &XdpConfig,
 ) -> Result<(), ()> {
     let doff = parse::read::<1>(ctx, packet.l4 + 12).map_err(|_| ())?[0];
-    // Options length checked through black_box, so the compiler cannot move the check
-    // onto another register: the verifier must see the helper's length is 20..=60.
-    let options_len = core::hint::black_box(((doff >> 4) as u32 * 4).wrapping_sub(20));
+    // The verifier must see the helper's length is 20..=60 on the register passed:
+    // `verifier::opaque` keeps the check below on that register.
+    let options_len = verifier::opaque(((doff >> 4) as u32 * 4).wrapping_sub(20));
     if options_len > 40 {
         return Err(());
     }
@@ -213,6 +214,7 @@ fn emit<const TCP: usize>(ctx: &XdpContext, packet: &IpPacket, a: Answer) -> Res
 }
 
 /// Is this ACK (to a listener, with no connection) the answer to a valid cookie?
+/// Out of line: see "Out of line" in `verifier.rs`.
 #[inline(never)]
 pub fn ack_has_valid_cookie(ctx: &XdpContext, packet: &IpPacket, listener: &Socket) -> bool {
     let Ok(Scratch { th, ip, .. }) = scratch() else {
@@ -278,22 +280,16 @@ fn load<const N: usize>(
 const MAX_OPTION_ITEMS: usize = 16;
 
 /// Window scale, SACK-permitted and timestamp of a SYN's options; a malformed option
-/// ends the parse. Cursor and findings live in the per-CPU scratch (volatile accesses
-/// keep them there): the verifier then sees one state per loop iteration instead of
-/// one per combination of options found.
+/// ends the parse. Cursor and findings live in the per-CPU scratch, read and written
+/// as `verifier::load_cell`/`store_cell` (one verifier state per loop iteration).
 #[inline(always)]
 fn syn_options(th: &[u8; 64], tcp_len: u32, found: &mut SynOptions) {
-    let cell = |v: &mut u32, x: u32| {
-        // SAFETY: a valid, exclusive reference (volatile only to keep it in memory).
-        unsafe { core::ptr::write_volatile(v, x) }
-    };
-    cell(&mut found.cursor, 20);
-    cell(&mut found.wscale, NO_WSCALE);
-    cell(&mut found.sack, 0);
-    cell(&mut found.has_tsval, 0);
+    store_cell(&mut found.cursor, 20);
+    store_cell(&mut found.wscale, NO_WSCALE);
+    store_cell(&mut found.sack, 0);
+    store_cell(&mut found.has_tsval, 0);
     for _ in 0..MAX_OPTION_ITEMS {
-        // SAFETY: as above.
-        let i = unsafe { core::ptr::read_volatile(&found.cursor) } as usize & 63;
+        let i = bounded_index(load_cell(&found.cursor) as usize, 63);
         if i >= tcp_len as usize || i >= 60 {
             break;
         }
@@ -304,30 +300,26 @@ fn syn_options(th: &[u8; 64], tcp_len: u32, found: &mut SynOptions) {
         let len = if kind == OPT_NOP {
             1
         } else {
-            th[(i + 1) & 63] as usize
+            th[bounded_index(i + 1, 63)] as usize
         };
         if len == 0 || (kind != OPT_NOP && len < 2) || i + len > tcp_len as usize {
             break;
         }
         match (kind, len) {
             (OPT_WSCALE, 3) => {
-                let shift = th[(i + 2) & 63];
-                cell(&mut found.wscale, u32::from(shift.min(MAX_WSCALE)));
+                let shift = th[bounded_index(i + 2, 63)];
+                store_cell(&mut found.wscale, u32::from(shift.min(MAX_WSCALE)));
             }
-            (OPT_SACK_PERM, 2) => cell(&mut found.sack, 1),
+            (OPT_SACK_PERM, 2) => store_cell(&mut found.sack, 1),
             (OPT_TIMESTAMP, 10) => {
-                let tsval = u32::from_be_bytes([
-                    th[(i + 2) & 63],
-                    th[(i + 3) & 63],
-                    th[(i + 4) & 63],
-                    th[(i + 5) & 63],
-                ]);
-                cell(&mut found.tsval, tsval);
-                cell(&mut found.has_tsval, 1);
+                let at = |k: usize| th[bounded_index(i + k, 63)];
+                let tsval = u32::from_be_bytes([at(2), at(3), at(4), at(5)]);
+                store_cell(&mut found.tsval, tsval);
+                store_cell(&mut found.has_tsval, 1);
             }
             _ => {}
         }
-        cell(&mut found.cursor, (i + len) as u32);
+        store_cell(&mut found.cursor, (i + len) as u32);
     }
 }
 
@@ -348,16 +340,11 @@ fn write_options(
     }
     let mss = mss.to_be_bytes();
     tcp[20..24].copy_from_slice(&[OPT_MSS, 4, mss[0], mss[1]]);
-    // Volatile reads: the parser's results are in the scratch map (see `syn_options`).
-    // SAFETY: plain reads of valid fields.
-    let (has_tsval, client_tsval, wscale, sack) = unsafe {
-        (
-            core::ptr::read_volatile(&client.has_tsval),
-            core::ptr::read_volatile(&client.tsval),
-            core::ptr::read_volatile(&client.wscale),
-            core::ptr::read_volatile(&client.sack) != 0,
-        )
-    };
+    // The parser's results, read from the scratch map (see `syn_options`).
+    let has_tsval = load_cell(&client.has_tsval);
+    let client_tsval = load_cell(&client.tsval);
+    let wscale = load_cell(&client.wscale);
+    let sack = load_cell(&client.sack) != 0;
     if has_tsval == 0 {
         return 4;
     }

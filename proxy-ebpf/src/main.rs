@@ -17,6 +17,7 @@ mod maps;
 mod parse;
 mod services;
 mod socket;
+mod verifier;
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -103,9 +104,8 @@ fn finish(ctx: &XdpContext, config: Option<&XdpConfig>, reason: Reason, src: &Ad
 }
 
 /// The verdict of the lists and limits, the source (family 0: none), and whether the
-/// packet goes on to the services program. (The source is a plain `AddrKey`, never an
-/// `Option`: the compiler may copy an `Option`'s uninitialised payload through a
-/// register, which the verifier rejects.)
+/// packet goes on to the services program. (Not an `Option<AddrKey>`: see "Plain
+/// fields" in `verifier.rs`.)
 #[inline(always)]
 fn decide(ctx: &XdpContext, config: Option<&XdpConfig>) -> (Reason, AddrKey, bool) {
     let packet = match parse::parse(ctx) {

@@ -5,6 +5,8 @@
 use aya_ebpf::programs::XdpContext;
 use proxy_common::{AddrKey, FAMILY_V4, FAMILY_V6};
 
+use crate::verifier;
+
 const ETH_HLEN: usize = 14;
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
@@ -200,8 +202,7 @@ fn parse_ipv6(ctx: &XdpContext, off: usize) -> Result<IpPacket, Malformed> {
 
 impl IpPacket {
     /// Destination port for TCP/UDP; `None` for other protocols and non-first fragments.
-    /// (Kept as two plain fields: an `Option` field left the compiler free to copy an
-    /// uninitialised payload, which the verifier rejects.)
+    /// (Two plain fields, not an `Option`: see "Plain fields" in `verifier.rs`.)
     #[inline(always)]
     pub fn dst_port(&self) -> Option<u16> {
         if self.has_ports {
@@ -212,12 +213,11 @@ impl IpPacket {
     }
 
     /// The header offsets made opaque to the verifier (bounded, but no longer one
-    /// exact value per parse path), so code called after parsing is verified once for
-    /// all header layouts instead of once per layout.
+    /// exact value per parse path): see `verifier::opaque_offset`.
     #[inline(always)]
     pub fn offsets_opaque(&mut self) {
-        self.l3 = core::hint::black_box(self.l3) & 0xff;
-        self.l4 = core::hint::black_box(self.l4) & 0x1ff;
+        self.l3 = verifier::opaque_offset(self.l3, 0xff);
+        self.l4 = verifier::opaque_offset(self.l4, 0x1ff);
     }
 
     #[inline(always)]
