@@ -2,9 +2,10 @@
 //! comments are the model). Each says what happened without it, measured on Linux
 //! 6.18 with the `debian` build route (rustc-web 1.96 = LLVM 22.1.8, bpf-linker 0.13,
 //! `--cpu generic`); counts are the verifier's "processed insns" as
-//! `tests/verifier_budget.rs` prints them (with the workarounds: `proxy_xdp` 156205,
-//! `proxy_xdp_services` 10265, `proxy_xdp_cookies` 53400). Another compiler or
-//! kernel may need more or fewer of them: try removing one and run that test.
+//! `tests/verifier_budget.rs` prints them, each against the build that had every
+//! workaround (`proxy_xdp` 156205, `proxy_xdp_services` 10265, `proxy_xdp_cookies`
+//! 53400). Another compiler or kernel may need more or fewer of them: try removing
+//! one and run that test.
 //!
 //! Workarounds that are not helpers, documented where they are:
 //! - Three programs chained by tail calls (`main.rs`): one program with everything
@@ -46,11 +47,15 @@ pub fn opaque<T>(x: T) -> T {
     core::hint::black_box(x)
 }
 
-/// `x & mask` (`mask` = 2^k - 1): an index or offset the verifier sees bounded on the
-/// register that is used, without a branch per possible value. Used in
-/// `cookies::syn_options` on indexes into the 64-byte TCP header copy: without the
-/// masks Rust's bounds checks stay in and `proxy_xdp_cookies` took 55935 insns
-/// instead of 53400.
+/// `x & mask` (`mask` = 2^k - 1): an index or length the verifier sees bounded on
+/// the register that is used, without a branch per possible value. Used for:
+/// - indexes into the 64-byte TCP header copy in `cookies::syn_options`: without the
+///   masks Rust's bounds checks stay in and `proxy_xdp_cookies` took 55935 insns
+///   instead of 53400;
+/// - the template length `xdp-bench`'s `replay` passes to `bpf_xdp_store_bytes`:
+///   without the mask rejected, "R4 unbounded memory access, use 'var &= const' or
+///   'if (var < const)'" (the `black_box` it also had was not needed: 69 insns
+///   without, 73 with).
 #[inline(always)]
 pub fn bounded_index(x: usize, mask: usize) -> usize {
     x & mask
