@@ -14,16 +14,13 @@ use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, generated},
     programs::XdpContext,
 };
-use proxy_common::XdpConfig;
+use proxy_common::{CookieScratch, SYNACK_TCP_LEN, SynOptions, XdpConfig};
 
 use crate::maps::COOKIE_SCRATCH;
 use crate::parse::{self, Addr, IpPacket, TCP_ACK, TCP_SYN};
 use crate::socket::Socket;
 use crate::verifier::{self, bounded_index, load_cell, store_cell};
 
-/// Room for our SYN-ACK's TCP header: 20 bytes + at most 20 of options (MSS,
-/// SACK-permitted or two NOPs, timestamps, NOP + window scale).
-const SYNACK_TCP_LEN: usize = 40;
 const TTL: u8 = 64;
 
 /// Bits of the timestamp value the kernel reads back as options (`TSBITS`).
@@ -40,43 +37,15 @@ const OPT_WSCALE: u8 = 3;
 const OPT_SACK_PERM: u8 = 4;
 const OPT_TIMESTAMP: u8 = 8;
 
-/// Header copies handed to the kernel's helpers and the SYN-ACK being built.
-#[repr(C)]
-pub struct Scratch {
-    /// The client's TCP header with options (`th[..tcp_len]`).
-    th: [u8; 64],
-    /// The client's IP header (fixed part), then our reply's.
-    ip: [u8; 40],
-    /// Our SYN-ACK's TCP header.
-    tcp: [u8; SYNACK_TCP_LEN],
-    /// What the option parser found in `th`.
-    options: SynOptions,
-    /// The TCP pseudo-header of our SYN-ACK (IPv4 uses the first 12 bytes).
-    pseudo: [u8; 40],
-}
-
 #[inline(always)]
-fn scratch() -> Result<&'static mut Scratch, ()> {
+fn scratch() -> Result<&'static mut CookieScratch, ()> {
     let ptr = COOKIE_SCRATCH.get_ptr_mut(0).ok_or(())?;
     // SAFETY: a per-CPU map slot: valid for the program's run and only this CPU
     // touches it (the program runs to completion without preemption).
     Ok(unsafe { &mut *ptr })
 }
 
-/// The options of a client's SYN the cookie can carry (u32 flags: they live in the
-/// scratch map, see `syn_options`).
-#[repr(C)]
-struct SynOptions {
-    /// Where the parser is in the TCP header.
-    cursor: u32,
-    /// The client's window shift, or NO_WSCALE.
-    wscale: u32,
-    sack: u32,
-    has_tsval: u32,
-    /// The client's timestamp value (echoed in ours).
-    tsval: u32,
-}
-
+/// `SynOptions::wscale` when the client sent no window scale.
 const NO_WSCALE: u32 = 0xff;
 
 /// Answers a SYN with a cookie SYN-ACK, rewriting the frame in place for XDP_TX.
@@ -97,7 +66,7 @@ pub fn answer_syn(
         return Err(());
     }
     let tcp_len = 20 + options_len;
-    let Scratch {
+    let CookieScratch {
         th,
         ip,
         tcp,
@@ -217,7 +186,7 @@ fn emit<const TCP: usize>(ctx: &XdpContext, packet: &IpPacket, a: Answer) -> Res
 /// Out of line: see "Out of line" in `verifier.rs`.
 #[inline(never)]
 pub fn ack_has_valid_cookie(ctx: &XdpContext, packet: &IpPacket, listener: &Socket) -> bool {
-    let Ok(Scratch { th, ip, .. }) = scratch() else {
+    let Ok(CookieScratch { th, ip, .. }) = scratch() else {
         return false;
     };
     let Ok(header) = parse::read::<20>(ctx, packet.l4) else {
