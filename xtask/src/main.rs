@@ -11,6 +11,7 @@ mod bench_upgrade;
 mod bench_xdp;
 mod fuzz;
 mod idle_client;
+mod modcycles;
 mod package;
 mod release;
 mod setup;
@@ -222,6 +223,7 @@ fn lint() -> anyhow::Result<()> {
             dir.display()
         );
     }
+    modcycles::check(&root).map_err(anyhow::Error::msg)?;
     Ok(())
 }
 
