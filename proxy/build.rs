@@ -20,6 +20,12 @@ fn build() -> Result<(), String> {
     println!("cargo::rerun-if-env-changed=PROXY_EBPF_ROUTE");
 
     let route = ebpf_build::choose_route()?;
+    // How the object was built, for the verifier budget (proxy::ebpf::OBJECT_ROUTE).
+    println!("cargo::rustc-env=PROXY_EBPF_BUILT_ROUTE={}", route.key());
+    println!(
+        "cargo::rustc-env=PROXY_EBPF_BUILT_COMPILER={}",
+        ebpf_build::compiler_version(route)
+    );
     let output = ebpf_build::build_command(&workspace, route)
         .output()
         .map_err(|e| {

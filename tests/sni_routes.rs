@@ -255,7 +255,12 @@ fn routes_reach_their_pools_terminated_or_passed_through() {
     assert_eq!(route("pass.test").pool, "pass");
     assert_eq!(route("api.test").tls, "terminate");
     // s_client, curl and the two split ClientHellos.
-    assert_eq!(route("pass.test").connections, 4, "{:?}", route("pass.test"));
+    assert_eq!(
+        route("pass.test").connections,
+        4,
+        "{:?}",
+        route("pass.test")
+    );
     assert!(
         route("pass.test").bytes_downstream > 1000,
         "{:?}",

@@ -24,6 +24,14 @@ impl Route {
             Route::Nightly => "nightly (rustup nightly + rust-src, -Z build-std=core)",
         }
     }
+
+    /// The short name (`debian`, `nightly`), as `PROXY_EBPF_ROUTE` spells it.
+    pub fn key(self) -> &'static str {
+        match self {
+            Route::Debian => "debian",
+            Route::Nightly => "nightly",
+        }
+    }
 }
 
 pub const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
@@ -75,6 +83,40 @@ pub fn choose_route() -> Result<Route, String> {
              (installs Debian's rustc-web with a prebuilt bpfel core, or uses rustup nightly + rust-src)"
             .into())
     }
+}
+
+/// The compiler a route builds with, in one line: rustc's release and its LLVM, and
+/// the bpf-linker on PATH ("rustc 1.96.0, LLVM 22.1.8, bpf-linker 0.13.0"); "unknown"
+/// for what cannot be asked.
+pub fn compiler_version(route: Route) -> String {
+    let rustc = match route {
+        Route::Debian => Command::new(DEBIAN_RUSTC).arg("-vV").output(),
+        Route::Nightly => Command::new("rustup")
+            .args(["run", "nightly", "rustc", "-vV"])
+            .output(),
+    };
+    let rustc = rustc
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let field = |name: &str| {
+        rustc
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or("unknown")
+            .to_string()
+    };
+    let linker = Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "bpf-linker unknown".into());
+    format!(
+        "rustc {}, LLVM {}, {linker}",
+        field("release: "),
+        field("LLVM version: ")
+    )
 }
 
 /// Where the object lands for a given workspace root.

@@ -20,6 +20,7 @@
 //!   bounded spoofed floods from trafgen.
 //! - [`site`]: the usual data-path lab (load balancer, client, nginx backends).
 //! - [`stats`]: medians and ranges for benchmark reports.
+//! - [`verifier_log`]: the verifier's statistics for the programs a closure loads.
 
 pub mod attack;
 #[cfg(feature = "certs")]
@@ -39,6 +40,7 @@ pub mod site;
 pub mod stats;
 pub mod topology;
 pub mod trafgen;
+pub mod verifier_log;
 
 pub use netns::Netns;
 pub use process::Proc;

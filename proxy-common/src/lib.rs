@@ -412,6 +412,42 @@ pub struct ListenerCounters {
     pub cookie_acks_bad: u64,
 }
 
+/// Room for the SYN-ACK's TCP header the program builds: 20 bytes + at most 20 of
+/// options (MSS, SACK-permitted or two NOPs, timestamps, NOP + window scale).
+pub const SYNACK_TCP_LEN: usize = 40;
+
+/// The SYN cookie code's working memory, one per CPU (COOKIE_SCRATCH; the BPF stack
+/// is too small): header copies handed to the kernel's helpers and the SYN-ACK being
+/// built. Only the program touches it.
+#[repr(C)]
+pub struct CookieScratch {
+    /// The client's TCP header with options (`th[..tcp_len]`).
+    pub th: [u8; 64],
+    /// The client's IP header (fixed part), then our reply's.
+    pub ip: [u8; 40],
+    /// Our SYN-ACK's TCP header.
+    pub tcp: [u8; SYNACK_TCP_LEN],
+    /// What the option parser found in `th`.
+    pub options: SynOptions,
+    /// The TCP pseudo-header of our SYN-ACK (IPv4 uses the first 12 bytes).
+    pub pseudo: [u8; 40],
+}
+
+/// The options of a client's SYN the cookie can carry, as the program's option
+/// parser finds them (u32 cells it reads and writes as memory: see `load_cell` in
+/// proxy-ebpf/src/verifier.rs).
+#[repr(C)]
+pub struct SynOptions {
+    /// Where the parser is in the TCP header.
+    pub cursor: u32,
+    /// The client's window shift, or the parser's "none".
+    pub wscale: u32,
+    pub sack: u32,
+    pub has_tsval: u32,
+    /// The client's timestamp value (echoed in ours).
+    pub tsval: u32,
+}
+
 /// Index of the TCP and UDP port sets in SERVED_PORTS.
 pub const SERVED_TCP: u32 = 0;
 pub const SERVED_UDP: u32 = 1;

@@ -3,6 +3,10 @@
 //! count-min sketch. Fixed memory, no allocation, no eviction: a spoofed-source flood
 //! costs one cache line per packet and cannot push real clients' state out.
 
+use core::sync::atomic::AtomicU64;
+#[cfg(not(target_arch = "bpf"))]
+use core::sync::atomic::Ordering::Relaxed;
+
 use crate::{RateParams, SKETCH_LINE_BITS, SKETCH_LINES, SKETCH_ROWS};
 
 const _: () = assert!(
@@ -12,6 +16,23 @@ const _: () = assert!(
 
 /// One cache line of the sketch: `SKETCH_ROWS` rows of two cells each.
 pub type SketchLine = [u64; 2 * SKETCH_ROWS];
+
+/// A sketch line as all CPUs share it: every cell is read and written only by
+/// [`load`] and [`store`] (relaxed), never through `&mut`, so concurrent updates are
+/// races the algorithm tolerates, not undefined behaviour.
+pub type SharedLine = [AtomicU64; 2 * SKETCH_ROWS];
+
+/// The line at `line` as shared cells (`AtomicU64::from_ptr` for a whole line).
+///
+/// # Safety
+/// `line` is valid and 8-aligned for `'a`, and for that long every access to it
+/// (from any CPU) goes through [`load`] and [`store`].
+#[inline(always)]
+pub unsafe fn shared_line<'a>(line: *mut SketchLine) -> &'a SharedLine {
+    // SAFETY: `AtomicU64` has the size and bit validity of `u64`, so the arrays have
+    // one layout; the caller vouches for validity, alignment and how it is accessed.
+    unsafe { &*line.cast::<SharedLine>() }
+}
 
 /// Where one source's cells are: its line, and in row `r` cell `2r + pick[r]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,16 +65,44 @@ impl Cells {
     }
 }
 
+/// A relaxed load of a shared cell. For BPF, LLVM 22's backend cannot select atomic
+/// loads or stores below `-mcpu=v4` ("Cannot select: AtomicLoad<(load monotonic
+/// (s64)>" from bpf-linker 0.13, which builds for `generic`), so there the same access
+/// is a volatile load: the kernel's `READ_ONCE`, one aligned 8-byte load that is
+/// neither torn, merged nor elided, which is what the kernel's memory model makes of
+/// a relaxed atomic. Either way it compiles to one plain `ldxdw`/`mov`.
+#[inline(always)]
+pub fn load(cell: &AtomicU64) -> u64 {
+    #[cfg(target_arch = "bpf")]
+    // SAFETY: `cell` is valid and aligned; on BPF every access to it is volatile.
+    return unsafe { cell.as_ptr().read_volatile() };
+    #[cfg(not(target_arch = "bpf"))]
+    cell.load(Relaxed)
+}
+
+/// A relaxed store to a shared cell (on BPF the kernel's `WRITE_ONCE`; see [`load`]).
+#[inline(always)]
+pub fn store(cell: &AtomicU64, value: u64) {
+    #[cfg(target_arch = "bpf")]
+    // SAFETY: as in `load`.
+    return unsafe { cell.as_ptr().write_volatile(value) };
+    #[cfg(not(target_arch = "bpf"))]
+    cell.store(value, Relaxed)
+}
+
 /// GCRA admission: true if the packet is within `params`; then records it.
 /// Over-limit packets do not consume budget, so a flooding source is cut to exactly
-/// its rate. Concurrent CPUs may race on a cell; a lost update only lets a packet
-/// more through, never drops a conforming one.
+/// its rate. Concurrent CPUs may race on a cell (each cell is read once, then maybe
+/// stored: no read-modify-write); a lost update only lets a packet more through,
+/// never drops a conforming one.
 #[inline(always)]
-pub fn admit(line: &mut SketchLine, cells: &Cells, params: &RateParams, now: u64) -> bool {
+pub fn admit(line: &SharedLine, cells: &Cells, params: &RateParams, now: u64) -> bool {
+    let mut tats = [0u64; SKETCH_ROWS];
     let mut estimate = u64::MAX;
     let mut row = 0;
     while row < SKETCH_ROWS {
-        let tat = line[2 * row + cells.pick[row]];
+        let tat = load(&line[2 * row + cells.pick[row]]);
+        tats[row] = tat;
         if tat < estimate {
             estimate = tat;
         }
@@ -67,9 +116,8 @@ pub fn admit(line: &mut SketchLine, cells: &Cells, params: &RateParams, now: u64
     // Conservative update: only raise cells that are behind, so collisions inflate less.
     let mut row = 0;
     while row < SKETCH_ROWS {
-        let cell = &mut line[2 * row + cells.pick[row]];
-        if *cell < next {
-            *cell = next;
+        if tats[row] < next {
+            store(&line[2 * row + cells.pick[row]], next);
         }
         row += 1;
     }
@@ -128,8 +176,10 @@ mod tests {
         }
     }
 
-    fn sketch() -> Vec<SketchLine> {
-        std::vec![[0u64; 2 * SKETCH_ROWS]; SKETCH_LINES]
+    fn sketch() -> Vec<SharedLine> {
+        (0..SKETCH_LINES)
+            .map(|_| core::array::from_fn(|_| AtomicU64::new(0)))
+            .collect()
     }
 
     fn packet_times(count: u64, spacing_ns: u64) -> impl Iterator<Item = u64> {
@@ -141,14 +191,14 @@ mod tests {
         let p = RateParams::new(1000, 50);
         let key = sketch_key_v4([192, 0, 2, 7]);
         let cells = Cells::of(key.0, key.1, &SEEDS);
-        let mut lines = sketch();
+        let lines = sketch();
         let mut reference = Reference::default();
         // 20 kpps for 0.1 s, then a pause, then 500 pps: every verdict agrees.
         let flood = packet_times(2000, 50_000);
         let calm = packet_times(200, 2_000_000).map(|t| t + 400_000_000);
         let (mut admitted, mut total) = (0, 0);
         for now in flood.chain(calm) {
-            let got = admit(&mut lines[cells.line], &cells, &p, now);
+            let got = admit(&lines[cells.line], &cells, &p, now);
             assert_eq!(got, reference.admit(key, &p, now), "at {now} ns");
             admitted += got as u32;
             total += 1;
@@ -164,7 +214,7 @@ mod tests {
     #[test]
     fn collisions_never_make_the_sketch_more_lenient_than_exact() {
         let p = RateParams::new(100, 10);
-        let mut lines = sketch();
+        let lines = sketch();
         let mut reference = Reference::default();
         // 5,000 sources each sending a few packets close together: many share lines.
         let mut x: u32 = 0x2545_f491;
@@ -175,7 +225,7 @@ mod tests {
             let key = sketch_key_v4([10, 0, (x % 20) as u8, (x >> 8) as u8]);
             let cells = Cells::of(key.0, key.1, &SEEDS);
             let now = 1_000_000_000 + i * 1000;
-            let got = admit(&mut lines[cells.line], &cells, &p, now);
+            let got = admit(&lines[cells.line], &cells, &p, now);
             let exact = reference.admit(key, &p, now);
             assert!(
                 !got || exact,
@@ -195,19 +245,14 @@ mod tests {
         let p = RateParams::new(10, 1);
         let key = sketch_key_v4([198, 51, 100, 1]);
         let cells = Cells::of(key.0, key.1, &SEEDS);
-        let mut lines = sketch();
+        let lines = sketch();
         let t0 = 5_000_000_000;
-        assert!(admit(&mut lines[cells.line], &cells, &p, t0));
+        assert!(admit(&lines[cells.line], &cells, &p, t0));
         for i in 1..1000 {
-            assert!(!admit(&mut lines[cells.line], &cells, &p, t0 + i));
+            assert!(!admit(&lines[cells.line], &cells, &p, t0 + i));
         }
         // One interval after the first packet the source may send again.
-        assert!(admit(
-            &mut lines[cells.line],
-            &cells,
-            &p,
-            t0 + p.interval_ns
-        ));
+        assert!(admit(&lines[cells.line], &cells, &p, t0 + p.interval_ns));
     }
 
     #[test]

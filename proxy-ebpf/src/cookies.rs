@@ -14,15 +14,13 @@ use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, generated},
     programs::XdpContext,
 };
-use proxy_common::XdpConfig;
+use proxy_common::{CookieScratch, SYNACK_TCP_LEN, SynOptions, XdpConfig};
 
 use crate::maps::COOKIE_SCRATCH;
 use crate::parse::{self, Addr, IpPacket, TCP_ACK, TCP_SYN};
 use crate::socket::Socket;
+use crate::verifier::{self, bounded_index, load_cell, store_cell};
 
-/// Room for our SYN-ACK's TCP header: 20 bytes + at most 20 of options (MSS,
-/// SACK-permitted or two NOPs, timestamps, NOP + window scale).
-const SYNACK_TCP_LEN: usize = 40;
 const TTL: u8 = 64;
 
 /// Bits of the timestamp value the kernel reads back as options (`TSBITS`).
@@ -39,48 +37,20 @@ const OPT_WSCALE: u8 = 3;
 const OPT_SACK_PERM: u8 = 4;
 const OPT_TIMESTAMP: u8 = 8;
 
-/// Header copies handed to the kernel's helpers and the SYN-ACK being built.
-#[repr(C)]
-pub struct Scratch {
-    /// The client's TCP header with options (`th[..tcp_len]`).
-    th: [u8; 64],
-    /// The client's IP header (fixed part), then our reply's.
-    ip: [u8; 40],
-    /// Our SYN-ACK's TCP header.
-    tcp: [u8; SYNACK_TCP_LEN],
-    /// What the option parser found in `th`.
-    options: SynOptions,
-    /// The TCP pseudo-header of our SYN-ACK (IPv4 uses the first 12 bytes).
-    pseudo: [u8; 40],
-}
-
 #[inline(always)]
-fn scratch() -> Result<&'static mut Scratch, ()> {
+fn scratch() -> Result<&'static mut CookieScratch, ()> {
     let ptr = COOKIE_SCRATCH.get_ptr_mut(0).ok_or(())?;
     // SAFETY: a per-CPU map slot: valid for the program's run and only this CPU
     // touches it (the program runs to completion without preemption).
     Ok(unsafe { &mut *ptr })
 }
 
-/// The options of a client's SYN the cookie can carry (u32 flags: they live in the
-/// scratch map, see `syn_options`).
-#[repr(C)]
-struct SynOptions {
-    /// Where the parser is in the TCP header.
-    cursor: u32,
-    /// The client's window shift, or NO_WSCALE.
-    wscale: u32,
-    sack: u32,
-    has_tsval: u32,
-    /// The client's timestamp value (echoed in ours).
-    tsval: u32,
-}
-
+/// `SynOptions::wscale` when the client sent no window scale.
 const NO_WSCALE: u32 = 0xff;
 
 /// Answers a SYN with a cookie SYN-ACK, rewriting the frame in place for XDP_TX.
 /// `Err` leaves the frame as it was (the caller passes it to the kernel).
-/// Not inlined: its own stack frame (the BPF stack is 512 bytes per call chain).
+/// Out of line: see "Out of line" in `verifier.rs`.
 #[inline(never)]
 pub fn answer_syn(
     ctx: &XdpContext,
@@ -88,15 +58,15 @@ pub fn answer_syn(
     listener: &Socket,
     config: &XdpConfig,
 ) -> Result<(), ()> {
-    let doff = parse::read::<[u8; 1]>(ctx, packet.l4 + 12).map_err(|_| ())?[0];
-    // Options length checked through black_box, so the compiler cannot move the check
-    // onto another register: the verifier must see the helper's length is 20..=60.
-    let options_len = core::hint::black_box(((doff >> 4) as u32 * 4).wrapping_sub(20));
+    let doff = parse::read::<1>(ctx, packet.l4 + 12).map_err(|_| ())?[0];
+    // The verifier must see the helper's length is 20..=60 on the register passed:
+    // `verifier::opaque` keeps the check below on that register.
+    let options_len = verifier::opaque(((doff >> 4) as u32 * 4).wrapping_sub(20));
     if options_len > 40 {
         return Err(());
     }
     let tcp_len = 20 + options_len;
-    let Scratch {
+    let CookieScratch {
         th,
         ip,
         tcp,
@@ -213,12 +183,13 @@ fn emit<const TCP: usize>(ctx: &XdpContext, packet: &IpPacket, a: Answer) -> Res
 }
 
 /// Is this ACK (to a listener, with no connection) the answer to a valid cookie?
+/// Out of line: see "Out of line" in `verifier.rs`.
 #[inline(never)]
 pub fn ack_has_valid_cookie(ctx: &XdpContext, packet: &IpPacket, listener: &Socket) -> bool {
-    let Ok(Scratch { th, ip, .. }) = scratch() else {
+    let Ok(CookieScratch { th, ip, .. }) = scratch() else {
         return false;
     };
-    let Ok(header) = parse::read::<[u8; 20]>(ctx, packet.l4) else {
+    let Ok(header) = parse::read::<20>(ctx, packet.l4) else {
         return false;
     };
     th[..20].copy_from_slice(&header);
@@ -278,22 +249,17 @@ fn load<const N: usize>(
 const MAX_OPTION_ITEMS: usize = 16;
 
 /// Window scale, SACK-permitted and timestamp of a SYN's options; a malformed option
-/// ends the parse. Cursor and findings live in the per-CPU scratch (volatile accesses
-/// keep them there): the verifier then sees one state per loop iteration instead of
-/// one per combination of options found.
+/// ends the parse. Cursor and findings live in the per-CPU scratch, read and written
+/// as `verifier::load_cell`/`store_cell` (one verifier state per loop iteration).
 #[inline(always)]
 fn syn_options(th: &[u8; 64], tcp_len: u32, found: &mut SynOptions) {
-    let cell = |v: &mut u32, x: u32| {
-        // SAFETY: a valid, exclusive reference (volatile only to keep it in memory).
-        unsafe { core::ptr::write_volatile(v, x) }
-    };
-    cell(&mut found.cursor, 20);
-    cell(&mut found.wscale, NO_WSCALE);
-    cell(&mut found.sack, 0);
-    cell(&mut found.has_tsval, 0);
+    store_cell(&mut found.cursor, 20);
+    store_cell(&mut found.wscale, NO_WSCALE);
+    store_cell(&mut found.sack, 0);
+    store_cell(&mut found.has_tsval, 0);
     for _ in 0..MAX_OPTION_ITEMS {
-        // SAFETY: as above.
-        let i = unsafe { core::ptr::read_volatile(&found.cursor) } as usize & 63;
+        // Bounded by the test below (a `bounded_index` here only added instructions).
+        let i = load_cell(&found.cursor) as usize;
         if i >= tcp_len as usize || i >= 60 {
             break;
         }
@@ -304,30 +270,26 @@ fn syn_options(th: &[u8; 64], tcp_len: u32, found: &mut SynOptions) {
         let len = if kind == OPT_NOP {
             1
         } else {
-            th[(i + 1) & 63] as usize
+            th[bounded_index(i + 1, 63)] as usize
         };
         if len == 0 || (kind != OPT_NOP && len < 2) || i + len > tcp_len as usize {
             break;
         }
         match (kind, len) {
             (OPT_WSCALE, 3) => {
-                let shift = th[(i + 2) & 63];
-                cell(&mut found.wscale, u32::from(shift.min(MAX_WSCALE)));
+                let shift = th[bounded_index(i + 2, 63)];
+                store_cell(&mut found.wscale, u32::from(shift.min(MAX_WSCALE)));
             }
-            (OPT_SACK_PERM, 2) => cell(&mut found.sack, 1),
+            (OPT_SACK_PERM, 2) => store_cell(&mut found.sack, 1),
             (OPT_TIMESTAMP, 10) => {
-                let tsval = u32::from_be_bytes([
-                    th[(i + 2) & 63],
-                    th[(i + 3) & 63],
-                    th[(i + 4) & 63],
-                    th[(i + 5) & 63],
-                ]);
-                cell(&mut found.tsval, tsval);
-                cell(&mut found.has_tsval, 1);
+                let at = |k: usize| th[bounded_index(i + k, 63)];
+                let tsval = u32::from_be_bytes([at(2), at(3), at(4), at(5)]);
+                store_cell(&mut found.tsval, tsval);
+                store_cell(&mut found.has_tsval, 1);
             }
             _ => {}
         }
-        cell(&mut found.cursor, (i + len) as u32);
+        store_cell(&mut found.cursor, (i + len) as u32);
     }
 }
 
@@ -348,16 +310,11 @@ fn write_options(
     }
     let mss = mss.to_be_bytes();
     tcp[20..24].copy_from_slice(&[OPT_MSS, 4, mss[0], mss[1]]);
-    // Volatile reads: the parser's results are in the scratch map (see `syn_options`).
-    // SAFETY: plain reads of valid fields.
-    let (has_tsval, client_tsval, wscale, sack) = unsafe {
-        (
-            core::ptr::read_volatile(&client.has_tsval),
-            core::ptr::read_volatile(&client.tsval),
-            core::ptr::read_volatile(&client.wscale),
-            core::ptr::read_volatile(&client.sack) != 0,
-        )
-    };
+    // The parser's results, read from the scratch map (see `syn_options`).
+    let has_tsval = load_cell(&client.has_tsval);
+    let client_tsval = load_cell(&client.tsval);
+    let wscale = load_cell(&client.wscale);
+    let sack = load_cell(&client.sack) != 0;
     if has_tsval == 0 {
         return 4;
     }
@@ -367,11 +324,7 @@ fn write_options(
     } else {
         tcp[24..26].copy_from_slice(&[OPT_NOP, OPT_NOP]);
     }
-    let mut encoded = if has_wscale {
-        client.wscale
-    } else {
-        TS_NO_WSCALE
-    };
+    let mut encoded = if has_wscale { wscale } else { TS_NO_WSCALE };
     if sack {
         encoded |= TS_SACK;
     }
@@ -429,7 +382,7 @@ fn resize(ctx: &XdpContext, len: usize) -> Result<(), ()> {
 /// Swaps the Ethernet destination and source addresses.
 #[inline(always)]
 fn swap_macs(ctx: &XdpContext) -> Result<(), ()> {
-    let macs = parse::read::<[u8; 12]>(ctx, 0).map_err(|_| ())?;
+    let macs = parse::read::<12>(ctx, 0).map_err(|_| ())?;
     let mut swapped = [0u8; 12];
     swapped[..6].copy_from_slice(&macs[6..]);
     swapped[6..].copy_from_slice(&macs[..6]);

@@ -17,6 +17,7 @@ mod maps;
 mod parse;
 mod services;
 mod socket;
+mod verifier;
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -103,9 +104,8 @@ fn finish(ctx: &XdpContext, config: Option<&XdpConfig>, reason: Reason, src: &Ad
 }
 
 /// The verdict of the lists and limits, the source (family 0: none), and whether the
-/// packet goes on to the services program. (The source is a plain `AddrKey`, never an
-/// `Option`: the compiler may copy an `Option`'s uninitialised payload through a
-/// register, which the verifier rejects.)
+/// packet goes on to the services program. (Not an `Option<AddrKey>`: see "Plain
+/// fields" in `verifier.rs`.)
 #[inline(always)]
 fn decide(ctx: &XdpContext, config: Option<&XdpConfig>) -> (Reason, AddrKey, bool) {
     let packet = match parse::parse(ctx) {
@@ -160,10 +160,10 @@ fn admit(index: u32, cells: &Cells, params: &proxy_common::RateParams, now: u64)
     let Some(sketch) = RATE_SKETCH.get_ptr_mut(index) else {
         return true;
     };
-    // SAFETY: the pointer comes from the map and stays valid for the program's run;
-    // `cells.line` is masked below SKETCH_LINES. Other CPUs may write the same line
-    // at once: a lost update only lets one packet more through (see rate::admit).
-    let line = unsafe { &mut (*sketch).lines[cells.line] };
+    // SAFETY: the pointer comes from the map, is 8-aligned and stays valid for the
+    // program's run; `cells.line` is masked below SKETCH_LINES. Every CPU touches the
+    // cells only through `rate::admit`'s relaxed atomics (userspace never does).
+    let line = unsafe { rate::shared_line(&raw mut (*sketch).lines[cells.line]) };
     rate::admit(line, cells, params, now)
 }
 

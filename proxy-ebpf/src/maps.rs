@@ -7,7 +7,7 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use proxy_common::{
-    AddrKey, COUNTERS_LEN, Counter, DEFAULT_MAX_ALLOW_ENTRIES as ALLOW_ENTRIES,
+    AddrKey, COUNTERS_LEN, CookieScratch, Counter, DEFAULT_MAX_ALLOW_ENTRIES as ALLOW_ENTRIES,
     DEFAULT_MAX_BLOCK_ENTRIES as BLOCK_ENTRIES, DropEvent, ListenerCounters, ListenerKey,
     ListenerState, MAX_LISTENERS, MAX_SERVICE_ADDRS, PolicyEntry, PortSet, RateSketch,
     V4_SUMMARY_WORDS, VERDICT_CACHE_SLOTS, VerdictSlot, XdpConfig,
@@ -83,7 +83,7 @@ pub static SERVICE_ADDRS: HashMap<AddrKey, u32, { MAX_SERVICE_ADDRS as usize }> 
 /// Per-CPU room for the SYN cookie code's header copies (the BPF stack is too small).
 /// Only the program touches it.
 #[btf_map]
-pub static COOKIE_SCRATCH: PerCpuArray<crate::cookies::Scratch, 1> = PerCpuArray::new();
+pub static COOKIE_SCRATCH: PerCpuArray<CookieScratch, 1> = PerCpuArray::new();
 
 /// Index 0: `proxy_xdp_services` (tail-called by `proxy_xdp`); 1: `proxy_xdp_cookies`
 /// (tail-called by `proxy_xdp_services`). Userspace fills it at load.

@@ -5,6 +5,8 @@
 use aya_ebpf::programs::XdpContext;
 use proxy_common::{AddrKey, FAMILY_V4, FAMILY_V6};
 
+use crate::verifier;
+
 const ETH_HLEN: usize = 14;
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
@@ -89,24 +91,23 @@ struct L4 {
     flags: u8,
 }
 
-/// Copies the `T` at `offset` out of the packet, if the packet is long enough.
+/// Copies the `N` bytes at `offset` out of the packet, if the packet is long enough.
 #[inline(always)]
-pub fn read<T: Copy>(ctx: &XdpContext, offset: usize) -> Result<T, Malformed> {
+pub fn read<const N: usize>(ctx: &XdpContext, offset: usize) -> Result<[u8; N], Malformed> {
     let start = ctx.data();
     let end = ctx.data_end();
-    if start + offset + core::mem::size_of::<T>() > end {
+    if start + offset + N > end {
         return Err(Malformed);
     }
-    // SAFETY: the bytes [start + offset, start + offset + size_of::<T>()) lie inside
-    // the packet (checked just above, which is also what the verifier checks), and
-    // `T` is plain bytes (only byte arrays are read here), so any value is valid and
-    // an unaligned read is fine.
-    Ok(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
+    // SAFETY: the bytes [start + offset, start + offset + N) lie inside the packet
+    // (checked just above, which is also what the verifier checks); any bytes are a
+    // valid `[u8; N]`, and an unaligned read is fine.
+    Ok(unsafe { core::ptr::read_unaligned((start + offset) as *const [u8; N]) })
 }
 
 #[inline(always)]
 fn be16_at(ctx: &XdpContext, offset: usize) -> Result<u16, Malformed> {
-    Ok(u16::from_be_bytes(read::<[u8; 2]>(ctx, offset)?))
+    Ok(u16::from_be_bytes(read::<2>(ctx, offset)?))
 }
 
 #[inline(always)]
@@ -130,7 +131,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, Malformed> {
 
 #[inline(always)]
 fn parse_ipv4(ctx: &XdpContext, off: usize) -> Result<IpPacket, Malformed> {
-    let h = read::<[u8; 20]>(ctx, off)?;
+    let h = read::<20>(ctx, off)?;
     if h[0] >> 4 != 4 {
         return Err(Malformed);
     }
@@ -159,7 +160,7 @@ fn parse_ipv4(ctx: &XdpContext, off: usize) -> Result<IpPacket, Malformed> {
 
 #[inline(always)]
 fn parse_ipv6(ctx: &XdpContext, off: usize) -> Result<IpPacket, Malformed> {
-    let h = read::<[u8; 40]>(ctx, off)?;
+    let h = read::<40>(ctx, off)?;
     if h[0] >> 4 != 6 {
         return Err(Malformed);
     }
@@ -174,17 +175,17 @@ fn parse_ipv6(ctx: &XdpContext, off: usize) -> Result<IpPacket, Malformed> {
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         match next {
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
-                let ext = read::<[u8; 2]>(ctx, l4)?;
+                let ext = read::<2>(ctx, l4)?;
                 next = ext[0];
                 l4 += (ext[1] as usize + 1) * 8;
             }
             IPPROTO_AH => {
-                let ext = read::<[u8; 2]>(ctx, l4)?;
+                let ext = read::<2>(ctx, l4)?;
                 next = ext[0];
                 l4 += (ext[1] as usize + 2) * 4;
             }
             IPPROTO_FRAGMENT => {
-                let frag = read::<[u8; 8]>(ctx, l4)?;
+                let frag = read::<8>(ctx, l4)?;
                 next = frag[0];
                 l4 += 8;
                 let fragment_offset = u16::from_be_bytes([frag[2], frag[3]]) >> 3;
@@ -201,8 +202,7 @@ fn parse_ipv6(ctx: &XdpContext, off: usize) -> Result<IpPacket, Malformed> {
 
 impl IpPacket {
     /// Destination port for TCP/UDP; `None` for other protocols and non-first fragments.
-    /// (Kept as two plain fields: an `Option` field left the compiler free to copy an
-    /// uninitialised payload, which the verifier rejects.)
+    /// (Two plain fields, not an `Option`: see "Plain fields" in `verifier.rs`.)
     #[inline(always)]
     pub fn dst_port(&self) -> Option<u16> {
         if self.has_ports {
@@ -213,12 +213,11 @@ impl IpPacket {
     }
 
     /// The header offsets made opaque to the verifier (bounded, but no longer one
-    /// exact value per parse path), so code called after parsing is verified once for
-    /// all header layouts instead of once per layout.
+    /// exact value per parse path): see `verifier::opaque_offset`.
     #[inline(always)]
     pub fn offsets_opaque(&mut self) {
-        self.l3 = core::hint::black_box(self.l3) & 0xff;
-        self.l4 = core::hint::black_box(self.l4) & 0x1ff;
+        self.l3 = verifier::opaque_offset(self.l3, 0xff);
+        self.l4 = verifier::opaque_offset(self.l4, 0x1ff);
     }
 
     #[inline(always)]
@@ -257,7 +256,7 @@ impl IpPacket {
 fn parse_l4(ctx: &XdpContext, proto: u8, off: usize) -> Result<L4, Malformed> {
     match proto {
         IPPROTO_TCP => {
-            let tcp = read::<[u8; 20]>(ctx, off)?;
+            let tcp = read::<20>(ctx, off)?;
             if tcp[12] >> 4 < 5 {
                 return Err(Malformed);
             }
@@ -268,7 +267,7 @@ fn parse_l4(ctx: &XdpContext, proto: u8, off: usize) -> Result<L4, Malformed> {
             })
         }
         IPPROTO_UDP => {
-            let udp = read::<[u8; 8]>(ctx, off)?;
+            let udp = read::<8>(ctx, off)?;
             Ok(L4 {
                 dst_port: Some(u16::from_be_bytes([udp[2], udp[3]])),
                 src_port: u16::from_be_bytes([udp[0], udp[1]]),

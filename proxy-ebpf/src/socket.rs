@@ -85,7 +85,8 @@ pub fn lookup_tcp(ctx: &XdpContext, packet: &IpPacket) -> Option<Socket> {
             0,
         )
     };
-    // Not `then_some`: its argument is built (and a null `Socket` dropped) eagerly.
+    // Not `then_some`: it builds (and drops, releasing null) a `Socket` eagerly, which
+    // the verifier rejects (see `verifier.rs`).
     if sk.is_null() { None } else { Some(Socket(sk)) }
 }
 

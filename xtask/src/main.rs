@@ -5,6 +5,7 @@
 //! benchmarks and their load generator are the `bench` crate; `cargo xtask bench`
 //! builds it with `proxy` (release) and runs it.
 mod fuzz;
+mod modcycles;
 mod package;
 mod setup;
 
@@ -202,6 +203,7 @@ fn lint() -> anyhow::Result<()> {
             dir.display()
         );
     }
+    modcycles::check(&root).map_err(anyhow::Error::msg)?;
     Ok(())
 }
 

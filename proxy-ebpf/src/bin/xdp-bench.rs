@@ -24,6 +24,11 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 
+/// The product's verifier workarounds (only `bounded_index` is used here).
+#[allow(dead_code)]
+#[path = "../verifier.rs"]
+mod verifier;
+
 #[btf_map]
 static TARGET: ProgramArray<1> = ProgramArray::new();
 
@@ -96,7 +101,7 @@ pub fn replay(ctx: XdpContext) -> u32 {
     };
     // SAFETY: a map value, valid for the run; only this program writes it (one CPU).
     let t = unsafe { &mut *template };
-    let len = core::hint::black_box(t.len) as usize & 127;
+    let len = verifier::bounded_index(t.len as usize, 127);
     if len < 34 {
         return xdp_action::XDP_ABORTED;
     }

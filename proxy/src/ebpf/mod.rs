@@ -24,6 +24,10 @@ use std::path::PathBuf;
 
 /// The XDP program built by `proxy/build.rs`.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/proxy-ebpf.o"));
+/// The route [`OBJECT`] was built by (`debian` or `nightly`, see `ebpf-build`).
+pub const OBJECT_ROUTE: &str = env!("PROXY_EBPF_BUILT_ROUTE");
+/// The compiler that built [`OBJECT`]: rustc, its LLVM, bpf-linker.
+pub const OBJECT_COMPILER: &str = env!("PROXY_EBPF_BUILT_COMPILER");
 
 #[derive(Debug, thiserror::Error)]
 pub enum EbpfError {

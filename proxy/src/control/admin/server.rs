@@ -122,7 +122,8 @@ async fn answer(stream: UnixStream, admin: Arc<Admin>) -> anyhow::Result<()> {
     let stream = reader.into_inner().into_inner();
     let response = match serde_json::from_str::<Request>(&line) {
         Ok(Request::Handover { pid }) => {
-            crate::control::handover::offer::serve(stream, admin.clone(), pid).await;
+            crate::control::handover::offer::serve(stream, &admin.daemon, &admin.handover, pid)
+                .await;
             return Ok(());
         }
         Ok(request) => admin.answer(request).await,

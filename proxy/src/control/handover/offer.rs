@@ -3,7 +3,6 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -11,8 +10,8 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::{COMMIT, Offer, OfferedListener, STOPPING, fds};
-use crate::control::admin::Admin;
+use super::{COMMIT, Handover, Offer, OfferedListener, STOPPING, fds};
+use crate::control::daemon::Daemon;
 
 /// How long the new process may take from the offer to its commit.
 const COMMIT_WITHIN: Duration = Duration::from_secs(120);
@@ -25,8 +24,9 @@ pub enum Reply {
     Refused(String),
 }
 
-/// Serves one `handover` request from process `new_pid` on `stream`.
-pub async fn serve(stream: tokio::net::UnixStream, admin: Arc<Admin>, new_pid: u32) {
+/// Serves one `handover` request from process `new_pid` on `stream` (the admin
+/// socket passes it on): `daemon` hands its sockets over, `h` records where it stands.
+pub async fn serve(stream: tokio::net::UnixStream, daemon: &Daemon, h: &Handover, new_pid: u32) {
     let stream = match stream.into_std().and_then(|s| {
         s.set_nonblocking(false)?;
         Ok(s)
@@ -34,7 +34,6 @@ pub async fn serve(stream: tokio::net::UnixStream, admin: Arc<Admin>, new_pid: u
         Ok(s) => s,
         Err(e) => return warn!(error = %e, "upgrade request: cannot use the connection"),
     };
-    let h = &admin.handover;
     let previous = *h.predecessor.lock().expect("handover lock");
     if let Some(pid) = previous.filter(|p| process_alive(*p)) {
         return refuse(
@@ -55,22 +54,22 @@ pub async fn serve(stream: tokio::net::UnixStream, admin: Arc<Admin>, new_pid: u
         return refuse(stream, "another upgrade is in progress".into());
     }
     info!(new_pid, "upgrade: a new process asks to take over");
-    let listeners = match admin.daemon.prepare_handover().await {
+    let listeners = match daemon.prepare_handover().await {
         Ok(l) => l,
         Err(e) => {
-            admin.daemon.abort_handover();
+            daemon.abort_handover();
             h.offering.store(false, Ordering::SeqCst);
             return refuse(stream, format!("{e:#}"));
         }
     };
-    let result = offer_and_wait(stream, &admin, listeners).await;
+    let result = offer_and_wait(stream, daemon, h, listeners).await;
     match result {
         Ok(()) => {
             info!(
                 new_pid,
                 "upgrade: the new process serves; stopping accepting and draining"
             );
-            admin.daemon.hand_over();
+            daemon.hand_over();
             h.handed_over.cancel();
             notify_service_manager(new_pid);
         }
@@ -80,7 +79,7 @@ pub async fn serve(stream: tokio::net::UnixStream, admin: Arc<Admin>, new_pid: u
                 error = format!("{e:#}"),
                 "upgrade aborted before the new process committed; this process keeps serving"
             );
-            admin.daemon.abort_handover();
+            daemon.abort_handover();
         }
     }
     h.offering.store(false, Ordering::SeqCst);
@@ -89,10 +88,10 @@ pub async fn serve(stream: tokio::net::UnixStream, admin: Arc<Admin>, new_pid: u
 /// Sends the offer with every descriptor; waits for the commit line.
 async fn offer_and_wait(
     stream: std::os::unix::net::UnixStream,
-    admin: &Admin,
+    daemon: &Daemon,
+    h: &Handover,
     listeners: Vec<(String, std::net::SocketAddr, OwnedFd)>,
 ) -> anyhow::Result<()> {
-    let h = &admin.handover;
     let admin_fd = h
         .admin
         .lock()
@@ -115,7 +114,7 @@ async fn offer_and_wait(
             })
             .collect(),
         metrics: metrics.as_ref().map(|(a, _)| *a),
-        sysctls: admin.daemon.handover_sysctls(),
+        sysctls: daemon.handover_sysctls(),
     };
     let mut owned: Vec<OwnedFd> = listeners.into_iter().map(|(_, _, fd)| fd).collect();
     owned.push(admin_fd);

@@ -1,0 +1,95 @@
+//! Every verifier workaround of the XDP programs, named (katran's `balancer.bpf.c`
+//! comments are the model). Each says what happened without it, measured on Linux
+//! 6.18 with the `debian` build route (rustc-web 1.96 = LLVM 22.1.8, bpf-linker 0.13,
+//! `--cpu generic`); counts are the verifier's "processed insns" as
+//! `tests/verifier_budget.rs` prints them, each against the build that had every
+//! workaround (`proxy_xdp` 156205, `proxy_xdp_services` 10265, `proxy_xdp_cookies`
+//! 53400). Another compiler or kernel may need more or fewer of them: try removing
+//! one and run that test.
+//!
+//! Workarounds that are not helpers, documented where they are:
+//! - Three programs chained by tail calls (`main.rs`): one program with everything
+//!   exceeded the verifier's instruction budget and the 512-byte stack (when the SYN
+//!   cookies came; not measured again).
+//! - `COOKIE_SCRATCH` (`maps.rs`): the SYN cookie code's header copies live in a
+//!   per-CPU map, not on the 512-byte stack.
+//! - Out of line (`#[inline(never)]` on `cookies::answer_syn` and
+//!   `cookies::ack_has_valid_cookie`): each gets a stack frame of its own. Inlining
+//!   both fails at link time (LLVM: "Looks like the BPF stack limit is exceeded");
+//!   inlining only `answer_syn` verified (50707 insns, stack 320+0+24+0+24), so
+//!   one of the two must stay out of line; both are, so neither shares a frame with
+//!   the program's own.
+//! - Plain fields instead of an `Option` (`IpPacket`'s destination port is `port`
+//!   plus `has_ports`; `main::decide` returns an `AddrKey` whose family 0 means none):
+//!   an `Option` can leave its payload uninitialised for the compiler to copy through
+//!   a register, which the verifier rejects. That rejection no longer reproduces here,
+//!   but the plain fields stay cheaper: the port as an `Option<u16>` cost
+//!   `proxy_xdp_cookies` 57063 insns and `proxy_xdp_services` 10517 (stack 456 instead
+//!   of 440); `decide` returning `Option<AddrKey>` cost `proxy_xdp` 158701. (A wrapper
+//!   type for the pair moved `IpPacket`'s field layout and cost `proxy_xdp_cookies`
+//!   62924, so they stay two fields.)
+//! - Socket lookups (`socket.rs`) never build a `Socket` from a null pointer: with
+//!   `(!sk.is_null()).then_some(Socket(sk))` the null one is dropped, and releasing
+//!   it was rejected ("R1 type=scalar expected=sock_common, sock, ...").
+//! - Not the verifier but LLVM: `proxy_common::rate::load`/`store` are volatile on
+//!   BPF because LLVM 22 cannot select atomic loads and stores below `-mcpu=v4`.
+
+/// Hides `x` from the optimiser (`core::hint::black_box`): it must treat the value
+/// as unknown, so it can neither re-derive it from what it knew before nor test a
+/// bound on another register holding a copy. Used for:
+/// - `cookies::answer_syn`'s options length: without it LLVM tested `<= 40` on a
+///   copy and passed the other register to `bpf_tcp_gen_syncookie`, whose length
+///   the verifier then saw as 0..=60: rejected, "R4 invalid zero-sized read:
+///   u64=[0,60]".
+/// - [`opaque_offset`].
+#[inline(always)]
+pub fn opaque<T>(x: T) -> T {
+    core::hint::black_box(x)
+}
+
+/// `x & mask` (`mask` = 2^k - 1): an index or length the verifier sees bounded on
+/// the register that is used, without a branch per possible value. Used for:
+/// - indexes into the 64-byte TCP header copy in `cookies::syn_options`: without the
+///   masks Rust's bounds checks stay in and `proxy_xdp_cookies` took 55935 insns
+///   instead of 53400;
+/// - the template length `xdp-bench`'s `replay` passes to `bpf_xdp_store_bytes`:
+///   without the mask rejected, "R4 unbounded memory access, use 'var &= const' or
+///   'if (var < const)'" (the `black_box` it also had was not needed: 69 insns
+///   without, 73 with).
+#[inline(always)]
+pub fn bounded_index(x: usize, mask: usize) -> usize {
+    x & mask
+}
+
+/// A header offset made opaque, then bounded by `mask`: the verifier checks the code
+/// after parsing once for every header layout (VLAN tags, IPv4 options, IPv6
+/// extension headers) instead of once per layout, each with its exact offset
+/// (`IpPacket::offsets_opaque`). Without it `proxy_xdp_cookies` took 87698 insns
+/// instead of 53400 and `proxy_xdp_services` 10310 instead of 10265 (stack 456
+/// instead of 440); the mask alone gave 52528 and 10310 (456), [`opaque`] alone
+/// 86620 and 10265.
+#[inline(always)]
+pub fn opaque_offset(offset: usize, mask: usize) -> usize {
+    bounded_index(opaque(offset), mask)
+}
+
+/// Reads a value kept in memory (a per-CPU map slot) rather than in a register.
+/// Together with [`store_cell`]: loop state that lives in memory makes the verifier
+/// see one state per loop iteration instead of one per combination of values
+/// found (`cookies::syn_options` and `write_options`). With plain accesses in
+/// `syn_options` `proxy_xdp_cookies` took 201236 insns instead of 53400; with plain
+/// reads in `write_options` it was rejected: "BPF program is too large. Processed
+/// 1000001 insn".
+#[inline(always)]
+pub fn load_cell<T: Copy>(cell: &T) -> T {
+    // SAFETY: a reference is valid and aligned for reads (volatile only keeps the
+    // access in memory).
+    unsafe { core::ptr::read_volatile(cell) }
+}
+
+/// Writes a value kept in memory; see [`load_cell`].
+#[inline(always)]
+pub fn store_cell<T: Copy>(cell: &mut T, value: T) {
+    // SAFETY: an exclusive reference is valid and aligned for writes.
+    unsafe { core::ptr::write_volatile(cell, value) }
+}
