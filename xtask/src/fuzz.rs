@@ -8,8 +8,9 @@ use std::process::Command;
 use anyhow::{Context, ensure};
 
 /// The targets, in `fuzz/fuzz_targets/` (`xdp` loads the XDP program: root).
-const TARGETS: [&str; 6] = [
+const TARGETS: [&str; 7] = [
     "config",
+    "client_hello",
     "values",
     "admin_request",
     "proxy_protocol",
