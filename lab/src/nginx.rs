@@ -117,14 +117,20 @@ impl Nginx {
 }
 
 /// The configuration of the benchmarks' backend: one worker serving `dir/www` on every
-/// address in `listen` (`"10.77.0.2:80"`), built for load (no access log, sendfile,
-/// long keep-alive, 19,000 connections).
+/// address in `listen` (`"10.77.0.2:80"`, or `"10.77.0.2:8443 ssl"` with
+/// `dir/ec.pem` and `dir/ec.key`), built for load (no access log, sendfile, long
+/// keep-alive, 19,000 connections).
 pub fn bench_backend_conf(dir: &Path, listen: &[String]) -> String {
     let d = dir.display();
-    let listen: String = listen
+    let mut listen: String = listen
         .iter()
         .map(|a| format!("listen {a} backlog=8192; "))
         .collect();
+    if listen.contains(" ssl ") {
+        listen += &format!(
+            "ssl_certificate {d}/ec.pem; ssl_certificate_key {d}/ec.key; ssl_session_tickets off; "
+        );
+    }
     format!(
         "worker_processes 1;\ndaemon off;\npid {d}/backend.pid;\nerror_log {d}/backend.err warn;\n\
          worker_rlimit_nofile 20000;\nevents {{ worker_connections 19000; }}\n\

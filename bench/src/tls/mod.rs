@@ -43,9 +43,15 @@ const PORT_EC: u16 = 8443;
 const PORT_RSA: u16 = 8444;
 const PORT_PLAIN: u16 = 8080;
 const PORT_IPERF: u16 = 5201;
+/// SNI routes on the load balancer: passed through to BACKEND_TLS (every product),
+/// and ECDSA TLS terminated behind routes (the proxy; the others answer as PORT_EC).
+const PORT_PASS: u16 = 8445;
+const PORT_ROUTED: u16 = 8446;
 /// Backend ports in `gen`.
 const BACKEND_HTTP: u16 = 80;
 const BACKEND_IPERF: u16 = 5202;
+/// HTTPS on the backend (the ECDSA certificate), for passthrough.
+const BACKEND_TLS: u16 = 8443;
 const SERVER_NAME: &str = "bench.test";
 const LATENCY_RATE: u32 = 2000;
 /// Keep-alive connections of the TLS latency figure (the plain one uses 32).
@@ -71,6 +77,10 @@ pub enum Part {
     /// Syscalls (strace -c) and TCP segments sent per connection: plain, resumed
     /// TLS 1.2 and 1.3 (first round only).
     Syscalls,
+    /// SNI routes: full handshakes passed through to a TLS backend (HAProxy
+    /// `req.ssl_sni`, NGINX `ssl_preread`), and, for the proxy, terminated
+    /// handshakes behind three routes against none (the routing overhead).
+    Routes,
     /// Memory per idle TLS connection (after the rounds).
     Memory,
     /// Latency in interleaved slices, every product running at once (after the
@@ -104,7 +114,7 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "handshakes,connects,bulk,iperf,latency,resumption,syscalls,memory,tails,costs"
+        default_value = "handshakes,connects,bulk,iperf,latency,resumption,routes,syscalls,memory,tails,costs"
     )]
     pub figures: Vec<Part>,
     /// The binary of product `proxy-base` (an earlier build, for before/after).
@@ -338,6 +348,7 @@ impl Bench<'_> {
                 Part::Iperf => self.iperf(&lb, product, results)?,
                 Part::Latency => self.latencies(product, results)?,
                 Part::Resumption => self.resumption(&lb, product, results)?,
+                Part::Routes => self.routes(&lb, product, results)?,
                 Part::Syscalls if strace => self.syscalls(&lb, product, results)?,
                 Part::Syscalls | Part::Memory | Part::Tails | Part::Costs => {}
             }
@@ -369,6 +380,35 @@ impl Bench<'_> {
             results.add(rate_fig, product, j.rate());
             results.add(cpu_fig, product, cpu * 1e6 / ok.max(1.0));
         }
+        Ok(())
+    }
+
+    /// Passthrough handshakes (every product); the proxy also measures the same
+    /// terminated handshake with and without SNI routes, back to back: the routing
+    /// overhead, paired within the round.
+    fn routes(&self, lb: &Proc, product: Product, results: &mut Results) -> anyhow::Result<()> {
+        let s = self.seconds;
+        let pass = self.tls_args(PORT_PASS, "ec.pem");
+        let (j, cpu): (Connections, f64) =
+            self.client(lb, &format!("handshakes {pass} --seconds {s}"))?;
+        check_errors(&j, product, Figure::PassthroughHandshakes)?;
+        results.add(Figure::PassthroughHandshakes, product, j.rate());
+        results.add(Figure::PassthroughCpu, product, cpu * 1e6 / (j.ok as f64).max(1.0));
+        if !matches!(product, Product::Proxy | Product::ProxyBase) {
+            return Ok(());
+        }
+        let mut per_handshake = Vec::new();
+        for port in [PORT_EC, PORT_ROUTED] {
+            let tls = self.tls_args(port, "ec.pem");
+            let (j, cpu): (Connections, f64) =
+                self.client(lb, &format!("handshakes {tls} --seconds {s}"))?;
+            check_errors(&j, product, Figure::RoutedEcdsaCpu)?;
+            per_handshake.push(cpu * 1e6 / (j.ok as f64).max(1.0));
+        }
+        results.add(Figure::UnroutedEcdsaCpu, product, per_handshake[0]);
+        results.add(Figure::RoutedEcdsaCpu, product, per_handshake[1]);
+        let overhead = (per_handshake[1] / per_handshake[0] - 1.0) * 100.0;
+        results.add(Figure::RoutingOverhead, product, overhead);
         Ok(())
     }
 

@@ -8,8 +8,8 @@ use lab::certs::{self, KeyType};
 use lab::config::*;
 
 use super::{
-    BACKEND_HTTP, BACKEND_IPERF, GEN_IP, PORT_EC, PORT_IPERF, PORT_PLAIN, PORT_RSA, SERVER_NAME,
-    STREAM_MODULE,
+    BACKEND_HTTP, BACKEND_IPERF, BACKEND_TLS, GEN_IP, PORT_EC, PORT_IPERF, PORT_PASS, PORT_PLAIN,
+    PORT_ROUTED, PORT_RSA, SERVER_NAME, STREAM_MODULE,
 };
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -44,8 +44,24 @@ pub fn write_certs(d: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// HTTP, and HTTPS for the passthrough figure (the backend terminates TLS there).
 pub fn backend_nginx_conf(d: &Path) -> String {
-    lab::nginx::bench_backend_conf(d, &[format!("{GEN_IP}:{BACKEND_HTTP}")])
+    let listen = [
+        format!("{GEN_IP}:{BACKEND_HTTP}"),
+        format!("{GEN_IP}:{BACKEND_TLS} ssl"),
+    ];
+    lab::nginx::bench_backend_conf(d, &listen)
+}
+
+/// The SNI routes of the proxy's routed listeners: two that do not match
+/// SERVER_NAME before the one that does, as a site with a few services has.
+fn routes(listener: Listener, pool: &str, passthrough: bool) -> Listener {
+    let last = Route::new(&[SERVER_NAME], pool);
+    let last = if passthrough { last.passthrough() } else { last };
+    listener
+        .route(Route::new(&["api.example.com", "*.api.example.com"], pool))
+        .route(Route::new(&["*.other.test"], pool))
+        .route(last)
 }
 
 /// The proxy's listeners on `lb_ip`.
@@ -58,8 +74,11 @@ pub fn proxy_conf(d: &Path, lb_ip: &str) -> String {
         };
         Listener::new(name, addr(format!("{lb_ip}:{port}")), "web").tls(tls(&files))
     };
+    let passthrough = Listener::new("pass", addr(format!("{lb_ip}:{PORT_PASS}")), "tlsweb");
     Config::new()
         .with_listener(tls("ec", PORT_EC, "ec"))
+        .with_listener(routes(tls("routed", PORT_ROUTED, "ec"), "web", false))
+        .with_listener(routes(passthrough, "tlsweb", true))
         .with_listener(tls("rsa", PORT_RSA, "rsa"))
         .with_listener(Listener::new(
             "plain",
@@ -76,6 +95,9 @@ pub fn proxy_conf(d: &Path, lb_ip: &str) -> String {
         )
         .with_pool(
             Pool::new("iperf", addrs(&[format!("{GEN_IP}:{BACKEND_IPERF}")])).health(Health::off()),
+        )
+        .with_pool(
+            Pool::new("tlsweb", addrs(&[format!("{GEN_IP}:{BACKEND_TLS}")])).health(Health::off()),
         )
         .with_limits(Limits {
             max_connections: 9900,
@@ -102,6 +124,12 @@ pub fn haproxy_conf(d: &Path, lb_ip: &str) -> String {
          frontend rsa\n  bind {lb_ip}:{PORT_RSA} ssl crt {d}/rsa.haproxy.pem\n  default_backend web\n\
          frontend plain\n  bind {lb_ip}:{PORT_PLAIN}\n  default_backend web\n\
          frontend iperf\n  bind {lb_ip}:{PORT_IPERF}\n  default_backend iperf\n\
+         frontend pass\n  bind {lb_ip}:{PORT_PASS}\n  tcp-request inspect-delay 5s\n\
+           tcp-request content accept if {{ req_ssl_hello_type 1 }}\n\
+           use_backend tlsweb if {{ req.ssl_sni -i api.example.com }}\n\
+           use_backend tlsweb if {{ req.ssl_sni -m end .other.test }}\n\
+           use_backend tlsweb if {{ req.ssl_sni -i {SERVER_NAME} }}\n\
+         backend tlsweb\n  server b1 {GEN_IP}:{BACKEND_TLS}\n\
          backend web\n  server b1 {GEN_IP}:{BACKEND_HTTP}\n\
          backend iperf\n  server b1 {GEN_IP}:{BACKEND_IPERF}\n"
     )
@@ -120,7 +148,10 @@ pub fn lb_nginx_conf(d: &Path, lb_ip: &str) -> String {
          error_log {d}/lbnginx-{lb_ip}.err warn;\nworker_rlimit_nofile 20000;\n\
          events {{ worker_connections 19900; }}\n\
          stream {{\n  proxy_timeout 300s;\n  ssl_protocols TLSv1.2 TLSv1.3;\n  ssl_session_cache shared:SSL:10m;\n  upstream web {{ server {GEN_IP}:{BACKEND_HTTP}; }}\n\
-           upstream iperf {{ server {GEN_IP}:{BACKEND_IPERF}; }}\n{}{}\
+           upstream iperf {{ server {GEN_IP}:{BACKEND_IPERF}; }}\n\
+           upstream tlsweb {{ server {GEN_IP}:{BACKEND_TLS}; }}\n\
+           map $ssl_preread_server_name $by_name {{ api.example.com tlsweb; ~\\.other\\.test$ tlsweb; {SERVER_NAME} tlsweb; default tlsweb; }}\n\
+           server {{ listen {lb_ip}:{PORT_PASS}; ssl_preread on; proxy_pass $by_name; }}\n{}{}\
            server {{ listen {lb_ip}:{PORT_PLAIN}; proxy_pass web; }}\n\
            server {{ listen {lb_ip}:{PORT_IPERF}; proxy_pass iperf; }}\n}}\n",
         tls(PORT_EC, "ec"),

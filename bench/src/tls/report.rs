@@ -47,6 +47,11 @@ pub enum Figure {
     Segments,
     SegmentsTls12,
     SegmentsTls13,
+    PassthroughHandshakes,
+    PassthroughCpu,
+    UnroutedEcdsaCpu,
+    RoutedEcdsaCpu,
+    RoutingOverhead,
     IdleMemory,
 }
 
@@ -87,6 +92,13 @@ impl Figure {
             Figure::Segments => "TCP segments the LB sends per plain connection (GET)",
             Figure::SegmentsTls12 => "TCP segments the LB sends per resumed TLS 1.2 connection",
             Figure::SegmentsTls13 => "TCP segments the LB sends per resumed TLS 1.3 connection",
+            Figure::PassthroughHandshakes => {
+                "passthrough handshakes/s (SNI routed, the backend terminates)"
+            }
+            Figure::PassthroughCpu => "LB CPU per passthrough connection (µs)",
+            Figure::UnroutedEcdsaCpu => "LB CPU per ECDSA handshake, no routes (µs)",
+            Figure::RoutedEcdsaCpu => "LB CPU per ECDSA handshake behind 3 SNI routes (µs)",
+            Figure::RoutingOverhead => "SNI routing overhead, terminated handshakes (%)",
             Figure::IdleMemory => "memory per idle TLS connection (KiB)",
         }
     }
@@ -95,6 +107,7 @@ impl Figure {
         match self {
             Figure::TlsBulk | Figure::TcpUp | Figure::TcpDown => 2,
             Figure::TlsBulkCpu | Figure::TcpCpu => 3,
+            Figure::RoutingOverhead => 1,
             Figure::IdleMemory
             | Figure::Syscalls
             | Figure::SyscallsSetsockopt
