@@ -138,22 +138,46 @@ impl Ca {
     /// A server certificate for the IP address `ip` (also its CN), serverAuth, valid
     /// 2020-2100, written as `<stem>.pem`/`<stem>.key`.
     pub fn server(&mut self, stem: &str, ip: std::net::IpAddr) -> anyhow::Result<CertFiles> {
+        self.server_for(stem, &[], &[ip], (2020, 2100))
+    }
+
+    /// A server certificate for DNS `names` and IP addresses `ips` (the first of
+    /// them its CN), serverAuth, valid from `not_before` to `not_after` (years).
+    pub fn server_for(
+        &mut self,
+        stem: &str,
+        names: &[&str],
+        ips: &[std::net::IpAddr],
+        (not_before, not_after): (i32, i32),
+    ) -> anyhow::Result<CertFiles> {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        let common_name = names
+            .first()
+            .map(|n| n.to_string())
+            .or(ips.first().map(|ip| ip.to_string()))
+            .unwrap_or_default();
         params.distinguished_name = rcgen::DistinguishedName::new();
         params
             .distinguished_name
-            .push(rcgen::DnType::CommonName, ip.to_string());
-        params.subject_alt_names = vec![rcgen::SanType::IpAddress(ip)];
+            .push(rcgen::DnType::CommonName, common_name.as_str());
+        for name in names {
+            params
+                .subject_alt_names
+                .push(rcgen::SanType::DnsName((*name).try_into()?));
+        }
+        params
+            .subject_alt_names
+            .extend(ips.iter().map(|ip| rcgen::SanType::IpAddress(*ip)));
         params.extended_key_usages = vec![
             rcgen::ExtendedKeyUsagePurpose::ServerAuth,
             rcgen::ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2100, 1, 1);
+        params.not_before = rcgen::date_time_ymd(not_before, 1, 1);
+        params.not_after = rcgen::date_time_ymd(not_after, 1, 1);
         params.serial_number = Some(rcgen::SerialNumber::from(self.next_serial));
         self.next_serial += 1;
-        self.sign(stem, &ip.to_string(), &params, &key)
+        self.sign(stem, &common_name, &params, &key)
     }
 
     /// Signs `params` for `key` and writes `<stem>.pem`/`<stem>.key`.

@@ -21,6 +21,9 @@ pub struct NginxOptions<'a> {
     pub big_bytes: usize,
     /// Serve TLS on `port` with this certificate chain and key (PEM files).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// With `tls`: require client certificates chaining to this CA file
+    /// (`ssl_verify_client on`).
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Default for NginxOptions<'_> {
@@ -31,6 +34,7 @@ impl Default for NginxOptions<'_> {
             proxy_protocol: false,
             big_bytes: 2 << 20,
             tls: None,
+            client_ca: None,
         }
     }
 }
@@ -50,7 +54,7 @@ impl Nginx {
         } else {
             ""
         };
-        let (ssl, certs) = match &opts.tls {
+        let (ssl, mut certs) = match &opts.tls {
             None => ("", String::new()),
             Some((cert, key)) => (
                 " ssl",
@@ -61,6 +65,12 @@ impl Nginx {
                 ),
             ),
         };
+        if let Some(ca) = &opts.client_ca {
+            certs += &format!(
+                "ssl_verify_client on; ssl_client_certificate {}; ",
+                ca.display()
+            );
+        }
         let d = dir.display();
         let conf = dir.join("nginx.conf");
         std::fs::write(
@@ -68,7 +78,7 @@ impl Nginx {
             format!(
                 "user root;\nworker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\n\
                  error_log {d}/error.log info;\nevents {{ worker_connections 1024; }}\n\
-                 http {{\n  log_format pp '$remote_addr pp=$proxy_protocol_addr \"$request\" $status $body_bytes_sent';\n\
+                 http {{\n  log_format pp '$remote_addr pp=$proxy_protocol_addr \"$request\" $status $body_bytes_sent r=$ssl_session_reused';\n\
                    access_log {d}/access.log pp;\n  client_body_temp_path {d}/tmp;\n  proxy_temp_path {d}/tmp;\n\
                    fastcgi_temp_path {d}/tmp;\n  uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n\
                    server {{ listen {port}{ssl}{pp}; listen [::]:{port}{ssl}{pp}; {certs}root {d}/www; }}\n}}\n",

@@ -146,6 +146,23 @@ pub struct RouteStats {
     pub no_backend: u64,
 }
 
+/// Why a TLS handshake with a backend (`[pool.tls]`) failed: the `reason` label of
+/// `proxy_backend_tls_failures_total`.
+pub const BACKEND_TLS_FAILURES: [&str; 12] = [
+    "timeout",
+    "closed",
+    "io",
+    "expired",
+    "unknown_ca",
+    "name_mismatch",
+    "revoked",
+    "bad_certificate",
+    "client_cert_refused",
+    "alert",
+    "incompatible",
+    "protocol",
+];
+
 /// Why a TLS handshake failed (the `reason` label of
 /// `proxy_tls_handshake_failures_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -58,6 +58,13 @@ struct BackendLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendReasonLabels {
+    pool: LabelText,
+    backend: LabelText,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabels {
     pool: LabelText,
 }
@@ -127,6 +134,7 @@ pub struct Metrics {
     backend_connections: Family<BackendLabels, Counter>,
     backend_connect_failures: Family<BackendLabels, Counter>,
     backend_up: Family<BackendLabels, Gauge>,
+    backend_tls_failures: Family<BackendReasonLabels, Counter>,
     backend_connect_seconds: HistogramFamily<PoolLabels>,
     no_backend: Family<ListenerLabels, Counter>,
     route_connections: Family<RouteLabels, Counter>,
@@ -162,6 +170,7 @@ impl Metrics {
             backend_connections: Family::default(),
             backend_connect_failures: Family::default(),
             backend_up: Family::default(),
+            backend_tls_failures: Family::default(),
             backend_connect_seconds: Family::new_with_constructor(connect_buckets),
             no_backend: Family::default(),
             route_connections: Family::default(),
@@ -233,6 +242,11 @@ impl Metrics {
             "backend_up",
             "Backend health: 1 up, 0 down",
             m.backend_up.clone(),
+        );
+        r.register(
+            "backend_tls_failures",
+            "TLS handshakes with a backend ([pool.tls]) that failed, per reason",
+            m.backend_tls_failures.clone(),
         );
         r.register_with_unit(
             "backend_connect_duration",
@@ -412,6 +426,8 @@ impl Metrics {
             connect_seconds: self
                 .backend_connect_seconds
                 .get_or_create_owned(&PoolLabels { pool: pool.into() }),
+            tls_failures: self.backend_tls_failures.clone(),
+            labels: l,
         }
     }
 
@@ -425,6 +441,13 @@ impl Metrics {
         self.backend_connections.remove(&l);
         self.backend_connect_failures.remove(&l);
         self.backend_up.remove(&l);
+        for reason in crate::api::BACKEND_TLS_FAILURES {
+            self.backend_tls_failures.remove(&BackendReasonLabels {
+                pool: pool.into(),
+                backend: backend.into(),
+                reason,
+            });
+        }
     }
 
     pub fn reload(&self, ok: bool) {
@@ -557,6 +580,22 @@ pub struct BackendMetrics {
     pub connect_failures: Counter,
     pub up: Gauge,
     pub connect_seconds: Histogram,
+    /// `[pool.tls]` handshake failures by reason (series made on the first failure).
+    tls_failures: Family<BackendReasonLabels, Counter>,
+    labels: BackendLabels,
+}
+
+impl BackendMetrics {
+    /// A TLS handshake with the backend failed (`reason`: an `upstream_tls` label).
+    pub fn tls_failed(&self, reason: &'static str) {
+        self.tls_failures
+            .get_or_create(&BackendReasonLabels {
+                pool: self.labels.pool.clone(),
+                backend: self.labels.backend.clone(),
+                reason,
+            })
+            .inc();
+    }
 }
 
 /// What the auto-blocker counts.

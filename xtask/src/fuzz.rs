@@ -79,8 +79,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let status = Command::new(env!("CARGO"))
             .args(["fuzz", "run", "--sanitizer", "none", target])
             .args(&corpora)
+            .arg("--")
+            .args(max_len(target).map(|n| format!("-max_len={n}")))
             .args([
-                "--",
                 &format!("-max_total_time={}", args.seconds),
                 &format!(
                     "-runs={}",
@@ -98,6 +99,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The longest input libFuzzer makes, where its default (from the corpus, else
+/// 4096) is too short: past the ClientHello reader's 16 KiB bound.
+fn max_len(target: &str) -> Option<usize> {
+    (target == "client_hello").then_some(20 * 1024)
 }
 
 fn ensure_cargo_fuzz() -> anyhow::Result<()> {

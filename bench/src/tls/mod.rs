@@ -393,7 +393,11 @@ impl Bench<'_> {
             self.client(lb, &format!("handshakes {pass} --seconds {s}"))?;
         check_errors(&j, product, Figure::PassthroughHandshakes)?;
         results.add(Figure::PassthroughHandshakes, product, j.rate());
-        results.add(Figure::PassthroughCpu, product, cpu * 1e6 / (j.ok as f64).max(1.0));
+        results.add(
+            Figure::PassthroughCpu,
+            product,
+            cpu * 1e6 / (j.ok as f64).max(1.0),
+        );
         if !matches!(product, Product::Proxy | Product::ProxyBase) {
             return Ok(());
         }

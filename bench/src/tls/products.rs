@@ -57,7 +57,11 @@ pub fn backend_nginx_conf(d: &Path) -> String {
 /// SERVER_NAME before the one that does, as a site with a few services has.
 fn routes(listener: Listener, pool: &str, passthrough: bool) -> Listener {
     let last = Route::new(&[SERVER_NAME], pool);
-    let last = if passthrough { last.passthrough() } else { last };
+    let last = if passthrough {
+        last.passthrough()
+    } else {
+        last
+    };
     listener
         .route(Route::new(&["api.example.com", "*.api.example.com"], pool))
         .route(Route::new(&["*.other.test"], pool))

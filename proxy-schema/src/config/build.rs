@@ -336,6 +336,7 @@ impl Pool {
             max_attempts: default_max_attempts(),
             table_size: default_table_size(),
             health: Health::default(),
+            tls: None,
         }
     }
 
@@ -362,6 +363,11 @@ impl Pool {
 
     pub fn proxy_protocol(mut self, version: ProxyProtocol) -> Pool {
         self.proxy_protocol = version;
+        self
+    }
+
+    pub fn tls(mut self, tls: super::backend_tls::BackendTls) -> Pool {
+        self.tls = Some(tls);
         self
     }
 

@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod autoblock;
+pub mod backend_tls;
 pub mod bgp;
 mod build;
 pub mod cidr;

@@ -301,6 +301,9 @@ pub struct Pool {
     /// `[pool.health]`: active health checks.
     #[serde(default)]
     pub health: Health,
+    /// `[pool.tls]`: TLS to the backends (absent: plain TCP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<super::backend_tls::BackendTls>,
 }
 
 /// A backend in a pool.

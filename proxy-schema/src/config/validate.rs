@@ -256,6 +256,12 @@ impl Config {
                 RouteTls::Passthrough => self.check_passthrough(l, r, &here)?,
                 RouteTls::Terminate => {}
             }
+            if l.route_tls(Some(r)) == RouteTls::Passthrough {
+                no_tls_in_tls(self, &r.pool, here.key("pool"))?;
+            }
+        }
+        if !l.routes.is_empty() && l.route_tls(None) == RouteTls::Passthrough {
+            no_tls_in_tls(self, &l.pool, at.key("pool"))?;
         }
         Ok(())
     }
@@ -299,6 +305,22 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// A passthrough route forwards the client's own TLS: its pool cannot wrap it in
+/// TLS again.
+fn no_tls_in_tls(config: &Config, pool: &str, at: KeyPath) -> Result<(), ConfigIssue> {
+    match config.pool(pool).is_some_and(|p| p.tls.is_some()) {
+        false => Ok(()),
+        true => Err(ConfigIssue::new(
+            at,
+            format!(
+                "pool {pool:?} has [pool.tls], but this route passes the client's TLS through: \
+                 terminate the route here (tls = \"terminate\") to re-encrypt, or use a pool \
+                 without [pool.tls]"
+            ),
+        )),
     }
 }
 
@@ -445,6 +467,9 @@ impl Pool {
         }
         if h.rise == 0 || h.fall == 0 {
             return Err(ConfigIssue::new(hat, "rise and fall must be at least 1"));
+        }
+        if let Some(tls) = &self.tls {
+            tls.validate(&at.key("tls"))?;
         }
         Ok(())
     }

@@ -38,6 +38,7 @@ use crate::datapath::ocsp;
 use crate::datapath::routes::Routes;
 use crate::datapath::state::{ListenerState, Shared, TlsListener};
 use crate::datapath::tls::{self, SessionState};
+use crate::datapath::upstream_tls::UpstreamTls;
 use crate::metrics::Metrics;
 
 /// Everything a configuration needs, built but not yet running.
@@ -86,10 +87,30 @@ pub fn prepare(
             by_name: configs.by_name,
         }));
     }
-    let mut pools = HashMap::new();
+    // TLS to backends: files read before any metric series exists.
+    let mut upstream_tls = Vec::new();
     for (i, p) in config.pools.iter().enumerate() {
+        let Some(settings) = &p.tls else {
+            upstream_tls.push(None);
+            continue;
+        };
+        let at = KeyPath::root().key("pool").index(i).key("tls");
+        let previous = previous_pools.get(&p.name).and_then(|p| p.tls.as_ref());
+        upstream_tls.push(Some(
+            UpstreamTls::build(settings, &at, previous).map_err(locate)?,
+        ));
+        if settings.insecure_skip_verify {
+            tracing::warn!(
+                pool = p.name,
+                "pool.tls.insecure_skip_verify = true: the backends' certificates are not \
+                 verified; anyone on the path to them can read and change the traffic"
+            );
+        }
+    }
+    let mut pools = HashMap::new();
+    for ((i, p), tls) in config.pools.iter().enumerate().zip(upstream_tls) {
         match Pool::build(p, previous_pools.get(&p.name).map(|p| &**p), metrics) {
-            Ok(pool) => pools.insert(p.name.clone(), Arc::new(pool)),
+            Ok(pool) => pools.insert(p.name.clone(), Arc::new(pool.with_tls(tls))),
             Err(e) => {
                 forget_backends(metrics, &pools, previous_pools);
                 let at = KeyPath::root().key("pool").index(i);

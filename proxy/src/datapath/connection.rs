@@ -22,6 +22,7 @@ use super::replay::Replay;
 use super::routes::Route;
 use super::state::{ListenerRuntime, ListenerState, Shared, TlsListener};
 use super::tls;
+use super::upstream_tls;
 use crate::api::HandshakeFailure;
 use crate::config::{Forwarding, ProxyProtocol, RouteTls};
 use crate::metrics::{ByteCounters, RouteMetrics};
@@ -93,19 +94,33 @@ impl Conn<'_> {
         // and sent after the PROXY header), or its close. A client that leaves before the
         // backend answers (a connect-and-close probe or flood) ends the attempt there:
         // the backend sees a dropped SYN, not a whole connection.
-        let connect = connect_backend(&self.state.pool, self.peer, None, self.runtime, None);
-        tokio::pin!(connect);
-        let ((mut backend, _guard), early) = tokio::select! {
-            connected = &mut connect => (connected?, Vec::new()),
-            first = first_bytes(&mut stream) => {
-                let early = first?;
-                (connect.await?, early)
+        let pool = &self.state.pool;
+        let header = proxy_header(pool, self.peer, self.local, None, None, None);
+        let ((backend, _guard), early) = {
+            let connect = connect_backend(pool, self.peer, None, self.runtime, None, &header);
+            tokio::pin!(connect);
+            tokio::select! {
+                connected = &mut connect => (connected?, Vec::new()),
+                first = first_bytes(&mut stream) => {
+                    let early = first?;
+                    (connect.await?, early)
+                }
             }
         };
-        let header = proxy_header(&self.state.pool, self.peer, self.local, None, None, None);
         let bytes = &self.runtime.metrics.bytes;
-        self.forward_tcp(stream, &mut backend, header, early, bytes)
-            .await
+        match backend {
+            Upstream::Tcp(mut backend) => {
+                self.forward_tcp(stream, &mut backend, header, early, bytes)
+                    .await
+            }
+            Upstream::Tls(mut backend) => {
+                // TLS origination: the client's first bytes go through TLS too.
+                backend.write_all(&early).await.ok()?;
+                bytes.up.inc_by(early.len() as u64);
+                let idle = self.state.idle_timeout;
+                Some(forward::copy_bidirectional(stream, backend, bytes, idle).await)
+            }
+        }
     }
 
     /// A listener with passthrough routes: the ClientHello decides the route before
@@ -147,15 +162,13 @@ impl Conn<'_> {
     ) -> Option<End> {
         route.metrics.connections.inc();
         let sni = hello.server_name.as_deref();
-        let (mut backend, _guard) = connect_backend(
-            &route.pool,
-            self.peer,
-            sni,
-            self.runtime,
-            Some(&route.metrics),
-        )
-        .await?;
         let header = proxy_header(&route.pool, self.peer, self.local, sni, None, None);
+        let metrics = Some(&route.metrics);
+        let connect = connect_backend(&route.pool, self.peer, sni, self.runtime, metrics, &header);
+        // Validation keeps TLS pools off passthrough routes (TLS in TLS).
+        let (Upstream::Tcp(mut backend), _guard) = connect.await? else {
+            return None;
+        };
         let bytes = self.runtime.metrics.bytes.with_route(&route.metrics);
         self.forward_tcp(stream, &mut backend, header, head, &bytes)
             .await
@@ -215,21 +228,29 @@ impl Conn<'_> {
         if let Some(r) = route_metrics {
             r.connections.inc();
         }
-        let (backend, _guard) =
-            connect_backend(pool, self.peer, sni, self.runtime, route_metrics).await?;
-        let mut backend = backend;
         // Only PROXY v2 carries the TLS facts (and only then is the certificate parsed).
         let v2 = pool.settings.proxy_protocol == ProxyProtocol::V2;
         let ssl = v2.then(|| client_cert::ssl_info(conn));
         let alpn = conn.alpn_protocol();
         let header = proxy_header(pool, self.peer, self.local, sni, alpn, ssl.as_ref());
-        backend.write_all(&header).await.ok()?;
+        let (backend, _guard) =
+            connect_backend(pool, self.peer, sni, self.runtime, route_metrics, &header).await?;
         let idle = self.state.idle_timeout;
-        Some(match route_metrics {
-            None => forward::copy_bidirectional(client, backend, &m.bytes, idle).await,
+        let with_route;
+        let bytes = match route_metrics {
+            None => &m.bytes,
             Some(r) => {
-                let bytes = m.bytes.with_route(r);
-                forward::copy_bidirectional(client, backend, &bytes, idle).await
+                with_route = m.bytes.with_route(r);
+                &with_route
+            }
+        };
+        Some(match backend {
+            Upstream::Tcp(mut backend) => {
+                backend.write_all(&header).await.ok()?;
+                forward::copy_bidirectional(client, backend, bytes, idle).await
+            }
+            Upstream::Tls(backend) => {
+                forward::copy_bidirectional(client, backend, bytes, idle).await
             }
         })
     }
@@ -335,7 +356,8 @@ async fn connect_backend(
     sni: Option<&str>,
     runtime: &ListenerRuntime,
     route: Option<&RouteMetrics>,
-) -> Option<(TcpStream, BackendGuard)> {
+    header: &[u8],
+) -> Option<(Upstream, BackendGuard)> {
     let settings = &pool.settings;
     let key = pool.key_hash(&KeyInput { client: peer, sni });
     let mut last_error = String::new();
@@ -352,11 +374,16 @@ async fn connect_backend(
                     .metrics
                     .connect_seconds
                     .observe(started.elapsed().as_secs_f64());
-                backend.metrics.connections.inc();
-                backend.metrics.active.inc();
-                backend.record(true, Source::Traffic, &settings.health, "");
                 let _ = stream.set_nodelay(true);
-                return Some((stream, BackendGuard(backend.clone())));
+                match establish(pool, backend, stream, header).await {
+                    Ok(upstream) => {
+                        backend.metrics.connections.inc();
+                        backend.metrics.active.inc();
+                        backend.record(true, Source::Traffic, &settings.health, "");
+                        return Some((upstream, BackendGuard(backend.clone())));
+                    }
+                    Err(e) => e,
+                }
             }
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("connect timeout ({:?})", settings.connect_timeout),
@@ -378,6 +405,41 @@ async fn connect_backend(
         );
     }
     None
+}
+
+/// The backend's end of a connection: TCP, or TLS (`[pool.tls]`).
+enum Upstream {
+    Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// For a TLS pool: the PROXY header (it goes before TLS), then the handshake within
+/// the connect timeout; a failure names its reason. Plain pools get the stream as it
+/// is (the caller sends the header with the client's first bytes).
+async fn establish(
+    pool: &Pool,
+    backend: &Backend,
+    mut stream: TcpStream,
+    header: &[u8],
+) -> Result<Upstream, String> {
+    let Some(tls) = &pool.tls else {
+        return Ok(Upstream::Tcp(stream));
+    };
+    if !header.is_empty() {
+        stream.write_all(header).await.map_err(|e| e.to_string())?;
+    }
+    let handshake = timeout(
+        pool.settings.connect_timeout,
+        tls.connect(backend.address, stream),
+    );
+    let error = match handshake.await {
+        Ok(Ok(tls)) => return Ok(Upstream::Tls(Box::new(tls))),
+        Ok(Err(e)) => e,
+        Err(_) => std::io::ErrorKind::TimedOut.into(),
+    };
+    let reason = upstream_tls::failure_reason(&error);
+    backend.metrics.tls_failed(reason);
+    Err(format!("TLS handshake failed ({reason}): {error}"))
 }
 
 /// The PROXY header the pool wants (empty for none).

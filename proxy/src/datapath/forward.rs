@@ -146,6 +146,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WriteEnd for tokio_rustls::server::TlsSt
     }
 }
 
+/// TLS to a backend (`[pool.tls]`): the same as the client side.
+impl<S: AsyncRead + AsyncWrite + Unpin> WriteEnd for tokio_rustls::client::TlsStream<S> {
+    fn poll_end_last(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().1.send_close_notify();
+        Pin::new(self).poll_flush(cx)
+    }
+}
+
+/// A boxed end (a TLS stream kept off the connection task's stack).
+impl<T: WriteEnd + ?Sized> WriteEnd for Box<T> {
+    fn poll_end_last(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        (**self).poll_end_last(cx)
+    }
+}
+
 /// Scratch buffer per thread for [`copy_bidirectional`] (four TLS records).
 const SCRATCH: usize = 64 * 1024;
 

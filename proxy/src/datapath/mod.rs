@@ -26,3 +26,4 @@ pub mod routes;
 pub mod state;
 pub mod tls;
 pub mod tls_hkdf;
+pub mod upstream_tls;

@@ -484,6 +484,34 @@ fn build_config(
 }
 
 /// The WebPKI client verifier for `[listener.tls.client_auth]`: CA roots, CRLs, mode.
+/// The CA certificates of a PEM file (at least one); errors point at `at`.
+pub fn load_roots(path: &Path, at: &KeyPath) -> Result<rustls::RootCertStore, ConfigIssue> {
+    let pem = std::fs::read(path).map_err(|e| {
+        ConfigIssue::new(
+            at.clone(),
+            format!("cannot read {path:?}: {e}; fix the path or the file's permissions"),
+        )
+    })?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert =
+            cert.map_err(|e| ConfigIssue::new(at.clone(), format!("{path:?}: invalid PEM: {e}")))?;
+        roots.add(cert).map_err(|e| {
+            ConfigIssue::new(
+                at.clone(),
+                format!("{path:?}: not a usable CA certificate: {e}"),
+            )
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(ConfigIssue::new(
+            at.clone(),
+            format!("{path:?} holds no PEM certificate (expected \"-----BEGIN CERTIFICATE-----\")"),
+        ));
+    }
+    Ok(roots)
+}
+
 fn client_verifier(
     auth: &config::ClientAuth,
     at: &KeyPath,
@@ -497,28 +525,7 @@ fn client_verifier(
             )
         })
     };
-    let pem = read(&auth.ca, at.key("ca"))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| {
-            ConfigIssue::new(at.key("ca"), format!("{:?}: invalid PEM: {e}", auth.ca))
-        })?;
-        roots.add(cert).map_err(|e| {
-            ConfigIssue::new(
-                at.key("ca"),
-                format!("{:?}: not a usable CA certificate: {e}", auth.ca),
-            )
-        })?;
-    }
-    if roots.is_empty() {
-        return Err(ConfigIssue::new(
-            at.key("ca"),
-            format!(
-                "{:?} holds no PEM certificate (expected \"-----BEGIN CERTIFICATE-----\")",
-                auth.ca
-            ),
-        ));
-    }
+    let roots = load_roots(&auth.ca, &at.key("ca"))?;
     let mut crls = Vec::new();
     for (i, path) in auth.crl.iter().enumerate() {
         let bytes = read(path, at.key("crl").index(i))?;

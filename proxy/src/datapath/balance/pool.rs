@@ -9,6 +9,7 @@ use super::backend::Backend;
 use super::maglev::{KEY_SEED, Maglev, MaglevError, hash_bytes};
 use crate::api::{BackendStats, PoolStats};
 use crate::config::{self, HashKey};
+use crate::datapath::upstream_tls::UpstreamTls;
 use crate::metrics::Metrics;
 
 /// A pool: its settings, backends and Maglev table.
@@ -17,6 +18,8 @@ pub struct Pool {
     pub settings: config::Pool,
     backends: Vec<Arc<Backend>>,
     table: Maglev,
+    /// `[pool.tls]`: TLS to the backends.
+    pub tls: Option<UpstreamTls>,
 }
 
 /// What the pool's hash key is computed from.
@@ -53,7 +56,14 @@ impl Pool {
             settings: settings.clone(),
             backends,
             table,
+            tls: None,
         })
+    }
+
+    /// The pool with TLS to its backends.
+    pub fn with_tls(mut self, tls: Option<UpstreamTls>) -> Pool {
+        self.tls = tls;
+        self
     }
 
     pub fn name(&self) -> &str {
