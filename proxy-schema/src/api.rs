@@ -457,10 +457,14 @@ pub struct Top {
 pub struct SourceDrops {
     /// `None` for packets without a parsable source address (malformed).
     pub source: Option<IpAddr>,
-    /// Samples × sampling rate.
+    /// Packets dropped: samples × sampling rate.
     pub estimated_drops: u64,
+    /// SYNs answered in XDP with a SYN cookie (not drops: the client gets its
+    /// SYN-ACK), samples × sampling rate.
+    #[serde(default)]
+    pub estimated_answered: u64,
     pub last_seen_unix: u64,
-    /// (reason name, estimated drops), most first.
+    /// (drop reason name, estimated drops), most first.
     pub by_reason: Vec<(String, u64)>,
 }
 

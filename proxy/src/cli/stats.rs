@@ -236,8 +236,8 @@ fn print_top(top: &Top) {
         return;
     }
     println!(
-        "{:<40} {:>12}  {:<20} BY REASON",
-        "SOURCE", "~DROPS", "LAST SEEN"
+        "{:<40} {:>12} {:>14}  {:<12} DROPS BY REASON",
+        "SOURCE", "~DROPPED", "~COOKIE-ANSWERS", "LAST SEEN"
     );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -245,9 +245,10 @@ fn print_top(top: &Top) {
     for s in &top.sources {
         let ago = now.saturating_sub(s.last_seen_unix);
         println!(
-            "{:<40} {:>12}  {:<20} {}",
+            "{:<40} {:>12} {:>14}  {:<12} {}",
             s.source_label(),
             s.estimated_drops,
+            s.estimated_answered,
             format!("{ago}s ago"),
             s.reasons_text(" ")
         );

@@ -65,6 +65,17 @@ struct Entry {
     last_seen_unix: u64,
 }
 
+impl Entry {
+    /// Packets dropped (answers with SYN cookies are not drops).
+    fn drops(&self) -> u64 {
+        Reason::ALL
+            .iter()
+            .filter(|r| r.is_drop())
+            .map(|r| self.by_reason[*r as usize])
+            .sum()
+    }
+}
+
 /// Sources remembered at most; the least recently seen are forgotten first.
 const MAX_SOURCES: usize = 10_000;
 
@@ -100,16 +111,20 @@ impl DropAggregator {
                 source: *src,
                 by_reason: Reason::ALL
                     .iter()
-                    .filter(|r| e.by_reason[**r as usize] > 0)
+                    .filter(|r| r.is_drop() && e.by_reason[**r as usize] > 0)
                     .map(|r| (r.name().to_owned(), e.by_reason[*r as usize]))
                     .collect(),
-                estimated_drops: e.by_reason.iter().sum(),
+                estimated_drops: e.drops(),
+                estimated_answered: e.by_reason[Reason::SynCookieSent as usize],
                 last_seen_unix: e.last_seen_unix,
             })
             .collect();
+        // Dropped sources first: a client whose SYNs were only answered with cookies
+        // (the flood's legitimate neighbours) is not an attacker.
         all.sort_by(|a, b| {
             b.estimated_drops
                 .cmp(&a.estimated_drops)
+                .then(b.estimated_answered.cmp(&a.estimated_answered))
                 .then(b.last_seen_unix.cmp(&a.last_seen_unix))
         });
         all.truncate(n);
@@ -122,22 +137,35 @@ impl DropAggregator {
             return None;
         }
         let top = self.top(5);
-        let total: u64 = self
+        let dropped: u64 = self.sources.values().map(Entry::drops).sum();
+        let droppers = self.sources.values().filter(|e| e.drops() > 0).count();
+        let answered: u64 = self
             .sources
             .values()
-            .map(|e| e.by_reason.iter().sum::<u64>())
+            .map(|e| e.by_reason[Reason::SynCookieSent as usize])
             .sum();
-        let sources = self.sources.len();
+        let answered_sources = self.sources.len() - droppers;
         self.sources.clear();
         let list: Vec<String> = top
             .iter()
+            .filter(|s| s.estimated_drops > 0)
             .map(|s| format!("{} ({})", s.source_label(), s.reasons_text(",")))
             .collect();
-        Some(format!(
-            "~{total} packets dropped in the last {} from {sources} sources; top: {}",
-            humantime::format_duration(interval),
-            list.join("; ")
-        ))
+        let every = humantime::format_duration(interval);
+        let mut line = match dropped {
+            0 => format!("no packets dropped in the last {every}"),
+            _ => format!(
+                "~{dropped} packets dropped in the last {every} from {droppers} sources; top: {}",
+                list.join("; ")
+            ),
+        };
+        if answered > 0 {
+            line += &format!(
+                "; ~{answered} SYNs answered with XDP SYN cookies (not dropped), {answered_sources} \
+                 sources with no drops"
+            );
+        }
+        Some(line)
     }
 }
 
@@ -152,6 +180,34 @@ mod tests {
             ifindex: 2,
             weight,
         }
+    }
+
+    /// A client whose SYNs were answered with cookies during a flood is not a
+    /// dropped source: it sorts after the droppers and its answers are apart.
+    #[test]
+    fn cookie_answers_are_not_drops() {
+        let mut agg = DropAggregator::default();
+        for _ in 0..10 {
+            agg.add(sample("10.77.0.2", Reason::SynCookieSent, 64));
+        }
+        agg.add(sample("10.77.0.5", Reason::Blocklisted, 64));
+        let top = agg.top(5);
+        assert_eq!(top[0].source_label(), "10.77.0.5");
+        assert_eq!((top[0].estimated_drops, top[0].estimated_answered), (64, 0));
+        assert_eq!(top[1].source_label(), "10.77.0.2");
+        assert_eq!(
+            (top[1].estimated_drops, top[1].estimated_answered),
+            (0, 640)
+        );
+        assert!(top[1].by_reason.is_empty(), "{:?}", top[1].by_reason);
+        let line = agg.take_summary(Duration::from_secs(10)).unwrap();
+        assert!(line.starts_with("~64 packets dropped in the last 10s from 1 sources; top: 10.77.0.5 (blocklisted=64)"), "{line}");
+        assert!(
+            line.contains(
+                "~640 SYNs answered with XDP SYN cookies (not dropped), 1 sources with no drops"
+            ),
+            "{line}"
+        );
     }
 
     #[test]
