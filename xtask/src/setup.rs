@@ -127,6 +127,28 @@ fn installed(package: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// How long apt waits for another apt or dpkg run to release its lock (apt prints
+/// "Waiting for cache lock ... held by process N" meanwhile).
+const LOCK_WAIT_SECONDS: u32 = 600;
+
+const DPKG_LOCK: &str = "/var/lib/dpkg/lock-frontend";
+
+/// Whether another process holds a write lock on `path` right now (`fcntl(F_GETLK)`:
+/// apt and dpkg take their locks that way).
+fn lock_held(path: &std::path::Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    // SAFETY: a zeroed flock is a valid argument; fcntl only writes into it.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as i16;
+    lock.l_whence = libc::SEEK_SET as i16;
+    // SAFETY: F_GETLK on an open descriptor with a valid flock pointer.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut lock) };
+    rc == 0 && lock.l_type != libc::F_UNLCK as i16
+}
+
 fn install_packages(packages: &[&str]) -> anyhow::Result<()> {
     let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
     if missing.is_empty() {
@@ -134,15 +156,29 @@ fn install_packages(packages: &[&str]) -> anyhow::Result<()> {
         return Ok(());
     }
     step(&format!("installing apt packages: {}", missing.join(" ")));
+    if lock_held(std::path::Path::new(DPKG_LOCK)) {
+        step(&format!(
+            "another apt or dpkg run holds the package lock: waiting for it (at most {} min)",
+            LOCK_WAIT_SECONDS / 60
+        ));
+    }
+    let wait = format!("DPkg::Lock::Timeout={LOCK_WAIT_SECONDS}");
     let status = Command::new("apt-get")
-        .args(["update", "-q"])
+        .args(["-o", &wait, "update", "-q"])
         .status()
         .context("running apt-get update")?;
     if !status.success() {
         bail!("apt-get update failed; check the Debian mirrors in /etc/apt/sources.list*");
     }
     let status = Command::new("apt-get")
-        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args([
+            "-o",
+            &wait,
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+        ])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()
@@ -261,4 +297,38 @@ fn ensure_bpf_linker(route: Route) -> anyhow::Result<()> {
         bail!("cargo install bpf-linker failed (see above)");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Another process (python, as apt would) holds the lock, then lets it go.
+    #[test]
+    fn a_held_lock_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        std::fs::write(&path, "").unwrap();
+        assert!(!lock_held(&path));
+        let mut holder = Command::new("python3")
+            .args([
+                "-c",
+                "import fcntl,sys,time; f=open(sys.argv[1],'w'); fcntl.lockf(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(30)",
+            ])
+            .arg(&path)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "held");
+        assert!(lock_held(&path));
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        assert!(!lock_held(&path));
+    }
 }
