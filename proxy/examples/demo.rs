@@ -102,14 +102,36 @@ fn main() {
 
     step(
         4,
-        "legitimate TLS traffic from the client (curl, one new TLS connection each)",
+        "legitimate TLS traffic from 8 client addresses (curl, one new TLS connection each)",
     );
-    let answers = lab.client_ok(&format!("for i in $(seq 1 10); do {curl}; done"));
-    let be0 = answers.lines().filter(|l| *l == "be0").count();
-    println!(
-        "   10 requests served: {be0} by be0, {} by be1 (Maglev on the client address)",
-        10 - be0
-    );
+    // Maglev hashes the client address: one address always reaches one backend, so
+    // the client host speaks from several (10.77.0.20-27) to show the spread.
+    let sources: Vec<String> = (20..28).map(|i| format!("10.77.0.{i}")).collect();
+    for ip in &sources {
+        lab.client_ok(&format!("ip addr add {ip}/24 dev eth0"));
+    }
+    let mut served = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for ip in &sources {
+        let answers = lab.client_ok(&format!("for i in 1 2 3; do {curl} --interface {ip}; done"));
+        for backend in answers.lines() {
+            served
+                .entry(backend.to_string())
+                .or_default()
+                .push(ip.clone());
+        }
+    }
+    let total: usize = served.values().map(Vec::len).sum();
+    println!("   {total} requests (3 per address), served by:");
+    for (backend, from) in &served {
+        let mut addresses = from.clone();
+        addresses.dedup();
+        println!(
+            "     {backend}: {} requests, from {}",
+            from.len(),
+            addresses.join(" ")
+        );
+    }
+    println!("   (each address keeps its backend: Maglev on the client address)");
 
     step(
         5,
