@@ -32,11 +32,13 @@ impl Product {
     }
 }
 
-/// `ec.pem`/`ec.key` and `rsa.pem`/`rsa.key` for SERVER_NAME, plus the combined
-/// `<stem>.haproxy.pem` HAProxy wants.
+/// `ec.pem`/`ec.key` and `rsa.pem`/`rsa.key` for SERVER_NAME (and the names of the
+/// routes before it: a terminated route needs a certificate for its names), plus the
+/// combined `<stem>.haproxy.pem` HAProxy wants.
 pub fn write_certs(d: &Path) -> anyhow::Result<()> {
+    let names = [SERVER_NAME, "api.example.com", "*.api.example.com", "*.other.test"];
     for (stem, key_type) in [("ec", KeyType::EcdsaP256), ("rsa", KeyType::Rsa2048)] {
-        let files = certs::try_write(d, stem, key_type, SERVER_NAME, &[SERVER_NAME])?;
+        let files = certs::try_write(d, stem, key_type, SERVER_NAME, &names)?;
         let combined =
             std::fs::read_to_string(&files.cert)? + &std::fs::read_to_string(&files.key)?;
         std::fs::write(d.join(format!("{stem}.haproxy.pem")), combined)?;
