@@ -8,6 +8,35 @@ fn main() {
     }
 }
 
+/// The commit being built (`-dirty` with uncommitted changes), or `unknown`
+/// outside a git checkout (a source tarball).
+fn git_commit(workspace: &std::path::Path) -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(workspace)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
+        let dir = workspace.join(dir);
+        println!("cargo::rerun-if-changed={}", dir.join("HEAD").display());
+        println!("cargo::rerun-if-changed={}", dir.join("index").display());
+    }
+    match git(&[
+        "describe",
+        "--always",
+        "--dirty",
+        "--abbrev=12",
+        "--exclude=*",
+    ]) {
+        Some(commit) if !commit.is_empty() => commit,
+        _ => "unknown".into(),
+    }
+}
+
 fn build() -> Result<(), String> {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
     let workspace = manifest
@@ -18,6 +47,10 @@ fn build() -> Result<(), String> {
         println!("cargo::rerun-if-changed={}", input.display());
     }
     println!("cargo::rerun-if-env-changed=PROXY_EBPF_ROUTE");
+    println!(
+        "cargo::rustc-env=PROXY_GIT_COMMIT={}",
+        git_commit(&workspace)
+    );
 
     let route = ebpf_build::choose_route()?;
     // How the object was built, for the verifier budget (proxy::ebpf::OBJECT_ROUTE).

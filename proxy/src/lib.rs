@@ -24,3 +24,16 @@ pub mod metrics;
 /// The configuration schema and the admin API live in `proxy-schema`, shared with the
 /// lab, the benchmarks and xtask; the daemon uses them under these names.
 pub use proxy_schema::{api, config};
+
+/// `proxy --version`: the version, the commit it was built from and how its XDP
+/// program was built.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("PROXY_GIT_COMMIT"),
+    "; XDP program: ",
+    env!("PROXY_EBPF_BUILT_ROUTE"),
+    " route, ",
+    env!("PROXY_EBPF_BUILT_COMPILER"),
+    ")"
+);

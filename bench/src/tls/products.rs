@@ -36,7 +36,12 @@ impl Product {
 /// routes before it: a terminated route needs a certificate for its names), plus the
 /// combined `<stem>.haproxy.pem` HAProxy wants.
 pub fn write_certs(d: &Path) -> anyhow::Result<()> {
-    let names = [SERVER_NAME, "api.example.com", "*.api.example.com", "*.other.test"];
+    let names = [
+        SERVER_NAME,
+        "api.example.com",
+        "*.api.example.com",
+        "*.other.test",
+    ];
     for (stem, key_type) in [("ec", KeyType::EcdsaP256), ("rsa", KeyType::Rsa2048)] {
         let files = certs::try_write(d, stem, key_type, SERVER_NAME, &names)?;
         let combined =

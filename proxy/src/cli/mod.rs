@@ -5,6 +5,7 @@
 //!   [`stats`]: `stats` and `top` through the admin socket; [`fleet`]: `fleet
 //!   status`; [`xdp`]: detach/unpin.
 
+pub mod docs;
 pub mod fleet;
 pub mod lists;
 pub mod stats;
@@ -23,7 +24,7 @@ use crate::logging::LogFormat;
 #[derive(Parser, Debug)]
 #[command(
     name = "proxy",
-    version,
+    version = crate::VERSION,
     about = "Layer-4 TCP/TLS edge load balancer with an XDP fast path"
 )]
 pub struct Cli {
@@ -108,6 +109,13 @@ pub enum Command {
         #[command(subcommand)]
         action: XdpAction,
     },
+    /// Write the manual pages (proxy.1 and one per subcommand) into a directory.
+    Man {
+        /// Where the pages go (e.g. /usr/share/man/man1).
+        dir: PathBuf,
+    },
+    /// Print the completion script for a shell (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -237,5 +245,16 @@ pub fn run_admin(command: Command) -> anyhow::Result<()> {
             FleetAction::Status { json, daemon } => fleet::status_command(json, &daemon),
         },
         Command::Xdp { action } => xdp::xdp_command(action),
+        Command::Man { dir } => {
+            for page in docs::man(&dir)? {
+                println!("{}", dir.join(page).display());
+            }
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            use std::io::Write;
+            std::io::stdout().write_all(&docs::completions(shell))?;
+            Ok(())
+        }
     }
 }
