@@ -22,7 +22,7 @@ pub fn lb_generator_and(d: &Path, extra: &[&str]) -> anyhow::Result<(Topology, P
     let topo = Topology::star(&roles)?;
     for i in 0..roles.len() {
         topo.host(i).ns.exec(
-            "sysctl -qw net.ipv4.tcp_tw_reuse=1 && sysctl -qw net.ipv4.ip_local_port_range='1024 65000' && \
+            "sysctl -qw net.ipv4.tcp_tw_reuse=1 && sysctl -qw net.ipv4.ip_local_port_range='10000 65000' && \
              sysctl -qw net.core.somaxconn=8192",
         )?;
     }

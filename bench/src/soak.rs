@@ -101,7 +101,7 @@ pub fn run(mut args: Args) -> anyhow::Result<()> {
 
     let topo = Topology::star(&["lb", "gen", "at", "sl"])?;
     for h in &topo.hosts {
-        h.ns.exec("sysctl -qw net.ipv4.ip_local_port_range='1024 65000' && sysctl -qw net.core.somaxconn=8192")?;
+        h.ns.exec("sysctl -qw net.ipv4.ip_local_port_range='10000 65000' && sysctl -qw net.core.somaxconn=8192")?;
     }
     let gen_ns = &topo.host(1).ns;
     std::fs::write(d.join("backend.conf"), backend_conf(d))?;

@@ -174,9 +174,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         false => Vec::new(),
     };
+    // Ephemeral ports above the listening ones (all below 10000): an outgoing
+    // connection that took one would make the next product's bind fail.
     for ns in [lb, gen_ns] {
         ns.exec(
-            "sysctl -qw net.ipv4.tcp_tw_reuse=1 && sysctl -qw net.ipv4.ip_local_port_range='1024 65000' && \
+            "sysctl -qw net.ipv4.tcp_tw_reuse=1 && sysctl -qw net.ipv4.ip_local_port_range='10000 65000' && \
              sysctl -qw net.core.somaxconn=8192",
         )?;
     }
