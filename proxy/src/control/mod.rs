@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod autoblock;
 pub mod daemon;
+pub mod discovery;
 pub mod fleet;
 pub mod fleet_policy;
 pub mod handover;

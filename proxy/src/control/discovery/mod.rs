@@ -1,0 +1,2 @@
+//! Backends found through DNS (`[[pool.backends]] name`, `[pool.discovery] srv`).
+pub mod state;
