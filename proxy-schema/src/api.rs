@@ -13,6 +13,8 @@ use ipnet::IpNet;
 use proxy_common::{REASON_COUNT, Reason};
 use serde::{Deserialize, Serialize};
 
+use crate::config::Balance;
+
 /// A request on the admin socket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
@@ -37,6 +39,97 @@ pub enum Request {
     /// A new process (`proxy run --takeover`) asks for this daemon's sockets; the
     /// answer carries descriptors (see `control::handover`).
     Handover { pid: u32 },
+    /// Every pool's backends with their runtime state (`proxy backend list`).
+    Backends,
+    /// Changes one backend's state or weight at runtime (`proxy backend set`).
+    SetBackend {
+        pool: String,
+        address: SocketAddr,
+        change: BackendChange,
+    },
+}
+
+/// What `proxy backend set` changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "setting", rename_all = "snake_case")]
+pub enum BackendChange {
+    /// `ready`, `drain` or `maint`; `close`: also close its open connections (drain
+    /// and maint only).
+    State { state: BackendState, close: bool },
+    /// 0 to the file's maximum; the file's own value returns the backend to it.
+    Weight { weight: u32 },
+}
+
+/// Whether a backend takes new connections, by the operator's hand (HAProxy's
+/// `set server ... state`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendState {
+    /// Takes new connections (if healthy and its weight is above 0).
+    #[default]
+    Ready,
+    /// No new connections; open ones continue; health checks go on.
+    Drain,
+    /// No new connections and no health checks (maintenance).
+    Maint,
+}
+
+impl BackendState {
+    pub const ALL: [BackendState; 3] = [
+        BackendState::Ready,
+        BackendState::Drain,
+        BackendState::Maint,
+    ];
+
+    /// The name in the CLI, the API and the `state` label.
+    pub const fn label(self) -> &'static str {
+        match self {
+            BackendState::Ready => "ready",
+            BackendState::Drain => "drain",
+            BackendState::Maint => "maint",
+        }
+    }
+}
+
+/// Where a backend setting in force comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SettingOrigin {
+    /// The configuration file.
+    #[default]
+    Config,
+    /// `proxy backend set` (kept across reloads and upgrades while the backend stays
+    /// in the file).
+    Runtime,
+}
+
+impl SettingOrigin {
+    /// The name in the API and the `origin` label.
+    pub const fn label(self) -> &'static str {
+        match self {
+            SettingOrigin::Config => "config",
+            SettingOrigin::Runtime => "runtime",
+        }
+    }
+}
+
+/// Who made a backend's runtime change, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeChange {
+    /// The admin socket's peer: `uid 0 pid 4242`.
+    pub by: String,
+    pub at_unix: u64,
+}
+
+/// One backend's runtime settings, as an upgrade hands them to the new process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendRuntime {
+    pub pool: String,
+    pub address: SocketAddr,
+    pub state: BackendState,
+    /// The runtime weight, if one is in force instead of the file's.
+    pub weight: Option<u32>,
+    pub changed: Option<RuntimeChange>,
 }
 
 /// The daemon's answer.
@@ -47,6 +140,7 @@ pub enum Response {
     Top(Top),
     Blocklist(Vec<ListEntry>),
     FleetStatus(Box<FleetPolicyStatus>),
+    Backends(Vec<PoolStats>),
     /// A change was made; what it was.
     Done(String),
     Error(String),
@@ -278,13 +372,36 @@ impl RejectReason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolStats {
     pub name: String,
+    /// Its balancing algorithm.
+    #[serde(default)]
+    pub balance: Balance,
+    /// `slow_start`, in milliseconds (none: no ramp).
+    #[serde(default)]
+    pub slow_start_ms: Option<u64>,
     pub backends: Vec<BackendStats>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackendStats {
     pub address: SocketAddr,
+    /// The weight in force (the runtime one if set, else the file's).
     pub weight: u32,
+    #[serde(default)]
+    pub weight_origin: SettingOrigin,
+    /// The file's weight.
+    #[serde(default)]
+    pub config_weight: u32,
+    /// Ready, drain or maint.
+    #[serde(default)]
+    pub state: BackendState,
+    #[serde(default)]
+    pub state_origin: SettingOrigin,
+    /// The last runtime change still in force: who and when.
+    #[serde(default)]
+    pub changed: Option<RuntimeChange>,
+    /// While slow start ramps it up: the percentage of its weight it gets now.
+    #[serde(default)]
+    pub slow_start_percent: Option<u32>,
     pub healthy: bool,
     pub active_connections: i64,
     /// Failed connect attempts (checks excluded); each made its client fall through
@@ -292,6 +409,13 @@ pub struct BackendStats {
     pub connect_failures: u64,
     /// Why the last check or connect failed, if one ever did.
     pub last_failure: Option<String>,
+}
+
+impl BackendStats {
+    /// It takes new connections: healthy, ready and with a weight above 0.
+    pub fn takes_new_connections(&self) -> bool {
+        self.healthy && self.state == BackendState::Ready && self.weight > 0
+    }
 }
 
 /// The kernel half: verdicts per interface and the blocklist's size.
@@ -603,7 +727,39 @@ mod tests {
     }
 
     #[test]
+    fn backend_requests_are_one_json_line() {
+        let set = Request::SetBackend {
+            pool: "web".into(),
+            address: "10.0.0.1:80".parse().unwrap(),
+            change: BackendChange::State {
+                state: BackendState::Drain,
+                close: true,
+            },
+        };
+        let line = serde_json::to_string(&set).unwrap();
+        assert_eq!(
+            line,
+            r#"{"command":"set_backend","pool":"web","address":"10.0.0.1:80","change":{"setting":"state","state":"drain","close":true}}"#
+        );
+        assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), set);
+        let weight = r#"{"command":"set_backend","pool":"web","address":"[fd00::1]:80","change":{"setting":"weight","weight":2}}"#;
+        assert!(matches!(
+            serde_json::from_str::<Request>(weight).unwrap(),
+            Request::SetBackend {
+                change: BackendChange::Weight { weight: 2 },
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn labels_match_the_serde_names() {
+        for s in BackendState::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.label());
+        }
+        for o in [SettingOrigin::Config, SettingOrigin::Runtime] {
+            assert_eq!(serde_json::to_value(o).unwrap(), o.label());
+        }
         for f in HandshakeFailure::ALL {
             assert_eq!(serde_json::to_value(f).unwrap(), f.label());
         }

@@ -330,7 +330,9 @@ impl Pool {
         Pool {
             name: name.into(),
             backends: backends.into_iter().map(BackendEntry::new).collect(),
+            balance: Balance::default(),
             hash_key: HashKey::default(),
+            slow_start: None,
             proxy_protocol: ProxyProtocol::default(),
             connect_timeout: default_connect_timeout(),
             max_attempts: default_max_attempts(),
@@ -343,6 +345,16 @@ impl Pool {
     /// Sets backend `i`'s weight.
     pub fn weight(mut self, i: usize, weight: u32) -> Pool {
         self.backends[i].weight = weight;
+        self
+    }
+
+    pub fn balance(mut self, balance: Balance) -> Pool {
+        self.balance = balance;
+        self
+    }
+
+    pub fn slow_start(mut self, ramp: Duration) -> Pool {
+        self.slow_start = Some(ramp);
         self
     }
 
@@ -480,6 +492,11 @@ mod tests {
                         2,
                     )),
             )
+            .with_pool(
+                Pool::new("long", [addr("10.0.0.3:5432")])
+                    .balance(Balance::LeastConnections)
+                    .slow_start(Duration::from_secs(30)),
+            )
             .with_xdp(
                 XdpSection::on(&["eth0"], "/sys/fs/bpf/t")
                     .block(
@@ -547,6 +564,8 @@ mod tests {
             "ttl = \"1m\"",
             "allow = [\"22/tcp\"]",
             "new_connections = 50",
+            "balance = \"least_connections\"",
+            "slow_start = \"30s\"",
         ] {
             assert!(written.contains(key), "{key} missing from:\n{written}");
         }

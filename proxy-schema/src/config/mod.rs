@@ -136,6 +136,44 @@ backends = [{ address = "10.0.0.1:80" }, { address = "[fd00::2]:80", weight = 3 
     }
 
     #[test]
+    fn balance_and_its_keys() {
+        let with =
+            |keys: &str| GOOD.replace("name = \"app\"\n", &format!("name = \"app\"\n{keys}\n"));
+        assert_eq!(parse(GOOD).unwrap().pools[0].balance, Balance::Maglev);
+        let c = parse(&with(
+            "balance = \"least_connections\"\nslow_start = \"30s\"",
+        ))
+        .unwrap();
+        assert_eq!(c.pools[0].balance, Balance::LeastConnections);
+        assert_eq!(c.pools[0].slow_start, Some(Duration::from_secs(30)));
+        for b in Balance::ALL {
+            let c = parse(&with(&format!("balance = \"{}\"", b.name()))).unwrap();
+            assert_eq!(c.pools[0].balance, b);
+        }
+        let e = error_of(&with("balance = \"leastconn\""));
+        assert!(
+            e.contains("`pool[0].balance`") && e.contains("least_connections"),
+            "{e}"
+        );
+        let e = error_of(&with("slow_start = \"30s\""));
+        assert!(
+            e.contains("`pool[0].slow_start`") && e.contains("maglev"),
+            "{e}"
+        );
+        let e = error_of(&with(
+            "balance = \"round_robin\"\nhash_key = \"client_ip_port\"",
+        ));
+        assert!(
+            e.contains("`pool[0].hash_key`") && e.contains("remove"),
+            "{e}"
+        );
+        let e = error_of(&with("balance = \"random_two\"\ntable_size = 101"));
+        assert!(e.contains("`pool[0].table_size`"), "{e}");
+        let e = error_of(&with("balance = \"random_two\"\nslow_start = \"0s\""));
+        assert!(e.contains("`pool[0].slow_start`: must be above 0"), "{e}");
+    }
+
+    #[test]
     fn wildcard_only_as_first_label() {
         let text = GOOD.replace("key = \"a.key\"", "key = \"a.key\", names = [\"a.*.com\"]");
         let e = error_of(&text);

@@ -282,20 +282,34 @@ pub struct Pool {
     pub name: String,
     /// The backends.
     pub backends: Vec<BackendEntry>,
-    /// What picks the backend: `"client_ip"` (default), `"client_ip_port"`, or `"sni"`
-    /// (TLS listeners; clients without SNI fall back to the client IP).
+    /// How a backend is picked for a new connection: `"maglev"` (default: consistent
+    /// hashing on `hash_key`), `"least_connections"`, `"random_two"` or
+    /// `"round_robin"`. Every algorithm honours weights, health and runtime states.
+    #[serde(default)]
+    pub balance: Balance,
+    /// Maglev's key: `"client_ip"` (default), `"client_ip_port"`, or `"sni"` (TLS
+    /// listeners; clients without SNI fall back to the client IP).
     #[serde(default)]
     pub hash_key: HashKey,
+    /// A backend that comes up (health, runtime `ready`, or added by a reload) ramps
+    /// its effective weight from 10 % to full over this time (not with `"maglev"`).
+    /// Default: none (full weight at once).
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub slow_start: Option<Duration>,
     /// PROXY protocol header sent to the backends: `"none"` (default), `"v1"`, `"v2"`.
     #[serde(default)]
     pub proxy_protocol: ProxyProtocol,
     /// Time allowed for one TCP connect to a backend. Default "3s".
     #[serde(default = "default_connect_timeout", with = "duration")]
     pub connect_timeout: Duration,
-    /// Backends tried per connection (candidates in Maglev order). Default 3.
+    /// Backends tried per connection (candidates in the algorithm's order). Default 3.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
-    /// Maglev table size; must be prime. Default 65537.
+    /// Maglev table size (`balance = "maglev"` only); must be prime. Default 65537.
     #[serde(default = "default_table_size")]
     pub table_size: u32,
     /// `[pool.health]`: active health checks.
@@ -316,6 +330,42 @@ pub struct BackendEntry {
     /// Default 1.
     #[serde(default = "default_weight")]
     pub weight: u32,
+}
+
+/// A pool's balancing algorithm.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Consistent hashing on `hash_key` (Maglev): a client keeps its backend.
+    #[default]
+    Maglev,
+    /// The backend with the fewest open connections per unit of weight; ties broken
+    /// at random, in proportion to the weights.
+    LeastConnections,
+    /// Two backends drawn at random (in proportion to their weights), the one with
+    /// fewer open connections per unit of weight taken: power of two choices.
+    RandomTwo,
+    /// Smooth weighted round robin, as NGINX's: weights 5, 1, 1 give a a b a c a a.
+    RoundRobin,
+}
+
+impl Balance {
+    pub const ALL: [Balance; 4] = [
+        Balance::Maglev,
+        Balance::LeastConnections,
+        Balance::RandomTwo,
+        Balance::RoundRobin,
+    ];
+
+    /// The configuration's name (`"least_connections"`), also the metric label.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Balance::Maglev => "maglev",
+            Balance::LeastConnections => "least_connections",
+            Balance::RandomTwo => "random_two",
+            Balance::RoundRobin => "round_robin",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

@@ -4,7 +4,8 @@
 
 use super::error::{ConfigIssue, KeyPath};
 use super::schema::{
-    Config, HashKey, Listener, ListenerTls, MAX_WEIGHT, Pool, Route, RouteTls, SynCookieMode,
+    Balance, Config, DEFAULT_TABLE_SIZE, HashKey, Listener, ListenerTls, MAX_WEIGHT, Pool, Route,
+    RouteTls, SynCookieMode,
 };
 
 impl Config {
@@ -442,9 +443,7 @@ impl Pool {
                 "every backend has weight 0; at least one must take connections",
             ));
         }
-        if let Err(e) = check_table_size(self.table_size, members.len()) {
-            return Err(ConfigIssue::new(at.key("table_size"), e));
-        }
+        self.validate_balance(at, members.len())?;
         if self.max_attempts == 0 {
             return Err(ConfigIssue::new(
                 at.key("max_attempts"),
@@ -470,6 +469,53 @@ impl Pool {
         }
         if let Some(tls) = &self.tls {
             tls.validate(&at.key("tls"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Pool {
+    /// `balance` and the keys only one algorithm reads.
+    fn validate_balance(&self, at: &KeyPath, backends: usize) -> Result<(), ConfigIssue> {
+        if self.balance == Balance::Maglev {
+            if let Err(e) = check_table_size(self.table_size, backends) {
+                return Err(ConfigIssue::new(at.key("table_size"), e));
+            }
+            if self.slow_start.is_some() {
+                return Err(ConfigIssue::new(
+                    at.key("slow_start"),
+                    "slow_start needs a balance that follows weights connection by connection \
+                     (\"least_connections\", \"random_two\" or \"round_robin\"): with \"maglev\" \
+                     each step of the ramp would move clients between backends; remove slow_start \
+                     or change balance",
+                ));
+            }
+            return Ok(());
+        }
+        let name = self.balance.name();
+        if self.hash_key != HashKey::default() {
+            return Err(ConfigIssue::new(
+                at.key("hash_key"),
+                format!(
+                    "hash_key is Maglev's key and balance = \"{name}\" does not hash: remove \
+                     hash_key, or use balance = \"maglev\""
+                ),
+            ));
+        }
+        if self.table_size != DEFAULT_TABLE_SIZE {
+            return Err(ConfigIssue::new(
+                at.key("table_size"),
+                format!(
+                    "table_size is the size of Maglev's table and balance = \"{name}\" has \
+                     none: remove table_size, or use balance = \"maglev\""
+                ),
+            ));
+        }
+        if self.slow_start.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigIssue::new(
+                at.key("slow_start"),
+                "must be above 0 (remove the key for no ramp)",
+            ));
         }
         Ok(())
     }
