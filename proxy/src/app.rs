@@ -82,6 +82,7 @@ pub async fn run(
     let mut sockets = admin::Sockets::default();
     if let Some(t) = takeover.as_mut() {
         daemon.inherit(std::mem::take(&mut t.listeners));
+        daemon.inherit_backends(std::mem::take(&mut t.backends));
         *handover.predecessor.lock().expect("handover lock") = Some(t.predecessor);
         sockets = admin::Sockets {
             unix: t.admin.take(),

@@ -17,7 +17,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::api::{AutoblockStats, ByTrigger, HandshakeFailure, ListenerStats, RejectReason};
+use crate::api::{
+    AutoblockStats, BackendState, ByTrigger, HandshakeFailure, ListenerStats, RejectReason,
+    SettingOrigin,
+};
 
 /// A label value from outside the program (a configured name, an interface name),
 /// escaped as the text exposition format requires (`\\`, `\"`, `\n`), so no value
@@ -62,6 +65,23 @@ struct BackendReasonLabels {
     pool: LabelText,
     backend: LabelText,
     reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendStateLabels {
+    pool: LabelText,
+    backend: LabelText,
+    /// `ready`, `drain` or `maint`.
+    state: &'static str,
+    /// `config` or `runtime`.
+    origin: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendOriginLabels {
+    pool: LabelText,
+    backend: LabelText,
+    origin: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -135,6 +155,8 @@ pub struct Metrics {
     backend_connect_failures: Family<BackendLabels, Counter>,
     backend_up: Family<BackendLabels, Gauge>,
     backend_tls_failures: Family<BackendReasonLabels, Counter>,
+    backend_state: Family<BackendStateLabels, Gauge>,
+    backend_weight: Family<BackendOriginLabels, Gauge>,
     backend_connect_seconds: HistogramFamily<PoolLabels>,
     no_backend: Family<ListenerLabels, Counter>,
     route_connections: Family<RouteLabels, Counter>,
@@ -171,6 +193,8 @@ impl Metrics {
             backend_connect_failures: Family::default(),
             backend_up: Family::default(),
             backend_tls_failures: Family::default(),
+            backend_state: Family::default(),
+            backend_weight: Family::default(),
             backend_connect_seconds: Family::new_with_constructor(connect_buckets),
             no_backend: Family::default(),
             route_connections: Family::default(),
@@ -247,6 +271,17 @@ impl Metrics {
             "backend_tls_failures",
             "TLS handshakes with a backend ([pool.tls]) that failed, per reason",
             m.backend_tls_failures.clone(),
+        );
+        r.register(
+            "backend_state",
+            "Backend state set by the operator: 1 for the one in force (ready, drain, maint), \
+             with where it comes from (config, runtime)",
+            m.backend_state.clone(),
+        );
+        r.register(
+            "backend_weight",
+            "Backend weight in force, with where it comes from (config, runtime)",
+            m.backend_weight.clone(),
         );
         r.register_with_unit(
             "backend_connect_duration",
@@ -428,6 +463,16 @@ impl Metrics {
                 .get_or_create_owned(&PoolLabels { pool: pool.into() }),
             tls_failures: self.backend_tls_failures.clone(),
             labels: l,
+            control: self.control_series(pool, backend),
+        }
+    }
+
+    fn control_series(&self, pool: &str, backend: &str) -> ControlSeries {
+        ControlSeries {
+            pool: pool.into(),
+            backend: backend.into(),
+            state: self.backend_state.clone(),
+            weight: self.backend_weight.clone(),
         }
     }
 
@@ -448,6 +493,7 @@ impl Metrics {
                 reason,
             });
         }
+        self.control_series(pool, backend).clear();
     }
 
     pub fn reload(&self, ok: bool) {
@@ -583,6 +629,7 @@ pub struct BackendMetrics {
     /// `[pool.tls]` handshake failures by reason (series made on the first failure).
     tls_failures: Family<BackendReasonLabels, Counter>,
     labels: BackendLabels,
+    pub control: ControlSeries,
 }
 
 impl BackendMetrics {
@@ -595,6 +642,64 @@ impl BackendMetrics {
                 reason,
             })
             .inc();
+    }
+}
+
+/// A backend's `proxy_backend_state` and `proxy_backend_weight` series: their labels
+/// change with the state and the origins, so they are replaced, not set.
+#[derive(Clone, Debug)]
+pub struct ControlSeries {
+    pool: LabelText,
+    backend: LabelText,
+    state: Family<BackendStateLabels, Gauge>,
+    weight: Family<BackendOriginLabels, Gauge>,
+}
+
+impl ControlSeries {
+    /// Shows `state` (from `state_origin`) and `weight` (from `weight_origin`).
+    pub fn show(
+        &self,
+        state: BackendState,
+        state_origin: SettingOrigin,
+        weight: u32,
+        weight_origin: SettingOrigin,
+    ) {
+        self.clear();
+        for s in BackendState::ALL {
+            self.state
+                .get_or_create(&self.state_labels(s, state_origin))
+                .set(i64::from(s == state));
+        }
+        self.weight
+            .get_or_create(&self.weight_labels(weight_origin))
+            .set(i64::from(weight));
+    }
+
+    /// Removes every series of this backend.
+    fn clear(&self) {
+        for origin in [SettingOrigin::Config, SettingOrigin::Runtime] {
+            for s in BackendState::ALL {
+                self.state.remove(&self.state_labels(s, origin));
+            }
+            self.weight.remove(&self.weight_labels(origin));
+        }
+    }
+
+    fn state_labels(&self, state: BackendState, origin: SettingOrigin) -> BackendStateLabels {
+        BackendStateLabels {
+            pool: self.pool.clone(),
+            backend: self.backend.clone(),
+            state: state.label(),
+            origin: origin.label(),
+        }
+    }
+
+    fn weight_labels(&self, origin: SettingOrigin) -> BackendOriginLabels {
+        BackendOriginLabels {
+            pool: self.pool.clone(),
+            backend: self.backend.clone(),
+            origin: origin.label(),
+        }
     }
 }
 
@@ -708,8 +813,32 @@ mod tests {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }
         assert_eq!(text.matches("# EOF").count(), 1);
+        b.control.show(
+            BackendState::Ready,
+            SettingOrigin::Config,
+            1,
+            SettingOrigin::Config,
+        );
+        b.control.show(
+            BackendState::Drain,
+            SettingOrigin::Runtime,
+            3,
+            SettingOrigin::Runtime,
+        );
+        let text = m.encode();
+        for line in [
+            "proxy_backend_state{pool=\"app\",backend=\"10.0.0.1:80\",state=\"drain\",origin=\"runtime\"} 1",
+            "proxy_backend_state{pool=\"app\",backend=\"10.0.0.1:80\",state=\"ready\",origin=\"runtime\"} 0",
+            "proxy_backend_weight{pool=\"app\",backend=\"10.0.0.1:80\",origin=\"runtime\"} 3",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+        assert!(!text.contains("origin=\"config\""), "{text}");
         m.remove_backend("app", "10.0.0.1:80");
-        assert!(!m.encode().contains("proxy_backend_up{"));
+        let text = m.encode();
+        assert!(!text.contains("proxy_backend_up{"));
+        assert!(!text.contains("proxy_backend_state{"), "{text}");
+        assert!(!text.contains("proxy_backend_weight{"), "{text}");
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! - this file: the clap definitions and the dispatch of admin commands;
 //! - [`lists`]: block/allow list edits on the pins (`--fleet`: through the daemon);
 //!   [`stats`]: `stats` and `top` through the admin socket; [`fleet`]: `fleet
-//!   status`; [`xdp`]: detach/unpin.
+//!   status`; [`backends`]: `backend list|set` (runtime control); [`xdp`]:
+//!   detach/unpin.
 
+pub mod backends;
 pub mod docs;
 pub mod fleet;
 pub mod lists;
@@ -99,6 +101,12 @@ pub enum Command {
         #[command(flatten)]
         daemon: DaemonArgs,
     },
+    /// Backends under the operator's hand: list them with their runtime state, drain
+    /// one, put it in maintenance or back, change its weight (no reload needed).
+    Backend {
+        #[command(subcommand)]
+        action: BackendAction,
+    },
     /// The fleet policy store ([fleet.policy]) as this node sees it.
     Fleet {
         #[command(subcommand)]
@@ -179,6 +187,59 @@ pub enum ListAction {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum BackendAction {
+    /// Every pool's backends: state and weight with their origin (config or
+    /// runtime), health, open connections, slow start.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        daemon: DaemonArgs,
+    },
+    /// Change one backend at runtime; the change lasts across reloads (SIGHUP) and
+    /// upgrades while the backend stays in the file. Logged with who made it.
+    Set {
+        /// The pool's name.
+        pool: String,
+        /// The backend's address as in the file (`10.0.0.1:8080`, `[fd00::1]:8080`).
+        #[arg(value_parser = parse_backend_address)]
+        address: std::net::SocketAddr,
+        #[command(subcommand)]
+        setting: BackendSetting,
+        #[command(flatten)]
+        daemon: DaemonArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BackendSetting {
+    /// `ready`: takes new connections; `drain`: none, open ones continue; `maint`:
+    /// none, and no health checks.
+    State {
+        #[arg(value_enum)]
+        state: StateArg,
+        /// Also close its open connections (drain and maint only).
+        #[arg(long)]
+        close: bool,
+    },
+    /// Its weight, 0 to 1000 as in the file (0: no new connections); the file's own
+    /// value returns it to the file.
+    Weight {
+        #[arg(value_parser = clap::value_parser!(u32).range(0..=i64::from(crate::config::MAX_WEIGHT)))]
+        weight: u32,
+    },
+}
+
+/// `proxy backend set ... state STATE`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateArg {
+    Ready,
+    Drain,
+    Maint,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum FleetAction {
     /// Connection to etcd, entries by origin node, applied revision and lag.
     Status {
@@ -200,6 +261,12 @@ pub enum XdpAction {
 
 fn parse_cidr(s: &str) -> Result<IpNet, String> {
     crate::config::cidr::parse(s)
+}
+
+fn parse_backend_address(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.parse().map_err(|_| {
+        format!("{s:?} is not a backend address: write it as in the file, ip:port (10.0.0.1:8080, [fd00::1]:8080)")
+    })
 }
 
 fn parse_ttl(s: &str) -> Result<Duration, String> {
@@ -241,6 +308,7 @@ pub fn run_admin(command: Command) -> anyhow::Result<()> {
         Command::Allow { action } => lists::list_command(List::Allow, action),
         Command::Stats { out, daemon } => stats::stats_command(&out, &daemon),
         Command::Top { n, json, daemon } => stats::top_command(n, json, &daemon),
+        Command::Backend { action } => backends::backend_command(action),
         Command::Fleet { action } => match action {
             FleetAction::Status { json, daemon } => fleet::status_command(json, &daemon),
         },

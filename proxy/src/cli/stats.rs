@@ -6,7 +6,8 @@ use proxy_common::Reason;
 
 use super::{DaemonArgs, OutputArgs};
 use crate::api::{
-    InterfaceStats, KernelOnlyStats, Request, Response, Stats, Top, Verdicts, XdpStats,
+    InterfaceStats, KernelOnlyStats, Request, Response, SettingOrigin, Stats, Top, Verdicts,
+    XdpStats,
 };
 use crate::control::admin::client;
 use crate::ebpf::host::if_name;
@@ -67,14 +68,31 @@ fn print_stats(stats: &Stats) {
         }
     }
     for pool in &stats.pools {
-        println!("pool {}:", pool.name);
+        let ramp = pool
+            .slow_start_ms
+            .map(|ms| format!(", slow start {ms} ms"))
+            .unwrap_or_default();
+        println!(
+            "pool {} (balance {}{ramp}):",
+            pool.name,
+            pool.balance.name()
+        );
         for b in &pool.backends {
             let health = if b.healthy { "up" } else { "DOWN" };
+            let runtime = |origin: SettingOrigin| match origin {
+                SettingOrigin::Runtime => "*",
+                SettingOrigin::Config => "",
+            };
+            let ramp = b
+                .slow_start_percent
+                .map(|p| format!(" (ramp {p} %)"))
+                .unwrap_or_default();
             println!(
-                "  {:<40} {:<5} weight {:<4} active {:<6} failed connects {}{}",
+                "  {:<40} {:<5} {:<7} weight {:<5} active {:<6} failed connects {}{}{ramp}",
                 b.address,
                 health,
-                b.weight,
+                format!("{}{}", b.state.label(), runtime(b.state_origin)),
+                format!("{}{}", b.weight, runtime(b.weight_origin)),
                 b.active_connections,
                 b.connect_failures,
                 b.last_failure
@@ -82,6 +100,13 @@ fn print_stats(stats: &Stats) {
                     .map(|e| format!(" (last: {e})"))
                     .unwrap_or_default()
             );
+            if let Some(c) = &b.changed {
+                println!(
+                    "    * set at runtime by {} at {}",
+                    c.by,
+                    super::backends::time(c.at_unix)
+                );
+            }
         }
     }
     match &stats.xdp {

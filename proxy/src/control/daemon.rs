@@ -25,9 +25,10 @@ use tokio::sync::Mutex;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
+use super::backends::{self, Caller};
 use super::subsystem::{Commit, Subsystem};
 use super::tls_files::TlsFileWatcher;
-use crate::api::{PoolStats, Stats};
+use crate::api::{BackendChange, BackendRuntime, PoolStats, Stats};
 use crate::config::{self, Config, ConfigError, ConfigIssue, KeyPath};
 use crate::datapath::balance::Pool;
 use crate::datapath::events::{NoopObserver, SourceObserver};
@@ -41,6 +42,14 @@ use crate::datapath::tls::{self, SessionState};
 use crate::datapath::upstream_tls::UpstreamTls;
 use crate::metrics::Metrics;
 
+/// What an upgrade hands to the successor from the data path.
+pub struct ForSuccessor {
+    /// Listening sockets (second descriptors) by name and address.
+    pub listeners: Vec<(String, std::net::SocketAddr, std::os::fd::OwnedFd)>,
+    /// Backends' runtime settings.
+    pub backends: Vec<BackendRuntime>,
+}
+
 /// Everything a configuration needs, built but not yet running.
 pub struct Prepared {
     pub config: Arc<Config>,
@@ -50,12 +59,15 @@ pub struct Prepared {
 }
 
 /// Builds pools and TLS settings for `config`. Backends and TLS session state that
-/// `previous` already has are reused. Errors name the config key (and line).
+/// `previous` already has are reused; new backends take the runtime settings
+/// `handed_over` (by the process this one took over from) has for them. Errors name
+/// the config key (and line).
 pub fn prepare(
     config: Config,
     metrics: &Metrics,
     previous_pools: &HashMap<String, Arc<Pool>>,
     previous_sessions: &HashMap<String, SessionState>,
+    handed_over: &[BackendRuntime],
 ) -> Result<Prepared, ConfigError> {
     let locate = |issue: ConfigIssue| config.locate(issue);
     // TLS first: it reads files and fails most often, and creates no metric series.
@@ -109,7 +121,8 @@ pub fn prepare(
     }
     let mut pools = HashMap::new();
     for ((i, p), tls) in config.pools.iter().enumerate().zip(upstream_tls) {
-        match Pool::build(p, previous_pools.get(&p.name).map(|p| &**p), metrics) {
+        let previous = previous_pools.get(&p.name).map(|p| &**p);
+        match Pool::build(p, previous, handed_over, metrics) {
             Ok(pool) => pools.insert(p.name.clone(), Arc::new(pool.with_tls(tls))),
             Err(e) => {
                 forget_backends(metrics, &pools, previous_pools);
@@ -221,7 +234,13 @@ fn forget_backends(
 /// `proxy check-config`: parses, validates and loads every certificate.
 pub fn check_config(path: &Path) -> Result<Config, ConfigError> {
     let config = config::load(path)?;
-    let prepared = prepare(config, &Metrics::new(), &HashMap::new(), &HashMap::new())?;
+    let prepared = prepare(
+        config,
+        &Metrics::new(),
+        &HashMap::new(),
+        &HashMap::new(),
+        &[],
+    )?;
     Ok((*prepared.config).clone())
 }
 
@@ -241,6 +260,12 @@ pub struct Daemon {
     /// Listening sockets received from the process this one takes over from, by
     /// listener name: used instead of binding.
     inherited: std::sync::Mutex<HashMap<String, (std::net::SocketAddr, std::net::TcpListener)>>,
+    /// Backends' runtime settings from the process this one takes over from, for
+    /// the first configuration.
+    backends_handed_over: std::sync::Mutex<Vec<BackendRuntime>>,
+    /// An upgrade is being offered: runtime backend changes are refused (the offer
+    /// carries the settings as they were).
+    offering: std::sync::atomic::AtomicBool,
     /// Set once a successor committed: stop accepting and drain.
     handed_over: tokio_util::sync::CancellationToken,
 }
@@ -279,6 +304,8 @@ impl Daemon {
             }),
             subsystems: Vec::new(),
             inherited: std::sync::Mutex::new(HashMap::new()),
+            backends_handed_over: std::sync::Mutex::new(Vec::new()),
+            offering: std::sync::atomic::AtomicBool::new(false),
             handed_over: tokio_util::sync::CancellationToken::new(),
         }
     }
@@ -289,21 +316,31 @@ impl Daemon {
         *self.inherited.lock().expect("inherited lock") = sockets;
     }
 
-    /// An upgrade starts: each subsystem prepares; the listening sockets (second
-    /// descriptors) by name and address.
-    pub async fn prepare_handover(
-        &self,
-    ) -> anyhow::Result<Vec<(String, std::net::SocketAddr, std::os::fd::OwnedFd)>> {
+    /// Backends' runtime settings handed over by the process this one takes over
+    /// from; the first configuration applies them.
+    pub fn inherit_backends(&self, backends: Vec<BackendRuntime>) {
+        *self.backends_handed_over.lock().expect("handed-over lock") = backends;
+    }
+
+    /// An upgrade starts: each subsystem prepares; what the data path hands over.
+    /// From here until the upgrade ends, runtime backend changes are refused.
+    pub async fn prepare_handover(&self) -> anyhow::Result<ForSuccessor> {
         for s in &self.subsystems {
             s.prepare_handover()
                 .with_context(|| format!("subsystem {}", s.name()))?;
         }
         let running = self.running.lock().await;
-        running
+        self.offering
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let listeners = running
             .listeners
             .iter()
             .map(|(name, r)| Ok((name.clone(), r.bind, r.socket.try_clone()?)))
-            .collect()
+            .collect::<anyhow::Result<_>>()?;
+        Ok(ForSuccessor {
+            listeners,
+            backends: backends::runtime_state(&running.pools),
+        })
     }
 
     /// The upgrade failed before the successor committed.
@@ -311,6 +348,8 @@ impl Daemon {
         for s in &self.subsystems {
             s.abort_handover();
         }
+        self.offering
+            .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Sysctls to restore, for the successor.
@@ -361,6 +400,28 @@ impl Daemon {
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
         self.config.load_full()
+    }
+
+    /// Changes one backend's state or weight at runtime (`proxy backend set`); the
+    /// answer for the operator, or why the change is refused.
+    pub async fn set_backend(
+        &self,
+        pool: &str,
+        address: std::net::SocketAddr,
+        change: BackendChange,
+        caller: &Caller,
+    ) -> Result<String, String> {
+        // Under the lock a reload and an upgrade's snapshot take too: none of them
+        // can miss the change.
+        let running = self.running.lock().await;
+        if self.offering.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(
+                "an upgrade is in progress (the new process takes the backends' \
+                        runtime state as it was): try again once `proxy upgrade` has finished"
+                    .into(),
+            );
+        }
+        backends::set(&running.pools, pool, address, change, caller)
     }
 
     /// Each pool's backends: address, weight, health, open connections.
@@ -440,7 +501,18 @@ impl Daemon {
     async fn apply(&self, config: Config) -> anyhow::Result<()> {
         let mut running = self.running.lock().await;
         let metrics = &self.shared.metrics;
-        let prepared = prepare(config, metrics, &running.pools, &running.sessions)?;
+        let handed_over = self
+            .backends_handed_over
+            .lock()
+            .expect("handed-over lock")
+            .clone();
+        let prepared = prepare(
+            config,
+            metrics,
+            &running.pools,
+            &running.sessions,
+            &handed_over,
+        )?;
         // Bind what is new and prepare every subsystem before changing anything, so
         // an error anywhere changes nothing.
         let (mut new_sockets, commits) = match self.bind_and_prepare_subsystems(&prepared, &running)
@@ -487,6 +559,17 @@ impl Daemon {
             r.stop().await;
         }
         forget_backends(metrics, &running.pools, &pools);
+        for pool in pools.values() {
+            pool.show_state();
+        }
+        backends::after_reload(&running.pools, &pools);
+        if !handed_over.is_empty() {
+            backends::after_takeover(&handed_over, &pools);
+            self.backends_handed_over
+                .lock()
+                .expect("handed-over lock")
+                .clear();
+        }
         let kept = route_names(&config);
         for (listener, route) in route_names(&self.config.load()).difference(&kept) {
             metrics.remove_route(listener, route);

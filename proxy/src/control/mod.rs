@@ -2,6 +2,8 @@
 //! operator, but moves no client bytes.
 //!
 //! - [`daemon`]: start, SIGHUP reload, SIGTERM/SIGINT drain of the data path.
+//! - [`backends`]: runtime control of backends (`proxy backend set`), and what
+//!   reloads and upgrades do with it.
 //! - [`subsystem`]: the trait other parts implement to follow the configuration.
 //! - [`policy`]: what the control plane needs from the kernel half, as traits (so
 //!   this module never imports `ebpf`, and tests can fake the kernel).
@@ -12,6 +14,7 @@
 
 pub mod admin;
 pub mod autoblock;
+pub mod backends;
 pub mod daemon;
 pub mod discovery;
 pub mod fleet;

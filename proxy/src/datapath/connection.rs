@@ -3,8 +3,10 @@
 //! header → forward both ways. Passthrough routes replay the ClientHello to the
 //! backend and forward TLS untouched, as plain TCP.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 
-use super::balance::{Backend, KeyInput, Pool, Source};
+use super::balance::{Backend, Connection, KeyInput, Pool, Source};
 use super::client_cert;
 use super::client_hello::{self, Hello, HelloError};
 use super::events::{SourceEvent, SourceEventKind};
@@ -55,6 +57,7 @@ pub async fn handle(
     };
     let c = Conn {
         peer,
+        client_fd: stream.as_raw_fd(),
         local,
         state: &state,
         runtime: &runtime,
@@ -74,6 +77,7 @@ pub async fn handle(
         Some(End::Error(e)) => {
             tracing::debug!(listener, %peer, error = %e, "connection ended with an error")
         }
+        Some(End::Cut) => tracing::debug!(listener, %peer, "connection closed by the operator"),
     }
 }
 
@@ -81,6 +85,8 @@ pub async fn handle(
 #[derive(Clone, Copy)]
 struct Conn<'a> {
     peer: SocketAddr,
+    /// The client's socket (reset when the operator closes the backend's connections).
+    client_fd: RawFd,
     local: Option<SocketAddr>,
     state: &'a ListenerState,
     runtime: &'a ListenerRuntime,
@@ -96,7 +102,7 @@ impl Conn<'_> {
         // the backend sees a dropped SYN, not a whole connection.
         let pool = &self.state.pool;
         let header = proxy_header(pool, self.peer, self.local, None, None, None);
-        let ((backend, _guard), early) = {
+        let ((backend, connection), early) = {
             let connect = connect_backend(pool, self.peer, None, self.runtime, None, &header);
             tokio::pin!(connect);
             tokio::select! {
@@ -110,7 +116,7 @@ impl Conn<'_> {
         let bytes = &self.runtime.metrics.bytes;
         match backend {
             Upstream::Tcp(mut backend) => {
-                self.forward_tcp(stream, &mut backend, header, early, bytes)
+                self.forward_tcp(stream, &mut backend, header, early, bytes, &connection)
                     .await
             }
             Upstream::Tls(mut backend) => {
@@ -118,7 +124,9 @@ impl Conn<'_> {
                 backend.write_all(&early).await.ok()?;
                 bytes.up.inc_by(early.len() as u64);
                 let idle = self.state.idle_timeout;
-                Some(forward::copy_bidirectional(stream, backend, bytes, idle).await)
+                let sockets = [self.client_fd, backend.get_ref().0.as_raw_fd()];
+                let forwarding = forward::copy_bidirectional(stream, backend, bytes, idle);
+                Some(unless_cut(forwarding, &connection, sockets).await)
             }
         }
     }
@@ -166,11 +174,11 @@ impl Conn<'_> {
         let metrics = Some(&route.metrics);
         let connect = connect_backend(&route.pool, self.peer, sni, self.runtime, metrics, &header);
         // Validation keeps TLS pools off passthrough routes (TLS in TLS).
-        let (Upstream::Tcp(mut backend), _guard) = connect.await? else {
+        let (Upstream::Tcp(mut backend), connection) = connect.await? else {
             return None;
         };
         let bytes = self.runtime.metrics.bytes.with_route(&route.metrics);
-        self.forward_tcp(stream, &mut backend, header, head, &bytes)
+        self.forward_tcp(stream, &mut backend, header, head, &bytes, &connection)
             .await
     }
 
@@ -182,13 +190,16 @@ impl Conn<'_> {
         mut header: Vec<u8>,
         early: Vec<u8>,
         bytes: &ByteCounters,
+        connection: &Connection,
     ) -> Option<End> {
         header.extend_from_slice(&early);
         backend.write_all(&header).await.ok()?;
         bytes.up.inc_by(early.len() as u64);
         let splice = self.state.settings.forwarding == Forwarding::Splice;
         let idle = self.state.idle_timeout;
-        Some(forward::forward_tcp(&mut stream, backend, bytes, idle, splice).await)
+        let sockets = [self.client_fd, backend.as_raw_fd()];
+        let forwarding = forward::forward_tcp(&mut stream, backend, bytes, idle, splice);
+        Some(unless_cut(forwarding, connection, sockets).await)
     }
 
     /// TLS ends here: handshake (by `deadline`), route by what it settled on,
@@ -233,7 +244,7 @@ impl Conn<'_> {
         let ssl = v2.then(|| client_cert::ssl_info(conn));
         let alpn = conn.alpn_protocol();
         let header = proxy_header(pool, self.peer, self.local, sni, alpn, ssl.as_ref());
-        let (backend, _guard) =
+        let (backend, connection) =
             connect_backend(pool, self.peer, sni, self.runtime, route_metrics, &header).await?;
         let idle = self.state.idle_timeout;
         let with_route;
@@ -247,10 +258,14 @@ impl Conn<'_> {
         Some(match backend {
             Upstream::Tcp(mut backend) => {
                 backend.write_all(&header).await.ok()?;
-                forward::copy_bidirectional(client, backend, bytes, idle).await
+                let sockets = [self.client_fd, backend.as_raw_fd()];
+                let forwarding = forward::copy_bidirectional(client, backend, bytes, idle);
+                unless_cut(forwarding, &connection, sockets).await
             }
             Upstream::Tls(backend) => {
-                forward::copy_bidirectional(client, backend, bytes, idle).await
+                let sockets = [self.client_fd, backend.get_ref().0.as_raw_fd()];
+                let forwarding = forward::copy_bidirectional(client, backend, bytes, idle);
+                unless_cut(forwarding, &connection, sockets).await
             }
         })
     }
@@ -338,18 +353,36 @@ fn handshake_failed(
     }
 }
 
-/// Holds a backend's active-connection gauge up while the connection lives.
-pub struct BackendGuard(Arc<Backend>);
-
-impl Drop for BackendGuard {
-    fn drop(&mut self) {
-        self.0.metrics.active.dec();
+/// Runs `forwarding` until it ends, or until the operator closes the backend's
+/// connections (`--close`): then both sockets are reset (SO_LINGER 0 before the
+/// close), so neither peer takes the cut stream for a complete one.
+async fn unless_cut(
+    forwarding: impl Future<Output = End>,
+    connection: &Connection,
+    sockets: [RawFd; 2],
+) -> End {
+    let cut = async {
+        connection.cut().await;
+        for fd in sockets {
+            // SAFETY: both sockets are owned by `forwarding` or by its caller, and
+            // select! below keeps `forwarding` alive while it polls this branch, so
+            // the descriptors are open here; the borrow ends within this statement.
+            let socket = unsafe { BorrowedFd::borrow_raw(fd) };
+            let _ = socket2::SockRef::from(&socket).set_linger(Some(Duration::ZERO));
+        }
+    };
+    tokio::select! {
+        biased;
+        end = forwarding => end,
+        () = cut => End::Cut,
     }
 }
 
 /// Tries the candidates in order, at most `max_attempts`, each within
-/// `connect_timeout`. Failures count towards marking the backend down; a connection
-/// no backend takes counts for the listener (and its route).
+/// `connect_timeout`. A candidate counts as an open connection of its backend from
+/// the moment it is picked (so concurrent picks see it); failures count towards
+/// marking the backend down; a connection no backend takes counts for the listener
+/// (and its route).
 async fn connect_backend(
     pool: &Pool,
     peer: SocketAddr,
@@ -357,11 +390,12 @@ async fn connect_backend(
     runtime: &ListenerRuntime,
     route: Option<&RouteMetrics>,
     header: &[u8],
-) -> Option<(Upstream, BackendGuard)> {
+) -> Option<(Upstream, Connection)> {
     let settings = &pool.settings;
     let key = pool.key_hash(&KeyInput { client: peer, sni });
     let mut last_error = String::new();
-    for backend in pool.candidates(key).take(settings.max_attempts as usize) {
+    for backend in pool.candidates(key, settings.max_attempts as usize) {
+        let connection = backend.connection();
         let started = Instant::now();
         let result = timeout(
             settings.connect_timeout,
@@ -378,9 +412,8 @@ async fn connect_backend(
                 match establish(pool, backend, stream, header).await {
                     Ok(upstream) => {
                         backend.metrics.connections.inc();
-                        backend.metrics.active.inc();
                         backend.record(true, Source::Traffic, &settings.health, "");
-                        return Some((upstream, BackendGuard(backend.clone())));
+                        return Some((upstream, connection));
                     }
                     Err(e) => e,
                 }

@@ -40,6 +40,8 @@ pub enum End {
     Idle,
     /// A socket error (reset, ...).
     Error(io::Error),
+    /// The operator closed the backend's connections (`proxy backend set ... --close`).
+    Cut,
 }
 
 /// The time of the last byte moved, in ms since `start`.

@@ -1,5 +1,5 @@
 //! Active health checks: a TCP connect to each backend every `interval`, with
-//! `timeout`; results feed [`Backend::record`] together with the passive results of
+//! `timeout` (none while the operator holds it in maintenance); results feed [`Backend::record`] together with the passive results of
 //! real traffic (see `connection.rs`). Pools that speak the PROXY protocol send a
 //! LOCAL (v2) / UNKNOWN (v1) header on each check, so the backend logs no error.
 //! Pools with `[pool.tls]` complete a TLS handshake too (verification included), and
@@ -43,6 +43,9 @@ async fn check_loop(pool: Arc<Pool>, backend: Arc<Backend>, header: Option<Vec<u
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if backend.in_maintenance() {
+            continue;
+        }
         let check = check(&pool, &backend, header.as_deref());
         let result = match timeout(rules.timeout, check).await {
             Ok(result) => result,

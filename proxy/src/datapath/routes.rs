@@ -205,7 +205,7 @@ backends = [{ address = "10.0.0.4:443" }]
         let pools: Vec<Arc<Pool>> = config
             .pools
             .iter()
-            .map(|p| Arc::new(Pool::build(p, None, &metrics).unwrap()))
+            .map(|p| Arc::new(Pool::build(p, None, &[], &metrics).unwrap()))
             .collect();
         let pool_of = |name: &str| pools.iter().find(|p| p.name() == name).unwrap().clone();
         let listener = config.listeners.remove(0);

@@ -1,7 +1,8 @@
 //! The admin HTTP endpoint (loopback by default): `/metrics` (the one registry in
 //! the Prometheus text format), `/status` (a live page, no external assets) and the
-//! JSON it reads, `/api/stats`, `/api/top` and `/api/blocklist` (the typed admin API,
-//! the same data as `proxy stats`). Read-only.
+//! JSON it reads, `/api/stats`, `/api/top`, `/api/blocklist` and `/api/backends` (the
+//! typed admin API, the same data as `proxy stats`). Read-only: runtime changes go
+//! through the admin socket, where the caller is known.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -101,6 +102,7 @@ async fn respond<B>(req: &hyper::Request<B>, admin: &Admin) -> Response<Full<Byt
         },
         "/api/blocklist" => Request::Blocklist,
         "/api/fleet" => Request::FleetStatus,
+        "/api/backends" => Request::Backends,
         _ => {
             return reply(
                 StatusCode::NOT_FOUND,
@@ -109,11 +111,12 @@ async fn respond<B>(req: &hyper::Request<B>, admin: &Admin) -> Response<Full<Byt
             );
         }
     };
-    match admin.answer(request).await {
+    match admin.answer(request, None).await {
         ApiResponse::Stats(s) => json(&s),
         ApiResponse::Top(t) => json(&t),
         ApiResponse::Blocklist(b) => json(&b),
         ApiResponse::FleetStatus(f) => json(&f),
+        ApiResponse::Backends(b) => json(&b),
         ApiResponse::Done(d) => json(&d),
         ApiResponse::Error(e) => reply(
             StatusCode::SERVICE_UNAVAILABLE,

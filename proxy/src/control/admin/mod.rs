@@ -1,5 +1,6 @@
 //! The local admin interface: the admin socket answering the typed requests of
-//! [`crate::api`] (`proxy stats`, `proxy top`), and the HTTP `/metrics` endpoint.
+//! [`crate::api`] (`proxy stats`, `proxy top`, `proxy backend ...`), and the HTTP
+//! `/metrics` endpoint.
 //!
 //! - [`server`]: the Unix socket (bind, peer check, one request per connection).
 //! - [`http`]: `/metrics` from the one registry, the `/status` page and its JSON.
@@ -11,6 +12,7 @@ pub mod server;
 
 use std::sync::Arc;
 
+use super::backends::Caller;
 use super::daemon::Daemon;
 use super::fleet_policy::FleetPolicy;
 use super::fleet_policy::store::Source;
@@ -41,7 +43,9 @@ pub struct Sockets {
 }
 
 impl Admin {
-    pub async fn answer(&self, request: Request) -> Response {
+    /// Answers `request`; `caller`: the admin socket's peer (`None` over HTTP, which
+    /// is read-only).
+    pub async fn answer(&self, request: Request, caller: Option<Caller>) -> Response {
         match request {
             Request::Stats => Response::Stats(Box::new(self.stats().await)),
             Request::Top { n } => match self.kernel.top_sources(n.clamp(1, 1000)) {
@@ -77,6 +81,26 @@ impl Admin {
             },
             Request::Handover { .. } => {
                 Response::Error("a hand-over goes over the admin socket only".into())
+            }
+            Request::Backends => Response::Backends(self.daemon.pools().await),
+            Request::SetBackend {
+                pool,
+                address,
+                change,
+            } => {
+                let Some(caller) = caller else {
+                    return Response::Error(
+                        "runtime changes go through the admin socket (proxy backend set)".into(),
+                    );
+                };
+                match self
+                    .daemon
+                    .set_backend(&pool, address, change, &caller)
+                    .await
+                {
+                    Ok(done) => Response::Done(done),
+                    Err(e) => Response::Error(e),
+                }
             }
         }
     }

@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use super::Admin;
 use crate::api::{Request, Response};
+use crate::control::backends::Caller;
 
 /// Removes the socket file when the daemon stops, if it is this process's to remove
 /// (not when a successor took it over, nor when a take-over of it failed).
@@ -126,7 +127,13 @@ async fn answer(stream: UnixStream, admin: Arc<Admin>) -> anyhow::Result<()> {
                 .await;
             return Ok(());
         }
-        Ok(request) => admin.answer(request).await,
+        Ok(request) => {
+            let caller = Caller {
+                uid: cred.uid(),
+                pid: cred.pid(),
+            };
+            admin.answer(request, Some(caller)).await
+        }
         Err(e) => Response::Error(format!("bad request {:?}: {e}", line.trim_end())),
     };
     let (_read, mut write) = stream.into_split();

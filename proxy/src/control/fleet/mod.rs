@@ -239,7 +239,11 @@ fn problem(
         let Some(pool) = pools.iter().find(|p| p.name == listener.pool) else {
             return Some(format!("pool {} is missing", listener.pool));
         };
-        let up = pool.backends.iter().filter(|b| b.healthy).count();
+        let up = pool
+            .backends
+            .iter()
+            .filter(|b| b.takes_new_connections())
+            .count();
         if (up as u32) < vip.min_healthy_backends {
             return Some(format!(
                 "pool {}: {up} of {} backends up",

@@ -1,8 +1,8 @@
 //! Zero-downtime binary upgrade. A new process started with `proxy run --takeover`
 //! asks the running daemon over its admin socket for its listening sockets; the
-//! daemon answers with an [`Offer`] and the sockets themselves (SCM_RIGHTS: the same
-//! sockets, so nothing waiting in an accept backlog is lost), its admin and metrics
-//! sockets, and its stdout/stderr. The new process validates and starts on them (the
+//! daemon answers with an [`Offer`] (with the backends' runtime settings) and the
+//! sockets themselves (SCM_RIGHTS: the same sockets, so nothing waiting in an accept
+//! backlog is lost), its admin and metrics sockets, and its stdout/stderr. The new process validates and starts on them (the
 //! XDP program replaces the old one in the same bpf_link: no packet sees none), then
 //! says `commit`; only then the old process stops accepting, drains and exits. If
 //! the new process fails or dies before `commit`, the old one takes its XDP
@@ -33,6 +33,10 @@ pub struct Offer {
     pub metrics: Option<SocketAddr>,
     /// Sysctls the old process changed, with the values to restore on exit.
     pub sysctls: Vec<(PathBuf, String)>,
+    /// Backends' runtime settings (`proxy backend set`), kept by the new process for
+    /// the backends its configuration has.
+    #[serde(default)]
+    pub backends: Vec<crate::api::BackendRuntime>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::{COMMIT, Handover, Offer, OfferedListener, STOPPING, fds};
-use crate::control::daemon::Daemon;
+use crate::control::daemon::{Daemon, ForSuccessor};
 
 /// How long the new process may take from the offer to its commit.
 const COMMIT_WITHIN: Duration = Duration::from_secs(120);
@@ -54,15 +54,15 @@ pub async fn serve(stream: tokio::net::UnixStream, daemon: &Daemon, h: &Handover
         return refuse(stream, "another upgrade is in progress".into());
     }
     info!(new_pid, "upgrade: a new process asks to take over");
-    let listeners = match daemon.prepare_handover().await {
-        Ok(l) => l,
+    let parts = match daemon.prepare_handover().await {
+        Ok(parts) => parts,
         Err(e) => {
             daemon.abort_handover();
             h.offering.store(false, Ordering::SeqCst);
             return refuse(stream, format!("{e:#}"));
         }
     };
-    let result = offer_and_wait(stream, daemon, h, listeners).await;
+    let result = offer_and_wait(stream, daemon, h, parts).await;
     match result {
         Ok(()) => {
             info!(
@@ -90,8 +90,12 @@ async fn offer_and_wait(
     stream: std::os::unix::net::UnixStream,
     daemon: &Daemon,
     h: &Handover,
-    listeners: Vec<(String, std::net::SocketAddr, OwnedFd)>,
+    parts: ForSuccessor,
 ) -> anyhow::Result<()> {
+    let ForSuccessor {
+        listeners,
+        backends,
+    } = parts;
     let admin_fd = h
         .admin
         .lock()
@@ -115,6 +119,7 @@ async fn offer_and_wait(
             .collect(),
         metrics: metrics.as_ref().map(|(a, _)| *a),
         sysctls: daemon.handover_sysctls(),
+        backends,
     };
     let mut owned: Vec<OwnedFd> = listeners.into_iter().map(|(_, _, fd)| fd).collect();
     owned.push(admin_fd);

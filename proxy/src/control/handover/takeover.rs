@@ -25,6 +25,8 @@ pub struct Inherited {
     /// The old process's stdout and stderr (where its logs went).
     pub stdio: (OwnedFd, OwnedFd),
     pub sysctls: Vec<(PathBuf, String)>,
+    /// Backends' runtime settings.
+    pub backends: Vec<crate::api::BackendRuntime>,
     /// After the commit: print the outcome and log where the old process logged.
     pub adopt_stdio: bool,
     connection: UnixStream,
@@ -81,6 +83,7 @@ pub fn request(socket: &Path) -> anyhow::Result<Inherited> {
         metrics,
         stdio,
         sysctls: offer.sysctls,
+        backends: offer.backends,
         adopt_stdio: false,
         connection,
     })

@@ -1,9 +1,12 @@
-//! Backend selection: the Maglev table ([`maglev`]), backends and their health
-//! ([`backend`]), and pools that pick candidates in Maglev order ([`pool`]).
+//! Backend selection: backends with their health, runtime settings and open
+//! connections ([`backend`]), the algorithms ([`selection`]: Maglev, least
+//! connections, power of two choices, smooth weighted round robin), slow start
+//! ([`slow_start`]), and pools that put them together ([`pool`]).
 
 pub mod backend;
-pub mod maglev;
 pub mod pool;
+pub mod selection;
+pub mod slow_start;
 
-pub use backend::{Backend, Source};
-pub use pool::{KeyInput, Pool};
+pub use backend::{Backend, Connection, Control, Source};
+pub use pool::{KeyInput, Moved, Pool};

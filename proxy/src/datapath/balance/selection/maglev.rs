@@ -6,6 +6,7 @@
 //! [`hash_bytes`] is part of that contract: changing it moves clients, and
 //! `pinned_outputs` in the tests fails if it changes.
 
+use super::{Members, Selection};
 use crate::config::is_prime;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -122,8 +123,64 @@ impl Maglev {
         counts
     }
 
+    /// The table's size.
+    pub fn size(&self) -> u32 {
+        self.table.len() as u32
+    }
+
+    /// Slots whose owner differs in `other` (a table of the same size), members
+    /// compared by `same(ours, theirs)`; every slot if the sizes differ.
+    pub fn moved_slots(&self, other: &Maglev, same: impl Fn(usize, usize) -> bool) -> u32 {
+        if self.table.len() != other.table.len() {
+            return self.size();
+        }
+        let moved = self
+            .table
+            .iter()
+            .zip(&other.table)
+            .filter(|&(&a, &b)| !same(a as usize, b as usize))
+            .count();
+        moved as u32
+    }
+
     fn slot(&self, key_hash: u64) -> usize {
         (key_hash % self.table.len() as u64) as usize
+    }
+}
+
+/// Maglev as a pool's algorithm: the key's owner, then its further candidates.
+#[derive(Debug)]
+pub struct MaglevSelection {
+    /// `None` when no member has a weight above 0 (all drained at runtime).
+    pub table: Option<Maglev>,
+}
+
+impl MaglevSelection {
+    /// The table of `members` (`(address, weight in force)`).
+    pub fn new(members: &[(String, u32)], size: u32) -> Result<MaglevSelection, MaglevError> {
+        match Maglev::new(members, size) {
+            Ok(table) => Ok(MaglevSelection { table: Some(table) }),
+            Err(MaglevError::Empty) => Ok(MaglevSelection { table: None }),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Selection for MaglevSelection {
+    fn pick(&self, members: &Members<'_>, key_hash: u64, n: usize, out: &mut Vec<usize>) {
+        let Some(table) = &self.table else { return };
+        for m in table.candidates(key_hash) {
+            if members.takes(m) {
+                out.push(m);
+                if out.len() >= n {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn table(&self) -> Option<&Maglev> {
+        self.table.as_ref()
     }
 }
 

@@ -1,0 +1,113 @@
+//! Weighted least connections: the backend with the fewest open connections per unit
+//! of weight; ties broken at random, in proportion to the weights (so with no
+//! connection open anywhere the spread follows the weights, and slow start still
+//! holds a fresh backend back). A connection counts from the moment it is picked, so
+//! a burst of new connections spreads instead of piling onto one backend.
+
+use std::cmp::Ordering;
+
+use super::{Members, Selection};
+
+#[derive(Debug)]
+pub struct LeastConnections;
+
+impl Selection for LeastConnections {
+    fn pick(&self, members: &Members<'_>, _key_hash: u64, n: usize, out: &mut Vec<usize>) {
+        while out.len() < n {
+            match least_loaded(members, out) {
+                Some(i) => out.push(i),
+                None => return,
+            }
+        }
+    }
+}
+
+/// The least loaded member that takes connections and is not in `skip`; ties drawn
+/// in proportion to their weights.
+pub fn least_loaded(members: &Members<'_>, skip: &[usize]) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    // Weight of the members tied with `best` so far (reservoir sampling).
+    let mut tied_weight = 0u64;
+    for i in members.taking().filter(|i| !skip.contains(i)) {
+        let w = members.weight(i).max(1);
+        let Some(b) = best else {
+            (best, tied_weight) = (Some(i), w);
+            continue;
+        };
+        match members.compare_load(i, b) {
+            Ordering::Less => (best, tied_weight) = (Some(i), w),
+            Ordering::Equal => {
+                tied_weight += w;
+                if fastrand::u64(0..tied_weight) < w {
+                    best = Some(i);
+                }
+            }
+            Ordering::Greater => {}
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{backends, hold};
+    use super::*;
+
+    fn pick(m: &Members<'_>, n: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        LeastConnections.pick(m, 0, n, &mut out);
+        out
+    }
+
+    #[test]
+    fn the_least_loaded_first_then_the_others() {
+        let b = backends(3);
+        let (_a, _b, _c) = (hold(&b[0], 5), hold(&b[1], 1), hold(&b[2], 3));
+        let weights = [1, 1, 1];
+        let m = Members::new(&b, &weights, None);
+        assert_eq!(pick(&m, 3), [1, 2, 0]);
+        assert_eq!(pick(&m, 1), [1]);
+        // Per unit of weight: 5/10 beats 1/1.
+        let weights = [10, 1, 1];
+        let m = Members::new(&b, &weights, None);
+        assert_eq!(pick(&m, 3), [0, 1, 2]);
+    }
+
+    #[test]
+    fn a_stream_of_long_connections_evens_out() {
+        let b = backends(3);
+        let mut open = hold(&b[0], 100);
+        let weights = [1, 1, 1];
+        for _ in 0..300 {
+            let m = Members::new(&b, &weights, None);
+            let i = pick(&m, 1)[0];
+            open.push(b[i].connection());
+        }
+        let counts: Vec<i64> = b.iter().map(|b| b.active_connections()).collect();
+        assert!(
+            counts.iter().all(|&c| (133..=134).contains(&c)),
+            "{counts:?}"
+        );
+    }
+
+    #[test]
+    fn ties_follow_the_weights() {
+        let b = backends(2);
+        let weights = [1, 3];
+        let m = Members::new(&b, &weights, None);
+        let mut counts = [0u32; 2];
+        for _ in 0..20_000 {
+            counts[pick(&m, 1)[0]] += 1;
+        }
+        let share = f64::from(counts[1]) / 20_000.0;
+        assert!((share - 0.75).abs() < 0.02, "{counts:?}");
+    }
+
+    #[test]
+    fn drained_members_are_never_picked() {
+        let b = backends(3);
+        let weights = [0, 1, 0];
+        let m = Members::new(&b, &weights, None);
+        assert_eq!(pick(&m, 3), [1]);
+    }
+}
