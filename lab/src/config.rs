@@ -22,9 +22,9 @@ pub use proxy_schema::config::xdp::{
     SynCookiesConfig, Transport, XdpSection,
 };
 pub use proxy_schema::config::{
-    BackendEntry, Certificate, ClientAuth, ClientAuthMode, Config, Forwarding, HashKey, Health,
-    Limits, Listener, ListenerTls, Log, Pool, ProxyProtocol, Route, RouteTls, SynCookieMode,
-    Timeouts, TlsVersion,
+    BackendEntry, Balance, Certificate, ClientAuth, ClientAuthMode, Config, Forwarding, HashKey,
+    Health, Limits, Listener, ListenerTls, Log, Pool, ProxyProtocol, Route, RouteTls,
+    SynCookieMode, Timeouts, TlsVersion,
 };
 
 /// `"10.77.0.1:443"` as an address; panics with the text on a typo.

@@ -23,18 +23,23 @@ pub fn backend_command(action: BackendAction) -> anyhow::Result<()> {
             pool,
             address,
             setting,
-            daemon,
         } => {
-            let change = match setting {
-                BackendSetting::State { state, close } => BackendChange::State {
-                    state: match state {
+            let (change, daemon) = match setting {
+                BackendSetting::State {
+                    state,
+                    close,
+                    daemon,
+                } => {
+                    let state = match state {
                         StateArg::Ready => BackendState::Ready,
                         StateArg::Drain => BackendState::Drain,
                         StateArg::Maint => BackendState::Maint,
-                    },
-                    close,
-                },
-                BackendSetting::Weight { weight } => BackendChange::Weight { weight },
+                    };
+                    (BackendChange::State { state, close }, daemon)
+                }
+                BackendSetting::Weight { weight, daemon } => {
+                    (BackendChange::Weight { weight }, daemon)
+                }
             };
             let request = Request::SetBackend {
                 pool,

@@ -207,8 +207,6 @@ pub enum BackendAction {
         address: std::net::SocketAddr,
         #[command(subcommand)]
         setting: BackendSetting,
-        #[command(flatten)]
-        daemon: DaemonArgs,
     },
 }
 
@@ -222,12 +220,16 @@ pub enum BackendSetting {
         /// Also close its open connections (drain and maint only).
         #[arg(long)]
         close: bool,
+        #[command(flatten)]
+        daemon: DaemonArgs,
     },
     /// Its weight, 0 to 1000 as in the file (0: no new connections); the file's own
     /// value returns it to the file.
     Weight {
         #[arg(value_parser = clap::value_parser!(u32).range(0..=i64::from(crate::config::MAX_WEIGHT)))]
         weight: u32,
+        #[command(flatten)]
+        daemon: DaemonArgs,
     },
 }
 
