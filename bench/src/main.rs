@@ -4,12 +4,14 @@
 //!
 //! # Layout
 //! - one module per benchmark: [`tls`] (proxy vs HAProxy vs NGINX), [`xdp`],
-//!   [`attack`], [`syn`], [`fleet`] (+ [`fleet_policy`]), [`upgrade`], [`soak`];
+//!   [`attack`], [`syn`], [`fleet`] (+ [`fleet_policy`]), [`upgrade`], [`soak`],
+//!   [`balance`] (the balancing algorithms, paired against Maglev);
 //! - [`client`]: the load generator (`bench client ...`, run inside a namespace),
 //!   [`results`]: what it reports, typed for both sides;
 //!   [`idle_client`]: its idle mode as a handle;
 //! - [`hosts`]: the benchmarks' shared lab; [`binaries`]: which binaries run.
 mod attack;
+mod balance;
 mod binaries;
 mod client;
 mod fleet;
@@ -55,6 +57,9 @@ enum Bench {
     /// Binary upgrades (take-over) next to plain restarts: hand-over time and failed
     /// connections under a loop of new connections.
     Upgrade(upgrade::Args),
+    /// LB CPU per new plain connection for each balancing algorithm, paired against
+    /// Maglev in the same run.
+    Balance(balance::Args),
     /// The load generator (started by the benchmarks, inside their namespaces).
     #[command(hide = true)]
     Client(client::ClientArgs),
@@ -77,6 +82,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Syn(args) => syn::run(args, &root),
         Bench::Fleet(args) => fleet::run(args),
         Bench::Upgrade(args) => upgrade::run(args),
+        Bench::Balance(args) => balance::run(args),
         Bench::Client(args) => client::run(args),
     }
 }

@@ -62,7 +62,7 @@ enum Task {
     },
     /// Benchmarks (root): builds `proxy` and `bench` (release) and runs
     /// `bench ARGS...`; `cargo xtask bench --help` lists them (tls, xdp, attack,
-    /// syn, fleet, upgrade, soak).
+    /// syn, fleet, upgrade, soak, balance).
     Bench {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
