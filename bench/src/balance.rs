@@ -140,8 +140,8 @@ fn measure(
         ),
     )?;
     let cpu = cpu_seconds(lb_pid) - before;
-    let j: Connections =
-        results::parse(&out).with_context(|| format!("{}", Balance::ALL[i].name()))?;
+    let j: Connections = results::parse(&out)
+        .with_context(|| format!("client output for {}", Balance::ALL[i].name()))?;
     ensure!(
         j.errors == 0 && j.ok > 0,
         "{}: {} connections failed of {} ({:?})",
