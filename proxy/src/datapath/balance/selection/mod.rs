@@ -25,9 +25,9 @@ use crate::config::Balance;
 
 /// A pool's algorithm.
 pub trait Selection: Send + Sync + std::fmt::Debug {
-    /// Appends to `out` up to `n` members to try for one connection, best first, each
-    /// once, only members that take connections ([`Members::takes`]). `key_hash` is
-    /// the pool's hash key (Maglev's input; the others ignore it).
+    /// Fills `out` (empty) with up to `n` members to try for one connection, best
+    /// first, each once, only members that take connections ([`Members::takes`]).
+    /// `key_hash` is the pool's hash key (Maglev's input; the others ignore it).
     fn pick(&self, members: &Members<'_>, key_hash: u64, n: usize, out: &mut Vec<usize>);
 
     /// Maglev's table (to count what a rebuild moved); `None` for the others.

@@ -12,8 +12,7 @@ pub struct RandomTwo;
 
 impl Selection for RandomTwo {
     fn pick(&self, members: &Members<'_>, _key_hash: u64, n: usize, out: &mut Vec<usize>) {
-        let start = out.len();
-        let Some(first) = members.draw(out) else {
+        let Some(first) = members.draw(&[]) else {
             return;
         };
         out.push(first);
@@ -21,12 +20,12 @@ impl Selection for RandomTwo {
             // The second draw goes first only if strictly lighter: ties keep the
             // first draw, which was random already.
             match members.compare_load(second, first) {
-                std::cmp::Ordering::Less => out.insert(start, second),
+                std::cmp::Ordering::Less => out.insert(0, second),
                 _ => out.push(second),
             }
         }
-        out.truncate(start + n);
-        while out.len() < start + n {
+        out.truncate(n);
+        while out.len() < n {
             match least_loaded(members, out) {
                 Some(i) => out.push(i),
                 None => return,

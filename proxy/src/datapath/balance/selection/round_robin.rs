@@ -39,10 +39,20 @@ impl Selection for RoundRobin {
         let Some(best) = best else { return };
         current[best] = current[best].saturating_sub(total);
         out.push(best);
-        if n > 1 {
-            let mut rest: Vec<usize> = members.taking().filter(|&i| i != best).collect();
-            rest.sort_by_key(|&i| std::cmp::Reverse(current[i]));
-            out.extend(rest.into_iter().take(n - 1));
+        // The next highest current weights (a pass per candidate: `n` is small).
+        while out.len() < n {
+            let next =
+                members
+                    .taking()
+                    .filter(|i| !out.contains(i))
+                    .fold(None, |b: Option<usize>, i| match b {
+                        Some(b) if current[b] >= current[i] => Some(b),
+                        _ => Some(i),
+                    });
+            match next {
+                Some(i) => out.push(i),
+                None => return,
+            }
         }
     }
 }
