@@ -10,7 +10,7 @@ use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, s
 /// Most descriptors one message carries.
 pub const MAX_FDS: usize = 64;
 /// Largest message accepted.
-const MAX_MESSAGE: usize = 64 * 1024;
+pub const MAX_MESSAGE: usize = 64 * 1024;
 
 /// Sends `bytes` with `fds` attached (the receiver gets its own copies).
 pub fn send(stream: &UnixStream, bytes: &[u8], fds: &[RawFd]) -> anyhow::Result<()> {

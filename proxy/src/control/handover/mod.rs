@@ -72,3 +72,34 @@ impl Handover {
         self.handed_over.is_cancelled()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{BackendRuntime, BackendState, RuntimeChange};
+
+    /// The README promises that an upgrade carries the runtime settings of at least
+    /// 300 backends (long names and IPv6 addresses) in its one message.
+    #[test]
+    fn three_hundred_runtime_settings_fit_in_one_offer() {
+        let backend = |i: u16| BackendRuntime {
+            pool: "a-pool-name-of-24-chars".into(),
+            address: SocketAddr::new(format!("2001:db8:ffff:ffff::{i:x}").parse().unwrap(), 65000),
+            state: BackendState::Maint,
+            weight: Some(1000),
+            changed: Some(RuntimeChange {
+                by: "uid 4294967295 pid 4194304".into(),
+                at_unix: 1_800_000_000,
+            }),
+        };
+        let offer = Offer {
+            pid: 4_194_304,
+            listeners: Vec::new(),
+            metrics: None,
+            sysctls: Vec::new(),
+            backends: (0..300).map(backend).collect(),
+        };
+        let bytes = serde_json::to_vec(&offer::Reply::Offer(offer)).unwrap();
+        assert!(bytes.len() <= fds::MAX_MESSAGE, "{} bytes", bytes.len());
+    }
+}

@@ -126,7 +126,16 @@ async fn offer_and_wait(
     if let Some((_, fd)) = metrics {
         owned.push(fd);
     }
+    let runtime_backends = offer.backends.len();
     let message = serde_json::to_vec(&Reply::Offer(offer))?;
+    anyhow::ensure!(
+        message.len() <= fds::MAX_MESSAGE,
+        "the hand-over does not fit in one message ({} bytes, at most {}): {runtime_backends} \
+         backends have runtime settings; return some to the file (`proxy backend set ... state \
+         ready`, or the file's weight) and upgrade again",
+        message.len(),
+        fds::MAX_MESSAGE
+    );
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let mut raw: Vec<RawFd> = owned.iter().map(|f| f.as_raw_fd()).collect();
         raw.extend([1, 2]);
