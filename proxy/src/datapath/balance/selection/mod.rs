@@ -205,6 +205,39 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn slow_start_scales_a_fresh_backends_weight() {
+        use crate::api::BackendState;
+        use crate::datapath::balance::Control;
+        let b = backends(2);
+        let weights = [1, 1];
+        let ramp = Some(Duration::from_secs(100));
+        // Back from maintenance: it came up now, at the floor.
+        b[1].set_control(Control {
+            state: BackendState::Maint,
+            ..Control::default()
+        });
+        b[1].set_control(Control::default());
+        let m = Members::new(&b, &weights, ramp);
+        assert_eq!(
+            (m.weight(0), m.weight(1)),
+            (1000, slow_start::FLOOR_PERMILLE)
+        );
+        // Round robin gives it its share of the ramped weight: 1 pick in 11.
+        let rr = round_robin::RoundRobin::new(2);
+        let picks: Vec<usize> = (0..11)
+            .map(|_| {
+                let mut out = Vec::new();
+                rr.pick(&m, 0, 1, &mut out);
+                out[0]
+            })
+            .collect();
+        assert_eq!(picks.iter().filter(|&&i| i == 1).count(), 1, "{picks:?}");
+        // Without slow start, full weight at once.
+        let m = Members::new(&b, &weights, None);
+        assert_eq!(m.weight(1), 1000);
+    }
+
+    #[test]
     fn draws_follow_the_weights() {
         let b = backends(3);
         let weights = [1, 3, 0];
