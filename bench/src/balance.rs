@@ -1,5 +1,9 @@
-//! `cargo xtask bench balance`: LB CPU per new plain TCP connection for each
-//! balancing algorithm, paired against Maglev in the same run.
+//! `cargo xtask bench balance`: what each balancing algorithm costs per new
+//! connection, paired against Maglev in the same run.
+//!
+//! 1. `picks`: the algorithm's own work per connection in ns (proxy/benches/balance.rs,
+//!    on CPU 1): key hash, first candidate, counted open and closed; 3 and 100 backends.
+//! 2. `connections`: LB CPU per new plain TCP connection, end to end:
 //!
 //! One `proxy` (release, pinned to CPU 0) with one listener per algorithm, each in
 //! front of its own pool of the same three backends (one nginx on the generator host
@@ -9,6 +13,8 @@
 //! algorithm: µs of LB CPU per connection, median (min-max) of the rounds, and the
 //! median (min-max) of the per-round ratios to Maglev's slice of the same round.
 
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
@@ -25,17 +31,62 @@ const BACKEND_PORTS: [u16; 3] = [8080, 8081, 8082];
 /// The listener of algorithm `i` of [`Balance::ALL`] is `FIRST_PORT + i`.
 const FIRST_PORT: u16 = 9000;
 
+/// The parts (`--parts`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// ns of the algorithm's own work per connection (no root needed).
+    Picks,
+    /// LB CPU per proxied connection, end to end.
+    Connections,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Rounds (each measures every algorithm once, order rotating).
+    /// What to measure.
+    #[arg(long, value_delimiter = ',', default_value = "picks,connections")]
+    pub parts: Vec<Part>,
+    /// Rounds of `connections` (each measures every algorithm once, order rotating).
     #[arg(long, default_value_t = 10)]
     pub rounds: usize,
-    /// Seconds per measurement.
-    #[arg(long, default_value_t = 5.0)]
+    /// Seconds per measurement of `connections` (short slices pair better on a busy
+    /// machine: its slow spells last seconds to minutes).
+    #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
+    if args.parts.contains(&Part::Picks) {
+        picks(root)?;
+    }
+    if args.parts.contains(&Part::Connections) {
+        connections(&args)?;
+    }
+    Ok(())
+}
+
+/// Part 1: proxy/benches/balance.rs on CPU 1.
+fn picks(root: &Path) -> anyhow::Result<()> {
+    eprintln!("[bench balance] part 1: ns per pick (proxy/benches/balance.rs) on CPU 1");
+    let status = Command::new("taskset")
+        .args([
+            "-c",
+            "1",
+            env!("CARGO"),
+            "bench",
+            "-p",
+            "proxy",
+            "--bench",
+            "balance",
+        ])
+        .current_dir(root)
+        .status()
+        .context("running cargo bench")?;
+    ensure!(status.success(), "the pick benchmark failed");
+    Ok(())
+}
+
+/// Part 2: LB CPU per proxied connection.
+fn connections(args: &Args) -> anyhow::Result<()> {
     lab::ensure_root()?;
     lab::ensure_tools(
         &["ip", "taskset", "nginx"],
@@ -80,7 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     drop(proxy);
-    print!("{}", report(&args, &cost, &rate));
+    print!("{}", report(args, &cost, &rate));
     Ok(())
 }
 

@@ -57,8 +57,8 @@ enum Bench {
     /// Binary upgrades (take-over) next to plain restarts: hand-over time and failed
     /// connections under a loop of new connections.
     Upgrade(upgrade::Args),
-    /// LB CPU per new plain connection for each balancing algorithm, paired against
-    /// Maglev in the same run.
+    /// What each balancing algorithm costs per new connection (ns per pick, LB CPU per
+    /// proxied connection), paired against Maglev in the same run.
     Balance(balance::Args),
     /// The load generator (started by the benchmarks, inside their namespaces).
     #[command(hide = true)]
@@ -82,7 +82,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Syn(args) => syn::run(args, &root),
         Bench::Fleet(args) => fleet::run(args),
         Bench::Upgrade(args) => upgrade::run(args),
-        Bench::Balance(args) => balance::run(args),
+        Bench::Balance(args) => balance::run(args, &root),
         Bench::Client(args) => client::run(args),
     }
 }

@@ -9,4 +9,4 @@ pub mod selection;
 pub mod slow_start;
 
 pub use backend::{Backend, Connection, Control, Source};
-pub use pool::{KeyInput, Moved, Pool};
+pub use pool::{Candidates, KeyInput, Moved, Pool};

@@ -188,15 +188,18 @@ impl Pool {
     }
 
     /// Up to `n` backends to try for one connection, best first, in the pool's
-    /// algorithm's order. Only backends that take new connections: ready, weight
-    /// above 0, and up (unless every such backend is down: then all of them are
-    /// tried, as a health check can be wrong).
-    pub fn candidates(&self, key_hash: u64, n: usize) -> impl Iterator<Item = &Arc<Backend>> {
-        let selector = self.selector.load();
-        let members = Members::new(&self.backends, &selector.weights, self.settings.slow_start);
-        let mut order = Vec::with_capacity(n.min(self.backends.len()));
-        selector.selection.pick(&members, key_hash, n, &mut order);
-        order.into_iter().map(|i| &self.backends[i])
+    /// algorithm's order, each worked out when asked for (a connection that gets the
+    /// first one costs one pick). Only backends that take new connections: ready,
+    /// weight above 0, and up (unless every such backend is down: then all of them
+    /// are tried, as a health check can be wrong).
+    pub fn candidates(&self, key_hash: u64, n: usize) -> Candidates<'_> {
+        Candidates {
+            pool: self,
+            key_hash,
+            last: None,
+            tried: Vec::new(),
+            left: n,
+        }
     }
 
     pub fn stats(&self) -> PoolStats {
@@ -233,6 +236,38 @@ impl Pool {
                 })
                 .collect(),
         }
+    }
+}
+
+/// The backends to try for one connection ([`Pool::candidates`]).
+pub struct Candidates<'a> {
+    pool: &'a Pool,
+    key_hash: u64,
+    /// The last one given; moved to `tried` only when another is asked for, so a
+    /// connection whose first connect works allocates nothing.
+    last: Option<usize>,
+    tried: Vec<usize>,
+    left: usize,
+}
+
+impl<'a> Iterator for Candidates<'a> {
+    type Item = &'a Arc<Backend>;
+
+    fn next(&mut self) -> Option<&'a Arc<Backend>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.tried.extend(self.last.take());
+        // The algorithm in force now (a runtime change may have swapped it).
+        let pool = self.pool;
+        let selector = pool.selector.load();
+        let members = Members::new(&pool.backends, &selector.weights, pool.settings.slow_start);
+        let i = selector
+            .selection
+            .next(&members, self.key_hash, &self.tried)?;
+        self.left -= 1;
+        self.last = Some(i);
+        Some(&pool.backends[i])
     }
 }
 

@@ -2,9 +2,8 @@
 //! of weight; ties broken at random, in proportion to the weights (so with no
 //! connection open anywhere the spread follows the weights, and slow start still
 //! holds a fresh backend back). A connection counts from the moment it is picked, so
-//! a burst of new connections spreads instead of piling onto one backend.
-
-use std::cmp::Ordering;
+//! a burst of new connections spreads instead of piling onto one backend. One pass
+//! over the backends per pick.
 
 use super::{Members, Selection};
 
@@ -12,52 +11,47 @@ use super::{Members, Selection};
 pub struct LeastConnections;
 
 impl Selection for LeastConnections {
-    fn pick(&self, members: &Members<'_>, _key_hash: u64, n: usize, out: &mut Vec<usize>) {
-        while out.len() < n {
-            match least_loaded(members, out) {
-                Some(i) => out.push(i),
-                None => return,
-            }
-        }
+    fn next(&self, members: &Members<'_>, _key_hash: u64, tried: &[usize]) -> Option<usize> {
+        least_loaded(members, |i| tried.contains(&i))
     }
 }
 
-/// The least loaded member that takes connections and is not in `skip`; ties drawn
+/// The least loaded member that takes connections and is not `skip`ped; ties drawn
 /// in proportion to their weights.
-pub fn least_loaded(members: &Members<'_>, skip: &[usize]) -> Option<usize> {
-    let mut best: Option<usize> = None;
-    // Weight of the members tied with `best` so far (reservoir sampling).
+pub fn least_loaded(members: &Members<'_>, skip: impl Fn(usize) -> bool) -> Option<usize> {
+    // (member, its open connections, its weight) of the best so far.
+    let mut best: Option<(usize, u128, u128)> = None;
+    // Weight of the members tied with the best so far (reservoir sampling).
     let mut tied_weight = 0u64;
-    for i in members.taking().filter(|i| !skip.contains(i)) {
-        let w = members.weight(i).max(1);
-        let Some(b) = best else {
-            (best, tied_weight) = (Some(i), w);
+    for i in members.taking() {
+        if skip(i) {
+            continue;
+        }
+        let (active, weight) = (members.active(i), members.weight(i).max(1));
+        let here = (i, u128::from(active), u128::from(weight));
+        let Some((_, best_active, best_weight)) = best else {
+            (best, tied_weight) = (Some(here), weight);
             continue;
         };
-        match members.compare_load(i, b) {
-            Ordering::Less => (best, tied_weight) = (Some(i), w),
-            Ordering::Equal => {
-                tied_weight += w;
-                if fastrand::u64(0..tied_weight) < w {
-                    best = Some(i);
+        // active / weight against the best's, without division.
+        match (here.1 * best_weight).cmp(&(best_active * here.2)) {
+            std::cmp::Ordering::Less => (best, tied_weight) = (Some(here), weight),
+            std::cmp::Ordering::Equal => {
+                tied_weight += weight;
+                if fastrand::u64(0..tied_weight) < weight {
+                    best = Some(here);
                 }
             }
-            Ordering::Greater => {}
+            std::cmp::Ordering::Greater => {}
         }
     }
-    best
+    best.map(|(i, _, _)| i)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{backends, hold};
+    use super::super::tests::{backends, hold, order};
     use super::*;
-
-    fn pick(m: &Members<'_>, n: usize) -> Vec<usize> {
-        let mut out = Vec::new();
-        LeastConnections.pick(m, 0, n, &mut out);
-        out
-    }
 
     #[test]
     fn the_least_loaded_first_then_the_others() {
@@ -65,12 +59,12 @@ mod tests {
         let (_a, _b, _c) = (hold(&b[0], 5), hold(&b[1], 1), hold(&b[2], 3));
         let weights = [1, 1, 1];
         let m = Members::new(&b, &weights, None);
-        assert_eq!(pick(&m, 3), [1, 2, 0]);
-        assert_eq!(pick(&m, 1), [1]);
+        assert_eq!(order(&LeastConnections, &m, 3), [1, 2, 0]);
+        assert_eq!(order(&LeastConnections, &m, 1), [1]);
         // Per unit of weight: 5/10 beats 1/1.
         let weights = [10, 1, 1];
         let m = Members::new(&b, &weights, None);
-        assert_eq!(pick(&m, 3), [0, 1, 2]);
+        assert_eq!(order(&LeastConnections, &m, 3), [0, 1, 2]);
     }
 
     #[test]
@@ -80,7 +74,7 @@ mod tests {
         let weights = [1, 1, 1];
         for _ in 0..300 {
             let m = Members::new(&b, &weights, None);
-            let i = pick(&m, 1)[0];
+            let i = LeastConnections.next(&m, 0, &[]).unwrap();
             open.push(b[i].connection());
         }
         let counts: Vec<i64> = b.iter().map(|b| b.active_connections()).collect();
@@ -97,7 +91,7 @@ mod tests {
         let m = Members::new(&b, &weights, None);
         let mut counts = [0u32; 2];
         for _ in 0..20_000 {
-            counts[pick(&m, 1)[0]] += 1;
+            counts[LeastConnections.next(&m, 0, &[]).unwrap()] += 1;
         }
         let share = f64::from(counts[1]) / 20_000.0;
         assert!((share - 0.75).abs() < 0.02, "{counts:?}");
@@ -108,6 +102,6 @@ mod tests {
         let b = backends(3);
         let weights = [0, 1, 0];
         let m = Members::new(&b, &weights, None);
-        assert_eq!(pick(&m, 3), [1]);
+        assert_eq!(order(&LeastConnections, &m, 3), [1]);
     }
 }

@@ -167,16 +167,16 @@ impl MaglevSelection {
 }
 
 impl Selection for MaglevSelection {
-    fn pick(&self, members: &Members<'_>, key_hash: u64, n: usize, out: &mut Vec<usize>) {
-        let Some(table) = &self.table else { return };
-        for m in table.candidates(key_hash) {
-            if members.takes(m) {
-                out.push(m);
-                if out.len() >= n {
-                    return;
-                }
-            }
+    fn next(&self, members: &Members<'_>, key_hash: u64, tried: &[usize]) -> Option<usize> {
+        let table = self.table.as_ref()?;
+        // Nearly always: the key's owner, first time.
+        let owner = table.lookup(key_hash);
+        if tried.is_empty() && members.takes(owner) {
+            return Some(owner);
         }
+        table
+            .candidates(key_hash)
+            .find(|&m| members.takes(m) && !tried.contains(&m))
     }
 
     fn table(&self) -> Option<&Maglev> {

@@ -1,8 +1,9 @@
 //! Backend selection: one trait, [`Selection`], and the algorithms behind it (the
 //! shape of pingora-load-balancing's `selection/`): [`maglev`] (consistent hashing),
 //! [`least_connections`], [`random_two`] (power of two choices) and [`round_robin`]
-//! (smooth weighted). Each gives the backends to try for one connection, best first,
-//! so a failed connect falls through to the next.
+//! (smooth weighted). Each gives the backends to try for one connection one at a
+//! time, best first, so a failed connect falls through to the next; the next one is
+//! only worked out when it is needed.
 //!
 //! Every algorithm sees the pool through [`Members`]: the weight each backend has in
 //! force (0 while drained, in maintenance or weighted 0), its health, its open
@@ -25,10 +26,11 @@ use crate::config::Balance;
 
 /// A pool's algorithm.
 pub trait Selection: Send + Sync + std::fmt::Debug {
-    /// Fills `out` (empty) with up to `n` members to try for one connection, best
-    /// first, each once, only members that take connections ([`Members::takes`]).
-    /// `key_hash` is the pool's hash key (Maglev's input; the others ignore it).
-    fn pick(&self, members: &Members<'_>, key_hash: u64, n: usize, out: &mut Vec<usize>);
+    /// The member to try next for one connection, after `tried` (in order; empty for
+    /// the first): one that takes connections ([`Members::takes`]) and is not in
+    /// `tried`, or `None` when no other member does. `key_hash` is the pool's hash
+    /// key (Maglev's input; the others ignore it).
+    fn next(&self, members: &Members<'_>, key_hash: u64, tried: &[usize]) -> Option<usize>;
 
     /// Maglev's table (to count what a rebuild moved); `None` for the others.
     fn table(&self) -> Option<&Maglev> {
@@ -56,6 +58,8 @@ pub struct Members<'a> {
     backends: &'a [Arc<Backend>],
     /// Weight in force per backend; 0 while it takes no new connections.
     weights: &'a [u32],
+    /// The highest of `weights`, in thousandths (a bound of [`Members::weight`]).
+    max_weight: u64,
     /// Some backend with a weight is up: skip the ones marked down. (With every one
     /// down, all are tried: a health check can be wrong, refusing everyone is worse.)
     skip_down: bool,
@@ -76,6 +80,7 @@ impl<'a> Members<'a> {
         Members {
             backends,
             weights,
+            max_weight: u64::from(weights.iter().copied().max().unwrap_or(0)) * 1000,
             skip_down,
             ramp: slow_start.map(|ramp| (slow_start::now_ms(), ramp)),
         }
@@ -116,10 +121,23 @@ impl<'a> Members<'a> {
         load(a, b).cmp(&load(b, a))
     }
 
-    /// A member that takes connections and is not in `skip`, drawn at random in
-    /// proportion to its weight.
-    pub fn draw(&self, skip: &[usize]) -> Option<usize> {
-        let eligible = || self.taking().filter(|i| !skip.contains(i));
+    /// A member that takes connections and is not `skip`ped, drawn at random in
+    /// proportion to its weight: a uniform draw kept with probability weight / the
+    /// highest weight (rejection sampling: one draw or two with even weights, however
+    /// many backends), and after a few rejections an exact pass over all of them.
+    pub fn draw(&self, skip: impl Fn(usize) -> bool) -> Option<usize> {
+        if self.max_weight > 0 {
+            for _ in 0..16 {
+                let i = fastrand::usize(..self.count());
+                if !self.takes(i) || skip(i) {
+                    continue;
+                }
+                if fastrand::u64(..self.max_weight) < self.weight(i) {
+                    return Some(i);
+                }
+            }
+        }
+        let eligible = || self.taking().filter(|&i| !skip(i));
         let total: u64 = eligible().map(|i| self.weight(i)).sum();
         if total == 0 {
             // Weights ramped to nothing cannot happen (slow start has a floor), but
@@ -153,6 +171,18 @@ pub(super) mod tests {
                 Arc::new(Backend::new(&pool, address, &metrics, false))
             })
             .collect()
+    }
+
+    /// The first `n` candidates `selection` gives, one after the other.
+    pub fn order(selection: &dyn Selection, m: &Members<'_>, n: usize) -> Vec<usize> {
+        let mut tried = Vec::new();
+        while tried.len() < n {
+            match selection.next(m, 0, &tried) {
+                Some(i) => tried.push(i),
+                None => break,
+            }
+        }
+        tried
     }
 
     /// Holds `count` connections open on backend `b`.
@@ -224,13 +254,7 @@ pub(super) mod tests {
         );
         // Round robin gives it its share of the ramped weight: 1 pick in 11.
         let rr = round_robin::RoundRobin::new(2);
-        let picks: Vec<usize> = (0..11)
-            .map(|_| {
-                let mut out = Vec::new();
-                rr.pick(&m, 0, 1, &mut out);
-                out[0]
-            })
-            .collect();
+        let picks: Vec<usize> = (0..11).map(|_| rr.next(&m, 0, &[]).unwrap()).collect();
         assert_eq!(picks.iter().filter(|&&i| i == 1).count(), 1, "{picks:?}");
         // Without slow start, full weight at once.
         let m = Members::new(&b, &weights, None);
@@ -244,12 +268,12 @@ pub(super) mod tests {
         let m = Members::new(&b, &weights, None);
         let mut counts = [0u32; 3];
         for _ in 0..40_000 {
-            counts[m.draw(&[]).unwrap()] += 1;
+            counts[m.draw(|_| false).unwrap()] += 1;
         }
         assert_eq!(counts[2], 0);
         let share = f64::from(counts[1]) / 40_000.0;
         assert!((share - 0.75).abs() < 0.02, "{counts:?}");
-        assert_eq!(m.draw(&[1]), Some(0));
-        assert_eq!(m.draw(&[0, 1]), None);
+        assert_eq!(m.draw(|i| i == 1), Some(0));
+        assert_eq!(m.draw(|i| i < 2), None);
     }
 }

@@ -3,8 +3,8 @@
 //! pool's order on a tie) is picked and loses the total. Weights 5, 1, 1 give
 //! a a b a c a a, spread out rather than a a a a a b c. The current weights are one
 //! small lock per pool, held for one pass over the backends. Further candidates
-//! (after a failed connect) are the others by current weight, highest first: the
-//! order the next picks would take, without advancing the rotation.
+//! (after a failed connect) are the others by current weight, highest first (the
+//! order the next picks would take), without advancing the rotation.
 
 use std::sync::Mutex;
 
@@ -24,8 +24,18 @@ impl RoundRobin {
 }
 
 impl Selection for RoundRobin {
-    fn pick(&self, members: &Members<'_>, _key_hash: u64, n: usize, out: &mut Vec<usize>) {
+    fn next(&self, members: &Members<'_>, _key_hash: u64, tried: &[usize]) -> Option<usize> {
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if !tried.is_empty() {
+            // Falling through: the highest current weight left, the rotation unmoved.
+            return members.taking().filter(|i| !tried.contains(i)).fold(
+                None,
+                |b: Option<usize>, i| match b {
+                    Some(b) if current[b] >= current[i] => Some(b),
+                    _ => Some(i),
+                },
+            );
+        }
         let mut total = 0i64;
         let mut best: Option<usize> = None;
         for i in members.taking() {
@@ -36,39 +46,20 @@ impl Selection for RoundRobin {
                 best = Some(i);
             }
         }
-        let Some(best) = best else { return };
+        let best = best?;
         current[best] = current[best].saturating_sub(total);
-        out.push(best);
-        // The next highest current weights (a pass per candidate: `n` is small).
-        while out.len() < n {
-            let next =
-                members
-                    .taking()
-                    .filter(|i| !out.contains(i))
-                    .fold(None, |b: Option<usize>, i| match b {
-                        Some(b) if current[b] >= current[i] => Some(b),
-                        _ => Some(i),
-                    });
-            match next {
-                Some(i) => out.push(i),
-                None => return,
-            }
-        }
+        Some(best)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::backends;
+    use super::super::tests::{backends, order};
     use super::*;
 
     fn sequence(rr: &RoundRobin, m: &Members<'_>, picks: usize) -> String {
         (0..picks)
-            .map(|_| {
-                let mut out = Vec::new();
-                rr.pick(m, 0, 1, &mut out);
-                (b'a' + out[0] as u8) as char
-            })
+            .map(|_| (b'a' + rr.next(m, 0, &[]).unwrap() as u8) as char)
             .collect()
     }
 
@@ -90,15 +81,14 @@ mod tests {
     }
 
     #[test]
-    fn drained_members_are_skipped_and_fall_through_follows_the_rotation() {
+    fn drained_members_are_skipped_and_fall_through_leaves_the_rotation() {
         let b = backends(3);
         let weights = [2, 0, 1];
         let m = Members::new(&b, &weights, None);
         let rr = RoundRobin::new(3);
         assert_eq!(sequence(&rr, &m, 6), "acaaca");
-        let mut out = Vec::new();
-        rr.pick(&m, 0, 3, &mut out);
-        assert_eq!(out.len(), 2, "{out:?}");
-        assert_ne!(out[0], out[1]);
+        // A connection falling through every candidate moves the rotation once.
+        assert_eq!(order(&rr, &m, 3), [0, 2]);
+        assert_eq!(sequence(&rr, &m, 2), "ca");
     }
 }
