@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ConfigIssue, KeyPath};
-use super::schema::TlsVersion;
+use super::tls_version::TlsVersion;
 
 /// `[pool.tls]`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]

@@ -14,6 +14,7 @@ use super::autoblock::AutoblockSection;
 use super::bgp::BgpSection;
 use super::fleet_policy::{FleetPolicySection, FleetSection};
 use super::schema::*;
+use super::tls_version::TlsVersion;
 use super::xdp::{ListEntryConfig, RateLimitConfig, XdpSection};
 
 impl Config {

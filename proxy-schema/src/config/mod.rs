@@ -23,6 +23,7 @@ pub mod fleet_policy;
 mod origin;
 mod schema;
 mod source;
+mod tls_version;
 mod validate;
 pub mod xdp;
 
@@ -30,6 +31,7 @@ pub use self::error::{ConfigError, ConfigIssue, KeyPath};
 pub use self::origin::Origin;
 pub use self::schema::*;
 pub use self::source::{load, parse};
+pub use self::tls_version::TlsVersion;
 pub use self::validate::is_prime;
 
 #[cfg(test)]

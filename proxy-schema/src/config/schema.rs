@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::origin::Origin;
+use super::tls_version::TlsVersion;
 use super::{admin, autoblock, bgp, duration, fleet_policy, xdp};
 
 /// The whole configuration file.
@@ -263,15 +264,6 @@ pub struct Certificate {
     /// listener's `client_auth` (say, required for `admin.example.com` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_auth: Option<ClientAuth>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-pub enum TlsVersion {
-    #[default]
-    #[serde(rename = "1.2")]
-    V1_2,
-    #[serde(rename = "1.3")]
-    V1_3,
 }
 
 /// `[[pool]]`
