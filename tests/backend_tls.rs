@@ -149,8 +149,11 @@ fn config(lab: &Lab, pki: &Pki, proxy_cert: &CertFiles) -> String {
         .with_listener(listen("nginxbadclient", 86, "nginxbadclient"))
         .with_listener(listen("strict", 87, "strict"))
         .with_listener(listen("pp", 85, "pp"))
+        .with_listener(listen("unchecked", 88, "unchecked"))
         .with_pool(pool("good", GOOD, verified()))
         .with_pool(pool("otherca", OTHER_CA, verified()))
+        // No health checks: only real connections try this backend.
+        .with_pool(pool("unchecked", OTHER_CA, verified()).health(Health::off()))
         .with_pool(pool("expired", EXPIRED, verified()))
         .with_pool(pool(
             "mismatch",
@@ -230,7 +233,7 @@ fn tls_to_backends_verified_both_ways_with_reasons() {
     let healthy_as_expected = || {
         let s = stats();
         let want = |p: &proxy::api::PoolStats| {
-            ["good", "pp", "strict", "nginxbadclient"].contains(&p.name.as_str())
+            ["good", "pp", "strict", "nginxbadclient", "unchecked"].contains(&p.name.as_str())
         };
         s.pools
             .iter()
@@ -263,8 +266,30 @@ fn tls_to_backends_verified_both_ways_with_reasons() {
             })
             .unwrap_or_else(|| panic!("no {reason} series for {pool}:\n{metrics}"));
         let n: f64 = series.rsplit(' ').next().unwrap().parse().unwrap();
-        assert!(n >= 2.0, "checks and connections both count: {series}");
+        assert!(n >= 1.0, "{series}");
     }
+    // Connections count too (a pool without checks, so only they try it): the
+    // request fails, the reason is counted and kept.
+    let out = lab.client(&format!("curl -sS --max-time 5 http://{lb}:88/name"));
+    assert!(
+        !out.status.success(),
+        "a request got through a foreign certificate"
+    );
+    let metrics = lab.lb().ns.sh("curl -s http://127.0.0.1:9100/metrics");
+    assert!(
+        metrics.contains("proxy_backend_tls_failures_total{pool=\"unchecked\",backend=\"10.77.0.3:8444\",reason=\"unknown_ca\"} 1"),
+        "{metrics}"
+    );
+    let s = stats();
+    let unchecked = s.pools.iter().find(|p| p.name == "unchecked").unwrap();
+    let failure = unchecked.backends[0]
+        .last_failure
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        failure.contains("TLS handshake failed (unknown_ca)"),
+        "{failure}"
+    );
     // HAProxy with our own client certificate serves.
     assert_eq!(
         lab.client_ok(&format!("curl -sS --max-time 5 http://{lb}:87/"))

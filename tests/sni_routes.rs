@@ -387,8 +387,15 @@ fn slow_passthrough_clients_are_reaped_at_the_handshake_timeout() {
                 s
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(500));
-        let held = lab::process::fd_count(pid);
+        // Every slow client accepted and held (under load, accepting 500 takes a while).
+        let held = lab::wait_for(
+            "the slow clients to be held",
+            Duration::from_secs(1),
+            || {
+                let fds = lab::process::fd_count(pid);
+                (fds >= baseline + SLOW).then_some(fds)
+            },
+        );
         let start = Instant::now();
         let reaped = streams
             .iter_mut()

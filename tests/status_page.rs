@@ -192,7 +192,9 @@ fn the_status_page_shows_what_proxy_stats_says() {
         lab.attacker(0).ipv4,
         "the attacker tops the dropped sources"
     );
-    assert!(text(&top, 2).starts_with("rate_pps="), "{top:?}");
+    // Columns: source, ~dropped, ~answered with SYN cookies, drops by reason.
+    assert_eq!(text(&top, 2), "0", "no cookie answers here: {top:?}");
+    assert!(text(&top, 3).starts_with("rate_pps="), "{top:?}");
 
     let png = std::fs::read(&shot).expect("a screenshot");
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
