@@ -9,7 +9,7 @@
 //!
 //! - [`netns`]: one namespace; [`topology`]: star, pair and fleet topologies;
 //!   [`process`]: processes and their CPU/memory; [`inside`]: run Rust code inside.
-//! - [`nginx`]: nginx backends; [`certs`]: certificates (rcgen);
+//! - [`nginx`]: nginx backends; [`dns`]: a dnsmasq DNS server; [`certs`]: certificates (rcgen);
 //!   [`proxyd`]: the daemon under test and its CLI; [`config`]: its configuration
 //!   (the product's own schema types).
 //! - [`etcd`], [`fleet_site`]: etcd members and the BGP fleet.
@@ -26,6 +26,7 @@ pub mod attack;
 #[cfg(feature = "certs")]
 pub mod certs;
 pub mod config;
+pub mod dns;
 #[cfg(feature = "certs")]
 pub mod etcd;
 #[cfg(feature = "certs")]

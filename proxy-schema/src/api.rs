@@ -379,6 +379,28 @@ pub struct PoolStats {
     #[serde(default)]
     pub slow_start_ms: Option<u64>,
     pub backends: Vec<BackendStats>,
+    /// Its DNS sources (`name` backends, `[pool.discovery] srv`); empty without any.
+    #[serde(default)]
+    pub discovery: Vec<DnsSourceStatus>,
+}
+
+/// One DNS source of a pool: what it last answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsSourceStatus {
+    /// `A/AAAA api.internal:8443` or `SRV _api._tcp.internal`.
+    pub source: String,
+    /// `unknown` (not resolved yet), `ok`, `empty_held` (an empty answer, the last
+    /// set still served until `hold_empty`), `empty`, `failing` (the resolver fails;
+    /// the last good set is served).
+    pub state: String,
+    /// When it was last looked up (Unix seconds; none yet).
+    pub last_resolution_unix: Option<u64>,
+    /// The last lookup's outcome: `ok`, `empty` or `failed`.
+    pub last_result: Option<String>,
+    /// The last failure's cause, while failing.
+    pub last_error: Option<String>,
+    /// The backends it gives now.
+    pub backends: Vec<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -409,6 +431,13 @@ pub struct BackendStats {
     pub connect_failures: u64,
     /// Why the last check or connect failed, if one ever did.
     pub last_failure: Option<String>,
+    /// `config` (an address in the file) or `dns <record>`.
+    #[serde(default = "config_origin")]
+    pub origin: String,
+}
+
+fn config_origin() -> String {
+    "config".into()
 }
 
 impl BackendStats {

@@ -123,6 +123,18 @@ struct RouteReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolResultLabels {
+    pool: LabelText,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolOriginLabels {
+    pool: LabelText,
+    origin: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -162,6 +174,8 @@ pub struct Metrics {
     route_connections: Family<RouteLabels, Counter>,
     route_bytes: Family<RouteBytesLabels, Counter>,
     route_failures: Family<RouteReasonLabels, Counter>,
+    dns_resolutions: Family<PoolResultLabels, Counter>,
+    pool_backends: Family<PoolOriginLabels, Gauge>,
     reloads: Family<ResultLabels, Counter>,
     autoblock: AutoblockMetrics,
     /// Handles of every listener seen since start, for the admin API.
@@ -200,6 +214,8 @@ impl Metrics {
             route_connections: Family::default(),
             route_bytes: Family::default(),
             route_failures: Family::default(),
+            dns_resolutions: Family::default(),
+            pool_backends: Family::default(),
             reloads: Family::default(),
             autoblock,
             listeners: Mutex::default(),
@@ -311,6 +327,16 @@ impl Metrics {
             m.route_failures.clone(),
         );
         r.register(
+            "dns_resolutions",
+            "DNS lookups of a pool's backends, per pool and result (ok, empty, failed)",
+            m.dns_resolutions.clone(),
+        );
+        r.register(
+            "pool_backends",
+            "Backends of a pool, per origin (config: addresses in the file; dns)",
+            m.pool_backends.clone(),
+        );
+        r.register(
             "config_reloads",
             "Configuration reloads by result (ok, error)",
             m.reloads.clone(),
@@ -409,6 +435,28 @@ impl Metrics {
                 route: route.into(),
                 reason: "no_backend",
             }),
+        }
+    }
+
+    /// A DNS lookup of `pool`'s backends ended with `result` (ok, empty, failed).
+    pub fn dns_resolved(&self, pool: &str, result: &'static str) {
+        self.dns_resolutions
+            .get_or_create(&PoolResultLabels {
+                pool: pool.into(),
+                result,
+            })
+            .inc();
+    }
+
+    /// How many backends `pool` has from the file and from DNS.
+    pub fn pool_backends(&self, pool: &str, config: usize, dns: usize) {
+        for (origin, n) in [("config", config), ("dns", dns)] {
+            self.pool_backends
+                .get_or_create(&PoolOriginLabels {
+                    pool: pool.into(),
+                    origin,
+                })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 

@@ -8,9 +8,10 @@ use std::process::Command;
 use anyhow::{Context, ensure};
 
 /// The targets, in `fuzz/fuzz_targets/` (`xdp` loads the XDP program: root).
-const TARGETS: [&str; 7] = [
+const TARGETS: [&str; 8] = [
     "config",
     "client_hello",
+    "dns_records",
     "values",
     "admin_request",
     "proxy_protocol",

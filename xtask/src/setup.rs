@@ -37,6 +37,7 @@ const RUNTIME_PACKAGES: &[&str] = &[
     "prometheus",
     "chromium",
     "ca-certificates",
+    "dnsmasq-base",
 ];
 
 /// PyPI packages the tests use (for `python3` as found on PATH): an independent

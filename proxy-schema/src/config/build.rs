@@ -340,6 +340,7 @@ impl Pool {
             table_size: default_table_size(),
             health: Health::default(),
             tls: None,
+            discovery: None,
         }
     }
 
@@ -393,7 +394,17 @@ impl Pool {
 impl BackendEntry {
     pub fn new(address: SocketAddr) -> BackendEntry {
         BackendEntry {
-            address,
+            address: Some(address),
+            name: None,
+            weight: default_weight(),
+        }
+    }
+
+    /// The A and AAAA records of `host_and_port` (`"api.internal:8443"`).
+    pub fn named(host_and_port: &str) -> BackendEntry {
+        BackendEntry {
+            address: None,
+            name: Some(host_and_port.into()),
             weight: default_weight(),
         }
     }

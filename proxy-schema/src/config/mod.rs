@@ -17,6 +17,7 @@ pub mod backend_tls;
 pub mod bgp;
 mod build;
 pub mod cidr;
+pub mod discovery;
 pub mod duration;
 mod error;
 pub mod fleet_policy;

@@ -310,14 +310,23 @@ pub struct Pool {
     /// `[pool.tls]`: TLS to the backends (absent: plain TCP).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<super::backend_tls::BackendTls>,
+    /// `[pool.discovery]`: backends from DNS (an SRV record; how `name` backends are
+    /// looked up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<super::discovery::Discovery>,
 }
 
 /// A backend in a pool.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendEntry {
-    /// `"ip:port"` or `"[ipv6]:port"`.
-    pub address: SocketAddr,
+    /// `"ip:port"` or `"[ipv6]:port"`. One of `address` and `name`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<SocketAddr>,
+    /// `"host:port"`: the host's A and AAAA records are this entry's backends, looked
+    /// up as `[pool.discovery]` says (its defaults without the section).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Relative share of clients, 0 to 1000; 0 = drained (no new connections).
     /// Default 1.
     #[serde(default = "default_weight")]

@@ -402,10 +402,11 @@ fn check_name(name: &str) -> Result<(), String> {
 impl Pool {
     fn validate(&self, at: &KeyPath) -> Result<(), ConfigIssue> {
         check_name(&self.name).map_err(|m| ConfigIssue::new(at.key("name"), m))?;
-        if self.backends.is_empty() {
+        let srv = self.discovery.as_ref().and_then(|d| d.srv.as_ref());
+        if self.backends.is_empty() && srv.is_none() {
             return Err(ConfigIssue::new(
                 at.key("backends"),
-                "a pool needs at least one backend",
+                "a pool needs at least one backend (an address, a DNS name, or                  [pool.discovery] srv)",
             ));
         }
         for (i, b) in self.backends.iter().enumerate() {
@@ -416,34 +417,57 @@ impl Pool {
                     format!("{} is above the maximum weight {MAX_WEIGHT}", b.weight),
                 ));
             }
-            if b.address.port() == 0 || b.address.ip().is_unspecified() {
-                return Err(ConfigIssue::new(
-                    here.key("address"),
-                    format!(
-                        "{} is not a backend address: give the backend's own IP and port",
-                        b.address
-                    ),
-                ));
-            }
-            if self.backends[..i].iter().any(|o| o.address == b.address) {
-                return Err(ConfigIssue::new(
-                    here.key("address"),
-                    format!("{} is listed twice in this pool", b.address),
-                ));
+            match (&b.address, &b.name) {
+                (Some(_), Some(_)) | (None, None) => {
+                    return Err(ConfigIssue::new(
+                        here,
+                        "give a backend either an address (\"10.0.0.5:443\") or a DNS name \
+                         (name = \"api.internal:443\")",
+                    ));
+                }
+                (Some(address), None) => {
+                    if address.port() == 0 || address.ip().is_unspecified() {
+                        return Err(ConfigIssue::new(
+                            here.key("address"),
+                            format!(
+                                "{address} is not a backend address: give the backend's own IP \
+                                 and port"
+                            ),
+                        ));
+                    }
+                    if self.backends[..i].iter().any(|o| o.address == b.address) {
+                        return Err(ConfigIssue::new(
+                            here.key("address"),
+                            format!("{address} is listed twice in this pool"),
+                        ));
+                    }
+                }
+                (None, Some(name)) => {
+                    super::discovery::name_and_port(name)
+                        .map_err(|e| ConfigIssue::new(here.key("name"), e))?;
+                    if self.backends[..i].iter().any(|o| o.name == b.name) {
+                        return Err(ConfigIssue::new(
+                            here.key("name"),
+                            format!("{name} is listed twice in this pool"),
+                        ));
+                    }
+                }
             }
         }
-        let members: Vec<(String, u32)> = self
-            .backends
-            .iter()
-            .map(|b| (b.address.to_string(), b.weight))
-            .collect();
-        if members.iter().all(|m| m.1 == 0) {
+        let dns = self.backends.iter().any(|b| b.name.is_some()) || srv.is_some();
+        if !dns && self.backends.iter().all(|b| b.weight == 0) {
             return Err(ConfigIssue::new(
                 at.key("backends"),
                 "every backend has weight 0; at least one must take connections",
             ));
         }
-        self.validate_balance(at, members.len())?;
+        if let Some(d) = &self.discovery {
+            d.validate(&at.key("discovery"))?;
+        }
+        // The backends known now: DNS adds some at run time (for Maglev, at most a
+        // tenth of the table; more are left out, logged).
+        let known = self.backends.iter().filter(|b| b.address.is_some()).count();
+        self.validate_balance(at, known)?;
         if self.max_attempts == 0 {
             return Err(ConfigIssue::new(
                 at.key("max_attempts"),

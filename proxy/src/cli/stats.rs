@@ -107,6 +107,27 @@ fn print_stats(stats: &Stats) {
                     super::backends::time(c.at_unix)
                 );
             }
+            if b.origin != "config" {
+                println!("    from {}", b.origin);
+            }
+        }
+        for d in &pool.discovery {
+            let when = d
+                .last_resolution_unix
+                .map(super::backends::time)
+                .unwrap_or_else(|| "never".into());
+            let backends: Vec<String> = d.backends.iter().map(|a| a.to_string()).collect();
+            println!(
+                "  DNS {}: {} (last lookup {when}: {}), {} backends{}",
+                d.source,
+                d.state,
+                d.last_result.as_deref().unwrap_or("-"),
+                backends.len(),
+                d.last_error
+                    .as_deref()
+                    .map(|e| format!(" (error: {e})"))
+                    .unwrap_or_default()
+            );
         }
     }
     match &stats.xdp {

@@ -53,7 +53,7 @@ pub fn set(
             addresses.join(", ")
         ));
     };
-    let config_weight = p.config_weight(backend);
+    let config_weight = p.config_weight(&backend);
     let before = backend.control();
     let mut after = before.clone();
     let mut close = false;
@@ -187,7 +187,7 @@ pub fn after_reload(old: &HashMap<String, Arc<Pool>>, new: &HashMap<String, Arc<
         let after = new.get(name);
         for b in before.backends() {
             let control = b.control();
-            let kept = after.and_then(|p| p.backend(b.address).filter(|k| Arc::ptr_eq(k, b)));
+            let kept = after.and_then(|p| p.backend(b.address).filter(|k| Arc::ptr_eq(k, &b)));
             match (kept, after) {
                 (None, _) if control.is_runtime() => tracing::info!(
                     pool = %name,
@@ -196,7 +196,7 @@ pub fn after_reload(old: &HashMap<String, Arc<Pool>>, new: &HashMap<String, Arc<
                     weight = control.weight,
                     "backend removed from the configuration: its runtime state is dropped"
                 ),
-                (Some(_), Some(p)) => follow_file_weight(p, b, &control, before.config_weight(b)),
+                (Some(_), Some(p)) => follow_file_weight(p, &b, &control, before.config_weight(&b)),
                 _ => {}
             }
         }

@@ -223,7 +223,7 @@ fn forget_backends(
         for b in pool.backends() {
             let kept = keep
                 .get(name)
-                .is_some_and(|k| k.backends().iter().any(|o| Arc::ptr_eq(o, b)));
+                .is_some_and(|k| k.backends().iter().any(|o| Arc::ptr_eq(o, &b)));
             if !kept {
                 metrics.remove_backend(name, &b.address.to_string());
             }
@@ -248,6 +248,8 @@ struct Running {
     listeners: HashMap<String, RunningListener>,
     pools: HashMap<String, Arc<Pool>>,
     health: Vec<HealthChecks>,
+    /// The DNS lookups of pools with DNS backends.
+    discovery: Vec<super::discovery::PoolDiscovery>,
     sessions: HashMap<String, SessionState>,
 }
 
@@ -300,6 +302,7 @@ impl Daemon {
                 listeners: HashMap::new(),
                 pools: HashMap::new(),
                 health: Vec::new(),
+                discovery: Vec::new(),
                 sessions: HashMap::new(),
             }),
             subsystems: Vec::new(),
@@ -575,6 +578,14 @@ impl Daemon {
             metrics.remove_route(listener, route);
         }
         running.health = pools.values().map(health::start).collect();
+        running.discovery = pools
+            .values()
+            .filter_map(|p| super::discovery::start(p, metrics))
+            .collect();
+        for p in pools.values() {
+            let (config, dns) = p.origin_counts();
+            metrics.pool_backends(p.name(), config, dns);
+        }
         running.pools = pools;
         running.sessions = sessions;
         self.config.store(config);
@@ -644,6 +655,7 @@ impl Daemon {
             r.stop().await;
         }
         running.health.clear();
+        running.discovery.clear();
         let open = self.open_connections();
         tracing::info!(
             open,

@@ -409,7 +409,7 @@ async fn connect_backend(
                     .connect_seconds
                     .observe(started.elapsed().as_secs_f64());
                 let _ = stream.set_nodelay(true);
-                match establish(pool, backend, stream, header).await {
+                match establish(pool, &backend, stream, header).await {
                     Ok(upstream) => {
                         backend.metrics.connections.inc();
                         backend.record(true, Source::Traffic, &settings.health, "");

@@ -24,17 +24,43 @@ pub struct HealthChecks {
     _tasks: JoinSet<()>,
 }
 
-/// Starts one check loop per backend of `pool` (none if checks are disabled).
+/// Starts checking every backend of `pool` (nothing if checks are disabled): one
+/// loop per backend, started and stopped as the pool's backends change (DNS).
 pub fn start(pool: &Arc<Pool>) -> HealthChecks {
     let mut tasks = JoinSet::new();
-    let rules = &pool.settings.health;
-    if rules.enabled {
-        for backend in pool.backends() {
-            let header = proxy_protocol::health_check(pool.settings.proxy_protocol);
-            tasks.spawn(check_loop(pool.clone(), backend.clone(), header));
-        }
+    if pool.settings.health.enabled {
+        tasks.spawn(follow_members(pool.clone()));
     }
     HealthChecks { _tasks: tasks }
+}
+
+/// Keeps one check loop per current backend, looking at the members every
+/// `interval` (a backend found by DNS is checked from the next look on).
+async fn follow_members(pool: Arc<Pool>) {
+    let header = proxy_protocol::health_check(pool.settings.proxy_protocol);
+    let mut loops = std::collections::HashMap::new();
+    let mut tasks = JoinSet::new();
+    let mut tick = interval(pool.settings.health.interval);
+    loop {
+        tick.tick().await;
+        let members = pool.backends();
+        loops.retain(|address, handle: &mut tokio::task::AbortHandle| {
+            let stays = members.iter().any(|b| b.address == *address);
+            if !stays {
+                handle.abort();
+            }
+            stays
+        });
+        for backend in members {
+            if !loops.contains_key(&backend.address) {
+                let address = backend.address;
+                let handle = tasks.spawn(check_loop(pool.clone(), backend, header.clone()));
+                loops.insert(address, handle);
+            }
+        }
+        // Reap finished (aborted) loops.
+        while tasks.try_join_next().is_some() {}
+    }
 }
 
 async fn check_loop(pool: Arc<Pool>, backend: Arc<Backend>, header: Option<Vec<u8>>) {

@@ -9,4 +9,6 @@ pub mod selection;
 pub mod slow_start;
 
 pub use backend::{Backend, Connection, Control, Source};
-pub use pool::{Candidates, KeyInput, Moved, Pool};
+pub use pool::{
+    Candidates, Discovered, KeyInput, Moved, Origin, Pool, dns_sources as pool_dns_sources,
+};
