@@ -207,15 +207,7 @@ fn measure(
 }
 
 fn report(args: &Args, cost: &[Vec<f64>], rate: &[Vec<f64>]) -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let cpu = crate::results::cpu_model();
     let mut out = format!(
         "\nLB CPU per new plain TCP connection (connect, GET /small, close; 64 at a time), \
          by balancing algorithm: {} rounds of {} s each, order rotating; one proxy (release) \

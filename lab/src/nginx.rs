@@ -131,7 +131,28 @@ impl Nginx {
 /// `dir/ec.pem` and `dir/ec.key`), built for load (no access log, sendfile, long
 /// keep-alive, 19,000 connections).
 pub fn bench_backend_conf(dir: &Path, listen: &[String]) -> String {
+    bench_backend_conf_resumable(dir, listen, None)
+}
+
+/// [`bench_backend_conf`], plus HTTPS on `resumable` (an address) in a server that
+/// resumes sessions (tickets and a session cache) and logs one line per request to
+/// `dir/resumed.log`: `r` for a resumed TLS session, `.` for a full handshake.
+pub fn bench_backend_conf_resumable(
+    dir: &Path,
+    listen: &[String],
+    resumable: Option<&str>,
+) -> String {
     let d = dir.display();
+    let resumable = match resumable {
+        Some(at) => format!(
+            "log_format resumed '$ssl_session_reused';\n  \
+             server {{ listen {at} ssl backlog=8192; ssl_certificate {d}/ec.pem; \
+             ssl_certificate_key {d}/ec.key; ssl_session_tickets on; \
+             ssl_session_cache shared:BACKEND:10m; \
+             access_log {d}/resumed.log resumed buffer=64k flush=1s; root {d}/www; }}\n"
+        ),
+        None => String::new(),
+    };
     let mut listen: String = listen
         .iter()
         .map(|a| format!("listen {a} backlog=8192; "))
@@ -146,6 +167,6 @@ pub fn bench_backend_conf(dir: &Path, listen: &[String]) -> String {
          worker_rlimit_nofile 20000;\nevents {{ worker_connections 19000; }}\n\
          http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 100000000;\n\
            keepalive_timeout 300s;\n  client_header_timeout 300s;\n\
-           server {{ {listen}root {d}/www; }}\n}}\n"
+           server {{ {listen}root {d}/www; }}\n  {resumable}}}\n"
     )
 }

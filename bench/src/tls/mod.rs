@@ -47,11 +47,17 @@ const PORT_IPERF: u16 = 5201;
 /// and ECDSA TLS terminated behind routes (the proxy; the others answer as PORT_EC).
 const PORT_PASS: u16 = 8445;
 const PORT_ROUTED: u16 = 8446;
+/// ECDSA TLS terminated and re-encrypted to BACKEND_TLS_RESUMABLE, the backend's
+/// certificate verified: with backend session resumption, and without.
+const PORT_REENCRYPT: u16 = 8447;
+const PORT_REENCRYPT_FULL: u16 = 8448;
 /// Backend ports in `gen`.
 const BACKEND_HTTP: u16 = 80;
 const BACKEND_IPERF: u16 = 5202;
 /// HTTPS on the backend (the ECDSA certificate), for passthrough.
 const BACKEND_TLS: u16 = 8443;
+/// HTTPS on the backend that resumes sessions and logs whether each one did.
+const BACKEND_TLS_RESUMABLE: u16 = 8444;
 const SERVER_NAME: &str = "bench.test";
 const LATENCY_RATE: u32 = 2000;
 /// Keep-alive connections of the TLS latency figure (the plain one uses 32).
@@ -81,6 +87,11 @@ pub enum Part {
     /// `req.ssl_sni`, NGINX `ssl_preread`), and, for the proxy, terminated
     /// handshakes behind three routes against none (the routing overhead).
     Routes,
+    /// Re-encryption: TLS terminated, then TLS to a backend whose certificate is
+    /// verified (HAProxy `ssl verify required`, NGINX `proxy_ssl_verify on`), with
+    /// backend session resumption and without; each connection a full client
+    /// handshake and a GET.
+    Reencrypt,
     /// Memory per idle TLS connection (after the rounds).
     Memory,
     /// Latency in interleaved slices, every product running at once (after the
@@ -114,7 +125,7 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "handshakes,connects,bulk,iperf,latency,resumption,routes,syscalls,memory,tails,costs"
+        default_value = "handshakes,connects,bulk,iperf,latency,resumption,routes,reencrypt,syscalls,memory,tails,costs"
     )]
     pub figures: Vec<Part>,
     /// The binary of product `proxy-base` (an earlier build, for before/after).
@@ -190,7 +201,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         GEN_CPU,
         &format!("iperf3 -s -B {GEN_IP} -p {BACKEND_IPERF}"),
     )?;
-    gen_ns.wait_listening(&[BACKEND_HTTP, BACKEND_IPERF])?;
+    gen_ns.wait_listening(&[BACKEND_HTTP, BACKEND_IPERF, BACKEND_TLS_RESUMABLE])?;
 
     let bench = Bench {
         lb,
@@ -351,6 +362,7 @@ impl Bench<'_> {
                 Part::Latency => self.latencies(product, results)?,
                 Part::Resumption => self.resumption(&lb, product, results)?,
                 Part::Routes => self.routes(&lb, product, results)?,
+                Part::Reencrypt => self.reencrypt(&lb, product, results)?,
                 Part::Syscalls if strace => self.syscalls(&lb, product, results)?,
                 Part::Syscalls | Part::Memory | Part::Tails | Part::Costs => {}
             }
@@ -415,6 +427,50 @@ impl Bench<'_> {
         results.add(Figure::RoutedEcdsaCpu, product, per_handshake[1]);
         let overhead = (per_handshake[1] / per_handshake[0] - 1.0) * 100.0;
         results.add(Figure::RoutingOverhead, product, overhead);
+        Ok(())
+    }
+
+    /// Re-encrypted connections (a full client handshake, a backend TLS connection
+    /// verified, a GET), with backend session resumption and without; the backend's
+    /// log says how many backend sessions each run resumed.
+    fn reencrypt(&self, lb: &Proc, product: Product, results: &mut Results) -> anyhow::Result<()> {
+        let s = self.seconds;
+        for (port, rate_fig, cpu_fig, resumed_fig) in [
+            (
+                PORT_REENCRYPT,
+                Figure::Reencrypted,
+                Figure::ReencryptedCpu,
+                Figure::ReencryptedBackendResumed,
+            ),
+            (
+                PORT_REENCRYPT_FULL,
+                Figure::ReencryptedFull,
+                Figure::ReencryptedFullCpu,
+                Figure::ReencryptedFullBackendResumed,
+            ),
+        ] {
+            let log = self.dir.join("resumed.log");
+            let before = backend_sessions(&log);
+            let tls = self.tls_args(port, "ec.pem");
+            let (j, cpu): (Connections, f64) =
+                self.client(lb, &format!("handshakes {tls} --get /small --seconds {s}"))?;
+            check_errors(&j, product, rate_fig)?;
+            results.add(rate_fig, product, j.rate());
+            results.add(cpu_fig, product, cpu * 1e6 / (j.ok as f64).max(1.0));
+            // The backend flushes its log each second.
+            std::thread::sleep(Duration::from_millis(1500));
+            let (full, resumed) = backend_sessions(&log);
+            let (full, resumed) = (full - before.0, resumed - before.1);
+            ensure!(
+                full + resumed >= j.ok,
+                "{}: the backend logged {} requests for {} connections",
+                product.label(),
+                full + resumed,
+                j.ok
+            );
+            let share = 100.0 * resumed as f64 / (full + resumed).max(1) as f64;
+            results.add(resumed_fig, product, share);
+        }
         Ok(())
     }
 
@@ -636,4 +692,11 @@ impl Bench<'_> {
         );
         Ok((after - before) / opened as f64)
     }
+}
+
+/// Requests the resumable backend has logged so far: (full handshakes, resumed).
+fn backend_sessions(log: &Path) -> (u64, u64) {
+    let text = std::fs::read(log).unwrap_or_default();
+    let count = |c: u8| text.iter().filter(|&&b| b == c).count() as u64;
+    (count(b'.'), count(b'r'))
 }

@@ -8,8 +8,9 @@ use lab::certs::{self, KeyType};
 use lab::config::*;
 
 use super::{
-    BACKEND_HTTP, BACKEND_IPERF, BACKEND_TLS, GEN_IP, PORT_EC, PORT_IPERF, PORT_PASS, PORT_PLAIN,
-    PORT_ROUTED, PORT_RSA, SERVER_NAME, STREAM_MODULE,
+    BACKEND_HTTP, BACKEND_IPERF, BACKEND_TLS, BACKEND_TLS_RESUMABLE, GEN_IP, PORT_EC, PORT_IPERF,
+    PORT_PASS, PORT_PLAIN, PORT_REENCRYPT, PORT_REENCRYPT_FULL, PORT_ROUTED, PORT_RSA, SERVER_NAME,
+    STREAM_MODULE,
 };
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -51,13 +52,25 @@ pub fn write_certs(d: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// HTTP, and HTTPS for the passthrough figure (the backend terminates TLS there).
+/// HTTP, HTTPS for the passthrough figure (the backend terminates TLS there), and
+/// HTTPS that resumes sessions for the re-encryption figure.
 pub fn backend_nginx_conf(d: &Path) -> String {
     let listen = [
         format!("{GEN_IP}:{BACKEND_HTTP}"),
         format!("{GEN_IP}:{BACKEND_TLS} ssl"),
     ];
-    lab::nginx::bench_backend_conf(d, &listen)
+    let resumable = format!("{GEN_IP}:{BACKEND_TLS_RESUMABLE}");
+    lab::nginx::bench_backend_conf_resumable(d, &listen, Some(&resumable))
+}
+
+/// The re-encrypting pools: the backend's certificate verified against `ec.pem`
+/// for SERVER_NAME, sessions resumed or not.
+fn reencrypt_pool(d: &Path, name: &str, resumption: bool) -> Pool {
+    let mut tls = BackendTls::new(d.join("ec.pem"));
+    tls.server_name = Some(SERVER_NAME.into());
+    tls.resumption = resumption;
+    let backend = addr(format!("{GEN_IP}:{BACKEND_TLS_RESUMABLE}"));
+    Pool::new(name, [backend]).tls(tls).health(Health::off())
 }
 
 /// The SNI routes of the proxy's routed listeners: two that do not match
@@ -91,6 +104,14 @@ pub fn proxy_conf(d: &Path, lb_ip: &str) -> String {
         .with_listener(routes(tls("routed", PORT_ROUTED, "ec"), "web", false))
         .with_listener(routes(passthrough, "tlsweb", true))
         .with_listener(tls("rsa", PORT_RSA, "rsa"))
+        .with_listener(Listener {
+            pool: "reencrypt".into(),
+            ..tls("reencrypt", PORT_REENCRYPT, "ec")
+        })
+        .with_listener(Listener {
+            pool: "reencrypt-full".into(),
+            ..tls("reencrypt-full", PORT_REENCRYPT_FULL, "ec")
+        })
         .with_listener(Listener::new(
             "plain",
             addr(format!("{lb_ip}:{PORT_PLAIN}")),
@@ -107,6 +128,8 @@ pub fn proxy_conf(d: &Path, lb_ip: &str) -> String {
         .with_pool(
             Pool::new("iperf", addrs(&[format!("{GEN_IP}:{BACKEND_IPERF}")])).health(Health::off()),
         )
+        .with_pool(reencrypt_pool(d, "reencrypt", true))
+        .with_pool(reencrypt_pool(d, "reencrypt-full", false))
         .with_pool(
             Pool::new("tlsweb", addrs(&[format!("{GEN_IP}:{BACKEND_TLS}")])).health(Health::off()),
         )
@@ -128,6 +151,9 @@ pub fn proxy_conf(d: &Path, lb_ip: &str) -> String {
 
 pub fn haproxy_conf(d: &Path, lb_ip: &str) -> String {
     let d = d.display();
+    let verified = format!(
+        "ssl verify required ca-file {d}/ec.pem sni str({SERVER_NAME}) verifyhost {SERVER_NAME}"
+    );
     format!(
         "global\n  nbthread 1\n  maxconn 9900\n\
          defaults\n  mode tcp\n  maxconn 9900\n  timeout connect 5s\n  timeout client 300s\n  timeout server 300s\n\
@@ -140,6 +166,10 @@ pub fn haproxy_conf(d: &Path, lb_ip: &str) -> String {
            use_backend tlsweb if {{ req.ssl_sni -i api.example.com }}\n\
            use_backend tlsweb if {{ req.ssl_sni -m end .other.test }}\n\
            use_backend tlsweb if {{ req.ssl_sni -i {SERVER_NAME} }}\n\
+         frontend reencrypt\n  bind {lb_ip}:{PORT_REENCRYPT} ssl crt {d}/ec.haproxy.pem\n  default_backend reencrypt\n\
+         frontend reencrypt_full\n  bind {lb_ip}:{PORT_REENCRYPT_FULL} ssl crt {d}/ec.haproxy.pem\n  default_backend reencrypt_full\n\
+         backend reencrypt\n  server b1 {GEN_IP}:{BACKEND_TLS_RESUMABLE} {verified}\n\
+         backend reencrypt_full\n  server b1 {GEN_IP}:{BACKEND_TLS_RESUMABLE} {verified} no-ssl-reuse\n\
          backend tlsweb\n  server b1 {GEN_IP}:{BACKEND_TLS}\n\
          backend web\n  server b1 {GEN_IP}:{BACKEND_HTTP}\n\
          backend iperf\n  server b1 {GEN_IP}:{BACKEND_IPERF}\n"
@@ -148,12 +178,21 @@ pub fn haproxy_conf(d: &Path, lb_ip: &str) -> String {
 
 pub fn lb_nginx_conf(d: &Path, lb_ip: &str) -> String {
     let d = d.display();
-    let tls = |port: u16, stem: &str| {
+    let tls_to = |port: u16, stem: &str, pool: &str, extra: &str| {
         format!(
             "  server {{ listen {lb_ip}:{port} ssl; ssl_certificate {d}/{stem}.pem; \
-             ssl_certificate_key {d}/{stem}.key; proxy_pass web; }}\n"
+             ssl_certificate_key {d}/{stem}.key; proxy_pass {pool};{extra} }}\n"
         )
     };
+    let tls = |port: u16, stem: &str| tls_to(port, stem, "web", "");
+    let verified = |reuse: &str| {
+        format!(
+            " proxy_ssl on; proxy_ssl_verify on; proxy_ssl_trusted_certificate {d}/ec.pem; \
+             proxy_ssl_name {SERVER_NAME}; proxy_ssl_server_name on; proxy_ssl_session_reuse {reuse};"
+        )
+    };
+    let reencrypt = tls_to(PORT_REENCRYPT, "ec", "reencrypt", &verified("on"))
+        + &tls_to(PORT_REENCRYPT_FULL, "ec", "reencrypt", &verified("off"));
     format!(
         "load_module {STREAM_MODULE};\nworker_processes 1;\ndaemon off;\npid {d}/lbnginx-{lb_ip}.pid;\n\
          error_log {d}/lbnginx-{lb_ip}.err warn;\nworker_rlimit_nofile 20000;\n\
@@ -161,6 +200,7 @@ pub fn lb_nginx_conf(d: &Path, lb_ip: &str) -> String {
          stream {{\n  proxy_timeout 300s;\n  ssl_protocols TLSv1.2 TLSv1.3;\n  ssl_session_cache shared:SSL:10m;\n  upstream web {{ server {GEN_IP}:{BACKEND_HTTP}; }}\n\
            upstream iperf {{ server {GEN_IP}:{BACKEND_IPERF}; }}\n\
            upstream tlsweb {{ server {GEN_IP}:{BACKEND_TLS}; }}\n\
+           upstream reencrypt {{ server {GEN_IP}:{BACKEND_TLS_RESUMABLE}; }}\n{reencrypt}\
            map $ssl_preread_server_name $by_name {{ api.example.com tlsweb; ~\\.other\\.test$ tlsweb; {SERVER_NAME} tlsweb; default tlsweb; }}\n\
            server {{ listen {lb_ip}:{PORT_PASS}; ssl_preread on; proxy_pass $by_name; }}\n{}{}\
            server {{ listen {lb_ip}:{PORT_PLAIN}; proxy_pass web; }}\n\

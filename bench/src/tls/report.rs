@@ -52,6 +52,12 @@ pub enum Figure {
     UnroutedEcdsaCpu,
     RoutedEcdsaCpu,
     RoutingOverhead,
+    Reencrypted,
+    ReencryptedCpu,
+    ReencryptedBackendResumed,
+    ReencryptedFull,
+    ReencryptedFullCpu,
+    ReencryptedFullBackendResumed,
     IdleMemory,
 }
 
@@ -99,6 +105,16 @@ impl Figure {
             Figure::UnroutedEcdsaCpu => "LB CPU per ECDSA handshake, no routes (µs)",
             Figure::RoutedEcdsaCpu => "LB CPU per ECDSA handshake behind 3 SNI routes (µs)",
             Figure::RoutingOverhead => "SNI routing overhead, terminated handshakes (%)",
+            Figure::Reencrypted => {
+                "re-encrypted connections/s (full client handshake, verified backend TLS, GET)"
+            }
+            Figure::ReencryptedCpu => "LB CPU per re-encrypted connection (µs)",
+            Figure::ReencryptedBackendResumed => "  backend sessions resumed (%)",
+            Figure::ReencryptedFull => "re-encrypted connections/s, no backend resumption",
+            Figure::ReencryptedFullCpu => {
+                "LB CPU per re-encrypted connection, no backend resumption (µs)"
+            }
+            Figure::ReencryptedFullBackendResumed => "  backend sessions resumed (%)",
             Figure::IdleMemory => "memory per idle TLS connection (KiB)",
         }
     }
@@ -107,7 +123,9 @@ impl Figure {
         match self {
             Figure::TlsBulk | Figure::TcpUp | Figure::TcpDown => 2,
             Figure::TlsBulkCpu | Figure::TcpCpu => 3,
-            Figure::RoutingOverhead => 1,
+            Figure::RoutingOverhead
+            | Figure::ReencryptedBackendResumed
+            | Figure::ReencryptedFullBackendResumed => 1,
             Figure::IdleMemory
             | Figure::Syscalls
             | Figure::SyscallsSetsockopt
@@ -188,8 +206,11 @@ pub fn report(args: &Args, r: &Results) -> String {
         .filter(|p| *p != Product::Proxy)
         .collect();
     out += &format!(
-        "\n{} rounds x {} s, LB on CPU {LB_CPU}, generator and backends on CPU {GEN_CPU}; median (min-max)\n\n",
-        args.rounds, args.seconds
+        "\n{} rounds x {} s, LB on CPU {LB_CPU}, generator and backends on CPU {GEN_CPU}; {}; \
+         median (min-max)\n\n",
+        args.rounds,
+        args.seconds,
+        crate::results::cpu_model()
     );
     out += &format!(
         "latency runs: {} s each at 2,000 requests/s\n\n",
@@ -223,11 +244,17 @@ pub fn report(args: &Args, r: &Results) -> String {
             }
         }
         for peer in &peers {
-            // A ratio of differences (added latency) means nothing: compare medians.
+            // A ratio of differences (added latency) or of shares means nothing:
+            // compare medians.
             let (Some(a), Some(b), false) = (
                 r.values.get(&(fig, Product::Proxy)),
                 r.values.get(&(fig, *peer)),
-                fig == Figure::AddedP99,
+                matches!(
+                    fig,
+                    Figure::AddedP99
+                        | Figure::ReencryptedBackendResumed
+                        | Figure::ReencryptedFullBackendResumed
+                ),
             ) else {
                 out += " - |";
                 continue;
