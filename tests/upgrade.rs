@@ -3,7 +3,8 @@
 //! outlive an upgrade, and a blocklisted attacker whose every packet must be dropped
 //! by XDP throughout. Needs root.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -95,15 +96,13 @@ fn tls_request(lab: &Lab, ca: &str) -> bool {
 
 /// A connection from the LB's port 80 that has delivered more than 64 KiB: a download
 /// (the plain requests' answers are a few hundred bytes).
-fn download_in_flight(lab: &Lab) -> bool {
-    let out = lab
-        .lb()
-        .ns
-        .exec("ss -Htin state established '( sport = :80 )'")
-        .unwrap_or_default();
-    out.split_whitespace()
-        .filter_map(|w| w.strip_prefix("bytes_acked:"))
-        .any(|n| n.parse::<u64>().is_ok_and(|n| n > 64 * 1024))
+/// The length of the HTTP response head (through the blank line) at the start of `bytes`.
+fn response_head_len(bytes: &[u8]) -> usize {
+    bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("the response head fits in the first KiB")
+        + 4
 }
 
 /// Sets the flag when dropped (also while a panic unwinds).
@@ -205,10 +204,24 @@ fn ten_upgrades_under_load_lose_nothing() {
         // Whatever happens below (a failed assertion too), the load threads stop.
         let _stop = StopOnDrop(&done);
         // The first upgrade must find a download in flight (round 0 checks that the
-        // old process drains it); a slow start of curl must not race that.
-        lab::wait_for("a download in flight", Duration::from_secs(20), || {
-            download_in_flight(&lab).then_some(())
+        // old process drains it). The curl downloads may be near their end, so round 0
+        // holds one of its own: a client that asks for /big and reads nothing until the
+        // refusal is seen. The proxy cannot hand 3 MiB to a closed window, so it keeps
+        // the connection until the client reads.
+        let mut held = in_netns(&lab.topo.host(1).ns, || {
+            let target: SocketAddr = format!("{}:80", lab.lb_ip()).parse().unwrap();
+            let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(5)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            s.write_all(b"GET /big HTTP/1.0\r\n\r\n").unwrap();
+            s
         });
+        let mut first = [0u8; 1024];
+        held.read_exact(&mut first).unwrap();
+        assert!(
+            first.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&first)
+        );
         for round in 0..UPGRADES {
             let counted = blocklisted(&lab);
             let out = lab.cli(&format!("upgrade --config {config_path}"));
@@ -232,6 +245,11 @@ fn ten_upgrades_under_load_lose_nothing() {
                 let text = String::from_utf8_lossy(&refused.stderr).into_owned();
                 assert!(!refused.status.success(), "{text}");
                 assert!(text.contains("still draining"), "{text}");
+                // The old process forwards the rest of the held download.
+                let mut rest = Vec::new();
+                held.read_to_end(&mut rest).unwrap();
+                let body = first.len() + rest.len() - response_head_len(&first);
+                assert_eq!(body, BIG, "the held download is not complete");
             }
             pids.push(new_pid);
             lab::wait_for("the old process to exit", Duration::from_secs(40), || {
