@@ -539,20 +539,25 @@ impl Daemon {
         let mut old_listeners = std::mem::take(&mut running.listeners);
         for state in listeners {
             let name = state.settings.name.clone();
-            match new_sockets.remove(&name) {
+            let mss = state.settings.mss;
+            let r = match new_sockets.remove(&name) {
                 None => {
                     let Some(r) = old_listeners.remove(&name) else {
                         continue;
                     };
                     r.state.store(Arc::new(state));
-                    running.listeners.insert(name, r);
+                    r
                 }
                 Some(socket) => {
                     let state = Arc::new(ArcSwap::from_pointee(state));
-                    let r = listener::start(socket, state, self.shared.clone())?;
-                    running.listeners.insert(name, r);
+                    listener::start(socket, state, self.shared.clone())?
                 }
+            };
+            // Every time: a kept or handed-over socket may have had another setting.
+            if let Err(e) = r.set_mss(mss) {
+                tracing::warn!(listener = %name, ?mss, error = %e, "cannot set the listener's MSS");
             }
+            running.listeners.insert(name, r);
         }
         for (name, r) in old_listeners {
             tracing::info!(listener = %name, bind = %r.bind, "listener removed; its open connections continue");
