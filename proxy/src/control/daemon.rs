@@ -452,6 +452,13 @@ impl Daemon {
         }
     }
 
+    /// What the subsystems must do before anything else of the drain, in order.
+    pub async fn begin_drain(&self) {
+        for s in &self.subsystems {
+            s.begin_drain().await;
+        }
+    }
+
     /// What the subsystems need before the drain starts (the longest wait they ask).
     pub fn before_drain(&self) -> Duration {
         self.subsystems
@@ -719,7 +726,10 @@ pub async fn serve(daemon: &Daemon, config: Config, started: impl FnOnce()) -> a
     let wait = match daemon.handed_over.is_cancelled() {
         // The successor accepts on the same sockets: nothing to withdraw or wait for.
         true => Duration::ZERO,
-        false => daemon.before_drain(),
+        false => {
+            daemon.begin_drain().await;
+            daemon.before_drain()
+        }
     };
     if !wait.is_zero() {
         tracing::info!(?wait, "routes withdrawn; waiting before draining");

@@ -24,7 +24,9 @@ use super::tcp_sysctl::{self, CookieSysctls};
 use crate::api::{InterfaceStats, ListEntry, Origin, Top, XdpStats};
 use crate::config::Config;
 use crate::config::xdp::{ListEntryConfig, XdpSection};
-use crate::control::policy::{FleetKernel, KernelPolicy, KernelView};
+use crate::control::policy::{FleetKernel, KernelPolicy, KernelView, SteeringKernel, SteeringSetup};
+use crate::control::steering::table::Table;
+use super::maps::steering::SlotContent;
 use crate::control::subsystem::{Commit, Subsystem};
 
 /// How often expired list entries are deleted from the maps. The kernel already
@@ -576,6 +578,56 @@ impl FleetKernel for XdpSubsystem {
             .expect("maps lock")
             .policy_generation()
             .ok()
+    }
+}
+
+impl XdpSubsystem {
+    /// Runs `f` on the steering maps (an error without a running program).
+    fn with_steering<T>(
+        &self,
+        f: impl FnOnce(&mut super::maps::SteerMaps) -> Result<T, EbpfError>,
+    ) -> anyhow::Result<T> {
+        let maps = self.maps().ok_or_else(|| {
+            anyhow::anyhow!("no XDP program runs: connection steering needs [xdp]")
+        })?;
+        let mut maps = maps.lock().expect("maps lock");
+        let steering = maps
+            .steering()
+            .ok_or_else(|| anyhow::anyhow!("the XDP program's steering maps are missing"))?;
+        Ok(f(steering)?)
+    }
+}
+
+impl SteeringKernel for XdpSubsystem {
+    fn steering_configure(&self, setup: Option<&SteeringSetup>) -> anyhow::Result<()> {
+        let setup = setup.map(|s| (s.address, s.port, s.vips.as_slice()));
+        self.with_steering(|m| m.configure(setup))
+    }
+
+    fn steering_peers(&self, peers: &[(IpAddr, u16)]) -> anyhow::Result<()> {
+        self.with_steering(|m| m.set_peers(peers))
+    }
+
+    fn steering_reachable(&self) -> Vec<(IpAddr, Option<Duration>)> {
+        let now = super::maps::monotonic_ns();
+        self.with_steering(|m| Ok(m.reachable(now)))
+            .unwrap_or_default()
+    }
+
+    fn steering_install(&self, table: &Table, me: Option<u16>) -> anyhow::Result<()> {
+        let members = table.addresses();
+        let rows: Vec<(u16, u16)> = table.rows.iter().map(|r| (r.primary, r.secondary)).collect();
+        let content = SlotContent {
+            generation: table.generation,
+            members: &members,
+            me,
+            rows: &rows,
+        };
+        self.with_steering(|m| m.install(&content))
+    }
+
+    fn steering_activate(&self, generation: u64) -> anyhow::Result<()> {
+        self.with_steering(|m| m.activate(generation))
     }
 }
 
