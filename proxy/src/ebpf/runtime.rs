@@ -18,15 +18,17 @@ use super::EbpfError;
 use super::events::{self, DropAggregator};
 use super::loader::{Attachment, LoadOptions, XdpProgram};
 use super::maps::fleet::FleetSlot;
+use super::maps::steering::SlotContent;
 use super::maps::{List, Maps, RateLimits, ServiceSettings};
 use super::services::{self, CookieSwitch, ServicePlan};
 use super::tcp_sysctl::{self, CookieSysctls};
 use crate::api::{InterfaceStats, ListEntry, Origin, Top, XdpStats};
 use crate::config::Config;
 use crate::config::xdp::{ListEntryConfig, XdpSection};
-use crate::control::policy::{FleetKernel, KernelPolicy, KernelView, SteeringKernel, SteeringSetup};
+use crate::control::policy::{
+    FleetKernel, KernelPolicy, KernelView, SteeringKernel, SteeringSetup,
+};
 use crate::control::steering::table::Table;
-use super::maps::steering::SlotContent;
 use crate::control::subsystem::{Commit, Subsystem};
 
 /// How often expired list entries are deleted from the maps. The kernel already
@@ -616,7 +618,11 @@ impl SteeringKernel for XdpSubsystem {
 
     fn steering_install(&self, table: &Table, me: Option<u16>) -> anyhow::Result<()> {
         let members = table.addresses();
-        let rows: Vec<(u16, u16)> = table.rows.iter().map(|r| (r.primary, r.secondary)).collect();
+        let rows: Vec<(u16, u16)> = table
+            .rows
+            .iter()
+            .map(|r| (r.primary, r.secondary))
+            .collect();
         let content = SlotContent {
             generation: table.generation,
             members: &members,

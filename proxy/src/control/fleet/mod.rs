@@ -160,8 +160,7 @@ impl Fleet {
             let problem = problem(&v.vip, &config, &listeners, &pools, &local, xdp_attached)
                 .or_else(|| {
                     // Announced only once the other nodes send this node its own.
-                    (v.vip.steering && !steering.serving())
-                        .then(|| steering.not_serving_reason())
+                    (v.vip.steering && !steering.serving()).then(|| steering.not_serving_reason())
                 });
             match (problem, v.announced) {
                 (Some(why), true) => {

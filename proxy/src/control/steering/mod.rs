@@ -206,8 +206,12 @@ impl Steering {
         let running = self.running.lock().expect("steering lock");
         let r = running.as_ref()?;
         let state = self.shared.state.lock().expect("steering lock");
-        let reachable: BTreeMap<IpAddr, Option<Duration>> =
-            self.shared.kernel.steering_reachable().into_iter().collect();
+        let reachable: BTreeMap<IpAddr, Option<Duration>> = self
+            .shared
+            .kernel
+            .steering_reachable()
+            .into_iter()
+            .collect();
         let active = state.active.as_deref();
         let rows = active.map(|t| t.rows_per_member()).unwrap_or_default();
         let mut members: Vec<SteeringMember> = Vec::new();
@@ -245,7 +249,8 @@ impl Steering {
             }
         }
         let me = active.and_then(|t| state.me_in(t)).map(usize::from);
-        let (rows_primary, rows_secondary) = me.and_then(|i| rows.get(i)).copied().unwrap_or((0, 0));
+        let (rows_primary, rows_secondary) =
+            me.and_then(|i| rows.get(i)).copied().unwrap_or((0, 0));
         Some(SteeringStatus {
             node: state.node.clone(),
             address: state.address.map(|a| a.to_string()).unwrap_or_default(),
@@ -299,7 +304,13 @@ impl Steering {
             ),
             Err(_) => warn!(
                 ?timeout,
-                waiting = self.shared.state.lock().expect("steering lock").waiting.clone(),
+                waiting = self
+                    .shared
+                    .state
+                    .lock()
+                    .expect("steering lock")
+                    .waiting
+                    .clone(),
                 "steering: the fleet did not switch to a table without this node's rows in \
                  time; withdrawing anyway (new connections of its rows may fail until it does)"
             ),

@@ -23,7 +23,9 @@ const INTERVAL: Duration = Duration::from_secs(1);
 pub fn bind(address: IpAddr, port: u16) -> anyhow::Result<UdpSocket> {
     let at = SocketAddr::new(address, port);
     let socket = std::net::UdpSocket::bind(at).with_context(|| {
-        format!("steering: cannot bind UDP {at} (is {address} this node's address? is the port free?)")
+        format!(
+            "steering: cannot bind UDP {at} (is {address} this node's address? is the port free?)"
+        )
     })?;
     socket.set_nonblocking(true)?;
     Ok(UdpSocket::from_std(socket)?)

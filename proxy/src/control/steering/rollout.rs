@@ -126,10 +126,16 @@ mod tests {
     const D: MemberState = MemberState::Draining;
 
     /// Applies `next_record` until the table agrees with `live`; the changes made.
-    fn converge(table: &mut Option<TableRecord>, live: &BTreeMap<String, MemberValue>) -> Vec<String> {
+    fn converge(
+        table: &mut Option<TableRecord>,
+        live: &BTreeMap<String, MemberValue>,
+    ) -> Vec<String> {
         let mut changes = Vec::new();
         while let Some(next) = next_record(table.as_ref(), live) {
-            assert_eq!(next.generation, table.as_ref().map_or(0, |t| t.generation) + 1);
+            assert_eq!(
+                next.generation,
+                table.as_ref().map_or(0, |t| t.generation) + 1
+            );
             changes.push(next.change.clone());
             *table = Some(next);
             assert!(changes.len() < 20, "{changes:?}");
@@ -143,14 +149,20 @@ mod tests {
         let changes = converge(&mut table, &live(&[("n0", A), ("n1", A), ("n2", A)]));
         assert_eq!(changes, ["n0 joined", "n1 joined", "n2 joined"]);
         let t = table.as_ref().unwrap();
-        assert_eq!(t.members.iter().map(|m| m.joined).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(
+            t.members.iter().map(|m| m.joined).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
         // n0 drains while n3 arrives and n1 is gone: n1 first, then the drain.
         let changes = converge(&mut table, &live(&[("n0", D), ("n2", A), ("n3", A)]));
         assert_eq!(changes, ["n1 left", "n0 draining", "n3 joined"]);
         let t = table.as_ref().unwrap();
         let n0 = t.members.iter().find(|m| m.node == "n0").unwrap();
         assert_eq!((n0.state, n0.drained), (D, Some(5)));
-        assert_eq!(converge(&mut table, &live(&[("n0", D), ("n2", A), ("n3", A)])).len(), 0);
+        assert_eq!(
+            converge(&mut table, &live(&[("n0", D), ("n2", A), ("n3", A)])).len(),
+            0
+        );
     }
 
     #[test]

@@ -169,7 +169,10 @@ async fn read_all(
 ) -> anyhow::Result<i64> {
     let all = within(
         timeout,
-        client.get(store::steering_prefix(prefix), Some(GetOptions::new().with_prefix())),
+        client.get(
+            store::steering_prefix(prefix),
+            Some(GetOptions::new().with_prefix()),
+        ),
     )
     .await
     .context("reading the fleet's members and table")?;
@@ -179,7 +182,14 @@ async fn read_all(
     state.acks.clear();
     state.table = None;
     for kv in all.kvs() {
-        apply_put(shared, &mut state, prefix, kv.key(), kv.value(), kv.mod_revision());
+        apply_put(
+            shared,
+            &mut state,
+            prefix,
+            kv.key(),
+            kv.value(),
+            kv.mod_revision(),
+        );
     }
     shared.probe_now.notify_one();
     Ok(revision)
@@ -190,9 +200,14 @@ fn apply_events(shared: &Shared, prefix: &str, response: &etcd_client::WatchResp
     for event in response.events() {
         let Some(kv) = event.kv() else { continue };
         match event.event_type() {
-            EventType::Put => {
-                apply_put(shared, &mut state, prefix, kv.key(), kv.value(), kv.mod_revision())
-            }
+            EventType::Put => apply_put(
+                shared,
+                &mut state,
+                prefix,
+                kv.key(),
+                kv.value(),
+                kv.mod_revision(),
+            ),
             EventType::Delete => match store::deleted(prefix, kv.key()) {
                 Some((true, node)) => {
                     state.live.remove(&node);
@@ -201,7 +216,9 @@ fn apply_events(shared: &Shared, prefix: &str, response: &etcd_client::WatchResp
                     state.acks.remove(&node);
                 }
                 None if kv.key() == store::table_key(prefix).as_bytes() => {
-                    warn!("steering: the table record was deleted from the store; starting again from generation 1");
+                    warn!(
+                        "steering: the table record was deleted from the store; starting again from generation 1"
+                    );
                     state.table = None;
                 }
                 None => {}
@@ -288,8 +305,13 @@ impl Session<'_> {
             serde_json::to_vec(&value)?,
             Some(PutOptions::new().with_lease(self.lease)),
         );
-        within(self.timeout, put).await.context("registering this node")?;
-        info!(state = value.state.name(), "steering: registered in the fleet");
+        within(self.timeout, put)
+            .await
+            .context("registering this node")?;
+        info!(
+            state = value.state.name(),
+            "steering: registered in the fleet"
+        );
         self.registered_as = Some(value.state);
         self.shared.state.lock().expect("steering lock").registered = true;
         Ok(())
@@ -302,9 +324,17 @@ impl Session<'_> {
             let Some(record) = state.table.clone() else {
                 return Ok(());
             };
-            (record, state.installed.clone(), state.active.clone(), state.node.clone())
+            (
+                record,
+                state.installed.clone(),
+                state.active.clone(),
+                state.node.clone(),
+            )
         };
-        if installed.as_ref().is_some_and(|t| t.generation == record.generation) {
+        if installed
+            .as_ref()
+            .is_some_and(|t| t.generation == record.generation)
+        {
             return Ok(());
         }
         // The standby slot holds the generation before, not switched to yet: a newer
@@ -369,7 +399,9 @@ impl Session<'_> {
             serde_json::to_vec(&AckValue { generation })?,
             Some(PutOptions::new().with_lease(self.lease)),
         );
-        within(self.timeout, put).await.context("acknowledging the table")?;
+        within(self.timeout, put)
+            .await
+            .context("acknowledging the table")?;
         let mut state = self.shared.state.lock().expect("steering lock");
         state.acked = Some(generation);
         state.acks.insert(node, generation);
@@ -415,7 +447,10 @@ impl Session<'_> {
             .unwrap_or_default();
         let me = state.me_in(&table);
         let rows = table.rows_per_member();
-        let (primary, secondary) = me.and_then(|i| rows.get(usize::from(i))).copied().unwrap_or((0, 0));
+        let (primary, secondary) = me
+            .and_then(|i| rows.get(usize::from(i)))
+            .copied()
+            .unwrap_or((0, 0));
         info!(
             generation = table.generation,
             change,
@@ -429,11 +464,21 @@ impl Session<'_> {
         metrics.switches.inc();
         metrics.rows_moved.inc_by(moved.unwrap_or(0));
         for (role, n) in [("primary", primary), ("secondary", secondary)] {
-            metrics.rows.get_or_create(&super::RoleLabel { role }).set(i64::from(n));
+            metrics
+                .rows
+                .get_or_create(&super::RoleLabel { role })
+                .set(i64::from(n));
         }
         for name in ["active", "draining"] {
-            let n = table.members.iter().filter(|m| m.state.name() == name).count();
-            metrics.members.get_or_create(&super::StateLabel { state: name }).set(n as i64);
+            let n = table
+                .members
+                .iter()
+                .filter(|m| m.state.name() == name)
+                .count();
+            metrics
+                .members
+                .get_or_create(&super::StateLabel { state: name })
+                .set(n as i64);
         }
         state.rows_moved = moved;
         state.active = Some(table);
@@ -451,7 +496,8 @@ impl Session<'_> {
                 return Ok(());
             }
             if let Some(current) = &state.table {
-                let in_use_here = state.active.as_ref().map(|t| t.generation) == Some(current.generation);
+                let in_use_here =
+                    state.active.as_ref().map(|t| t.generation) == Some(current.generation);
                 if !in_use_here || !everywhere(&state.live, &state.acks, current.generation) {
                     return Ok(());
                 }
@@ -466,14 +512,20 @@ impl Session<'_> {
             Some(r) => Compare::mod_revision(key.clone(), CompareOp::Equal, r),
             None => Compare::version(key.clone(), CompareOp::Equal, 0),
         };
-        let txn = Txn::new()
-            .when([unchanged])
-            .and_then([TxnOp::put(key, serde_json::to_vec(&next)?, None)]);
+        let txn = Txn::new().when([unchanged]).and_then([TxnOp::put(
+            key,
+            serde_json::to_vec(&next)?,
+            None,
+        )]);
         let answer = within(self.timeout, self.client.txn(txn))
             .await
             .context("proposing the next table")?;
         if answer.succeeded() {
-            info!(generation = next.generation, change = next.change, "steering: proposed the next table");
+            info!(
+                generation = next.generation,
+                change = next.change,
+                "steering: proposed the next table"
+            );
         }
         Ok(())
     }

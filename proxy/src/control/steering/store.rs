@@ -122,7 +122,10 @@ pub fn parse(prefix: &str, key: &[u8], value: &[u8]) -> Result<Option<Entry>, St
         let member: MemberValue =
             serde_json::from_slice(value).map_err(|e| format!("{}: {e}", json("a member")))?;
         if member.node != node {
-            return Err(format!("value is for {:?} but the key says {node:?}", member.node));
+            return Err(format!(
+                "value is for {:?} but the key says {node:?}",
+                member.node
+            ));
         }
         check_node(node)?;
         check_address(member.address, member.port)?;
@@ -219,8 +222,14 @@ mod tests {
             parse(p, ack_key(p, "node1").as_bytes(), &ack).unwrap(),
             Some(Entry::Ack("node1".into(), AckValue { generation: 7 }))
         );
-        assert_eq!(deleted(p, ack_key(p, "n").as_bytes()), Some((false, "n".into())));
-        assert_eq!(deleted(p, member_key(p, "n").as_bytes()), Some((true, "n".into())));
+        assert_eq!(
+            deleted(p, ack_key(p, "n").as_bytes()),
+            Some((false, "n".into()))
+        );
+        assert_eq!(
+            deleted(p, member_key(p, "n").as_bytes()),
+            Some((true, "n".into()))
+        );
         assert_eq!(parse(p, b"/proxy/entries/block/x", b"{}").unwrap(), None);
     }
 
@@ -261,8 +270,16 @@ mod tests {
             ),
             (ack_key(p, "a b"), b"{}".to_vec(), "not a node name"),
             (table_key(p), b"[]".to_vec(), "not a table"),
-            (table_key(p), table(vec![tm("a", 3, None)]), "after generation"),
-            (table_key(p), table(vec![tm("a", 1, None), tm("a", 1, None)]), "twice"),
+            (
+                table_key(p),
+                table(vec![tm("a", 3, None)]),
+                "after generation",
+            ),
+            (
+                table_key(p),
+                table(vec![tm("a", 1, None), tm("a", 1, None)]),
+                "twice",
+            ),
             (
                 table_key(p),
                 table(vec![TableMember {

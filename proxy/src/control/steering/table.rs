@@ -283,7 +283,11 @@ mod tests {
     #[test]
     fn one_member_has_no_secondary_and_none_has_no_rows() {
         let t = compute(&record(1, vec![member("a", 1)]));
-        assert!(t.rows.iter().all(|r| r.primary == 0 && r.secondary == STEER_NO_MEMBER));
+        assert!(
+            t.rows
+                .iter()
+                .all(|r| r.primary == 0 && r.secondary == STEER_NO_MEMBER)
+        );
         let t = compute(&record(2, vec![]));
         assert!(t.rows.iter().all(|r| r.primary == STEER_NO_MEMBER));
     }

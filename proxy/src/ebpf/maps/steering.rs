@@ -77,10 +77,12 @@ impl SteerMaps {
             .flat_map(|(_, _, vips)| vips.iter())
             .flat_map(|(vip, ports)| {
                 // Port 0: the VIP itself, for ICMP errors about its flows.
-                std::iter::once(0).chain(ports.iter().copied()).map(|port| ListenerKey {
-                    addr: addr_key(*vip),
-                    port: u32::from(port),
-                })
+                std::iter::once(0)
+                    .chain(ports.iter().copied())
+                    .map(|port| ListenerKey {
+                        addr: addr_key(*vip),
+                        port: u32::from(port),
+                    })
             })
             .collect();
         let stale: Vec<ListenerKey> = self
