@@ -20,7 +20,8 @@
 //! The `certs` feature (default) brings rcgen, a TLS client and what needs them
 //! (`certs`, `etcd`, `fleet_site`, `keepalive`); xtask uses the lab without it, so it
 //! builds no TLS stack.
-//! - [`packets`]: crafted frames; [`attack`]: bounded attack traffic; [`trafgen`]:
+//! - [`packets`]: crafted frames, [`gue`]: the fleet's GUE frames and ICMP errors;
+//!   [`attack`]: bounded attack traffic; [`trafgen`]:
 //!   bounded spoofed floods from trafgen.
 //! - [`site`]: the usual data-path lab (load balancer, client, nginx backends).
 //! - [`stats`]: medians and ranges for benchmark reports.
@@ -34,6 +35,7 @@ pub mod config;
 pub mod etcd;
 #[cfg(feature = "certs")]
 pub mod fleet_site;
+pub mod gue;
 pub mod inside;
 #[cfg(feature = "certs")]
 pub mod keepalive;
