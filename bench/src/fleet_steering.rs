@@ -251,7 +251,13 @@ fn live_round(
     drop(clients.stop());
     site.stop_node(0);
     if steering {
-        wait_table(&site, 1, 2, ("node 0 gone after its drain", 3), &mut round)?;
+        wait_table(
+            &site,
+            1,
+            2,
+            ("node 0 gone after its drain (it owned no rows)", 3),
+            &mut round,
+        )?;
     }
 
     // (b) Node 3 added.
@@ -314,7 +320,7 @@ fn report(args: &SteeringArgs, on: &[Round], off: &[Round]) {
     println!(
         "\n{} rounds per mode, fresh fleet each: BIRD router with ECMP (5-tuple hash), 4 nodes (node 3 \
          started in (b)), 2 backends, 1 etcd member; {} TLS keep-alive connections per event from {CLIENT_ADDRESSES} \
-         addresses, a request every 200-300 ms each; member_ttl 2 s. {}\n",
+         addresses, a request every 200-300 ms each; member_ttl 2 s. CPU: {}\n",
         args.rounds,
         args.connections,
         cpu.trim()
