@@ -9,7 +9,8 @@
 //!     then it exits at once, long before its 60 s drain deadline;
 //! (b) a node added: it announces only once it is in the table, and takes rows;
 //! (c) the router rehashing (`fib_multipath_hash_seed`);
-//! (d) a node killed (SIGKILL): only its own connections may break.
+//! (d) a node killed (SIGKILL): only its own connections may break (its XDP program
+//!     stays attached and steers what reaches it before the router drops its route).
 //!
 //! The same rehash without steering breaks connections (so the test can fail).
 //! Needs root, bird2 and etcd.
@@ -215,11 +216,24 @@ fn no_connection_breaks_when_the_fleet_changes() {
     assert!(after > before + steered_before.min(1));
     assert_eq!(broken(&clients.stop(), None).0, 0);
 
-    // (d) Node 1 killed: only its own connections may break.
+    // (d) Node 1 killed: only its own connections may break. Its XDP program stays
+    // attached (its link pinned): what reaches it before the router drops its route
+    // is still steered, not reset by its kernel.
     let clients = connect(&site);
     std::thread::sleep(Duration::from_secs(1));
     site.kill(1);
     site.wait_next_hops(2, Duration::from_secs(10)).unwrap();
+    let link = site
+        .fleet
+        .nodes
+        .host(1)
+        .ns
+        .exec("ip link show eth0")
+        .unwrap();
+    assert!(
+        link.contains("xdp"),
+        "the dead node's XDP program stays: {link}"
+    );
     wait_table(&site, 2, &["node2", "node3"]);
     std::thread::sleep(Duration::from_secs(4));
     let (others, own, own_total) = broken(&clients.stop(), Some(1));

@@ -218,11 +218,12 @@ fn live_round(
     // (a) Drain node 0; its own connections stay open through the event.
     let clients = connect(&site, n)?;
     std::thread::sleep(Duration::from_secs(5));
-    let steady: Vec<u32> = clients
+    let mut steady: Vec<u32> = clients
         .snapshot()
         .iter()
         .flat_map(|c| c.latencies_us.iter().skip(1).copied())
         .collect();
+    steady.sort_unstable();
     round.p50_us = f64::from(lab::stats::quantile(&steady, 0.5).unwrap_or(0));
     round.p99_us = f64::from(lab::stats::quantile(&steady, 0.99).unwrap_or(0));
     site.signal(0, "TERM");
@@ -293,7 +294,20 @@ fn live_round(
         )?;
     }
     std::thread::sleep(Duration::from_secs(4));
-    round.events[3] = broken(&clients.stop(), Some(1));
+    let last = clients.stop();
+    round.events[3] = broken(&last, Some(1));
+    for c in last
+        .iter()
+        .filter(|c| c.broken.is_some() && c.node.as_deref() != Some("10.77.0.2"))
+    {
+        eprintln!(
+            "  (d) a survivor's connection broke: {:?} via {:?} after {} requests: {:?}",
+            c.source,
+            c.node,
+            c.requests,
+            c.broken.as_ref().map(|b| &b.1)
+        );
+    }
     for (e, b) in EVENTS.iter().zip(&round.events) {
         eprintln!(
             "  {e}: {} of {} others' and {} of {} own broken",
@@ -312,9 +326,8 @@ fn report(args: &SteeringArgs, on: &[Round], off: &[Round]) {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(str::to_owned)
+            let line = c.lines().find(|l| l.starts_with("model name"))?;
+            Some(line.split_once(':')?.1.trim().to_owned())
         })
         .unwrap_or_default();
     println!(

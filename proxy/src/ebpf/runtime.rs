@@ -74,9 +74,10 @@ pub struct Planned {
 impl Loaded {
     /// Loads the program and opens (or creates) its pinned maps, taking over a
     /// predecessor's pinned links with `take_over`.
-    pub fn load(section: &XdpSection, take_over: bool) -> anyhow::Result<Loaded> {
+    pub fn load(section: &XdpSection, take_over: bool, steering: bool) -> anyhow::Result<Loaded> {
         let options = LoadOptions {
             take_over_links: take_over,
+            keep_on_crash: steering,
             ..LoadOptions::from_config(section)
         };
         let (program, maps) = XdpProgram::load(options)?;
@@ -691,7 +692,7 @@ impl Subsystem for XdpSubsystem {
         match (runtime.as_ref(), &config.xdp) {
             (None, Some(section)) => {
                 let take_over = self.taking_over.load(std::sync::atomic::Ordering::SeqCst);
-                let loaded = Loaded::load(section, take_over)?;
+                let loaded = Loaded::load(section, take_over, config.steering().is_some())?;
                 let planned = plan(&loaded.maps, config, section, false)?;
                 Ok(Box::new(move || {
                     let started = XdpRuntime::start(loaded, planned)?;
