@@ -108,6 +108,7 @@ pub const STEER_READ_ROOM: usize = 40;
 
 /// Room for the headers an encapsulation writes (14 + the IPv6 overhead, rounded up).
 pub const STEER_HEADER_ROOM: usize = 88;
+const _: () = assert!(14 + gue::OVERHEAD_V6 <= STEER_HEADER_ROOM);
 
 /// A packet's headers as the steering program reads them: IPv4 with options, IPv6
 /// without extension headers (a packet with them is not steered).
@@ -304,7 +305,6 @@ mod tests {
             size_of::<SteerScratch>(),
             112 + 72 + 56 + STEER_HEADER_ROOM + STEER_READ_ROOM
         );
-        assert!(14 + gue::OVERHEAD_V6 <= STEER_HEADER_ROOM);
         assert_eq!(
             size_of::<SteerSlot>(),
             8 + 4 + 4 + 24 * STEER_MAX_MEMBERS + 4 * STEER_ROWS + 4

@@ -225,7 +225,7 @@ pub fn decapsulate(
     inner_v6: bool,
     buf: &mut Buf,
 ) -> Result<(), ()> {
-    if inner_l3 < ETH_HLEN || inner_l3 > 0xff {
+    if !(ETH_HLEN..=0xff).contains(&inner_l3) {
         return Err(());
     }
     flow::read(ctx, buf, 0, 12)?;

@@ -186,7 +186,7 @@ mod tests {
         }
     }
 
-    fn owner<'a>(t: &'a Table, row: usize) -> (&'a str, Option<&'a str>) {
+    fn owner(t: &Table, row: usize) -> (&str, Option<&str>) {
         let r = t.rows[row];
         let name = |i: u16| t.members.get(i as usize).map(|m| m.node.as_str());
         (name(r.primary).unwrap(), name(r.secondary))

@@ -17,6 +17,10 @@ use proxy_common::{AddrKey, ListenerKey, map_names};
 use super::{EbpfError, map_err};
 use crate::ebpf::services::addr_key;
 
+/// What steering is configured with: this node's address and GUE port, the steered
+/// VIPs with their listener ports.
+pub type Setup<'a> = (IpAddr, u16, &'a [(IpAddr, Vec<u16>)]);
+
 /// A table as the kernel takes it (computed by the control plane).
 pub struct SlotContent<'a> {
     pub generation: u64,
@@ -64,10 +68,7 @@ impl SteerMaps {
 
     /// Turns steering on for `vips` (address and listener ports) with this node's
     /// `address` and GUE `port`, or off (`None`).
-    pub fn configure(
-        &mut self,
-        setup: Option<(IpAddr, u16, &[(IpAddr, Vec<u16>)])>,
-    ) -> Result<(), EbpfError> {
+    pub fn configure(&mut self, setup: Option<Setup>) -> Result<(), EbpfError> {
         let mut state = self
             .state
             .get(&0, 0)
@@ -191,7 +192,7 @@ impl SteerMaps {
         }
         let standby = 1 - self.active;
         self.slots
-            .set(standby as u32, &*slot, 0)
+            .set(standby as u32, slot, 0)
             .map_err(map_err(map_names::STEER_SLOTS))?;
         self.slot_generation[standby] = Some(table.generation);
         Ok(())
