@@ -1,5 +1,5 @@
-//! `cargo xtask bench fleet`: fleet routing timings with real BGP (this file), then
-//! fleet policy through etcd (`bench_fleet_policy.rs`). Routing: (lab::fleet_site:
+//! `cargo xtask bench fleet`: fleet routing timings with real BGP (this file), fleet
+//! policy through etcd (`fleet_policy.rs`), connection steering (`fleet_steering.rs`). Routing: (lab::fleet_site:
 //! a BIRD router with ECMP, three nodes, two nginx backends). Per round, a fresh
 //! fleet: the announce delay after start (all daemons running → three next hops on
 //! the router), a drain (SIGTERM on node 0 during a loop of new TLS connections:
@@ -16,15 +16,28 @@ use lab::stats::{median, min_max};
 
 use crate::binaries::proxy_and_generator;
 use crate::fleet_policy::PolicyArgs;
+use crate::fleet_steering::SteeringArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Routing rounds (a fresh fleet each).
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
-    /// What to measure: routing (BGP), policy (etcd) or both.
-    #[arg(long, value_enum, default_value_t = Part::Both)]
+    /// What to measure: routing (BGP), policy (etcd), steering, or all three.
+    #[arg(long, value_enum, default_value_t = Part::All)]
     pub part: Part,
+    /// Steering: rounds per mode (on, off; a fresh fleet each).
+    #[arg(long, default_value_t = 3)]
+    pub steering_rounds: usize,
+    /// Steering: long-lived connections per event.
+    #[arg(long, default_value_t = 300)]
+    pub connections: usize,
+    /// Steering: BPF_PROG_TEST_RUN runs per XDP cost measurement.
+    #[arg(long, default_value_t = 200_000)]
+    pub xdp_repeat: u32,
+    /// Steering: XDP cost measurements per packet class.
+    #[arg(long, default_value_t = 11)]
+    pub xdp_rounds: usize,
     /// Policy: entries whose propagation is timed (one client address each, ≤ 127).
     #[arg(long, default_value_t = 100)]
     pub entries: usize,
@@ -43,7 +56,8 @@ pub struct Args {
 pub enum Part {
     Routing,
     Policy,
-    Both,
+    Steering,
+    All,
 }
 
 #[derive(Default)]
@@ -59,10 +73,20 @@ struct Round {
 pub fn run(args: Args) -> anyhow::Result<()> {
     lab::ensure_root()?;
     let (proxy_bin, _) = proxy_and_generator()?;
-    if args.part != Part::Policy {
+    if matches!(args.part, Part::Routing | Part::All) {
         routing(&args, &proxy_bin.display().to_string())?;
     }
-    if args.part != Part::Routing {
+    if matches!(args.part, Part::Steering | Part::All) {
+        let steering = SteeringArgs {
+            rounds: args.steering_rounds,
+            connections: args.connections,
+            xdp_repeat: args.xdp_repeat,
+            xdp_rounds: args.xdp_rounds,
+        };
+        let xdp_pass = ebpf_build::bench_object_path(&crate::workspace_root());
+        crate::fleet_steering::run(&steering, &proxy_bin.display().to_string(), &xdp_pass)?;
+    }
+    if matches!(args.part, Part::Policy | Part::All) {
         let policy = PolicyArgs {
             entries: args.entries,
             start_entries: args.start_entries,

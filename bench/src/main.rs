@@ -4,8 +4,8 @@
 //!
 //! # Layout
 //! - one module per benchmark: [`tls`] (proxy vs HAProxy vs NGINX), [`xdp`],
-//!   [`attack`], [`syn`], [`fleet`] (+ [`fleet_policy`]), [`upgrade`], [`soak`],
-//!   [`balance`] (the balancing algorithms, paired against Maglev);
+//!   [`attack`], [`syn`], [`fleet`] (+ [`fleet_policy`], [`fleet_steering`]), [`upgrade`],
+//!   [`soak`], [`balance`] (the balancing algorithms, paired against Maglev);
 //! - [`client`]: the load generator (`bench client ...`, run inside a namespace),
 //!   [`results`]: what it reports, typed for both sides;
 //!   [`idle_client`]: its idle mode as a handle;
@@ -16,6 +16,7 @@ mod binaries;
 mod client;
 mod fleet;
 mod fleet_policy;
+mod fleet_steering;
 mod hosts;
 mod idle_client;
 mod results;
@@ -51,8 +52,9 @@ enum Bench {
     Soak(soak::Args),
     /// Spoofed SYN floods: XDP cookie costs per packet, softirq per SYN, legit TLS tx/s.
     Syn(syn::Args),
-    /// Fleet routing (announce delay, drain and failover with a BIRD router doing ECMP)
-    /// and fleet policy (etcd propagation, start with many entries, footprint).
+    /// Fleet routing (announce delay, drain and failover with a BIRD router doing ECMP),
+    /// connection steering (broken connections per fleet event, on vs off; XDP costs;
+    /// latency; rows moved) and fleet policy (etcd propagation, start, footprint).
     Fleet(fleet::Args),
     /// Binary upgrades (take-over) next to plain restarts: hand-over time and failed
     /// connections under a loop of new connections.

@@ -22,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
         "the key of a parsed entry is not canonical"
     );
     let written = serde_json::to_vec(&entry.value).expect("serializes");
-    let again = store::parse_entry(PREFIX, key, &written).expect("what parsed, written back, parses");
+    let again =
+        store::parse_entry(PREFIX, key, &written).expect("what parsed, written back, parses");
     assert_eq!(again, entry);
 });

@@ -7,9 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use ppp::{v1, v2};
-use proxy::datapath::proxy_protocol::{
-    ClientCert, Header, Ssl, v1 as encode_v1, v2 as encode_v2,
-};
+use proxy::datapath::proxy_protocol::{ClientCert, Header, Ssl, v1 as encode_v1, v2 as encode_v2};
 
 #[derive(Arbitrary, Debug)]
 struct Input {

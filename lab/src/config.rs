@@ -18,6 +18,7 @@ pub use proxy_schema::config::backend_tls::{BackendTls, TrustAnchors};
 pub use proxy_schema::config::bgp::{BgpPeer, BgpSection, Vip};
 pub use proxy_schema::config::discovery::Discovery;
 pub use proxy_schema::config::fleet_policy::{EtcdTls, FleetPolicySection, FleetSection};
+pub use proxy_schema::config::steering::SteeringSection;
 pub use proxy_schema::config::xdp::{
     AttachMode, ListEntryConfig, PortProtocol, RateLimitConfig, ServiceFilterConfig,
     SynCookiesConfig, Transport, XdpSection,

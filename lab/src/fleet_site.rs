@@ -11,7 +11,7 @@ use anyhow::Context;
 use crate::certs::{self, CertFiles, KeyType};
 use crate::config::{
     AutoblockSection, BgpPeer, BgpSection, Config, EtcdTls, FleetPolicySection, Health, Listener,
-    Pool, Vip, XdpSection, addr, addrs, dur, tls,
+    Pool, SteeringSection, Vip, XdpSection, addr, addrs, dur, tls,
 };
 use crate::etcd::Etcd;
 use crate::nginx::{Nginx, NginxOptions};
@@ -37,6 +37,25 @@ pub struct FleetOptions {
     /// Fleet policy: etcd members on the nodes' segment, XDP and auto-blocking
     /// (shared) on every node, which also listens on its own address.
     pub policy: Option<PolicyOptions>,
+    /// Connection steering: XDP on every node, one etcd member (unless `policy`
+    /// brings more), `steering = true` on the VIP.
+    pub steering: Option<SteeringOptions>,
+    /// Of `nodes`, how many (the last ones) are built but not started:
+    /// [`FleetSite::start_node`] starts them ("a node added").
+    pub idle_nodes: usize,
+}
+
+pub struct SteeringOptions {
+    /// An XDP object with an `xdp_pass` program, attached to the nodes' bridge ports
+    /// so their XDP_TX frames are delivered (`xdp-bench.o`).
+    pub xdp_pass: PathBuf,
+    /// `[fleet.steering] member_ttl`.
+    pub member_ttl: &'static str,
+    /// `[timeouts] drain` of the nodes.
+    pub drain: &'static str,
+    /// `steering = true` on the VIP (false: the same fleet without steering, for a
+    /// comparison).
+    pub on: bool,
 }
 
 pub struct PolicyOptions {
@@ -66,6 +85,8 @@ impl Default for FleetOptions {
             withdraw_delay: "2s",
             hold_down: "1s",
             policy: None,
+            steering: None,
+            idle_nodes: 0,
         }
     }
 }
@@ -95,7 +116,11 @@ impl FleetSite {
         crate::ensure_root()?;
         static SITES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let site_id = SITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let etcd_members = opts.policy.as_ref().map_or(0, |p| p.etcd_members);
+        let etcd_members = match (&opts.policy, &opts.steering) {
+            (Some(p), _) => p.etcd_members,
+            (None, Some(_)) => 1,
+            (None, None) => 0,
+        };
         let fleet = Fleet::build(opts.nodes + opts.backends + etcd_members, 1)?;
         let dir = tempfile::Builder::new().prefix("lab-fleet-").tempdir()?;
         let d = dir.path().to_path_buf();
@@ -114,6 +139,20 @@ impl FleetSite {
                 )
             })
             .collect();
+        let mut fleet = fleet;
+        if let Some(steering) = &opts.steering {
+            // XDP_TX frames reach the bridge only if its port runs an XDP program.
+            for i in 0..opts.nodes {
+                fleet.nodes.accept_xdp_tx_from(i, &steering.xdp_pass)?;
+            }
+            // The client's TCP checksums complete (no offload): a steered packet
+            // leaves XDP as a frame and loses the "partial checksum" mark.
+            fleet
+                .clients
+                .host(0)
+                .ns
+                .exec("ethtool -K eth0 tx off >/dev/null")?;
+        }
         let router_bird = start_router(&fleet, &d, opts.nodes, opts.ipv6)?;
         let secure = opts.policy.as_ref().is_some_and(|p| p.secure);
         let mut etcd_client_cert = None;
@@ -187,10 +226,15 @@ impl FleetSite {
             let node_dir = site.node_dir(i);
             std::fs::create_dir_all(&node_dir)?;
             std::fs::write(node_dir.join("etcd-password"), format!("{NODE_PASSWORD}\n"))?;
-            let p = ProxyD::try_start_bin(&site.proxy_bin, &host.ns, &node_dir, &config)
+            site.node_configs.push(config);
+            if i >= opts.nodes - opts.idle_nodes.min(opts.nodes) {
+                site.nodes.push(None);
+                continue;
+            }
+            let config = &site.node_configs[i];
+            let p = ProxyD::try_start_bin(&site.proxy_bin, &host.ns, &node_dir, config)
                 .with_context(|| format!("starting node {i}"))?;
             site.nodes.push(Some(p));
-            site.node_configs.push(config);
         }
         let client = site.fleet.clients.host(0);
         client
@@ -243,20 +287,38 @@ impl FleetSite {
                 ..AutoblockSection::default()
             });
         }
+        if let (Some(steering), Some(etcd), None) = (&opts.steering, &self.etcd, &opts.policy) {
+            config = config
+                .with_xdp(XdpSection::on(&["eth0"], &pins.0))
+                .with_fleet_policy(FleetPolicySection {
+                    node: Some(format!("node{i}")),
+                    timeout: dur("1s"),
+                    ..FleetPolicySection::new(etcd.endpoints())
+                });
+            if steering.on {
+                config = config.with_steering(SteeringSection {
+                    member_ttl: dur(steering.member_ttl),
+                    rollout_timeout: dur("5s"),
+                    ..SteeringSection::default()
+                });
+            }
+            config.timeouts.drain = dur(steering.drain);
+        }
         let peer = BgpPeer {
             address: peer.parse().expect("a peer address"),
             asn: ROUTER_AS,
         };
-        let vip = Vip::new(self.vip().parse().expect("the VIP"), &["https"]);
+        let mut vip = Vip::new(self.vip().parse().expect("the VIP"), &["https"]);
+        vip.steering = opts.steering.as_ref().is_some_and(|s| s.on);
         let router_id = host.ipv4.parse().expect("an IPv4 router id");
-        let mut config = config
-            .with_listener(Listener::new("https", addr(bind), "web").tls(tls(&self.cert)))
-            .with_pool(Pool::new("web", addrs(backends)).health(Health::every(
-                dur("200ms"),
-                dur("1s"),
-                1,
-                2,
-            )));
+        let mut https = Listener::new("https", addr(bind), "web").tls(tls(&self.cert));
+        if opts.steering.is_some() {
+            // Room for the 40 bytes of GUE on the 1500-byte segment.
+            https.mss = Some(1420);
+        }
+        let mut config = config.with_listener(https).with_pool(
+            Pool::new("web", addrs(backends)).health(Health::every(dur("200ms"), dur("1s"), 1, 2)),
+        );
         config.bgp = Some(BgpSection {
             hold_time: dur("3s"),
             withdraw_delay: dur(opts.withdraw_delay),
@@ -500,6 +562,20 @@ impl FleetSite {
         self.signal(i, "KILL");
     }
 
+    /// Changes the router's multipath hash seed (`net.ipv4.fib_multipath_hash_seed`,
+    /// Linux 6.11+): the same next hops, flows spread over them anew.
+    pub fn rehash(&self, seed: u32) -> anyhow::Result<()> {
+        self.fleet.router.exec(&format!(
+            "sysctl -qw net.ipv4.fib_multipath_hash_seed={seed}"
+        ))?;
+        Ok(())
+    }
+
+    /// `proxy fleet status --json` of node `i`.
+    pub fn node_fleet_status_json(&self, i: usize) -> anyhow::Result<String> {
+        self.node_cli(i, "fleet status --json --socket {socket}")
+    }
+
     /// Stops (`up = false`) or restarts every backend.
     pub fn backends_up(&mut self, up: bool) {
         for (i, b) in self.backends.iter_mut().enumerate() {
@@ -533,8 +609,14 @@ fn start_router(fleet: &Fleet, d: &Path, nodes: usize, ipv6: bool) -> anyhow::Re
     }
     let path = d.join("router.conf");
     std::fs::write(&path, conf)?;
+    // ECMP on the 5-tuple (addresses, protocol, ports). Policy 3 (these fields), not
+    // policy 1: with 1 Linux takes a forwarded packet's L4 hash from the packet when
+    // it has one (here the client socket's, across veth; on hardware the NIC's RSS
+    // hash), and then `fib_multipath_hash_seed` (a rehash, `FleetSite::rehash`)
+    // changes nothing.
     fleet.router.exec(
-        "sysctl -qw net.ipv4.fib_multipath_hash_policy=1 && sysctl -qw net.ipv6.fib_multipath_hash_policy=1",
+        "sysctl -qw net.ipv4.fib_multipath_hash_policy=3 && sysctl -qw net.ipv4.fib_multipath_hash_fields=0x37 \
+         && sysctl -qw net.ipv6.fib_multipath_hash_policy=3 && sysctl -qw net.ipv6.fib_multipath_hash_fields=0x37",
     )?;
     fleet.router.start(&format!(
         "bird -f -c {} -s {}",

@@ -14,9 +14,14 @@
 //!   (the product's own schema types).
 //! - [`etcd`], [`fleet_site`]: etcd members and the BGP fleet.
 //!
-//! The `certs` feature (default) brings rcgen and what needs certificates (`certs`,
-//! `etcd`, `fleet_site`); xtask uses the lab without it, so it builds no TLS stack.
-//! - [`packets`]: crafted frames; [`attack`]: bounded attack traffic; [`trafgen`]:
+//! - [`keepalive`]: long-lived TLS connections with a request every few hundred ms,
+//!   recording which node each went through and when it broke.
+//!
+//! The `certs` feature (default) brings rcgen, a TLS client and what needs them
+//! (`certs`, `etcd`, `fleet_site`, `keepalive`); xtask uses the lab without it, so it
+//! builds no TLS stack.
+//! - [`packets`]: crafted frames, [`gue`]: the fleet's GUE frames and ICMP errors;
+//!   [`attack`]: bounded attack traffic; [`trafgen`]:
 //!   bounded spoofed floods from trafgen.
 //! - [`site`]: the usual data-path lab (load balancer, client, nginx backends).
 //! - [`stats`]: medians and ranges for benchmark reports.
@@ -31,7 +36,10 @@ pub mod dns;
 pub mod etcd;
 #[cfg(feature = "certs")]
 pub mod fleet_site;
+pub mod gue;
 pub mod inside;
+#[cfg(feature = "certs")]
+pub mod keepalive;
 pub mod netns;
 pub mod nginx;
 pub mod packets;

@@ -12,7 +12,8 @@ pub struct Nginx {
 }
 
 pub struct NginxOptions<'a> {
-    /// Served as `/name` (and `/`): lets a test see which backend answered.
+    /// Served as `/name` (and `/`): lets a test see which backend answered. (`/via`
+    /// answers the address the request came from: the proxy node that forwarded it.)
     pub name: &'a str,
     pub port: u16,
     /// `listen ... proxy_protocol`; the access log then records `$proxy_protocol_addr`.
@@ -81,7 +82,9 @@ impl Nginx {
                  http {{\n  log_format pp '$remote_addr pp=$proxy_protocol_addr \"$request\" $status $body_bytes_sent r=$ssl_session_reused';\n\
                    access_log {d}/access.log pp;\n  client_body_temp_path {d}/tmp;\n  proxy_temp_path {d}/tmp;\n\
                    fastcgi_temp_path {d}/tmp;\n  uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n\
-                   server {{ listen {port}{ssl}{pp}; listen [::]:{port}{ssl}{pp}; {certs}root {d}/www; }}\n}}\n",
+                   keepalive_requests 1000000;\n  keepalive_timeout 300s;\n\
+                   server {{ listen {port}{ssl}{pp}; listen [::]:{port}{ssl}{pp}; {certs}root {d}/www;\n\
+                     location = /via {{ default_type text/plain; return 200 \"$remote_addr\\n\"; }} }}\n}}\n",
                 port = opts.port
             ),
         )

@@ -68,8 +68,10 @@ impl Proc {
     }
 
     /// Stops it (SIGTERM, SIGKILL after 5 s); (stdout, stderr, exit code).
-    pub fn stop(self) -> (String, String, Option<i32>) {
-        self.signal("TERM");
+    pub fn stop(mut self) -> (String, String, Option<i32>) {
+        if self.alive() {
+            self.signal("TERM");
+        }
         self.wait_output(Duration::from_secs(5))
     }
 
@@ -87,6 +89,9 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
             let _ = Command::new("kill")
                 .args(["-TERM", &child.id().to_string()])
                 .status();

@@ -107,7 +107,7 @@ impl Topology {
             .switch
             .as_ref()
             .context("XDP_TX set-up needs a star topology")?;
-        let pins = crate::PinDir::new(&format!("xdp-tx-{}", switch.name));
+        let pins = crate::PinDir::new(&format!("xdp-tx-{}-{i}", switch.name));
         host_sh(&format!(
             "bpftool prog loadall {} {} type xdp",
             object.display(),

@@ -7,6 +7,7 @@
 
 pub mod prefix;
 pub mod rate;
+pub mod steering;
 
 /// Default capacity of each blocklist trie (IPv4 and IPv6); `xdp.max_block_entries`.
 pub const DEFAULT_MAX_BLOCK_ENTRIES: u32 = 65536;
@@ -56,14 +57,30 @@ pub mod map_names {
     /// Hash [`AddrKey`](super::AddrKey) → u32: the host's service addresses, the
     /// destinations the service filter applies to.
     pub const SERVICE_ADDRS: &str = "SERVICE_ADDRS";
+    /// Array of one [`SteerState`](super::steering::SteerState): steering on, this
+    /// node's address and GUE port, the active table slot.
+    pub const STEER_STATE: &str = "STEER_STATE";
+    /// Array of two [`SteerSlot`](super::steering::SteerSlot)s: the fleet's forwarding
+    /// table in use and the next one.
+    pub const STEER_SLOTS: &str = "STEER_SLOTS";
+    /// Hash [`ListenerKey`](super::ListenerKey) → u32: the steered VIPs and ports (port
+    /// 0: the VIP itself, for ICMP errors about its flows).
+    pub const STEER_VIPS: &str = "STEER_VIPS";
+    /// Hash [`AddrKey`](super::AddrKey) → [`SteerPeer`](super::steering::SteerPeer):
+    /// the members encapsulated packets may come from, and how to reach each.
+    pub const STEER_PEERS: &str = "STEER_PEERS";
 
-    /// Maps derived from the config at every (re)load: not pinned.
-    pub const UNPINNED: [&str; 5] = [
+    /// Maps derived from the config (and the fleet's table) at every (re)load: not pinned.
+    pub const UNPINNED: [&str; 9] = [
         LISTENERS,
         LISTENER_COUNTERS,
         SERVED_PORTS,
         SERVICE_ADDRS,
         SERVICES,
+        STEER_STATE,
+        STEER_SLOTS,
+        STEER_VIPS,
+        STEER_PEERS,
     ];
 
     /// Maps pinned under the pin directory so policy and counters survive a restart.
@@ -75,8 +92,13 @@ pub mod map_names {
 /// The XDP program's function name (`bpftool prog show` lists it).
 pub const PROGRAM_NAME: &str = "proxy_xdp";
 /// The programs [`PROGRAM_NAME`] chains to by tail call, at their index in the
-/// SERVICES program array: the service filter, then the SYN cookie stage.
-pub const TAIL_PROGRAMS: [&str; 2] = ["proxy_xdp_services", "proxy_xdp_cookies"];
+/// SERVICES program array: the service filter, the SYN cookie stage, and connection
+/// steering (encapsulation to the node that owns a flow, and decapsulation).
+pub const TAIL_PROGRAMS: [&str; 3] = ["proxy_xdp_services", "proxy_xdp_cookies", "proxy_xdp_steer"];
+/// Index of each program in the SERVICES program array.
+pub const TAIL_SERVICES: u32 = 0;
+pub const TAIL_COOKIES: u32 = 1;
+pub const TAIL_STEER: u32 = 2;
 
 /// Why the program passed or dropped a packet. Index into the per-interface counters.
 #[repr(u32)]
@@ -104,6 +126,20 @@ pub enum Reason {
     SynCookieAckBad = 9,
     /// To a service address, at a port no listener serves and not allowed: XDP_DROP.
     PortClosed = 10,
+    /// TCP to a steered VIP (or an ICMP error about such a flow) without a socket
+    /// here, sent in GUE to its row's primary: XDP_TX (or XDP_REDIRECT).
+    Steered = 11,
+    /// Without a socket at the row's primary either, sent on to the row's secondary.
+    SecondChance = 12,
+    /// Arrived in GUE from a member and handed to the stack here (a socket here, a
+    /// SYN, or a cookie ACK for this node).
+    Decapsulated = 13,
+    /// No node on its path has a socket for it: handed to the stack here (its last
+    /// hop), which answers as it would without steering (a reset).
+    Unowned = 14,
+    /// Could not be steered (no member to send to, the member not reachable yet, the
+    /// frame too big for the MTU) or malformed GUE from a member: XDP_DROP.
+    SteerFailed = 15,
 }
 
 impl Reason {
@@ -119,6 +155,11 @@ impl Reason {
         Reason::SynCookieAckOk,
         Reason::SynCookieAckBad,
         Reason::PortClosed,
+        Reason::Steered,
+        Reason::SecondChance,
+        Reason::Decapsulated,
+        Reason::Unowned,
+        Reason::SteerFailed,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -134,6 +175,11 @@ impl Reason {
             Reason::SynCookieAckOk => "syn_cookie_ack_ok",
             Reason::SynCookieAckBad => "syn_cookie_ack_bad",
             Reason::PortClosed => "port_closed",
+            Reason::Steered => "steered",
+            Reason::SecondChance => "second_chance",
+            Reason::Decapsulated => "decapsulated",
+            Reason::Unowned => "unowned",
+            Reason::SteerFailed => "steer_failed",
         }
     }
 
@@ -146,7 +192,13 @@ impl Reason {
                 | Reason::Malformed
                 | Reason::SynCookieAckBad
                 | Reason::PortClosed
+                | Reason::SteerFailed
         )
+    }
+
+    /// Verdicts that send the packet on to another node.
+    pub const fn is_steer(self) -> bool {
+        matches!(self, Reason::Steered | Reason::SecondChance)
     }
 
     /// Verdicts whose packet never reaches the stack (drops and cookie answers): sampled
@@ -164,7 +216,7 @@ impl Reason {
     }
 }
 
-pub const REASON_COUNT: u32 = 11;
+pub const REASON_COUNT: u32 = 16;
 /// Counter slots per interface (a power of two ≥ [`REASON_COUNT`]).
 pub const REASON_SLOTS: u32 = 16;
 /// Interfaces with `ifindex < MAX_IFINDEX` get their own counters; higher ones share slot 0.
@@ -516,6 +568,9 @@ mod pod {
     unsafe impl aya::Pod for ListenerKey {}
     unsafe impl aya::Pod for ListenerState {}
     unsafe impl aya::Pod for ListenerCounters {}
+    unsafe impl aya::Pod for steering::SteerState {}
+    unsafe impl aya::Pod for steering::SteerSlot {}
+    unsafe impl aya::Pod for steering::SteerPeer {}
 }
 
 #[cfg(test)]

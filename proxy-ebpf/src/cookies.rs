@@ -16,6 +16,7 @@ use aya_ebpf::{
 };
 use proxy_common::{CookieScratch, SYNACK_TCP_LEN, SynOptions, XdpConfig};
 
+use crate::frame::{checksum, csum, load, resize, store, swap_macs};
 use crate::maps::COOKIE_SCRATCH;
 use crate::parse::{self, Addr, IpPacket, TCP_ACK, TCP_SYN};
 use crate::socket::Socket;
@@ -196,6 +197,34 @@ pub fn ack_has_valid_cookie(ctx: &XdpContext, packet: &IpPacket, listener: &Sock
     let Ok(ip_len) = copy_ip_header(ctx, packet, ip) else {
         return false;
     };
+    check_cookie(listener, ip, ip_len, th)
+}
+
+/// [`ack_has_valid_cookie`] for the steering program, which keeps no `IpPacket`: the
+/// ACK's IP header is at `l3` (IPv6 with `v6`), its TCP header at `l4`.
+/// Out of line: see "Out of line" in `verifier.rs`.
+#[inline(never)]
+pub fn ack_at_has_valid_cookie(
+    ctx: &XdpContext,
+    l3: usize,
+    l4: usize,
+    v6: bool,
+    listener: &Socket,
+) -> bool {
+    let Ok(CookieScratch { th, ip, .. }) = scratch() else {
+        return false;
+    };
+    let ip_len = if v6 { 40 } else { 20 };
+    if load(ctx, l4, th, 20).is_err() || load(ctx, l3, ip, ip_len).is_err() {
+        return false;
+    }
+    check_cookie(listener, ip, ip_len, th)
+}
+
+/// The kernel's verdict on the cookie in the ACK whose IP header (`ip_len` bytes) and
+/// TCP header (20 bytes) are in `ip` and `th`.
+#[inline(always)]
+fn check_cookie(listener: &Socket, ip: &mut [u8; 40], ip_len: u32, th: &mut [u8; 64]) -> bool {
     // SAFETY: `listener` is a referenced listening socket; `ip` holds `ip_len` bytes,
     // `th` 20 (the helper reads only the fixed header).
     let verdict = unsafe {
@@ -218,29 +247,6 @@ fn copy_ip_header(ctx: &XdpContext, packet: &IpPacket, ip: &mut [u8; 40]) -> Res
         Addr::V6(_) => 40,
     };
     load(ctx, packet.l3, ip, len).map(|()| len)
-}
-
-/// Copies `len` bytes of the frame at `offset` into `buf`.
-#[inline(always)]
-fn load<const N: usize>(
-    ctx: &XdpContext,
-    offset: usize,
-    buf: &mut [u8; N],
-    len: u32,
-) -> Result<(), ()> {
-    if len as usize > N {
-        return Err(());
-    }
-    // SAFETY: `buf` has room for `len` (≤ N) bytes; the helper bounds-checks the frame.
-    let r = unsafe {
-        generated::bpf_xdp_load_bytes(
-            ctx.ctx,
-            offset as u32,
-            buf.as_mut_ptr() as *mut core::ffi::c_void,
-            len,
-        )
-    };
-    if r == 0 { Ok(()) } else { Err(()) }
 }
 
 /// Option items parsed at most (NOPs count): real SYNs carry 5 to 8 (Linux: MSS,
@@ -365,66 +371,4 @@ fn window(mss: u16) -> u16 {
         return 65535;
     }
     65535 - 65535 % mss
-}
-
-/// Resizes the frame to `len` bytes (grow or shrink at the tail).
-#[inline(always)]
-fn resize(ctx: &XdpContext, len: usize) -> Result<(), ()> {
-    let delta = len as i64 - (ctx.data_end() - ctx.data()) as i64;
-    if delta == 0 {
-        return Ok(());
-    }
-    // SAFETY: the helper validates the new length against the frame's room.
-    let r = unsafe { generated::bpf_xdp_adjust_tail(ctx.ctx, delta as i32) };
-    if r == 0 { Ok(()) } else { Err(()) }
-}
-
-/// Swaps the Ethernet destination and source addresses.
-#[inline(always)]
-fn swap_macs(ctx: &XdpContext) -> Result<(), ()> {
-    let macs = parse::read::<12>(ctx, 0).map_err(|_| ())?;
-    let mut swapped = [0u8; 12];
-    swapped[..6].copy_from_slice(&macs[6..]);
-    swapped[6..].copy_from_slice(&macs[..6]);
-    store(ctx, 0, &mut swapped)
-}
-
-/// Writes `bytes` into the frame at `offset`.
-#[inline(always)]
-fn store<const N: usize>(ctx: &XdpContext, offset: usize, bytes: &mut [u8; N]) -> Result<(), ()> {
-    // SAFETY: `bytes` is a stack buffer of N bytes; the helper bounds-checks the frame.
-    let r = unsafe {
-        generated::bpf_xdp_store_bytes(
-            ctx.ctx,
-            offset as u32,
-            bytes.as_mut_ptr() as *mut core::ffi::c_void,
-            N as u32,
-        )
-    };
-    if r == 0 { Ok(()) } else { Err(()) }
-}
-
-/// One's-complement sum of `bytes` (a multiple of 4 long) added to `seed`, by the
-/// kernel's `bpf_csum_diff` (words in memory order: store the result as is).
-#[inline(always)]
-fn csum<const N: usize>(bytes: &mut [u8; N], seed: u32) -> Result<u32, ()> {
-    // SAFETY: reads N bytes of `bytes`; `from` is empty.
-    let sum = unsafe {
-        generated::bpf_csum_diff(
-            core::ptr::null_mut(),
-            0,
-            bytes.as_mut_ptr() as *mut u32,
-            N as u32,
-            seed,
-        )
-    };
-    if sum < 0 { Err(()) } else { Ok(sum as u32) }
-}
-
-/// Folds a sum to 16 bits and complements it: the Internet checksum, in memory order.
-#[inline(always)]
-fn checksum(sum: u32) -> [u8; 2] {
-    let mut folded = (sum & 0xffff) + (sum >> 16);
-    folded = (folded & 0xffff) + (folded >> 16);
-    (!(folded as u16)).to_ne_bytes()
 }

@@ -4,19 +4,26 @@
 //! and counts every verdict. Decision order: allowlist → blocklist → rate limits →
 //! service filter → SYN cookies → pass.
 //!
-//! Three programs chained by tail calls: `proxy_xdp` (attached) runs the lists and
+//! Four programs chained by tail calls: `proxy_xdp` (attached) runs the lists and
 //! limits; packets the service filter or the SYN cookies may concern continue in
-//! `proxy_xdp_services`, and TCP to cookie listeners in `proxy_xdp_cookies`. Each is
-//! verified alone with its own 512-byte stack, which keeps each within the verifier's
-//! limits; each re-parses the headers (cheap, and nothing is trusted across the call).
+//! `proxy_xdp_services`, and TCP to cookie listeners in `proxy_xdp_cookies`. With
+//! connection steering (a fleet), TCP to a steered VIP and GUE from the fleet's
+//! members continue in `proxy_xdp_steer` (see `steer.rs`), which may send them on to
+//! another node or hand them to the services program. Each is verified alone with its
+//! own 512-byte stack, which keeps each within the verifier's limits; each re-parses
+//! the headers (cheap, and nothing is trusted across the call).
 #![no_std]
 #![no_main]
 
 mod cookies;
+mod flow;
+mod frame;
+mod gue;
 mod maps;
 mod parse;
 mod services;
 mod socket;
+mod steer;
 mod verifier;
 
 use aya_ebpf::{
@@ -31,11 +38,15 @@ use maps::*;
 use parse::{Addr, IpPacket, Parsed};
 use proxy_common::{
     AddrKey, DropEvent, FAMILY_V4, FAMILY_V6, LISTED_ALLOW, LISTED_BLOCK, LISTED_NONE, PolicyEntry,
-    Reason, SKETCH_PPS, SKETCH_SYN, VERDICT_CACHE_SLOTS, VerdictSlot, XdpConfig, counter_index,
-    prefix,
+    Reason, SKETCH_PPS, SKETCH_SYN, TAIL_COOKIES, TAIL_SERVICES, TAIL_STEER, VERDICT_CACHE_SLOTS,
+    VerdictSlot, XdpConfig, counter_index, prefix,
     rate::{self, Cells, sketch_key_v4, sketch_key_v6},
     v4_summary_bit,
 };
+use steer::Outcome;
+
+/// `decide`'s "no program follows".
+const NO_TAIL: u32 = u32::MAX;
 
 /// How many expired entries one lookup may delete before giving up (nested prefixes).
 const MAX_EXPIRED_PER_LOOKUP: usize = 3;
@@ -43,11 +54,18 @@ const MAX_EXPIRED_PER_LOOKUP: usize = 3;
 #[xdp]
 pub fn proxy_xdp(ctx: XdpContext) -> u32 {
     let config = CONFIG.get(0);
-    let (reason, src, continues) = decide(&ctx, config);
-    if continues {
-        // SAFETY: index 0 of SERVICES holds `proxy_xdp_services` (or nothing: then
-        // the call returns and the packet passes as decided here).
-        unsafe { SERVICES.tail_call(&ctx, 0) };
+    let (reason, src, next) = decide(&ctx, config);
+    if next == TAIL_STEER
+        && let Some(verdict) = STEER_ENTRY_VERDICT.get_ptr_mut(0)
+    {
+        // SAFETY: a per-CPU slot, valid for the program's run; the tail-called
+        // program reads it on this CPU before anything else runs here.
+        unsafe { *verdict = reason as u32 };
+    }
+    if next != NO_TAIL {
+        // SAFETY: SERVICES holds the program for each index (or nothing: then the
+        // call returns and the packet passes as decided here).
+        unsafe { SERVICES.tail_call(&ctx, next) };
     }
     finish(&ctx, config, reason, &src)
 }
@@ -63,7 +81,7 @@ pub fn proxy_xdp_services(ctx: XdpContext) -> u32 {
             if reason == Reason::Passed && services::cookie_stage_concerns(&packet, config) {
                 // SAFETY: index 1 of SERVICES holds `proxy_xdp_cookies` (or nothing:
                 // then the call returns and the packet passes).
-                unsafe { SERVICES.tail_call(&ctx, 1) };
+                unsafe { SERVICES.tail_call(&ctx, TAIL_COOKIES) };
             }
             (reason, packet.src.key())
         }
@@ -90,6 +108,38 @@ pub fn proxy_xdp_cookies(ctx: XdpContext) -> u32 {
     finish(&ctx, config, reason, &src)
 }
 
+/// Connection steering, for what `proxy_xdp` passed on: TCP to a steered VIP (past
+/// the lists and limits) and GUE from a member. Packets handled here go on as without
+/// steering (to the services program when it concerns them).
+#[xdp]
+pub fn proxy_xdp_steer(ctx: XdpContext) -> u32 {
+    let config = CONFIG.get(0);
+    let entry = STEER_ENTRY_VERDICT.get(0).copied().unwrap_or(0);
+    let (Some(config_ref), Some(scratch)) = (config, steer::scratch()) else {
+        return finish(&ctx, config, Reason::Passed, &AddrKey::default());
+    };
+    let outcome = steer::decide(&ctx, config_ref, scratch);
+    let src = scratch.packet.src;
+    match outcome {
+        // The allowlist skips the service filter and cookies, as without steering.
+        Outcome::Local(_) if entry == Reason::Allowlisted as u32 => {
+            finish(&ctx, config, Reason::Allowlisted, &src)
+        }
+        Outcome::Local(to_services) => {
+            if to_services {
+                // SAFETY: index 0 of SERVICES holds `proxy_xdp_services` (or nothing:
+                // then the call returns and the packet passes).
+                unsafe { SERVICES.tail_call(&ctx, TAIL_SERVICES) };
+            }
+            finish(&ctx, config, Reason::Passed, &src)
+        }
+        Outcome::Done(reason, action) => {
+            account(&ctx, config, reason, &src);
+            action
+        }
+    }
+}
+
 /// Counts the verdict and turns it into an XDP action.
 #[inline(always)]
 fn finish(ctx: &XdpContext, config: Option<&XdpConfig>, reason: Reason, src: &AddrKey) -> u32 {
@@ -103,22 +153,33 @@ fn finish(ctx: &XdpContext, config: Option<&XdpConfig>, reason: Reason, src: &Ad
     }
 }
 
-/// The verdict of the lists and limits, the source (family 0: none), and whether the
-/// packet goes on to the services program. (Not an `Option<AddrKey>`: see "Plain
-/// fields" in `verifier.rs`.)
+/// The verdict of the lists and limits, the source (family 0: none), and the program
+/// the packet goes on to (its SERVICES index, or NO_TAIL). (Not an `Option<AddrKey>`:
+/// see "Plain fields" in `verifier.rs`.)
 #[inline(always)]
-fn decide(ctx: &XdpContext, config: Option<&XdpConfig>) -> (Reason, AddrKey, bool) {
+fn decide(ctx: &XdpContext, config: Option<&XdpConfig>) -> (Reason, AddrKey, u32) {
     let packet = match parse::parse(ctx) {
-        Err(parse::Malformed) => return (Reason::Malformed, AddrKey::default(), false),
-        Ok(Parsed::NonIp) => return (Reason::NonIp, AddrKey::default(), false),
+        Err(parse::Malformed) => return (Reason::Malformed, AddrKey::default(), NO_TAIL),
+        Ok(Parsed::NonIp) => return (Reason::NonIp, AddrKey::default(), NO_TAIL),
         Ok(Parsed::Ip(packet)) => packet,
     };
     let Some(config) = config else {
-        return (Reason::Passed, packet.src.key(), false);
+        return (Reason::Passed, packet.src.key(), NO_TAIL);
     };
+    // A member's GUE: its client went through the lists and limits on the entry node.
+    if steer::from_member(&packet) {
+        return (Reason::Passed, packet.src.key(), TAIL_STEER);
+    }
     let reason = policy(&packet, config);
-    let continues = reason == Reason::Passed && services::concerns(&packet, config);
-    (reason, packet.src.key(), continues)
+    let listed_or_passed = reason == Reason::Passed || reason == Reason::Allowlisted;
+    let next = if listed_or_passed && steer::concerns(&packet) {
+        TAIL_STEER
+    } else if reason == Reason::Passed && services::concerns(&packet, config) {
+        TAIL_SERVICES
+    } else {
+        NO_TAIL
+    };
+    (reason, packet.src.key(), next)
 }
 
 #[inline(always)]
@@ -296,6 +357,9 @@ fn listed<const N: usize, const MAX: usize>(
     None
 }
 
+/// Counts the verdict (packets, and bytes of the frame as it leaves the program: a
+/// steered frame with its encapsulation, a decapsulated one without) per interface,
+/// and samples drops.
 #[inline(always)]
 fn account(ctx: &XdpContext, config: Option<&XdpConfig>, reason: Reason, src: &AddrKey) {
     let ifindex = ctx.ingress_ifindex() as u32;

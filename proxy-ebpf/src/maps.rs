@@ -11,6 +11,7 @@ use proxy_common::{
     DEFAULT_MAX_BLOCK_ENTRIES as BLOCK_ENTRIES, DropEvent, ListenerCounters, ListenerKey,
     ListenerState, MAX_LISTENERS, MAX_SERVICE_ADDRS, PolicyEntry, PortSet, RateSketch,
     V4_SUMMARY_WORDS, VERDICT_CACHE_SLOTS, VerdictSlot, XdpConfig,
+    steering::{STEER_MAX_MEMBERS, SteerPeer, SteerScratch, SteerSlot, SteerState},
 };
 
 /// Sources that skip every other check. Written by userspace (config, `proxy allow`).
@@ -85,7 +86,40 @@ pub static SERVICE_ADDRS: HashMap<AddrKey, u32, { MAX_SERVICE_ADDRS as usize }> 
 #[btf_map]
 pub static COOKIE_SCRATCH: PerCpuArray<CookieScratch, 1> = PerCpuArray::new();
 
-/// Index 0: `proxy_xdp_services` (tail-called by `proxy_xdp`); 1: `proxy_xdp_cookies`
-/// (tail-called by `proxy_xdp_services`). Userspace fills it at load.
+/// Index 0: `proxy_xdp_services` (tail-called by `proxy_xdp` and `proxy_xdp_steer`);
+/// 1: `proxy_xdp_cookies` (tail-called by `proxy_xdp_services`); 2: `proxy_xdp_steer`
+/// (tail-called by `proxy_xdp`). Userspace fills it at load.
 #[btf_map]
-pub static SERVICES: ProgramArray<2> = ProgramArray::new();
+pub static SERVICES: ProgramArray<3> = ProgramArray::new();
+
+/// Steering on or off, this node's address and GUE port, the active slot of
+/// STEER_SLOTS. Userspace writes.
+#[btf_map]
+pub static STEER_STATE: Array<SteerState, 1> = Array::new();
+
+/// The fleet's forwarding table: the one in use and the next. Userspace writes a
+/// whole slot, only the one not in use, then switches `active_slot`.
+#[btf_map]
+pub static STEER_SLOTS: Array<SteerSlot, 2> = Array::new();
+
+/// The steered VIPs with their listener ports (port 0: the VIP itself, for ICMP
+/// errors). Userspace writes.
+#[btf_map]
+pub static STEER_VIPS: HashMap<ListenerKey, u32, { MAX_LISTENERS as usize }> = HashMap::new();
+
+/// What `proxy_xdp` decided for the packet it passes to `proxy_xdp_steer` (a
+/// [`Reason`](proxy_common::Reason): passed or allowlisted), per CPU: a tail call runs
+/// on the same CPU, to completion. Only the program touches it.
+#[btf_map]
+pub static STEER_ENTRY_VERDICT: PerCpuArray<u32, 1> = PerCpuArray::new();
+
+/// Per-CPU room for what the steering code encapsulates (the BPF stack is too small).
+/// Only the program touches it.
+#[btf_map]
+pub static STEER_SCRATCH: PerCpuArray<SteerScratch, 1> = PerCpuArray::new();
+
+/// The members (of either slot) encapsulated packets are accepted from, and how to
+/// reach each: userspace inserts and deletes members, the program learns their MACs
+/// and interface from their probes.
+#[btf_map]
+pub static STEER_PEERS: HashMap<AddrKey, SteerPeer, { 2 * STEER_MAX_MEMBERS }> = HashMap::new();

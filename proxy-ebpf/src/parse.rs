@@ -7,15 +7,17 @@ use proxy_common::{AddrKey, FAMILY_V4, FAMILY_V6};
 
 use crate::verifier;
 
-const ETH_HLEN: usize = 14;
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86DD;
+pub const ETH_HLEN: usize = 14;
+pub const ETH_P_IPV4: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86DD;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88A8;
 
 const IPPROTO_HOPOPTS: u8 = 0;
+pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMPV6: u8 = 58;
 const IPPROTO_ROUTING: u8 = 43;
 const IPPROTO_FRAGMENT: u8 = 44;
 const IPPROTO_AH: u8 = 51;
@@ -129,8 +131,9 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, Malformed> {
     }
 }
 
+/// The IPv4 packet at `off` (an encapsulated one, or after the Ethernet header).
 #[inline(always)]
-fn parse_ipv4(ctx: &XdpContext, off: usize) -> Result<IpPacket, Malformed> {
+pub fn parse_ipv4(ctx: &XdpContext, off: usize) -> Result<IpPacket, Malformed> {
     let h = read::<20>(ctx, off)?;
     if h[0] >> 4 != 4 {
         return Err(Malformed);
@@ -158,8 +161,9 @@ fn parse_ipv4(ctx: &XdpContext, off: usize) -> Result<IpPacket, Malformed> {
     Ok(IpPacket::new(src, dst, h[9], transport, off, l4))
 }
 
+/// The IPv6 packet at `off`.
 #[inline(always)]
-fn parse_ipv6(ctx: &XdpContext, off: usize) -> Result<IpPacket, Malformed> {
+pub fn parse_ipv6(ctx: &XdpContext, off: usize) -> Result<IpPacket, Malformed> {
     let h = read::<40>(ctx, off)?;
     if h[0] >> 4 != 6 {
         return Err(Malformed);

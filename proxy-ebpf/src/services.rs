@@ -3,8 +3,8 @@
 
 use aya_ebpf::programs::XdpContext;
 use proxy_common::{
-    COOKIES_ON, ListenerCounters, ListenerKey, ListenerState, Reason, SERVED_TCP, SERVED_UDP,
-    XdpConfig,
+    AddrKey, COOKIES_ON, ListenerCounters, ListenerKey, ListenerState, Reason, SERVED_TCP,
+    SERVED_UDP, XdpConfig,
 };
 
 use crate::cookies;
@@ -24,11 +24,20 @@ fn served(table: u32, port: u16) -> bool {
 #[inline(always)]
 fn listener(packet: &IpPacket) -> Option<ListenerState> {
     let port = packet.dst_port()?;
-    if packet.proto != IPPROTO_TCP || !served(SERVED_TCP, port) {
+    if packet.proto != IPPROTO_TCP {
+        return None;
+    }
+    listener_at(packet.dst.key(), port)
+}
+
+/// The daemon's TCP listener for `addr:port` (exact, else the wildcard).
+#[inline(always)]
+fn listener_at(addr: AddrKey, port: u16) -> Option<ListenerState> {
+    if !served(SERVED_TCP, port) {
         return None;
     }
     let mut key = ListenerKey {
-        addr: packet.dst.key(),
+        addr,
         port: port as u32,
     };
     // SAFETY: the value is copied out at once; userspace may replace it concurrently,
@@ -49,9 +58,19 @@ fn count(state: &ListenerState, f: impl FnOnce(&mut ListenerCounters)) {
     }
 }
 
-/// The SYN cookie stage for TCP to a listener (last in the policy order): SYNs are
-/// answered with a cookie SYN-ACK, ACKs that would create a connection from a cookie
-/// are checked. Everything else (and every listener with cookies off) passes.
+/// A SYN steered to another node still counts towards this node's listener SYN rate:
+/// `auto` cookies decide from the SYN rate the router hands this node, as without
+/// steering.
+#[inline(always)]
+pub fn count_steered_syn(vip: AddrKey, port: u16, config: &XdpConfig) {
+    if config.syn_cookie_listeners == 0 {
+        return;
+    }
+    if let Some(state) = listener_at(vip, port) {
+        count(&state, |c| c.syns += 1);
+    }
+}
+
 /// Should `proxy_xdp` pass this packet (already past the lists and limits) on to the
 /// services program? Cheap tests only: flags in the config and the served-port sets.
 #[inline(always)]
@@ -62,6 +81,21 @@ pub fn concerns(packet: &IpPacket, config: &XdpConfig) -> bool {
     let filtered =
         config.service_filter != 0 && (packet.proto == IPPROTO_TCP || packet.proto == IPPROTO_UDP);
     filtered || cookie_stage_concerns(packet, config)
+}
+
+/// [`concerns`] for a TCP segment to `port` with these flags (the steering program's
+/// packets: a steered VIP's listeners, never a fragment).
+#[inline(always)]
+pub fn concerns_tcp(port: u16, tcp_flags: u8, config: &XdpConfig) -> bool {
+    if config.service_filter != 0 {
+        return true;
+    }
+    if !served(SERVED_TCP, port) {
+        return false;
+    }
+    let syn = tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    let ack_only = tcp_flags & (TCP_ACK | TCP_SYN | TCP_RST) == TCP_ACK;
+    (syn && config.syn_cookie_listeners != 0) || (ack_only && config.syn_cookies_active != 0)
 }
 
 /// Does the SYN cookie stage concern this packet (past the service filter)?
@@ -80,6 +114,9 @@ pub fn cookie_stage_concerns(packet: &IpPacket, config: &XdpConfig) -> bool {
         || (ack_only && config.syn_cookies_active != 0)
 }
 
+/// The SYN cookie stage for TCP to a listener (last in the policy order): SYNs are
+/// answered with a cookie SYN-ACK, ACKs that would create a connection from a cookie
+/// are checked. Everything else (and every listener with cookies off) passes.
 #[inline(always)]
 pub fn syn_cookies(ctx: &XdpContext, packet: &IpPacket, config: &XdpConfig) -> Reason {
     let Some(state) = listener(packet) else {

@@ -7,6 +7,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 
+use proxy_common::{AddrKey, FAMILY_V6};
+
 use crate::parse::{Addr, IpPacket};
 
 /// A referenced kernel socket (released on drop, as the verifier requires).
@@ -74,6 +76,38 @@ fn tuple(packet: &IpPacket) -> Option<([u8; 36], u32)> {
 #[inline(always)]
 pub fn lookup_tcp(ctx: &XdpContext, packet: &IpPacket) -> Option<Socket> {
     let (mut t, len) = tuple(packet)?;
+    skc_lookup_tcp(ctx, &mut t, len)
+}
+
+/// The TCP socket for the flow `remote:remote_port → local:local_port` (as
+/// [`lookup_tcp`]): for a flow an ICMP error or an encapsulated packet is about.
+#[inline(always)]
+pub fn lookup_tcp_flow(
+    ctx: &XdpContext,
+    remote: &AddrKey,
+    remote_port: u16,
+    local: &AddrKey,
+    local_port: u16,
+) -> Option<Socket> {
+    let mut t = [0u8; 36];
+    let len = if remote.family == FAMILY_V6 {
+        t[0..16].copy_from_slice(&remote.addr);
+        t[16..32].copy_from_slice(&local.addr);
+        t[32..34].copy_from_slice(&remote_port.to_be_bytes());
+        t[34..36].copy_from_slice(&local_port.to_be_bytes());
+        36
+    } else {
+        t[0..4].copy_from_slice(&remote.addr[..4]);
+        t[4..8].copy_from_slice(&local.addr[..4]);
+        t[8..10].copy_from_slice(&remote_port.to_be_bytes());
+        t[10..12].copy_from_slice(&local_port.to_be_bytes());
+        12
+    };
+    skc_lookup_tcp(ctx, &mut t, len)
+}
+
+#[inline(always)]
+fn skc_lookup_tcp(ctx: &XdpContext, t: &mut [u8; 36], len: u32) -> Option<Socket> {
     // SAFETY: `t` is a stack buffer of at least `len` bytes laid out as the kernel's
     // `bpf_sock_tuple`; the context pointer is the program's own.
     let sk = unsafe {

@@ -4,13 +4,15 @@
 //! `--cpu generic`); counts are the verifier's "processed insns" as
 //! `tests/verifier_budget.rs` prints them, each against the build that had every
 //! workaround (`proxy_xdp` 156205, `proxy_xdp_services` 10265, `proxy_xdp_cookies`
-//! 53400). Another compiler or kernel may need more or fewer of them: try removing
-//! one and run that test.
+//! 53400 before connection steering; with it 187112, 10265, 53747 and
+//! `proxy_xdp_steer` 25335). Another compiler or kernel may need more or fewer of
+//! them: try removing one and run that test.
 //!
 //! Workarounds that are not helpers, documented where they are:
-//! - Three programs chained by tail calls (`main.rs`): one program with everything
+//! - Four programs chained by tail calls (`main.rs`): one program with everything
 //!   exceeded the verifier's instruction budget and the 512-byte stack (when the SYN
-//!   cookies came; not measured again).
+//!   cookies came; not measured again); steering got a program of its own for the
+//!   same reason (`proxy_xdp` alone is at 456+24 of 512 bytes).
 //! - `COOKIE_SCRATCH` (`maps.rs`): the SYN cookie code's header copies live in a
 //!   per-CPU map, not on the 512-byte stack.
 //! - Out of line (`#[inline(never)]` on `cookies::answer_syn` and
@@ -28,6 +30,25 @@
 //!   of 440); `decide` returning `Option<AddrKey>` cost `proxy_xdp` 158701. (A wrapper
 //!   type for the pair moved `IpPacket`'s field layout and cost `proxy_xdp_cookies`
 //!   62924, so they stay two fields.)
+//! - `STEER_SCRATCH` (`maps.rs`): the steering program keeps the headers it read,
+//!   the flow, the encapsulation's parameters and header bytes, and every read of
+//!   header bytes in a per-CPU map, and writes member addresses straight into it.
+//!   Built like `parse.rs` (packets and addresses by value, reads into stack arrays)
+//!   its functions had frames of 672 and 736 bytes (LLVM: "Looks like the BPF stack
+//!   limit is exceeded"); with the struct in the map but reads on the stack the frames
+//!   summed to 520 (`proxy_xdp_steer` 296 of them); now 456 (232+56+40+104+24).
+//! - Out of line in the steering program: `gue::encapsulate`, `steer::here` and
+//!   `cookies::ack_at_has_valid_cookie` get frames of their own; the decision itself
+//!   (`steer::decide`) stays inline in `proxy_xdp_steer`: out of line it added a
+//!   frame of 136 to 376 bytes to the sum.
+//! - Helper reads (`flow::read`, through `bpf_xdp_load_bytes` into the scratch): with
+//!   `parse::read`'s direct loads the steering program was rejected, "invalid access
+//!   to packet, off=0 size=1, R7(id=0,off=0,r=0)": LLVM tested the bound on one
+//!   register and loaded through another, which the verifier had given no range.
+//! - Offsets read back from the scratch map are bounded again with
+//!   [`bounded_index`] where they address the packet (`flow::quoted`, `gue::read`,
+//!   `steer::here`): the verifier knows nothing of a value loaded from a map; without
+//!   it, "R2 offset is outside of the packet".
 //! - Socket lookups (`socket.rs`) never build a `Socket` from a null pointer: with
 //!   `(!sk.is_null()).then_some(Socket(sk))` the null one is dropped, and releasing
 //!   it was rejected ("R1 type=scalar expected=sock_common, sock, ...").
@@ -59,6 +80,17 @@ pub fn opaque<T>(x: T) -> T {
 #[inline(always)]
 pub fn bounded_index(x: usize, mask: usize) -> usize {
     x & mask
+}
+
+/// `x` when it is below `len`, tested on the register the access then uses. For
+/// `steer`'s table row (`hash % STEER_ROWS`): LLVM knows a remainder is below its
+/// divisor and drops the slice's bounds check, but the verifier does not follow `%`:
+/// without it `proxy_xdp_steer` was rejected, "R2 unbounded memory access, make
+/// sure to bounds check any such access" (6.18, LLVM 22.1.8).
+#[inline(always)]
+pub fn below(x: usize, len: usize) -> Option<usize> {
+    let x = opaque(x);
+    if x < len { Some(x) } else { None }
 }
 
 /// A header offset made opaque, then bounded by `mask`: the verifier checks the code

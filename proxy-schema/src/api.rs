@@ -172,6 +172,59 @@ pub struct FleetPolicyStatus {
     pub bad_entries: u64,
     /// The etcd cluster's members (name and client URLs), as of the last connect.
     pub members: Vec<String>,
+    /// Connection steering (VIPs with `steering = true`); `None` without it.
+    #[serde(default)]
+    pub steering: Option<SteeringStatus>,
+}
+
+/// Connection steering as this node sees it: the fleet's members and its table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SteeringStatus {
+    pub node: String,
+    /// This node's address and GUE port.
+    pub address: String,
+    pub port: u16,
+    /// The store is reachable (the session holds its lease).
+    pub connected: bool,
+    pub last_error: Option<String>,
+    /// This node's registration: `active`, `draining`, or `unregistered`.
+    pub state: String,
+    /// The table generation packets are steered by; the one installed beside it.
+    pub active_generation: Option<u64>,
+    pub installed_generation: Option<u64>,
+    /// The store's table generation and what it changed.
+    pub table_generation: Option<u64>,
+    pub last_change: Option<String>,
+    /// Rows whose primary changed at the last switch, of `rows`.
+    pub rows_moved: Option<u64>,
+    pub rows: u64,
+    /// This node's rows in the active table, as primary and as secondary.
+    pub rows_primary: u64,
+    pub rows_secondary: u64,
+    pub members: Vec<SteeringMember>,
+    /// Why the rollout waits, while it does.
+    pub waiting: Option<String>,
+    /// Malformed keys or values under the steering prefix, skipped.
+    pub bad_entries: u64,
+}
+
+/// One member of the fleet.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SteeringMember {
+    pub node: String,
+    pub address: String,
+    pub port: u16,
+    /// `active` or `draining` (in the active table); `joining` (registered, not in
+    /// it yet); `gone` (in it, no longer registered).
+    pub state: String,
+    /// The table generation it has installed.
+    pub installed: Option<u64>,
+    /// Its rows in the active table.
+    pub rows_primary: u64,
+    pub rows_secondary: u64,
+    /// Since its last probe reached this node's XDP program (ms); `None`: never, or
+    /// this node itself.
+    pub last_probe_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -30,6 +30,8 @@ const SERVICE: &str = "10.77.0.1";
 struct Template {
     len: u32,
     rotate_source: u32,
+    head_undo: i32,
+    runs: u32,
     bytes: [u8; 128],
 }
 
@@ -182,6 +184,8 @@ fn main() -> anyhow::Result<()> {
                         Template {
                             len: class.packet.len() as u32,
                             rotate_source: 1,
+                            head_undo: 0,
+                            runs: 0,
                             bytes,
                         },
                         0,

@@ -3,7 +3,8 @@
 //!
 //! metrics (+ the XDP collector) ─┐
 //! source events channel ─────────┼─> Daemon (data path) ─> admin socket, /metrics
-//! XdpSubsystem ─> AutoBlocker ───┘        subsystems: xdp, autoblock, privileges
+//! XdpSubsystem ─> AutoBlocker ───┘        subsystems: xdp, fleet policy, steering,
+//!                                          autoblock, bgp, privileges
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use crate::control::handover::Handover;
 use crate::control::handover::takeover::Inherited;
 use crate::control::memory;
 use crate::control::privileges::DropCapabilities;
+use crate::control::steering::{Steering, SteeringMetrics};
 use crate::datapath::events::ChannelObserver;
 use crate::ebpf::collector::XdpCollector;
 use crate::ebpf::runtime::XdpSubsystem;
@@ -56,6 +58,8 @@ pub async fn run(
     let fleet = Arc::new(Fleet::new(fleet_metrics));
     let policy_metrics = register_fleet_policy_metrics(&mut metrics);
     let fleet_policy = Arc::new(FleetPolicy::new(xdp.clone(), policy_metrics));
+    let steering_metrics = register_steering_metrics(&mut metrics);
+    let steering = Arc::new(Steering::new(xdp.clone(), steering_metrics));
     let metrics = Arc::new(metrics);
 
     let (observer, events, events_switch) = ChannelObserver::new(
@@ -73,6 +77,9 @@ pub async fn run(
     let mut daemon = Daemon::with(path, metrics, Arc::new(observer));
     daemon.add_subsystem(Box::new(xdp.clone()));
     daemon.add_subsystem(Box::new(fleet_policy.clone()));
+    // After the XDP program (it writes its maps); before BGP, so a drain moves this
+    // node's rows away before its routes are withdrawn.
+    daemon.add_subsystem(Box::new(steering.clone()));
     daemon.add_subsystem(Box::new(autoblock));
     // Before privileges are dropped: it starts BIRD.
     daemon.add_subsystem(Box::new(fleet.clone()));
@@ -98,13 +105,14 @@ pub async fn run(
         kernel: xdp.clone(),
         fleet: fleet.clone(),
         fleet_policy,
+        steering: steering.clone(),
         handover: handover.clone(),
         config_path: path.to_owned(),
     });
     let handover_state = handover;
     let _socket = admin::start(&admin_section, admin, sockets).await?;
     tokio::spawn(memory::trim_after_waves(daemon.clone()));
-    tokio::spawn(fleet::run(fleet, daemon.clone(), xdp));
+    tokio::spawn(fleet::run(fleet, daemon.clone(), xdp, steering));
     let committed = || {
         let Some(t) = takeover.as_ref() else { return };
         match t.commit() {
@@ -140,6 +148,42 @@ pub async fn run(
         }
     };
     daemon::serve(&daemon, config, committed).await
+}
+
+/// `proxy_fleet_steering_*`: connection steering's table as this node uses it.
+fn register_steering_metrics(metrics: &mut Metrics) -> SteeringMetrics {
+    let m = SteeringMetrics::default();
+    metrics.register(
+        "fleet_steering_generation",
+        "The forwarding table generation this node steers packets by",
+        m.generation.clone(),
+    );
+    metrics.register(
+        "fleet_steering_members",
+        "Members of the table in use, per state",
+        m.members.clone(),
+    );
+    metrics.register(
+        "fleet_steering_rows",
+        "Rows of the table in use this node holds, as primary and as secondary",
+        m.rows.clone(),
+    );
+    metrics.register(
+        "fleet_steering_switches",
+        "Switches to a new table generation",
+        m.switches.clone(),
+    );
+    metrics.register(
+        "fleet_steering_rows_moved",
+        "Rows whose primary changed, summed over the switches",
+        m.rows_moved.clone(),
+    );
+    metrics.register(
+        "fleet_steering_bad_entries",
+        "Malformed keys or values under the steering prefix of the store, skipped",
+        m.bad_entries.clone(),
+    );
+    m
 }
 
 /// `proxy_fleet_*`: the shared policy store as this node sees it.

@@ -13,13 +13,16 @@
 //! - `replay`: writes the frame in `TEMPLATE[0]` over the test packet (optionally with
 //!   a new IPv4 source each run), then tail-calls `TARGET[0]`: for programs that
 //!   rewrite the packet (SYN cookie answers), every repeat sees the original again.
+//!   For programs that also move the frame's start (steering encapsulates and
+//!   decapsulates), it first moves the start back by `head_undo` bytes from the
+//!   second run on.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
     bindings::xdp_action,
     btf_maps::{Array, LruHashMap, ProgramArray},
-    helpers::generated::{bpf_xdp_adjust_tail, bpf_xdp_store_bytes},
+    helpers::generated::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_store_bytes},
     macros::{btf_map, xdp},
     programs::XdpContext,
 };
@@ -39,6 +42,11 @@ pub struct Template {
     pub len: u32,
     /// Non-zero: step the IPv4 source address (bytes 26..30) on every run.
     pub rotate_source: u32,
+    /// What the target moves the frame's start by per run, undone before the next
+    /// (`bpf_xdp_adjust_head`'s delta; 0: it does not).
+    pub head_undo: i32,
+    /// Runs so far (set to 0 before a measurement).
+    pub runs: u32,
     pub bytes: [u8; 128],
 }
 
@@ -105,6 +113,11 @@ pub fn replay(ctx: XdpContext) -> u32 {
     if len < 34 {
         return xdp_action::XDP_ABORTED;
     }
+    // SAFETY: a helper on the program's own context; it checks the new start.
+    if t.runs > 0 && t.head_undo != 0 && unsafe { bpf_xdp_adjust_head(ctx.ctx, t.head_undo) } != 0 {
+        return xdp_action::XDP_ABORTED;
+    }
+    t.runs = t.runs.wrapping_add(1);
     if t.rotate_source != 0 {
         let src = u32::from_ne_bytes([t.bytes[26], t.bytes[27], t.bytes[28], t.bytes[29]]);
         let next = src.wrapping_mul(0x9E37_79B1).wrapping_add(1).to_ne_bytes();

@@ -63,6 +63,16 @@ pub struct Vip {
     /// Backends that must be up in each pool behind those listeners. Default 1.
     #[serde(default = "default_min_healthy")]
     pub min_healthy_backends: u32,
+    /// Connection steering: every node sends each packet for this VIP to the node
+    /// that owns its connection, so a node drained, added or killed and a router that
+    /// rehashes break no other node's connections (needs `[xdp]` and
+    /// `[fleet.policy]`; settings in `[fleet.steering]`). Default false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub steering: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl BgpSection {
@@ -88,6 +98,7 @@ impl Vip {
             address,
             listeners: listeners.iter().map(|l| l.to_string()).collect(),
             min_healthy_backends: default_min_healthy(),
+            steering: false,
         }
     }
 }

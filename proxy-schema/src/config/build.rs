@@ -14,6 +14,7 @@ use super::autoblock::AutoblockSection;
 use super::bgp::BgpSection;
 use super::fleet_policy::{FleetPolicySection, FleetSection};
 use super::schema::*;
+use super::steering::SteeringSection;
 use super::tls_version::TlsVersion;
 use super::xdp::{ListEntryConfig, RateLimitConfig, XdpSection};
 
@@ -68,9 +69,20 @@ impl Config {
     }
 
     pub fn with_fleet_policy(mut self, policy: FleetPolicySection) -> Config {
-        self.fleet = Some(FleetSection {
-            policy: Some(policy),
+        let fleet = self.fleet.get_or_insert(FleetSection {
+            policy: None,
+            steering: None,
         });
+        fleet.policy = Some(policy);
+        self
+    }
+
+    pub fn with_steering(mut self, steering: SteeringSection) -> Config {
+        let fleet = self.fleet.get_or_insert(FleetSection {
+            policy: None,
+            steering: None,
+        });
+        fleet.steering = Some(steering);
         self
     }
 
@@ -178,6 +190,7 @@ impl Listener {
             max_per_source: None,
             forwarding: Forwarding::default(),
             syn_cookies: SynCookieMode::default(),
+            mss: None,
         }
     }
 
@@ -540,6 +553,7 @@ mod tests {
                 address: "192.0.2.10".parse().unwrap(),
                 listeners: vec!["web".into()],
                 min_healthy_backends: 1,
+                steering: false,
             }],
             ..parse_bgp_defaults()
         });

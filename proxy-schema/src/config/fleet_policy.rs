@@ -8,14 +8,20 @@ use serde::{Deserialize, Serialize};
 
 use super::duration;
 use super::error::{ConfigIssue, KeyPath};
+use super::steering::SteeringSection;
 
 /// `[fleet]`: what this node shares with the other nodes of its fleet.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetSection {
-    /// `[fleet.policy]`: shared block and allow entries (absent: none).
+    /// `[fleet.policy]`: shared block and allow entries (absent: none), and the etcd
+    /// store fleet membership (steering) uses too.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<FleetPolicySection>,
+    /// `[fleet.steering]`: connection steering settings for the VIPs with
+    /// `steering = true` (absent: the defaults).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steering: Option<SteeringSection>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]

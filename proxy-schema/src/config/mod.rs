@@ -9,7 +9,8 @@
 //! - `source.rs`: reading and parsing; `origin.rs`: the text and positions in it;
 //!   `error.rs`: errors and key paths;
 //! - [`duration`]: the one duration syntax; [`cidr`]: addresses and prefixes;
-//! - [`xdp`], [`autoblock`], [`admin`]: those sections.
+//! - [`xdp`], [`autoblock`], [`admin`], [`bgp`], [`fleet_policy`], [`steering`]: those
+//!   sections.
 
 pub mod admin;
 pub mod autoblock;
@@ -24,6 +25,7 @@ pub mod fleet_policy;
 mod origin;
 mod schema;
 mod source;
+pub mod steering;
 mod tls_version;
 mod validate;
 pub mod xdp;
@@ -334,5 +336,52 @@ backends = [{{ address = "10.0.0.2:80" }}]
             "{}",
             a.describe()
         );
+    }
+
+    #[test]
+    fn steering_needs_xdp_and_the_store_and_a_steered_vip() {
+        let bgp = "[bgp]\nlocal_as = 65001\nrouter_id = \"10.0.0.1\"\n\
+                   [[bgp.peer]]\naddress = \"10.0.0.254\"\nas = 65000\n\
+                   [[bgp.vip]]\naddress = \"192.0.2.10\"\nlisteners = [\"web\"]\n";
+        let steered = format!("{GOOD}\n{bgp}steering = true\n");
+        let xdp = "[xdp]\ninterfaces = [\"eth0\"]\n";
+        let store = "[fleet.policy]\nendpoints = [\"http://10.0.0.5:2379\"]\nnode = \"n1\"\n";
+        let e = error_of(&steered);
+        assert!(
+            e.contains("`bgp.vip[0].steering`") && e.contains("[xdp]"),
+            "{e}"
+        );
+        let e = error_of(&format!("{steered}{xdp}"));
+        assert!(
+            e.contains("`bgp.vip[0].steering`") && e.contains("[fleet.policy]"),
+            "{e}"
+        );
+        let c = parse(&format!("{steered}{xdp}{store}")).unwrap();
+        assert_eq!(
+            c.steering().unwrap().port,
+            19523,
+            "defaults without [fleet.steering]"
+        );
+        assert_eq!(c.steered_vips().count(), 1);
+        let c = parse(&format!(
+            "{steered}{xdp}{store}[fleet.steering]\nport = 6000\nmember_ttl = \"2s\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.steering().unwrap().port, 6000);
+        let e = error_of(&format!(
+            "{steered}{xdp}{store}[fleet.steering]\nmember_ttl = \"1s\"\n"
+        ));
+        assert!(e.contains("`fleet.steering.member_ttl`"), "{e}");
+        let unsteered = format!("{GOOD}\n{bgp}{xdp}{store}[fleet.steering]\n");
+        let e = error_of(&unsteered);
+        assert!(e.contains("no [[bgp.vip]] has steering = true"), "{e}");
+        let mss = GOOD.replace("pool = \"app\"\n", "pool = \"app\"\nmss = 100\n");
+        let e = error_of(&mss);
+        assert!(
+            e.contains("`listener[0].mss`") && e.contains("536 to 9000"),
+            "{e}"
+        );
+        let mss = GOOD.replace("pool = \"app\"\n", "pool = \"app\"\nmss = 1420\n");
+        assert_eq!(parse(&mss).unwrap().listeners[0].mss, Some(1420));
     }
 }

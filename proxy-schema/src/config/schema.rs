@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::origin::Origin;
 use super::tls_version::TlsVersion;
-use super::{admin, autoblock, bgp, duration, fleet_policy, xdp};
+use super::{admin, autoblock, bgp, duration, fleet_policy, steering, xdp};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -85,6 +85,13 @@ pub struct Listener {
     /// to this listener is above `xdp.syn_cookies.auto_on_syn_per_second`).
     #[serde(default)]
     pub syn_cookies: SynCookieMode,
+    /// The TCP maximum segment size offered to clients (`TCP_MAXSEG` on the listening
+    /// socket): they send segments no larger. For a steered VIP's listeners on a
+    /// 1500-byte fleet segment: 1420 (IPv4 clients) or 1400 (IPv6), so a packet with
+    /// the 40 bytes of GUE between IPv4 nodes still fits (IPv6 nodes add 72: 1388 and
+    /// 1368). Absent: the kernel's (from the route's MTU).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mss: Option<u16>,
 }
 
 /// `[[listener.route]]`: clients whose SNI matches one of `sni` (and, with `alpn`,
@@ -545,6 +552,21 @@ impl Config {
     /// `[fleet.policy]`, if set.
     pub fn fleet_policy(&self) -> Option<&fleet_policy::FleetPolicySection> {
         self.fleet.as_ref()?.policy.as_ref()
+    }
+
+    /// The VIPs with `steering = true`.
+    pub fn steered_vips(&self) -> impl Iterator<Item = &bgp::Vip> {
+        self.bgp
+            .iter()
+            .flat_map(|b| b.vips.iter().filter(|v| v.steering))
+    }
+
+    /// Connection steering's settings when some VIP is steered (`[fleet.steering]`,
+    /// or its defaults); `None` when none is.
+    pub fn steering(&self) -> Option<steering::SteeringSection> {
+        self.steered_vips().next()?;
+        let section = self.fleet.as_ref().and_then(|f| f.steering.clone());
+        Some(section.unwrap_or_default())
     }
 
     /// The pool a listener forwards to (validated to exist).

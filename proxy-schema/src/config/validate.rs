@@ -144,7 +144,61 @@ impl Config {
         } else {
             self.validate_nothing_shared(&root)?;
         }
+        self.validate_steering(&root)?;
         self.admin.validate(&root.key("admin"))
+    }
+}
+
+impl Config {
+    /// `steering = true` on a VIP needs the XDP program and the etcd store;
+    /// `[fleet.steering]` needs a steered VIP; listeners' `mss` is a real segment size.
+    fn validate_steering(&self, root: &KeyPath) -> Result<(), ConfigIssue> {
+        for (i, l) in self.listeners.iter().enumerate() {
+            if let Some(mss) = l.mss
+                && !(536..=9000).contains(&mss)
+            {
+                return Err(ConfigIssue::new(
+                    root.key("listener").index(i).key("mss"),
+                    format!(
+                        "{mss} is not a segment size: use 536 to 9000 (1420 for a steered VIP on a 1500-byte segment)"
+                    ),
+                ));
+            }
+        }
+        let section = self.fleet.as_ref().and_then(|f| f.steering.as_ref());
+        let steered = self
+            .bgp
+            .iter()
+            .flat_map(|b| b.vips.iter().enumerate())
+            .find(|(_, v)| v.steering);
+        let Some((i, _)) = steered else {
+            if section.is_some() {
+                return Err(ConfigIssue::new(
+                    root.key("fleet").key("steering"),
+                    "no [[bgp.vip]] has steering = true: set it on the VIPs to steer, or remove this section",
+                ));
+            }
+            return Ok(());
+        };
+        let at = root.key("bgp").key("vip").index(i).key("steering");
+        if self.xdp.is_none() {
+            return Err(ConfigIssue::new(
+                at,
+                "steering runs in the XDP program: add an [xdp] section (the interface \
+                 the router and the other nodes reach this node on)",
+            ));
+        }
+        if self.fleet_policy().is_none() {
+            return Err(ConfigIssue::new(
+                at,
+                "the fleet's members and forwarding table live in its etcd store: add \
+                 [fleet.policy] with its endpoints",
+            ));
+        }
+        if let Some(s) = section {
+            s.validate(&root.key("fleet").key("steering"))?;
+        }
+        Ok(())
     }
 }
 

@@ -455,6 +455,13 @@ impl Daemon {
         }
     }
 
+    /// What the subsystems must do before anything else of the drain, in order.
+    pub async fn begin_drain(&self) {
+        for s in &self.subsystems {
+            s.begin_drain().await;
+        }
+    }
+
     /// What the subsystems need before the drain starts (the longest wait they ask).
     pub fn before_drain(&self) -> Duration {
         self.subsystems
@@ -542,20 +549,25 @@ impl Daemon {
         let mut old_listeners = std::mem::take(&mut running.listeners);
         for state in listeners {
             let name = state.settings.name.clone();
-            match new_sockets.remove(&name) {
+            let mss = state.settings.mss;
+            let r = match new_sockets.remove(&name) {
                 None => {
                     let Some(r) = old_listeners.remove(&name) else {
                         continue;
                     };
                     r.state.store(Arc::new(state));
-                    running.listeners.insert(name, r);
+                    r
                 }
                 Some(socket) => {
                     let state = Arc::new(ArcSwap::from_pointee(state));
-                    let r = listener::start(socket, state, self.shared.clone())?;
-                    running.listeners.insert(name, r);
+                    listener::start(socket, state, self.shared.clone())?
                 }
+            };
+            // Every time: a kept or handed-over socket may have had another setting.
+            if let Err(e) = r.set_mss(mss) {
+                tracing::warn!(listener = %name, ?mss, error = %e, "cannot set the listener's MSS");
             }
+            running.listeners.insert(name, r);
         }
         for (name, r) in old_listeners {
             tracing::info!(listener = %name, bind = %r.bind, "listener removed; its open connections continue");
@@ -726,7 +738,10 @@ pub async fn serve(daemon: &Daemon, config: Config, started: impl FnOnce()) -> a
     let wait = match daemon.handed_over.is_cancelled() {
         // The successor accepts on the same sockets: nothing to withdraw or wait for.
         true => Duration::ZERO,
-        false => daemon.before_drain(),
+        false => {
+            daemon.begin_drain().await;
+            daemon.before_drain()
+        }
     };
     if !wait.is_zero() {
         tracing::info!(?wait, "routes withdrawn; waiting before draining");

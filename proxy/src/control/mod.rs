@@ -11,6 +11,9 @@
 //! - [`admin`]: the admin socket (typed [`crate::api`]) and the `/metrics` endpoint.
 //! - [`privileges`]: drops capabilities after start; [`memory`]: returns freed
 //!   memory after a wave of connections.
+//! - [`fleet`]: VIPs over BGP; [`fleet_policy`]: shared lists through etcd;
+//!   [`steering`]: fleet membership and the forwarding table connection steering
+//!   uses (etcd too).
 
 pub mod admin;
 pub mod autoblock;
@@ -23,5 +26,6 @@ pub mod handover;
 pub mod memory;
 pub mod policy;
 pub mod privileges;
+pub mod steering;
 pub mod subsystem;
 pub mod tls_files;

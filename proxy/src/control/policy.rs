@@ -8,6 +8,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::api::{List, ListEntry, Top, XdpStats};
+use crate::control::steering::table::Table;
 
 /// Writes policy into the kernel.
 pub trait KernelPolicy: Send + Sync {
@@ -37,6 +38,32 @@ pub trait FleetKernel: Send + Sync {
     fn fleet_entries(&self, list: List) -> anyhow::Result<Vec<ListEntry>>;
     /// Changes with every edit of the lists by anyone; `None` without a kernel program.
     fn policy_generation(&self) -> Option<u64>;
+}
+
+/// What connection steering sets up in the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SteeringSetup {
+    /// This node's address on the fleet's segment and its GUE port.
+    pub address: IpAddr,
+    pub port: u16,
+    /// The steered VIPs, each with its listeners' ports.
+    pub vips: Vec<(IpAddr, Vec<u16>)>,
+}
+
+/// Connection steering in the XDP program (VIPs with `steering = true`).
+pub trait SteeringKernel: Send + Sync {
+    /// Turns steering on with `setup`, or off (`None`).
+    fn steering_configure(&self, setup: Option<&SteeringSetup>) -> anyhow::Result<()>;
+    /// The members (address, GUE port) encapsulated packets come from and go to;
+    /// what the program learned of the ones it has is kept.
+    fn steering_peers(&self, peers: &[(IpAddr, u16)]) -> anyhow::Result<()>;
+    /// Each member and how long ago its last probe reached the program (`None`:
+    /// never: nothing can be sent to it yet).
+    fn steering_reachable(&self) -> Vec<(IpAddr, Option<Duration>)>;
+    /// Writes `table` (this node at index `me`) beside the one in use.
+    fn steering_install(&self, table: &Table, me: Option<u16>) -> anyhow::Result<()>;
+    /// Steers packets by the installed table of `generation` from now on.
+    fn steering_activate(&self, generation: u64) -> anyhow::Result<()>;
 }
 
 /// Shares policy with the other nodes of the fleet (`[fleet.policy]`).

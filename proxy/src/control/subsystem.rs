@@ -6,9 +6,14 @@
 //! anyone can see), and only when every part prepared does each one *commit*. So a
 //! configuration one part rejects changes nothing anywhere.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::config::Config;
+
+/// Work a subsystem does before the drain goes on.
+pub type DrainStep<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// What a part prepared, made current by calling it. An error from a commit is a
 /// failure that prepare could not foresee (the kernel or a child process refusing
@@ -22,8 +27,15 @@ pub trait Subsystem: Send + Sync {
     /// the configuration (at start: the daemon exits; on reload: the old
     /// configuration keeps serving, here and in every other part).
     fn prepare<'a>(&'a self, config: &Arc<Config>) -> anyhow::Result<Commit<'a>>;
-    /// Called once on SIGTERM/SIGINT, before the daemon stops accepting: how long to
-    /// wait before it does (fleet routing withdraws its routes here).
+    /// Called once on SIGTERM/SIGINT, first, in the order subsystems were added:
+    /// what must be done before anything else of the drain (connection steering moves
+    /// this node's rows away before its routes are withdrawn).
+    fn begin_drain(&self) -> DrainStep<'_> {
+        Box::pin(async {})
+    }
+    /// Called once on SIGTERM/SIGINT, after `begin_drain`, before the daemon stops
+    /// accepting: how long to wait before it does (fleet routing withdraws its routes
+    /// here).
     fn before_drain(&self) -> std::time::Duration {
         std::time::Duration::ZERO
     }
@@ -54,6 +66,9 @@ impl<T: Subsystem> Subsystem for Arc<T> {
     }
     fn prepare<'a>(&'a self, config: &Arc<Config>) -> anyhow::Result<Commit<'a>> {
         (**self).prepare(config)
+    }
+    fn begin_drain(&self) -> DrainStep<'_> {
+        (**self).begin_drain()
     }
     fn before_drain(&self) -> std::time::Duration {
         (**self).before_drain()

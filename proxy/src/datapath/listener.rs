@@ -32,6 +32,12 @@ pub struct RunningListener {
 }
 
 impl RunningListener {
+    /// Sets the segment size offered to clients of new connections (`mss` of the
+    /// listener; `None` clears it: the kernel's own, from the route's MTU).
+    pub fn set_mss(&self, mss: Option<u16>) -> io::Result<()> {
+        socket2::SockRef::from(&self.socket).set_tcp_mss(u32::from(mss.unwrap_or(0)))
+    }
+
     /// Stops accepting (the socket closes); open connections continue.
     pub async fn stop(self) {
         self.stop.cancel();

@@ -30,6 +30,12 @@ pub struct LoadOptions {
     /// Take over pinned links (an upgrade's predecessor pinned them) even without
     /// `stay_attached`.
     pub take_over_links: bool,
+    /// Pin the links while this process runs, so the program keeps running if it
+    /// dies (SIGKILL, crash), and take over the links a dead predecessor left; a clean
+    /// shutdown still detaches (unless `stay_attached`). For connection steering: a
+    /// node whose daemon died keeps steering other nodes' packets that reach it until
+    /// the router drops its route, instead of its kernel resetting them.
+    pub keep_on_crash: bool,
 }
 
 impl LoadOptions {
@@ -40,6 +46,7 @@ impl LoadOptions {
             max_allow_entries: proxy_common::DEFAULT_MAX_ALLOW_ENTRIES,
             stay_attached: false,
             take_over_links: false,
+            keep_on_crash: false,
         }
     }
 
@@ -50,6 +57,7 @@ impl LoadOptions {
             max_allow_entries: section.max_allow_entries,
             stay_attached: section.stay_attached,
             take_over_links: false,
+            keep_on_crash: false,
         }
     }
 }
@@ -194,7 +202,8 @@ impl XdpProgram {
             .pin_dir
             .as_ref()
             .map(|d| d.join("links").join(interface));
-        if (self.options.stay_attached || self.options.take_over_links)
+        let o = &self.options;
+        if (o.stay_attached || o.take_over_links || o.keep_on_crash)
             && let Some(pin) = link_pin.as_ref().filter(|p| p.exists())
         {
             return self.take_over_pinned_link(interface, ifindex, pin);
@@ -229,7 +238,7 @@ impl XdpProgram {
                         mode: name,
                         link: Some(link),
                     };
-                    if self.options.stay_attached
+                    if (self.options.stay_attached || self.options.keep_on_crash)
                         && let Some(pin) = &link_pin
                     {
                         self.pinned_links

@@ -18,13 +18,17 @@ use super::EbpfError;
 use super::events::{self, DropAggregator};
 use super::loader::{Attachment, LoadOptions, XdpProgram};
 use super::maps::fleet::FleetSlot;
+use super::maps::steering::SlotContent;
 use super::maps::{List, Maps, RateLimits, ServiceSettings};
 use super::services::{self, CookieSwitch, ServicePlan};
 use super::tcp_sysctl::{self, CookieSysctls};
 use crate::api::{InterfaceStats, ListEntry, Origin, Top, XdpStats};
 use crate::config::Config;
 use crate::config::xdp::{ListEntryConfig, XdpSection};
-use crate::control::policy::{FleetKernel, KernelPolicy, KernelView};
+use crate::control::policy::{
+    FleetKernel, KernelPolicy, KernelView, SteeringKernel, SteeringSetup,
+};
+use crate::control::steering::table::Table;
 use crate::control::subsystem::{Commit, Subsystem};
 
 /// How often expired list entries are deleted from the maps. The kernel already
@@ -70,9 +74,10 @@ pub struct Planned {
 impl Loaded {
     /// Loads the program and opens (or creates) its pinned maps, taking over a
     /// predecessor's pinned links with `take_over`.
-    pub fn load(section: &XdpSection, take_over: bool) -> anyhow::Result<Loaded> {
+    pub fn load(section: &XdpSection, take_over: bool, steering: bool) -> anyhow::Result<Loaded> {
         let options = LoadOptions {
             take_over_links: take_over,
+            keep_on_crash: steering,
             ..LoadOptions::from_config(section)
         };
         let (program, maps) = XdpProgram::load(options)?;
@@ -579,6 +584,60 @@ impl FleetKernel for XdpSubsystem {
     }
 }
 
+impl XdpSubsystem {
+    /// Runs `f` on the steering maps (an error without a running program).
+    fn with_steering<T>(
+        &self,
+        f: impl FnOnce(&mut super::maps::SteerMaps) -> Result<T, EbpfError>,
+    ) -> anyhow::Result<T> {
+        let maps = self.maps().ok_or_else(|| {
+            anyhow::anyhow!("no XDP program runs: connection steering needs [xdp]")
+        })?;
+        let mut maps = maps.lock().expect("maps lock");
+        let steering = maps
+            .steering()
+            .ok_or_else(|| anyhow::anyhow!("the XDP program's steering maps are missing"))?;
+        Ok(f(steering)?)
+    }
+}
+
+impl SteeringKernel for XdpSubsystem {
+    fn steering_configure(&self, setup: Option<&SteeringSetup>) -> anyhow::Result<()> {
+        let setup = setup.map(|s| (s.address, s.port, s.vips.as_slice()));
+        self.with_steering(|m| m.configure(setup))
+    }
+
+    fn steering_peers(&self, peers: &[(IpAddr, u16)]) -> anyhow::Result<()> {
+        self.with_steering(|m| m.set_peers(peers))
+    }
+
+    fn steering_reachable(&self) -> Vec<(IpAddr, Option<Duration>)> {
+        let now = super::maps::monotonic_ns();
+        self.with_steering(|m| Ok(m.reachable(now)))
+            .unwrap_or_default()
+    }
+
+    fn steering_install(&self, table: &Table, me: Option<u16>) -> anyhow::Result<()> {
+        let members = table.addresses();
+        let rows: Vec<(u16, u16)> = table
+            .rows
+            .iter()
+            .map(|r| (r.primary, r.secondary))
+            .collect();
+        let content = SlotContent {
+            generation: table.generation,
+            members: &members,
+            me,
+            rows: &rows,
+        };
+        self.with_steering(|m| m.install(&content))
+    }
+
+    fn steering_activate(&self, generation: u64) -> anyhow::Result<()> {
+        self.with_steering(|m| m.activate(generation))
+    }
+}
+
 impl KernelView for XdpSubsystem {
     fn attached(&self) -> bool {
         !self.attachments().is_empty()
@@ -633,7 +692,7 @@ impl Subsystem for XdpSubsystem {
         match (runtime.as_ref(), &config.xdp) {
             (None, Some(section)) => {
                 let take_over = self.taking_over.load(std::sync::atomic::Ordering::SeqCst);
-                let loaded = Loaded::load(section, take_over)?;
+                let loaded = Loaded::load(section, take_over, config.steering().is_some())?;
                 let planned = plan(&loaded.maps, config, section, false)?;
                 Ok(Box::new(move || {
                     let started = XdpRuntime::start(loaded, planned)?;

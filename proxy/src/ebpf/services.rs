@@ -67,6 +67,11 @@ impl ServicePlan {
                 }
             })
             .collect();
+        // Connection steering's probes arrive on its socket (GUE from a member the
+        // program knows never reaches the filter).
+        if let Some(steering) = config.steering() {
+            udp_ports.insert(steering.port);
+        }
         let filter = config.xdp.as_ref().and_then(|x| x.service_filter.as_ref());
         let mut addresses = Vec::new();
         if let Some(filter) = filter {

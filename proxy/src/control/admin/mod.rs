@@ -18,6 +18,7 @@ use super::fleet_policy::FleetPolicy;
 use super::fleet_policy::store::Source;
 use super::handover::Handover;
 use super::policy::KernelView;
+use super::steering::Steering;
 use crate::api::{Request, Response, Stats};
 use crate::config::admin::AdminSection;
 
@@ -31,6 +32,7 @@ pub struct Admin {
     pub kernel: Arc<dyn KernelView>,
     pub fleet: Arc<crate::control::fleet::Fleet>,
     pub fleet_policy: Arc<FleetPolicy>,
+    pub steering: Arc<Steering>,
     pub handover: Arc<Handover>,
     pub config_path: std::path::PathBuf,
 }
@@ -75,7 +77,7 @@ impl Admin {
                 Ok(()) => Response::Done(format!("removed {cidr} from the fleet {}", list.noun())),
                 Err(e) => Response::Error(format!("{e:#}")),
             },
-            Request::FleetStatus => match self.fleet_policy.status() {
+            Request::FleetStatus => match self.fleet_status() {
                 Some(status) => Response::FleetStatus(Box::new(status)),
                 None => Response::Error(NO_FLEET.into()),
             },
@@ -105,11 +107,18 @@ impl Admin {
         }
     }
 
+    /// The fleet store's status, with connection steering's.
+    fn fleet_status(&self) -> Option<crate::api::FleetPolicyStatus> {
+        let mut status = self.fleet_policy.status()?;
+        status.steering = self.steering.status();
+        Some(status)
+    }
+
     async fn stats(&self) -> Stats {
         Stats {
             xdp: self.kernel.xdp_stats(),
             fleet: self.fleet.stats(),
-            fleet_policy: self.fleet_policy.status(),
+            fleet_policy: self.fleet_status(),
             autoblock: self.daemon.metrics().autoblock().stats(),
             ..self.daemon.stats().await
         }

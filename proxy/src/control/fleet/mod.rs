@@ -1,7 +1,8 @@
 //! Fleet routing: the VIPs of `[bgp]` announced through the node's BIRD only while
 //! this node can serve them: the VIP is configured on the node, its listeners are
 //! bound, every pool behind them has `min_healthy_backends` up, and the XDP program is
-//! attached when `[xdp]` is configured. Withdrawn as soon as one fails; announced
+//! attached when `[xdp]` is configured, and, for a VIP with connection steering, this
+//! node is an active member of the fleet's table in use. Withdrawn as soon as one fails; announced
 //! again after `announce_hold_down` of holding. On SIGTERM every VIP is withdrawn
 //! first (the daemon then waits `withdraw_delay` before it drains).
 
@@ -18,6 +19,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use self::bird::Bird;
 use super::daemon::Daemon;
 use super::policy::KernelView;
+use super::steering::Steering;
 use super::subsystem::{Commit, Subsystem};
 use crate::api::{FleetStats, PeerStatus, VipStatus};
 use crate::config::Config;
@@ -137,7 +139,7 @@ impl Fleet {
     /// returns at once: the check reads every interface's addresses (a netlink dump,
     /// 0.1-0.4 ms, more on a host with many addresses), which would otherwise stall a
     /// worker of the data path five times a second for nothing.
-    pub async fn check(&self, daemon: &Daemon, xdp_attached: bool) {
+    pub async fn check(&self, daemon: &Daemon, xdp_attached: bool, steering: &Steering) {
         if self.running.lock().expect("fleet lock").is_none() {
             return;
         }
@@ -155,7 +157,11 @@ impl Fleet {
         }
         let hold_down = r.section.announce_hold_down;
         for v in &mut r.vips {
-            let problem = problem(&v.vip, &config, &listeners, &pools, &local, xdp_attached);
+            let problem = problem(&v.vip, &config, &listeners, &pools, &local, xdp_attached)
+                .or_else(|| {
+                    // Announced only once the other nodes send this node its own.
+                    (v.vip.steering && !steering.serving()).then(|| steering.not_serving_reason())
+                });
             match (problem, v.announced) {
                 (Some(why), true) => {
                     v.holding_since = None;
@@ -356,10 +362,15 @@ fn states(section: &BgpSection) -> Vec<VipState> {
 }
 
 /// Checks every VIP every CHECK_INTERVAL until the daemon stops.
-pub async fn run(fleet: Arc<Fleet>, daemon: Arc<Daemon>, kernel: Arc<dyn KernelView>) {
+pub async fn run(
+    fleet: Arc<Fleet>,
+    daemon: Arc<Daemon>,
+    kernel: Arc<dyn KernelView>,
+    steering: Arc<Steering>,
+) {
     let mut tick = tokio::time::interval(CHECK_INTERVAL);
     loop {
         tick.tick().await;
-        fleet.check(&daemon, kernel.attached()).await;
+        fleet.check(&daemon, kernel.attached(), &steering).await;
     }
 }

@@ -247,6 +247,7 @@ impl FleetPolicy {
             pending: state.pending.len(),
             bad_entries: state.bad_entries,
             members: state.members.clone(),
+            steering: None,
         })
     }
 }

@@ -56,7 +56,8 @@ pub async fn run(shared: Arc<Shared>, section: FleetPolicySection, node: String)
     }
 }
 
-async fn connect(section: &FleetPolicySection) -> anyhow::Result<Client> {
+/// Connects to the store of `section` within its timeout.
+pub async fn connect(section: &FleetPolicySection) -> anyhow::Result<Client> {
     let options = connect_options(section)?;
     tokio::time::timeout(
         section.timeout,

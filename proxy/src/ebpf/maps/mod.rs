@@ -8,12 +8,15 @@
 //! - `counters`: per-interface verdict counters.
 //! - [`services`]: listeners with their SYN cookie state, served ports, service
 //!   addresses (only from a loaded program: not pinned).
+//! - [`steering`]: connection steering's state, VIPs, members and table slots (only
+//!   from a loaded program: not pinned).
 
 mod counters;
 pub mod fleet;
 pub mod lists;
 pub mod rate;
 pub mod services;
+pub mod steering;
 mod summary;
 
 use std::fs::File;
@@ -26,6 +29,7 @@ use proxy_common::{Counter, PortSet, XdpConfig, map_names};
 pub use self::lists::ListTries;
 pub use self::rate::RateLimits;
 pub use self::services::{ServiceMaps, ServiceSettings};
+pub use self::steering::SteerMaps;
 pub use crate::api::{List, ListEntry, Origin};
 
 use super::EbpfError;
@@ -40,6 +44,7 @@ pub struct Maps {
     pub(super) policy_gen: Array<MapData, u64>,
     v4_summary: Array<MapData, u64>,
     services: Option<ServiceMaps>,
+    steering: Option<SteerMaps>,
     /// The pin directory, flock()ed around every list change: the daemon and CLI
     /// commands may write the same maps. None for private (unpinned) maps.
     lock: Option<File>,
@@ -76,6 +81,7 @@ impl Maps {
             })
         })?;
         maps.services = Some(ServiceMaps::take_from(ebpf)?);
+        maps.steering = Some(SteerMaps::take_from(ebpf)?);
         Ok(maps)
     }
 
@@ -126,8 +132,18 @@ impl Maps {
             policy_gen: typed!(map_names::POLICY_GEN),
             v4_summary: typed!(map_names::V4_SUMMARY),
             services: None,
+            steering: None,
             lock: None,
         })
+    }
+
+    /// Connection steering's maps (None for maps opened from the pins: not pinned).
+    pub fn steering(&mut self) -> Option<&mut SteerMaps> {
+        self.steering.as_mut()
+    }
+
+    pub fn steering_ref(&self) -> Option<&SteerMaps> {
+        self.steering.as_ref()
     }
 
     fn tries(&self, list: List) -> &ListTries {
