@@ -1,6 +1,6 @@
 //! `cargo xtask package`: the Debian package, built with Debian's own `dpkg-deb`:
 //! /usr/bin/proxy, the systemd unit, an example /etc/proxy/proxy.toml (a conffile),
-//! the README, and maintainer scripts (`dist/deb/`) that upgrade a running service
+//! the README, the example configurations of `dist/examples/`, and maintainer scripts (`dist/deb/`) that upgrade a running service
 //! through the take-over path.
 //!
 //! [`check`] (run by `cargo xtask test`) installs two builds of it with `dpkg --root`
@@ -79,6 +79,13 @@ pub fn build_deb(root: &Path, binary: &Path, version: &str, out: &Path) -> anyho
         "usr/share/doc/proxy/README.md",
         0o644,
     )?;
+    for example in examples(root)? {
+        copy(
+            &root.join("dist/examples").join(&example),
+            &format!("usr/share/doc/proxy/examples/{example}"),
+            0o644,
+        )?;
+    }
     generated_docs(binary, s)?;
     for script in ["postinst", "prerm", "postrm"] {
         copy(
@@ -109,6 +116,17 @@ pub fn build_deb(root: &Path, binary: &Path, version: &str, out: &Path) -> anyho
         .context("running dpkg-deb (Debian's dpkg)")?;
     ensure!(status.success(), "dpkg-deb --build failed");
     Ok(deb)
+}
+
+/// The files of `dist/examples/` (the example configurations and their README).
+fn examples(root: &Path) -> anyhow::Result<Vec<String>> {
+    let dir = root.join("dist/examples");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        names.push(entry?.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
 }
 
 /// The manual pages (gzipped, as Debian keeps them) and the bash, zsh and fish
@@ -172,6 +190,13 @@ pub fn check(root: &Path, binary: &Path) -> anyhow::Result<()> {
     ] {
         ensure!(
             listing.contains(path),
+            "{path} missing from the package:\n{listing}"
+        );
+    }
+    for example in examples(root)? {
+        let path = format!("./usr/share/doc/proxy/examples/{example}");
+        ensure!(
+            listing.contains(&path),
             "{path} missing from the package:\n{listing}"
         );
     }
