@@ -19,8 +19,9 @@ pub struct BackendTls {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca: Option<TrustAnchors>,
     /// The name sent as SNI and verified in the backend's certificate. Default: the
-    /// backend's DNS name when it has one, else its IP address (verified against the
-    /// certificate's IP addresses, no SNI sent).
+    /// backend's IP address, verified against the certificate's IP addresses, no SNI
+    /// sent (also for backends found in DNS: set it when their certificates carry a
+    /// name).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
     /// PEM client certificate chain presented to the backends (with `key`): mutual TLS.

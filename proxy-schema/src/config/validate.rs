@@ -460,7 +460,7 @@ impl Pool {
         if self.backends.is_empty() && srv.is_none() {
             return Err(ConfigIssue::new(
                 at.key("backends"),
-                "a pool needs at least one backend (an address, a DNS name, or                  [pool.discovery] srv)",
+                "a pool needs at least one backend (an address, a DNS name, or [pool.discovery] srv)",
             ));
         }
         for (i, b) in self.backends.iter().enumerate() {
