@@ -207,7 +207,7 @@ fn measure(
 }
 
 fn report(args: &Args, cost: &[Vec<f64>], rate: &[Vec<f64>]) -> String {
-    let cpu = crate::results::cpu_model();
+    let cpu = crate::cpu::model();
     let mut out = format!(
         "\nLB CPU per new plain TCP connection (connect, GET /small, close; 64 at a time), \
          by balancing algorithm: {} rounds of {} s each, order rotating; one proxy (release) \

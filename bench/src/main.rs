@@ -14,6 +14,7 @@ mod attack;
 mod balance;
 mod binaries;
 mod client;
+mod cpu;
 mod fleet;
 mod fleet_policy;
 mod fleet_steering;

@@ -113,17 +113,3 @@ impl Connections {
 pub fn us(value: Option<u32>) -> f64 {
     value.map_or(0.0, f64::from)
 }
-
-/// This machine's CPU model (/proc/cpuinfo), printed beside every figure: machines
-/// of the same kind gave different ratios on Intel and AMD.
-pub fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}

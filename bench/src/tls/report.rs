@@ -21,6 +21,7 @@ pub enum Figure {
     TcpConnectCpu,
     TlsBulk,
     TlsBulkCpu,
+    TlsBulkCoreCpu,
     TcpUp,
     TcpDown,
     TcpCpu,
@@ -72,6 +73,7 @@ impl Figure {
             Figure::TcpConnectCpu => "LB CPU per new TCP connection (µs)",
             Figure::TlsBulk => "TLS bulk, 1 MiB objects (Gbit/s)",
             Figure::TlsBulkCpu => "LB CPU per GB, TLS bulk (s)",
+            Figure::TlsBulkCoreCpu => "LB core busy per GB, TLS bulk (s, all of CPU 0)",
             Figure::TcpUp => "plain TCP iperf3 up (Gbit/s)",
             Figure::TcpDown => "plain TCP iperf3 down (Gbit/s)",
             Figure::TcpCpu => "LB CPU per GB, plain TCP (s)",
@@ -122,7 +124,7 @@ impl Figure {
     fn decimals(self) -> usize {
         match self {
             Figure::TlsBulk | Figure::TcpUp | Figure::TcpDown => 2,
-            Figure::TlsBulkCpu | Figure::TcpCpu => 3,
+            Figure::TlsBulkCpu | Figure::TlsBulkCoreCpu | Figure::TcpCpu => 3,
             Figure::RoutingOverhead
             | Figure::ReencryptedBackendResumed
             | Figure::ReencryptedFullBackendResumed => 1,
@@ -210,11 +212,11 @@ pub fn report(args: &Args, r: &Results) -> String {
          median (min-max)\n\n",
         args.rounds,
         args.seconds,
-        crate::results::cpu_model()
+        crate::cpu::model()
     );
     out += &format!(
-        "latency runs: {} s each at 2,000 requests/s\n\n",
-        args.latency_seconds
+        "latency runs: {} s each at 2,000 requests/s; TLS bulk: {} connections\n\n",
+        args.latency_seconds, args.bulk_connections
     );
     out += "| figure |";
     for p in products {
