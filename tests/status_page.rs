@@ -2,12 +2,18 @@
 //! traffic and a bounded flood run in the lab, its numbers must equal
 //! `proxy stats --json`, its drop chart must move, a source blocked with the CLI
 //! must appear (its reason escaped, never markup), and a screenshot is kept in the
-//! test's output. Needs root.
+//! test's output. On a fleet node (BGP to a BIRD router, the etcd store, a steered
+//! VIP) its Fleet section must show the VIP, the session, the store and the members
+//! as `proxy stats` has them, and follow a withdrawal and the store's loss; on a node
+//! without a fleet the section stays hidden. Needs root.
 
 use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use lab::Netns;
 use lab::config::*;
+use lab::fleet_site::{FleetOptions, FleetSite};
 use lab::inside::spawn_in_netns;
 use lab::site::{Lab, LabOptions};
 use proxy::api::Stats;
@@ -17,15 +23,20 @@ const FLOOD_PORT: u16 = 9000;
 /// The page after `budget_ms` of (virtual) time in headless Chromium, run inside the
 /// load balancer's namespace: its DOM, or a screenshot written to `screenshot`.
 fn chromium(lab: &Lab, budget_ms: u32, screenshot: Option<&str>) -> String {
+    chromium_in(&lab.lb().ns, lab.dir.path(), budget_ms, screenshot)
+}
+
+/// [`chromium`] in `ns`, with its home and profile under `dir`.
+fn chromium_in(ns: &Netns, dir: &Path, budget_ms: u32, screenshot: Option<&str>) -> String {
     let output = match screenshot {
         Some(path) => format!("--screenshot={path} --window-size=1200,1700 --hide-scrollbars"),
         None => "--dump-dom".to_string(),
     };
-    lab.lb().ns.sh(&format!(
+    ns.sh(&format!(
         "HOME={} timeout 60 chromium --headless --no-sandbox --disable-gpu --no-first-run \
          --user-data-dir={} --virtual-time-budget={budget_ms} {output} http://127.0.0.1:9100/status 2>/dev/null",
-        lab.dir.path().display(),
-        lab.path("chromium-profile")
+        dir.display(),
+        dir.join("chromium-profile").display()
     ))
 }
 
@@ -195,10 +206,108 @@ fn the_status_page_shows_what_proxy_stats_says() {
     // Columns: source, ~dropped, ~answered with SYN cookies, drops by reason.
     assert_eq!(text(&top, 2), "0", "no cookie answers here: {top:?}");
     assert!(text(&top, 3).starts_with("rate_pps="), "{top:?}");
+    // No [bgp], no [fleet.policy]: no Fleet section.
+    assert!(dom.contains("<section id=\"fleet\" hidden"), "{dom}");
 
     let png = std::fs::read(&shot).expect("a screenshot");
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
     let kept = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
+    std::fs::copy(&shot, &kept).unwrap();
+    eprintln!("screenshot: {}", kept.display());
+}
+
+/// The Fleet section on a one-node fleet: BGP to a BIRD router, one etcd member, the
+/// node a steering member of a steered VIP.
+#[test]
+fn the_status_page_shows_the_fleet() {
+    let mut site = FleetSite::build(FleetOptions::one_steered_node(
+        concat!(env!("OUT_DIR"), "/xdp-bench.o").into(),
+    ))
+    .unwrap();
+    site.wait_next_hops(1, Duration::from_secs(30)).unwrap();
+    assert!(site.request(0).is_some(), "HTTPS through the VIP");
+    let ns = &site.fleet.nodes.host(0).ns;
+    let node_stats =
+        |site: &FleetSite| -> Stats { serde_json::from_str(&site.node_stats_json(0)).unwrap() };
+
+    // Announced, Established, connected, an active steering member.
+    let dom = chromium_in(ns, site.dir.path(), 3000, None);
+    let stats = node_stats(&site);
+    assert!(dom.contains("<section id=\"fleet\">"), "shown:\n{dom}");
+    let fleet = stats.fleet.as_ref().expect("[bgp] in proxy stats");
+    let store = stats
+        .fleet_policy
+        .as_ref()
+        .expect("[fleet.policy] in proxy stats");
+    let steering = store.steering.as_ref().expect("steering in proxy stats");
+    let vip = row(&dom, &format!("data-vip=\"{}\"", site.vip()));
+    assert_eq!(vip[1], "announced", "{vip:?}");
+    assert_eq!(vip[2], fleet.vips[0].reason, "{vip:?}");
+    assert_eq!(
+        vip[3],
+        format!(
+            "steered · node0 active in table {}",
+            steering.active_generation.unwrap()
+        )
+    );
+    let peer = row(&dom, "data-peer=\"10.77.0.254\"");
+    assert_eq!(peer[1], fleet.peers[0].state);
+    assert!(peer[2].starts_with("Established"), "{peer:?}");
+    let st = row(&dom, "data-store=\"node0\"");
+    assert_eq!(
+        (st[0].as_str(), st[1].as_str()),
+        ("node0", "/proxy/"),
+        "{st:?}"
+    );
+    assert_eq!(st[2], "connected", "{st:?}");
+    assert!(st[4].parse::<i64>().unwrap() > 0, "a revision: {st:?}");
+    assert_eq!(st[6], "0", "nothing pending: {st:?}");
+    let etcd = &store.members[0];
+    assert!(
+        dom.contains(&format!("data-etcd-member=\"{etcd}\"")),
+        "the etcd member {etcd} listed"
+    );
+    let member = row(&dom, "data-member=\"node0\"");
+    assert_eq!(member[1], format!("{}:{}", steering.address, steering.port));
+    assert_eq!(member[2], "active", "{member:?}");
+    assert_eq!(
+        member[4],
+        steering.rows.to_string(),
+        "every row: {member:?}"
+    );
+    let state = dom
+        .split("id=\"steering-state\">")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .unwrap();
+    assert!(state.contains("· active · store connected"), "{state}");
+
+    // The backend stopped: withdrawn with the reason. etcd killed: unreachable.
+    site.backends_up(false);
+    site.wait_next_hops(0, Duration::from_secs(10)).unwrap();
+    site.etcd.as_mut().unwrap().kill(0);
+    lab::wait_for(
+        "the store seen unreachable",
+        Duration::from_secs(20),
+        || {
+            let store = node_stats(&site).fleet_policy?;
+            (!store.connected && !store.steering?.connected).then_some(())
+        },
+    );
+    let ns = &site.fleet.nodes.host(0).ns;
+    let dom = chromium_in(ns, site.dir.path(), 3000, None);
+    let vip = row(&dom, &format!("data-vip=\"{}\"", site.vip()));
+    assert_eq!(vip[1], "withdrawn", "{vip:?}");
+    assert_eq!(vip[2], "pool web: 0 of 1 backends up", "{vip:?}");
+    let st = row(&dom, "data-store=\"node0\"");
+    assert!(st[2].starts_with("UNREACHABLE ("), "{st:?}");
+    assert!(
+        dom.contains("store UNREACHABLE ("),
+        "steering's store state:\n{dom}"
+    );
+    let shot = site.dir.path().join("fleet.png");
+    chromium_in(ns, site.dir.path(), 3000, Some(&shot.display().to_string()));
+    let kept = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page-fleet.png");
     std::fs::copy(&shot, &kept).unwrap();
     eprintln!("screenshot: {}", kept.display());
 }

@@ -91,6 +91,26 @@ impl Default for FleetOptions {
     }
 }
 
+impl FleetOptions {
+    /// The smallest whole fleet: one node announcing a steered VIP to the router (BGP),
+    /// the etcd store (one member) with the node as the one steering member, one
+    /// backend, one client address. `xdp_pass`: see [`SteeringOptions::xdp_pass`].
+    pub fn one_steered_node(xdp_pass: PathBuf) -> FleetOptions {
+        FleetOptions {
+            nodes: 1,
+            backends: 1,
+            client_addresses: 1,
+            steering: Some(SteeringOptions {
+                xdp_pass,
+                member_ttl: "2s",
+                drain: "5s",
+                on: true,
+            }),
+            ..FleetOptions::default()
+        }
+    }
+}
+
 pub struct FleetSite {
     // Drop order: daemons and servers, then the router's BIRD, then the namespaces.
     pub nodes: Vec<Option<ProxyD>>,

@@ -527,6 +527,10 @@ pub struct VipStatus {
     pub announced: bool,
     /// Why it is withdrawn (`pool web: 0 of 3 backends up`), or `serving`.
     pub reason: String,
+    /// `steering = true`: announced only while this node is an active member of the
+    /// fleet's table (its state: `fleet_policy.steering`).
+    #[serde(default)]
+    pub steering: bool,
 }
 
 /// A BGP session as BIRD reports it.

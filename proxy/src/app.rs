@@ -55,6 +55,11 @@ pub async fn run(
         "VIP announcements and withdrawals",
         fleet_metrics.transitions.clone(),
     );
+    metrics.register(
+        "bgp_peer_established",
+        "1 while the BGP session with the peer is Established (BIRD, read every second)",
+        fleet_metrics.peers.clone(),
+    );
     let fleet = Arc::new(Fleet::new(fleet_metrics));
     let policy_metrics = register_fleet_policy_metrics(&mut metrics);
     let fleet_policy = Arc::new(FleetPolicy::new(xdp.clone(), policy_metrics));
@@ -189,6 +194,11 @@ fn register_steering_metrics(metrics: &mut Metrics) -> SteeringMetrics {
 /// `proxy_fleet_*`: the shared policy store as this node sees it.
 fn register_fleet_policy_metrics(metrics: &mut Metrics) -> FleetPolicyMetrics {
     let m = FleetPolicyMetrics::default();
+    metrics.register(
+        "fleet_info",
+        "1 while [fleet.policy] is configured, with this node's name and the fleet's prefix",
+        m.info.clone(),
+    );
     metrics.register(
         "fleet_connected",
         "1 while the fleet policy store (etcd) is reachable",

@@ -146,32 +146,16 @@ impl Bird {
 
     /// The BGP sessions as BIRD reports them: (protocol, state, info).
     pub fn sessions(&self) -> Vec<(String, String, String)> {
-        let Ok(text) = self.birdc(&["show", "protocols"]) else {
-            return Vec::new();
-        };
-        text.lines()
-            .filter(|l| l.starts_with("peer_"))
-            .map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                let state = f.get(3).copied().unwrap_or("").to_string();
-                let info = f.get(5..).map(|rest| rest.join(" ")).unwrap_or_default();
-                (f[0].to_string(), state, info)
-            })
-            .collect()
+        sessions(&self.socket)
+    }
+
+    /// BIRD's control socket (for [`sessions`] without holding the [`Bird`]).
+    pub fn socket(&self) -> &Path {
+        &self.socket
     }
 
     fn birdc(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = Command::new(BIRDC)
-            .arg("-s")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .with_context(|| format!("running {BIRDC}"))?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if !out.status.success() || text.contains("Unable to connect") {
-            bail!("birdc {}: {}", args.join(" "), text.trim());
-        }
-        Ok(text)
+        birdc(&self.socket, args)
     }
 
     /// Stops BIRD (its sessions close: the routers drop every route of this node).
@@ -180,6 +164,37 @@ impl Bird {
         // SAFETY: kill(2) on the child we started; harmless if it already exited.
         unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
     }
+}
+
+/// The BGP sessions of the BIRD listening on `socket`: (protocol, state, info);
+/// none when it does not answer.
+pub fn sessions(socket: &Path) -> Vec<(String, String, String)> {
+    let Ok(text) = birdc(socket, &["show", "protocols"]) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter(|l| l.starts_with("peer_"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let state = f.get(3).copied().unwrap_or("").to_string();
+            let info = f.get(5..).map(|rest| rest.join(" ")).unwrap_or_default();
+            (f[0].to_string(), state, info)
+        })
+        .collect()
+}
+
+fn birdc(socket: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(BIRDC)
+        .arg("-s")
+        .arg(socket)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {BIRDC}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() || text.contains("Unable to connect") {
+        bail!("birdc {}: {}", args.join(" "), text.trim());
+    }
+    Ok(text)
 }
 
 /// Starts BIRD from a thread that lives as long as BIRD: PR_SET_PDEATHSIG fires when

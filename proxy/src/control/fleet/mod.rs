@@ -5,18 +5,18 @@
 //! node is an active member of the fleet's table in use. Withdrawn as soon as one fails; announced
 //! again after `announce_hold_down` of holding. On SIGTERM every VIP is withdrawn
 //! first (the daemon then waits `withdraw_delay` before it drains).
+//!
+//! - [`bird`]: the BIRD child and `birdc`; [`metrics`]: the VIP and session series.
 
 pub mod bird;
+pub mod metrics;
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-
 use self::bird::Bird;
+pub use self::metrics::FleetMetrics;
 use super::daemon::Daemon;
 use super::policy::KernelView;
 use super::steering::Steering;
@@ -24,10 +24,11 @@ use super::subsystem::{Commit, Subsystem};
 use crate::api::{FleetStats, PeerStatus, VipStatus};
 use crate::config::Config;
 use crate::config::bgp::{BgpSection, Vip};
-use crate::metrics::LabelText;
 
 /// How often the conditions are checked.
 const CHECK_INTERVAL: Duration = Duration::from_millis(200);
+/// How often the BGP sessions' series are read from BIRD (a `birdc` run).
+const SESSIONS_INTERVAL: Duration = Duration::from_secs(1);
 
 struct VipState {
     vip: Vip,
@@ -46,24 +47,6 @@ struct Running {
     vips: Vec<VipState>,
     /// SIGTERM arrived: stay withdrawn.
     draining: bool,
-}
-
-/// `proxy_vip_announced{vip}` and `proxy_vip_transitions_total{vip,to}`.
-#[derive(Clone, Default)]
-pub struct FleetMetrics {
-    pub announced: Family<VipLabels, Gauge>,
-    pub transitions: Family<TransitionLabels, Counter>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
-pub struct VipLabels {
-    pub vip: LabelText,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
-pub struct TransitionLabels {
-    pub vip: LabelText,
-    pub to: &'static str,
 }
 
 /// The fleet subsystem (inert without `[bgp]`).
@@ -109,9 +92,26 @@ impl Fleet {
                 vip: v.vip.address.to_string(),
                 announced: v.announced,
                 reason: v.reason.clone(),
+                steering: v.vip.steering,
             })
             .collect();
         Some(FleetStats { vips, peers })
+    }
+
+    /// Reads the BGP sessions from BIRD into `proxy_bgp_peer_established` (blocking:
+    /// runs `birdc`, without holding the lock the announce loop takes).
+    pub fn refresh_sessions(&self) {
+        let (socket, peers) = {
+            let running = self.running.lock().expect("fleet lock");
+            let Some(r) = running.as_ref() else { return };
+            (r.bird.socket().to_owned(), r.section.peers.clone())
+        };
+        let sessions = bird::sessions(&socket);
+        // A reload may have replaced the peers meanwhile: its series are set anew.
+        let running = self.running.lock().expect("fleet lock");
+        if running.as_ref().is_some_and(|r| r.section.peers == peers) {
+            self.metrics.sessions(&peers, &sessions);
+        }
     }
 
     /// Withdraws every VIP for good (SIGTERM); how long to wait before draining.
@@ -195,18 +195,7 @@ fn set(bird: &Bird, metrics: &FleetMetrics, v: &mut VipState, on: bool, reason: 
     }
     v.announced = on;
     v.first = false;
-    let label = LabelText(v.vip.address.to_string());
-    metrics
-        .announced
-        .get_or_create(&VipLabels { vip: label.clone() })
-        .set(i64::from(on));
-    metrics
-        .transitions
-        .get_or_create(&TransitionLabels {
-            vip: label,
-            to: if on { "announced" } else { "withdrawn" },
-        })
-        .inc();
+    metrics.transition(&v.vip, on);
     if on {
         tracing::info!(vip = %v.vip.address, "VIP announced");
     } else {
@@ -322,6 +311,7 @@ impl Fleet {
                     vips = section.vips.len(),
                     "BIRD started for [bgp]; VIPs are announced while this node can serve them"
                 );
+                self.metrics.configured(section);
                 *running = Some(Running {
                     bird,
                     section: section.clone(),
@@ -336,6 +326,7 @@ impl Fleet {
                     // be served within one check (first announcements skip the hold-down).
                     r.vips = states(section);
                     r.section = section.clone();
+                    self.metrics.configured(section);
                 }
             }
             (Some(_), None) => {
@@ -369,8 +360,15 @@ pub async fn run(
     steering: Arc<Steering>,
 ) {
     let mut tick = tokio::time::interval(CHECK_INTERVAL);
+    let mut sessions_read = Instant::now();
     loop {
         tick.tick().await;
         fleet.check(&daemon, kernel.attached(), &steering).await;
+        if sessions_read.elapsed() >= SESSIONS_INTERVAL {
+            sessions_read = Instant::now();
+            let fleet = fleet.clone();
+            // Off the data path's workers: it waits for birdc.
+            let _ = tokio::task::spawn_blocking(move || fleet.refresh_sessions()).await;
+        }
     }
 }

@@ -32,10 +32,14 @@ use super::subsystem::{Commit, Subsystem};
 use crate::api::{FleetPolicyStatus, List, OriginCount};
 use crate::config::Config;
 use crate::config::fleet_policy::FleetPolicySection;
+use crate::metrics::LabelText;
 
 /// `proxy_fleet_*` series.
 #[derive(Clone, Default)]
 pub struct FleetPolicyMetrics {
+    /// `proxy_fleet_info{node,prefix}`: only while `[fleet.policy]` is configured, so
+    /// rules and panels can keep to the nodes that have a store (`and on (instance)`).
+    pub info: Family<InfoLabels, Gauge>,
     pub connected: Gauge,
     pub entries: Family<ListLabel, Gauge>,
     pub apply_lag_seconds: Gauge<f64, AtomicU64>,
@@ -48,6 +52,12 @@ pub struct FleetPolicyMetrics {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 pub struct ListLabel {
     pub list: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct InfoLabels {
+    pub node: LabelText,
+    pub prefix: LabelText,
 }
 
 /// A write waiting for the store.
@@ -318,6 +328,7 @@ impl FleetPolicy {
         let Some(section) = config.fleet_policy() else {
             if let Some(r) = running.take() {
                 r.task.abort();
+                self.shared.metrics.info.clear();
                 self.shared.set_connected(false, None);
                 warn!(
                     "[fleet.policy] was removed: fleet entries stay in the kernel until they expire or a restart"
@@ -343,6 +354,15 @@ impl FleetPolicy {
             info!("[fleet.policy] changed: reconnecting to the store");
             r.task.abort();
         }
+        self.shared.metrics.info.clear();
+        self.shared
+            .metrics
+            .info
+            .get_or_create(&InfoLabels {
+                node: LabelText(node.clone()),
+                prefix: LabelText(section.key_prefix()),
+            })
+            .set(1);
         info!(
             node,
             prefix = section.key_prefix(),
