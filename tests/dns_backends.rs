@@ -7,8 +7,10 @@
 
 use std::time::Duration;
 
+use lab::certs::Ca;
 use lab::config::*;
 use lab::dns::{Dnsmasq, SrvRecord};
+use lab::nginx::{Nginx, NginxOptions};
 use lab::site::{Lab, LabOptions};
 use proxy::api::{PoolStats, Stats};
 
@@ -97,13 +99,38 @@ fn dns_backends_follow_their_records() {
             weight: 10,
         },
     ];
+    // TLS backends found in DNS: nginx on be2 with a certificate for `secure` only
+    // (no IP address in it); `alias` names the same address.
+    let (secure, alias) = (format!("secure.{DOMAIN}"), format!("alias.{DOMAIN}"));
+    let pki = lab.dir.path().join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    let mut ca = Ca::new(&pki, "ca", "backend CA").unwrap();
+    let cert = ca
+        .server_for("secure", &[&secure], &[], (2020, 2100))
+        .unwrap();
+    let _tls_backend = Nginx::start(
+        &lab.topo.host(4).ns,
+        &lab.dir.path().join("secure"),
+        NginxOptions {
+            name: "secure",
+            port: 8443,
+            tls: Some((cert.cert.clone(), cert.key.clone())),
+            ..NginxOptions::default()
+        },
+    );
     let mut dns = Dnsmasq::start(
         &lab.attacker(0).ns,
         &lab.dir.path().join("dns"),
         &dns_ip,
         DOMAIN,
         1,
-        &[(&be0, &api), (&be1, &t1), (&be2, &t2)],
+        &[
+            (&be0, &api),
+            (&be1, &t1),
+            (&be2, &t2),
+            (&be2, &secure),
+            (&be2, &alias),
+        ],
         &srv,
     )
     .unwrap();
@@ -129,11 +156,23 @@ fn dns_backends_follow_their_records() {
         }),
         ..Pool::new("srv", Vec::new()).health(Health::off())
     };
+    // Backend TLS without server_name: the name each backend was found under is
+    // sent and verified.
+    let tls_pool = |name: &str, host: &str| Pool {
+        backends: vec![BackendEntry::named(&format!("{host}:8443"))],
+        discovery: Some(discovery(&dns_ip)),
+        tls: Some(BackendTls::new(&ca.cert)),
+        ..Pool::new(name, Vec::new()).health(Health::off())
+    };
     let config = Config::new()
         .with_listener(Listener::new("named", addr(format!("{lb}:80")), "named"))
         .with_listener(Listener::new("srv", addr(format!("{lb}:81")), "srv"))
+        .with_listener(Listener::new("secure", addr(format!("{lb}:82")), "secure"))
+        .with_listener(Listener::new("alias", addr(format!("{lb}:83")), "alias"))
         .with_pool(named)
         .with_pool(srv_pool)
+        .with_pool(tls_pool("secure", &secure))
+        .with_pool(tls_pool("alias", &alias))
         .to_toml();
     lab.start_proxy(&config);
     let port = |p: &str| format!("{p}:8080");
@@ -145,6 +184,23 @@ fn dns_backends_follow_their_records() {
         ["be1", "be2"],
         "SRV targets both serve"
     );
+    wait_backends(&lab, "secure", &[format!("{be2}:8443")]);
+    wait_backends(&lab, "alias", &[format!("{be2}:8443")]);
+    assert_eq!(
+        served(&lab, 82, &sources[..2]),
+        ["secure"],
+        "TLS to the name the backend was found under"
+    );
+    assert_eq!(
+        served(&lab, 83, &sources[..2]),
+        [""],
+        "a certificate for another name is refused"
+    );
+    let metrics = lab.lb().ns.sh("curl -s http://127.0.0.1:9100/metrics");
+    let refused = format!(
+        "proxy_backend_tls_failures_total{{pool=\"alias\",backend=\"{be2}:8443\",reason=\"name_mismatch\"}}"
+    );
+    assert!(metrics.contains(&refused), "{refused} in:\n{metrics}");
     let status = pool_stats(&lab, "srv");
     assert_eq!(status.discovery[0].source, format!("SRV {srv_name}"));
     assert_eq!(status.discovery[0].state, "ok");

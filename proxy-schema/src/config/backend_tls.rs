@@ -18,10 +18,10 @@ pub struct BackendTls {
     /// `insecure_skip_verify = true`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca: Option<TrustAnchors>,
-    /// The name sent as SNI and verified in the backend's certificate. Default: the
-    /// backend's IP address, verified against the certificate's IP addresses, no SNI
-    /// sent (also for backends found in DNS: set it when their certificates carry a
-    /// name).
+    /// The name sent as SNI and verified in the backend's certificate. Default: for a
+    /// backend found in DNS the name it was found under (the `name` entry's host or the
+    /// SRV target); otherwise its IP address, verified against the certificate's IP
+    /// addresses, no SNI sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
     /// PEM client certificate chain presented to the backends (with `key`): mutual TLS.

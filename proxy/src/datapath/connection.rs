@@ -463,7 +463,7 @@ async fn establish(
     }
     let handshake = timeout(
         pool.settings.connect_timeout,
-        tls.connect(backend.address, stream),
+        tls.connect(backend.address, backend.host(), stream),
     );
     let error = match handshake.await {
         Ok(Ok(tls)) => return Ok(Upstream::Tls(Box::new(tls))),

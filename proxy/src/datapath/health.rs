@@ -104,7 +104,10 @@ async fn check(pool: &Pool, backend: &Backend, header: Option<&[u8]>) -> Result<
         backend.metrics.tls_failed(reason);
         format!("TLS handshake failed ({reason}): {e}")
     };
-    let mut stream = tls.connect(backend.address, stream).await.map_err(failed)?;
+    let mut stream = tls
+        .connect(backend.address, backend.host(), stream)
+        .await
+        .map_err(failed)?;
     // A refused client certificate (TLS 1.3) arrives as an alert right after; some
     // servers (NGINX's stream module) just close the connection instead.
     let mut byte = [0u8; 1];

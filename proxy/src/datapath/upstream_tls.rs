@@ -94,16 +94,20 @@ impl UpstreamTls {
     }
 
     /// The handshake with the backend at `addr` over `stream` (whose PROXY header,
-    /// if any, is sent already).
+    /// if any, is sent already). The name sent and verified: `server_name` if set,
+    /// else the DNS name the backend was found under (`host`), else its address.
     pub async fn connect(
         &self,
         addr: SocketAddr,
+        host: Option<&str>,
         stream: TcpStream,
     ) -> std::io::Result<TlsStream<TcpStream>> {
-        let name = self
-            .server_name
-            .clone()
-            .unwrap_or(ServerName::IpAddress(addr.ip().into()));
+        let name = match &self.server_name {
+            Some(name) => name.clone(),
+            None => host
+                .and_then(|h| ServerName::try_from(h.to_owned()).ok())
+                .unwrap_or(ServerName::IpAddress(addr.ip().into())),
+        };
         self.connector(addr).connect(name, stream).await
     }
 

@@ -121,6 +121,7 @@ async fn follow(
                 address: b.address,
                 weight: w,
                 record: label.clone(),
+                host: b.host().unwrap_or_default().to_owned(),
             })
             .collect()
     };
@@ -172,7 +173,10 @@ fn apply(pool: &Pool, metrics: &Metrics, label: &str, source: &Source, decision:
     let Some(set) = &decision.changed else {
         return;
     };
-    let found: Vec<_> = set.iter().map(|f| (f.address, f.weight)).collect();
+    let found: Vec<_> = set
+        .iter()
+        .map(|f| (f.address, f.weight, f.host.as_str()))
+        .collect();
     match pool.set_discovered(label, &found, metrics) {
         Ok(change) => {
             let moved = change.moved.map(|m| format!("{:.1} %", m.percent()));

@@ -24,9 +24,15 @@ pub fn usable(ip: IpAddr) -> bool {
     !(ip.is_unspecified() || ip.is_multicast() || matches!(ip, IpAddr::V4(v4) if v4.is_broadcast()))
 }
 
-/// The backends of a `name` entry: each usable address at `port`, with the entry's
-/// weight.
-pub fn from_addresses(record: &str, ips: &[IpAddr], port: u16, weight: u32) -> Vec<Found> {
+/// The backends of host `host`: each usable address at `port`, with `weight`.
+pub fn from_addresses(
+    record: &str,
+    host: &str,
+    ips: &[IpAddr],
+    port: u16,
+    weight: u32,
+) -> Vec<Found> {
+    let host = host.trim_end_matches('.');
     ips.iter()
         .copied()
         .filter(|&ip| usable(ip))
@@ -34,6 +40,7 @@ pub fn from_addresses(record: &str, ips: &[IpAddr], port: u16, weight: u32) -> V
             address: SocketAddr::new(ip.to_canonical(), port),
             weight,
             record: record.to_owned(),
+            host: host.to_owned(),
         })
         .collect()
 }
@@ -54,7 +61,7 @@ pub fn usable_srv(records: &[Srv]) -> Vec<&Srv> {
 /// relative shares (0 = "very small"): 0 becomes 1, above the pool's maximum is cut.
 pub fn from_srv(record: &str, srv: &Srv, ips: &[IpAddr]) -> Vec<Found> {
     let weight = u32::from(srv.weight).clamp(1, MAX_WEIGHT);
-    from_addresses(record, ips, srv.port, weight)
+    from_addresses(record, &srv.target, ips, srv.port, weight)
 }
 
 #[cfg(test)]
@@ -85,7 +92,7 @@ mod tests {
         .iter()
         .map(|s| s.parse().unwrap())
         .collect();
-        let found = from_addresses("A/AAAA api:80", &ips, 80, 3);
+        let found = from_addresses("A/AAAA api:80", "api", &ips, 80, 3);
         let addresses: Vec<String> = found.iter().map(|f| f.address.to_string()).collect();
         assert_eq!(addresses, ["10.0.0.1:80", "10.0.0.2:80", "[fd00::3]:80"]);
         assert!(found.iter().all(|f| f.weight == 3));

@@ -65,7 +65,10 @@ impl Resolver {
     pub async fn lookup(&self, spec: &Spec, label: &str) -> Outcome {
         match spec {
             Spec::Name { host, port, weight } => match self.addresses(host).await {
-                Ok((ips, ttl)) => found(records::from_addresses(label, &ips, *port, *weight), ttl),
+                Ok((ips, ttl)) => found(
+                    records::from_addresses(label, host, &ips, *port, *weight),
+                    ttl,
+                ),
                 Err(e) => outcome_of(e),
             },
             Spec::Srv(name) => self.srv(name, label).await,

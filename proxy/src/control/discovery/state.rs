@@ -14,6 +14,9 @@ pub struct Found {
     pub weight: u32,
     /// The record it came from (`A api.internal`, `SRV _api._tcp.internal`).
     pub record: String,
+    /// The host name the address belongs to (the `name` entry's host, or the SRV
+    /// record's target): the name backend TLS verifies unless `server_name` is set.
+    pub host: String,
 }
 
 /// One resolution's outcome.
@@ -167,6 +170,7 @@ mod tests {
             address: SocketAddr::from(([10, 0, 0, last], 8443)),
             weight: 1,
             record: "A api.internal".into(),
+            host: "api.internal".into(),
         }
     }
 

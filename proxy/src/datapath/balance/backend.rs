@@ -19,6 +19,8 @@ use crate::metrics::{BackendMetrics, Metrics};
 #[derive(Debug)]
 pub struct Backend {
     pub address: SocketAddr,
+    /// The DNS name it was found under (DNS backends only).
+    host: Option<Arc<str>>,
     pool: Arc<str>,
     up: AtomicBool,
     streak: Mutex<Streak>,
@@ -103,6 +105,7 @@ impl Backend {
         metrics.up.set(1);
         Backend {
             address,
+            host: None,
             pool: pool.clone(),
             up: AtomicBool::new(true),
             streak: Mutex::new(Streak::default()),
@@ -111,6 +114,17 @@ impl Backend {
             cut: Mutex::new(CancellationToken::new()),
             metrics,
         }
+    }
+
+    /// The backend as found under DNS name `host`.
+    pub fn with_host(mut self, host: Option<&str>) -> Backend {
+        self.host = host.map(Arc::from);
+        self
+    }
+
+    /// The DNS name it was found under, if it came from DNS.
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_deref()
     }
 
     pub fn is_up(&self) -> bool {

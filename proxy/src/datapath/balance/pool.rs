@@ -224,13 +224,13 @@ impl Pool {
         Ok(moved)
     }
 
-    /// DNS source `source` now names `found` (address, weight): the pool's backends
+    /// DNS source `source` now names `found` (address, weight, host name): the pool's backends
     /// from that source become these (addresses another source already has stay
     /// with it), the algorithm is rebuilt and swapped in.
     pub fn set_discovered(
         &self,
         source: &str,
-        found: &[(SocketAddr, u32)],
+        found: &[(SocketAddr, u32, &str)],
         metrics: &Metrics,
     ) -> Result<Discovered, MaglevError> {
         let old = self.members.load_full();
@@ -246,12 +246,12 @@ impl Pool {
             Balance::Maglev => (self.settings.table_size as usize / 10).saturating_sub(list.len()),
             _ => usize::MAX,
         };
-        let fresh: Vec<&(SocketAddr, u32)> = found
+        let fresh: Vec<&(SocketAddr, u32, &str)> = found
             .iter()
-            .filter(|(a, _)| !list.iter().any(|(b, _, _)| b == a))
+            .filter(|(a, _, _)| !list.iter().any(|(b, _, _)| b == a))
             .collect();
         let left_out = fresh.len().saturating_sub(room);
-        for &&(address, weight) in fresh.iter().take(room) {
+        for &&(address, weight, _) in fresh.iter().take(room) {
             list.push((address, weight, Origin::Dns(label.clone())));
         }
         let name: Arc<str> = self.settings.name.as_str().into();
@@ -260,7 +260,11 @@ impl Pool {
                 .iter()
                 .find(|b| b.address == a)
                 .cloned()
-                .unwrap_or_else(|| Arc::new(Backend::new(&name, a, metrics, true)))
+                .unwrap_or_else(|| {
+                    let host = found.iter().find(|f| f.0 == a).map(|f| f.2);
+                    let backend = Backend::new(&name, a, metrics, true);
+                    Arc::new(backend.with_host(host.filter(|h| !h.is_empty())))
+                })
         })?;
         let has = |m: &Membership, a: SocketAddr| m.backends.iter().any(|b| b.address == a);
         let change = Discovered {
@@ -615,9 +619,16 @@ mod tests {
         let label = "A/AAAA api.internal:80";
         assert_eq!(dns_sources(&settings), [label]);
         let addr = |last: u8| SocketAddr::from(([10, 0, 1, last], 80));
-        let found: Vec<_> = (1..=4).map(|i| (addr(i), 1)).collect();
+        let found: Vec<_> = (1..=4).map(|i| (addr(i), 1, "api.internal")).collect();
         let change = p.set_discovered(label, &found, &metrics).unwrap();
         assert_eq!(change.added.len(), 4);
+        assert_eq!(p.backend(addr(2)).unwrap().host(), Some("api.internal"));
+        assert_eq!(
+            p.backend(SocketAddr::from(([10, 0, 0, 1], 80)))
+                .unwrap()
+                .host(),
+            None
+        );
         assert!(change.removed.is_empty());
         assert_eq!(p.origin_counts(), (1, 4));
         // The first DNS backend keeps its state through a change that drops another.
@@ -626,7 +637,15 @@ mod tests {
             kept.record(false, Source::Check, &settings.health, "refused");
         }
         let change = p
-            .set_discovered(label, &[(addr(1), 1), (addr(2), 1), (addr(3), 1)], &metrics)
+            .set_discovered(
+                label,
+                &[
+                    (addr(1), 1, "api"),
+                    (addr(2), 1, "api"),
+                    (addr(3), 1, "api"),
+                ],
+                &metrics,
+            )
             .unwrap();
         assert_eq!(change.removed, [addr(4)]);
         assert!(Arc::ptr_eq(&kept, &p.backend(addr(1)).unwrap()));
