@@ -1,7 +1,8 @@
 //! `cargo xtask package`: the Debian package, built with Debian's own `dpkg-deb`:
 //! /usr/bin/proxy, the systemd unit, an example /etc/proxy/proxy.toml (a conffile),
-//! the README, the example configurations of `dist/examples/`, and maintainer scripts (`dist/deb/`) that upgrade a running service
-//! through the take-over path.
+//! the README and `docs/`, the example configurations of `dist/examples/`, manual
+//! pages and shell completions, and maintainer scripts (`dist/deb/`) that upgrade a
+//! running service through the take-over path.
 //!
 //! [`check`] (run by `cargo xtask test`) installs two builds of it with `dpkg --root`
 //! into a scratch root while the first one's daemon serves a loop of requests in
@@ -101,12 +102,14 @@ pub fn build_deb(
         "usr/share/doc/proxy/README.md",
         0o644,
     )?;
-    for example in examples(root)? {
-        copy(
-            &root.join("dist/examples").join(&example),
-            &format!("usr/share/doc/proxy/examples/{example}"),
-            0o644,
-        )?;
+    for (dir, installed) in DOC_DIRS {
+        for file in files_of(&root.join(dir))? {
+            copy(
+                &root.join(dir).join(&file),
+                &format!("{installed}/{file}"),
+                0o644,
+            )?;
+        }
     }
     generated_docs(binary, s)?;
     for script in ["postinst", "prerm", "postrm"] {
@@ -145,11 +148,18 @@ pub fn build_deb(
     Ok(deb)
 }
 
-/// The files of `dist/examples/` (the example configurations and their README).
-fn examples(root: &Path) -> anyhow::Result<Vec<String>> {
-    let dir = root.join("dist/examples");
+/// The folders whose files the package ships as documentation, and where they go:
+/// the documents the README links (`docs/`), and the example configurations with
+/// their README.
+const DOC_DIRS: [(&str, &str); 2] = [
+    ("docs", "usr/share/doc/proxy/docs"),
+    ("dist/examples", "usr/share/doc/proxy/examples"),
+];
+
+/// The names of the files in `dir`.
+fn files_of(dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut names = Vec::new();
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         names.push(entry?.file_name().to_string_lossy().into_owned());
     }
     names.sort();
@@ -220,12 +230,14 @@ pub fn check(root: &Path, binary: &Path) -> anyhow::Result<()> {
             "{path} missing from the package:\n{listing}"
         );
     }
-    for example in examples(root)? {
-        let path = format!("./usr/share/doc/proxy/examples/{example}");
-        ensure!(
-            listing.contains(&path),
-            "{path} missing from the package:\n{listing}"
-        );
+    for (dir, installed) in DOC_DIRS {
+        for file in files_of(&root.join(dir))? {
+            let path = format!("./{installed}/{file}");
+            ensure!(
+                listing.contains(&path),
+                "{path} missing from the package:\n{listing}"
+            );
+        }
     }
     // A scratch root with an empty dpkg database (so its dependencies, libc6, are
     // not recorded there: --force-depends).
