@@ -73,7 +73,7 @@ fn nodes_announce_spread_drain_and_die_without_a_stale_route() {
     // finishes what it has. At the route change, plain ECMP (BIRD into Linux multipath,
     // hash-threshold) re-spreads the hash space over the survivors, so the one
     // connection in flight at that instant may move to a node that does not know it
-    // (see the README). At most that one may fail.
+    // (docs/fleet.md, fleet routing). At most that one may fail.
     let failed = failures.load(Ordering::Relaxed);
     eprintln!("failed connections during the drain: {failed}");
     assert!(

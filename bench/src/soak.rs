@@ -12,7 +12,7 @@
 //!    and every failure counted.
 //!
 //! `--short` is the bounded version `cargo xtask test` runs: it asserts the
-//! invariants (never timings). Without it the figures are printed for the README.
+//! invariants (never timings). Without it the figures are printed for docs/testing.md.
 //! Hosts (lab star topology): `lb` 10.77.0.1 (the proxy), `gen` 10.77.0.2 (clients
 //! and two nginx backends), `at` 10.77.0.3 (junk and a UDP flood), `sl` 10.77.0.4
 //! (slowloris).

@@ -1,7 +1,8 @@
 //! The TOML configuration. Every field is documented; unknown keys are errors.
 //!
-//! README.md's Configuration section and the doc comments in `schema.rs` give every
-//! key with its default. Errors name the file, the line, the key and what is wrong:
+//! docs/configuration.md's reference (checked against this schema by
+//! tests/reference.rs) and the doc comments in `schema.rs` give every key with its
+//! default. Errors name the file, the line, the key and what is wrong:
 //! parse errors come from toml's spans, later checks (cross references, certificate
 //! files) carry a [`KeyPath`] that [`Config::locate`] turns back into a line.
 //!

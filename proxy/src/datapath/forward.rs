@@ -6,7 +6,7 @@
 //!   moved [`SPLICE_AFTER`] bytes (a bulk transfer, not a request/response exchange)
 //!   it switches to splice(2) socket → pipe → socket, which never copies the bytes
 //!   through userspace. Short connections never pay for creating pipes; bulk ones
-//!   take about half the CPU per byte (measured: README.md, "Benchmarks").
+//!   take about half the CPU per byte (measured: docs/benchmarks.md, `bench tls`).
 //!
 //! In both, EOF from one side becomes `shutdown(SHUT_WR)` on the other while the other
 //! direction keeps flowing, so a client that closes its write side still receives the

@@ -78,7 +78,7 @@ mod tests {
     use super::*;
     use crate::api::{BackendRuntime, BackendState, RuntimeChange};
 
-    /// The README promises that an upgrade carries the runtime settings of at least
+    /// docs/known-limits.md promises that an upgrade carries the runtime settings of at least
     /// 300 backends (long names and IPv6 addresses) in its one message.
     #[test]
     fn three_hundred_runtime_settings_fit_in_one_offer() {
