@@ -190,6 +190,20 @@ pub(super) mod tests {
         (0..count).map(|_| b.connection()).collect()
     }
 
+    /// Three equal backends, the first already holding 100 connections; 300 more
+    /// placed by `selection`, each kept open: the open connections per backend.
+    pub fn after_a_stream_of_long_connections(selection: &dyn Selection) -> Vec<i64> {
+        let b = backends(3);
+        let mut open = hold(&b[0], 100);
+        let weights = [1, 1, 1];
+        for _ in 0..300 {
+            let m = Members::new(&b, &weights, None);
+            let i = selection.next(&m, 0, &[]).unwrap();
+            open.push(b[i].connection());
+        }
+        b.iter().map(|b| b.active_connections()).collect()
+    }
+
     #[test]
     fn members_skip_down_and_unweighted_until_all_are_down() {
         let b = backends(3);

@@ -27,7 +27,7 @@ impl Selection for RandomTwo {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{backends, hold, order};
+    use super::super::tests::{after_a_stream_of_long_connections, backends, hold, order};
     use super::*;
 
     #[test]
@@ -49,15 +49,7 @@ mod tests {
 
     #[test]
     fn a_stream_of_long_connections_evens_out() {
-        let b = backends(3);
-        let mut open = hold(&b[0], 100);
-        let weights = [1, 1, 1];
-        for _ in 0..300 {
-            let m = Members::new(&b, &weights, None);
-            let i = RandomTwo.next(&m, 0, &[]).unwrap();
-            open.push(b[i].connection());
-        }
-        let counts: Vec<i64> = b.iter().map(|b| b.active_connections()).collect();
+        let counts = after_a_stream_of_long_connections(&RandomTwo);
         assert!(
             counts.iter().all(|&c| (107..=160).contains(&c)),
             "{counts:?}"
