@@ -51,8 +51,9 @@ pub mod map_names {
     /// Per-CPU array of [`ListenerCounters`](super::ListenerCounters), indexed by
     /// [`ListenerState::index`](super::ListenerState).
     pub const LISTENER_COUNTERS: &str = "LISTENER_COUNTERS";
-    /// Array of two [`PortSet`](super::PortSet)s: TCP (index 0) and UDP (1) ports that
-    /// are served (listeners) or allowed; the service filter drops the others.
+    /// Array of three [`PortSet`](super::PortSet)s: TCP (index 0) and UDP (1) ports that
+    /// are served (listeners) or allowed, which the service filter does not drop; TCP
+    /// ports with a listener bound to a specific address (2).
     pub const SERVED_PORTS: &str = "SERVED_PORTS";
     /// Hash [`AddrKey`](super::AddrKey) → u32: the host's service addresses, the
     /// destinations the service filter applies to.
@@ -464,26 +465,36 @@ pub struct ListenerCounters {
     pub cookie_acks_bad: u64,
 }
 
-/// Room for the SYN-ACK's TCP header the program builds: 20 bytes + at most 20 of
-/// options (MSS, SACK-permitted or two NOPs, timestamps, NOP + window scale).
-pub const SYNACK_TCP_LEN: usize = 40;
-
-/// The SYN cookie code's working memory, one per CPU (COOKIE_SCRATCH; the BPF stack
-/// is too small): header copies handed to the kernel's helpers and the SYN-ACK being
-/// built. Only the program touches it.
+/// The TCP segment a program hands to `proxy_xdp_cookies` with its tail call, and the
+/// cookie stage's working memory: one per CPU (COOKIE_SCRATCH). The caller
+/// (`proxy_xdp` or `proxy_xdp_services`) writes where the headers are just before the
+/// call, which runs on the same CPU to completion, so the cookie stage does not parse
+/// them again. Only the program touches it.
 #[repr(C)]
 pub struct CookieScratch {
-    /// The client's TCP header with options (`th[..tcp_len]`).
-    pub th: [u8; 64],
-    /// The client's IP header (fixed part), then our reply's.
-    pub ip: [u8; 40],
-    /// Our SYN-ACK's TCP header.
-    pub tcp: [u8; SYNACK_TCP_LEN],
-    /// What the option parser found in `th`.
+    /// Source and destination addresses and ports, network order, laid out as the
+    /// kernel's `struct bpf_sock_tuple` (IPv4 in the first 12 bytes): copied from the
+    /// packet by the cookie stage, read in place by the socket lookup.
+    pub tuple: [u8; 36],
+    /// Non-zero: written for the packet being processed and not taken yet.
+    pub fresh: u32,
+    /// Non-zero: IPv6 (the whole tuple is used).
+    pub v6: u32,
+    /// Offsets of the IP and TCP headers from the start of the frame (at most
+    /// [`COOKIE_L3_MAX`] and [`COOKIE_L4_MAX`]).
+    pub l3: u32,
+    pub l4: u32,
+    /// The TCP flags byte.
+    pub tcp_flags: u32,
+    /// What the option parser found in a SYN.
     pub options: SynOptions,
-    /// The TCP pseudo-header of our SYN-ACK (IPv4 uses the first 12 bytes).
-    pub pseudo: [u8; 40],
 }
+
+/// Largest header offsets the cookie stage reads (masks, 2^k - 1): Ethernet with two
+/// VLAN tags, IPv4 with options or IPv6 with a few extension headers fit; a segment
+/// whose TCP header lies further in goes to the kernel as it is.
+pub const COOKIE_L3_MAX: u32 = 0xff;
+pub const COOKIE_L4_MAX: u32 = 0x1ff;
 
 /// The options of a client's SYN the cookie can carry, as the program's option
 /// parser finds them (u32 cells it reads and writes as memory: see `load_cell` in
@@ -503,6 +514,10 @@ pub struct SynOptions {
 /// Index of the TCP and UDP port sets in SERVED_PORTS.
 pub const SERVED_TCP: u32 = 0;
 pub const SERVED_UDP: u32 = 1;
+/// Index of the TCP ports with a listener bound to a specific address in
+/// SERVED_PORTS: only for these the program looks the address up in LISTENERS
+/// before the wildcard.
+pub const BOUND_TCP: u32 = 2;
 
 /// The single CONFIG entry, written by userspace, read by the program on every packet.
 #[repr(C)]

@@ -73,16 +73,17 @@ pub static LISTENERS: HashMap<ListenerKey, ListenerState, { MAX_LISTENERS as usi
 pub static LISTENER_COUNTERS: PerCpuArray<ListenerCounters, { MAX_LISTENERS as usize }> =
     PerCpuArray::new();
 
-/// TCP (0) and UDP (1) ports served or allowed (the service filter). Userspace writes.
+/// TCP (0) and UDP (1) ports served or allowed (the service filter), TCP ports with
+/// a listener bound to a specific address (2). Userspace writes.
 #[btf_map]
-pub static SERVED_PORTS: Array<PortSet, 2> = Array::new();
+pub static SERVED_PORTS: Array<PortSet, 3> = Array::new();
 
 /// Destinations the service filter applies to. Userspace writes.
 #[btf_map]
 pub static SERVICE_ADDRS: HashMap<AddrKey, u32, { MAX_SERVICE_ADDRS as usize }> = HashMap::new();
 
-/// Per-CPU room for the SYN cookie code's header copies (the BPF stack is too small).
-/// Only the program touches it.
+/// The TCP segment handed to the SYN cookie stage with its tail call, and the stage's
+/// option parser cells, per CPU (see `handoff.rs`). Only the program touches it.
 #[btf_map]
 pub static COOKIE_SCRATCH: PerCpuArray<CookieScratch, 1> = PerCpuArray::new();
 

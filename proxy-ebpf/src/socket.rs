@@ -106,9 +106,12 @@ pub fn lookup_tcp_flow(
     skc_lookup_tcp(ctx, &mut t, len)
 }
 
+/// The TCP socket for a tuple laid out as the kernel's `bpf_sock_tuple` (`len`: 12
+/// for IPv4, 36 for IPv6), as [`lookup_tcp`]: the SYN cookie stage's tuple sits in
+/// its scratch, ready for the helper.
 #[inline(always)]
-fn skc_lookup_tcp(ctx: &XdpContext, t: &mut [u8; 36], len: u32) -> Option<Socket> {
-    // SAFETY: `t` is a stack buffer of at least `len` bytes laid out as the kernel's
+pub fn skc_lookup_tcp(ctx: &XdpContext, t: &mut [u8; 36], len: u32) -> Option<Socket> {
+    // SAFETY: `t` holds at least `len` bytes laid out as the kernel's
     // `bpf_sock_tuple`; the context pointer is the program's own.
     let sk = unsafe {
         generated::bpf_skc_lookup_tcp(

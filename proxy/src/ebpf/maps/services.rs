@@ -1,12 +1,12 @@
 //! What the host serves, as the XDP services programs read it: the listeners with
 //! their SYN cookie state (LISTENERS), their per-listener counters
-//! (LISTENER_COUNTERS), the served/allowed ports (SERVED_PORTS) and the service
-//! addresses (SERVICE_ADDRS). Derived from the config at every (re)load, so not pinned.
+//! (LISTENER_COUNTERS), the served/allowed ports and the ports with address-bound
+//! listeners (SERVED_PORTS) and the service addresses (SERVICE_ADDRS). Derived from the config at every (re)load, so not pinned.
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use proxy_common::{
-    AddrKey, ListenerCounters, ListenerKey, ListenerState, PortSet, SERVED_TCP, SERVED_UDP,
-    map_names,
+    AddrKey, BOUND_TCP, ListenerCounters, ListenerKey, ListenerState, PortSet, SERVED_TCP,
+    SERVED_UDP, map_names,
 };
 
 use super::{EbpfError, Maps, map_err};
@@ -76,11 +76,25 @@ impl ServiceMaps {
         })
     }
 
-    /// Makes LISTENERS exactly `wanted` (entries not in it are removed).
+    /// Makes LISTENERS exactly `wanted` (entries not in it are removed), with the set
+    /// of ports that have an address-bound listener (the program looks such a port's
+    /// address up before the wildcard). A port is in that set whenever it has such an
+    /// entry: added before the entries, removed after them.
     pub fn set_listeners(
         &mut self,
         wanted: &[(ListenerKey, ListenerState)],
     ) -> Result<(), EbpfError> {
+        let mut bound = PortSet::empty();
+        for (key, _) in wanted {
+            if key.addr.addr != [0; 16] {
+                bound.insert(key.port as u16);
+            }
+        }
+        let mut during = self.bound_ports()?;
+        for (i, word) in during.words.iter_mut().enumerate() {
+            *word |= bound.words[i];
+        }
+        self.set_bound_ports(&during)?;
         let stale: Vec<ListenerKey> = self
             .listeners
             .keys()
@@ -93,7 +107,19 @@ impl ServiceMaps {
         for (key, state) in wanted {
             self.set_listener(key, *state)?;
         }
-        Ok(())
+        self.set_bound_ports(&bound)
+    }
+
+    fn bound_ports(&self) -> Result<PortSet, EbpfError> {
+        self.served
+            .get(&BOUND_TCP, 0)
+            .map_err(map_err(map_names::SERVED_PORTS))
+    }
+
+    fn set_bound_ports(&mut self, ports: &PortSet) -> Result<(), EbpfError> {
+        self.served
+            .set(BOUND_TCP, *ports, 0)
+            .map_err(map_err(map_names::SERVED_PORTS))
     }
 
     pub fn set_listener(
