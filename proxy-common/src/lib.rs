@@ -51,6 +51,10 @@ pub mod map_names {
     /// Per-CPU array of [`ListenerCounters`](super::ListenerCounters), indexed by
     /// [`ListenerState::index`](super::ListenerState).
     pub const LISTENER_COUNTERS: &str = "LISTENER_COUNTERS";
+    /// Array of [`PortListeners`](super::PortListeners), indexed by port: the
+    /// listeners bound to the wildcard addresses (also in LISTENERS), found with one
+    /// array read.
+    pub const WILDCARD_LISTENERS: &str = "WILDCARD_LISTENERS";
     /// Array of three [`PortSet`](super::PortSet)s: TCP (index 0) and UDP (1) ports that
     /// are served (listeners) or allowed, which the service filter does not drop; TCP
     /// ports with a listener bound to a specific address (2).
@@ -72,9 +76,10 @@ pub mod map_names {
     pub const STEER_PEERS: &str = "STEER_PEERS";
 
     /// Maps derived from the config (and the fleet's table) at every (re)load: not pinned.
-    pub const UNPINNED: [&str; 9] = [
+    pub const UNPINNED: [&str; 10] = [
         LISTENERS,
         LISTENER_COUNTERS,
+        WILDCARD_LISTENERS,
         SERVED_PORTS,
         SERVICE_ADDRS,
         SERVICES,
@@ -453,6 +458,49 @@ pub struct ListenerState {
     pub index: u32,
 }
 
+/// Value of WILDCARD_LISTENERS (index: the port): the listeners bound to the IPv4
+/// and the IPv6 wildcard address of a port, each as [`PortListeners::slot`] encodes
+/// it (0: none).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortListeners {
+    pub v4: u16,
+    pub v6: u16,
+}
+
+impl PortListeners {
+    const COOKIES_ON_BIT: u16 = 1 << 15;
+
+    /// A listener's state in 16 bits: its counter index + 1 (it is below
+    /// [`MAX_LISTENERS`]), bit 15 for cookies on.
+    pub const fn slot(state: ListenerState) -> u16 {
+        let on = if state.cookies == COOKIES_ON {
+            Self::COOKIES_ON_BIT
+        } else {
+            0
+        };
+        on | (state.index as u16 + 1)
+    }
+
+    /// The state a slot holds, if any.
+    #[inline(always)]
+    pub const fn state(slot: u16) -> Option<ListenerState> {
+        let index = slot & !Self::COOKIES_ON_BIT;
+        if index == 0 {
+            return None;
+        }
+        let cookies = if slot & Self::COOKIES_ON_BIT != 0 {
+            COOKIES_ON
+        } else {
+            COOKIES_OFF
+        };
+        Some(ListenerState {
+            cookies,
+            index: index as u32 - 1,
+        })
+    }
+}
+
 /// Per-listener packet counts, per CPU (LISTENER_COUNTERS).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -472,10 +520,11 @@ pub struct ListenerCounters {
 /// them again. Only the program touches it.
 #[repr(C)]
 pub struct CookieScratch {
-    /// Source and destination addresses and ports, network order, laid out as the
-    /// kernel's `struct bpf_sock_tuple` (IPv4 in the first 12 bytes): copied from the
-    /// packet by the cookie stage, read in place by the socket lookup.
-    pub tuple: [u8; 36],
+    /// Source and destination addresses and ports laid out as the kernel's `struct
+    /// bpf_sock_tuple` (IPv4 in the first 3 words), each word as in the packet
+    /// (network order): copied from the packet by the cookie stage a word at a time,
+    /// read in place by the socket lookup.
+    pub tuple: [u32; 9],
     /// Non-zero: written for the packet being processed and not taken yet.
     pub fresh: u32,
     /// Non-zero: IPv6 (the whole tuple is used).
@@ -582,6 +631,7 @@ mod pod {
     unsafe impl aya::Pod for AddrKey {}
     unsafe impl aya::Pod for ListenerKey {}
     unsafe impl aya::Pod for ListenerState {}
+    unsafe impl aya::Pod for PortListeners {}
     unsafe impl aya::Pod for ListenerCounters {}
     unsafe impl aya::Pod for steering::SteerState {}
     unsafe impl aya::Pod for steering::SteerSlot {}
@@ -606,6 +656,7 @@ mod tests {
         assert_eq!(size_of::<AddrKey>(), 20);
         assert_eq!(size_of::<ListenerKey>(), 24);
         assert_eq!(size_of::<ListenerState>(), 8);
+        assert_eq!(size_of::<PortListeners>(), 4);
         assert_eq!(size_of::<ListenerCounters>(), 32);
         assert_eq!(size_of::<DropEvent>(), 32);
         assert_eq!(size_of::<VerdictSlot>(), 40);
@@ -633,6 +684,19 @@ mod tests {
         }
         assert!(!set.contains(0) && !set.contains(444) && !set.contains(65534));
         assert_eq!(size_of::<PortSet>(), 8192);
+    }
+
+    #[test]
+    fn a_port_slot_holds_a_listener_state() {
+        assert_eq!(PortListeners::state(0), None);
+        for index in [0, 1, 77, MAX_LISTENERS - 1] {
+            for cookies in [COOKIES_OFF, COOKIES_ON] {
+                let state = ListenerState { cookies, index };
+                let slot = PortListeners::slot(state);
+                assert_ne!(slot, 0);
+                assert_eq!(PortListeners::state(slot), Some(state));
+            }
+        }
     }
 
     #[test]

@@ -210,7 +210,7 @@ fn emit<const TCP: usize>(ctx: &XdpContext, seg: &Segment, reply: &Reply) -> Res
     resize(ctx, l3 + ip_len + TCP)?;
     swap_macs(ctx)?;
     let t = &seg.s.tuple;
-    let word = |i: usize| u32::from_be_bytes([t[i], t[i + 1], t[i + 2], t[i + 3]]);
+    let word = |i: usize| u32::from_be(t[i]);
     // The tuple holds the SYN's source (the client) first, then its destination (us).
     // `pseudo`: the sum of the TCP pseudo-header.
     let pseudo = if v6 {
@@ -224,7 +224,7 @@ fn emit<const TCP: usize>(ctx: &XdpContext, seg: &Segment, reply: &Reply) -> Res
         put(ip, 4, fixed[1].to_be_bytes());
         let mut sum = TCP as u64 + IPPROTO_TCP as u64;
         for w in 0..4 {
-            let (client, server) = (word(4 * w), word(16 + 4 * w));
+            let (client, server) = (word(w), word(4 + w));
             put(ip, 8 + 4 * w, server.to_be_bytes());
             put(ip, 24 + 4 * w, client.to_be_bytes());
             sum += client as u64 + server as u64;
@@ -232,7 +232,7 @@ fn emit<const TCP: usize>(ctx: &XdpContext, seg: &Segment, reply: &Reply) -> Res
         sum
     } else {
         let ip = at::<20>(ctx, l3).ok_or(())?;
-        let (client, server) = (word(0), word(4));
+        let (client, server) = (word(0), word(1));
         // Version/IHL and length; id 0, don't fragment; TTL, protocol (+ checksum).
         let fixed = [
             0x4500_0000 | (20 + TCP) as u32,

@@ -9,8 +9,8 @@ use aya_ebpf::{
 use proxy_common::{
     AddrKey, COUNTERS_LEN, CookieScratch, Counter, DEFAULT_MAX_ALLOW_ENTRIES as ALLOW_ENTRIES,
     DEFAULT_MAX_BLOCK_ENTRIES as BLOCK_ENTRIES, DropEvent, ListenerCounters, ListenerKey,
-    ListenerState, MAX_LISTENERS, MAX_SERVICE_ADDRS, PolicyEntry, PortSet, RateSketch,
-    V4_SUMMARY_WORDS, VERDICT_CACHE_SLOTS, VerdictSlot, XdpConfig,
+    ListenerState, MAX_LISTENERS, MAX_SERVICE_ADDRS, PolicyEntry, PortListeners, PortSet,
+    RateSketch, V4_SUMMARY_WORDS, VERDICT_CACHE_SLOTS, VerdictSlot, XdpConfig,
     steering::{STEER_MAX_MEMBERS, SteerPeer, SteerScratch, SteerSlot, SteerState},
 };
 
@@ -67,6 +67,11 @@ pub static VERDICT_CACHE: PerCpuArray<VerdictSlot, { VERDICT_CACHE_SLOTS as usiz
 #[btf_map]
 pub static LISTENERS: HashMap<ListenerKey, ListenerState, { MAX_LISTENERS as usize }> =
     HashMap::new();
+
+/// The listeners bound to a port's wildcard addresses, by port (one array read instead
+/// of a LISTENERS lookup). Userspace writes.
+#[btf_map]
+pub static WILDCARD_LISTENERS: Array<PortListeners, 65536> = Array::new();
 
 /// SYNs and cookie verdicts per listener, per CPU. The program writes, userspace sums.
 #[btf_map]

@@ -3,16 +3,15 @@
 
 use aya_ebpf::programs::XdpContext;
 use proxy_common::{
-    AddrKey, BOUND_TCP, COOKIES_ON, ListenerCounters, ListenerKey, ListenerState, Reason,
-    SERVED_TCP, SERVED_UDP, TAIL_COOKIES, TAIL_SERVICES, XdpConfig,
+    AddrKey, BOUND_TCP, COOKIES_ON, FAMILY_V6, ListenerCounters, ListenerKey, ListenerState,
+    PortListeners, Reason, SERVED_TCP, SERVED_UDP, TAIL_COOKIES, TAIL_SERVICES, XdpConfig,
 };
 
 use crate::cookies;
 use crate::handoff::{self, Segment};
-use crate::maps::{LISTENER_COUNTERS, LISTENERS, SERVED_PORTS, SERVICE_ADDRS};
+use crate::maps::{LISTENER_COUNTERS, LISTENERS, SERVED_PORTS, SERVICE_ADDRS, WILDCARD_LISTENERS};
 use crate::parse::{IPPROTO_TCP, IPPROTO_UDP, IpPacket, TCP_ACK, TCP_RST, TCP_SYN};
 use crate::socket;
-use crate::verifier;
 
 /// [`next_program`]'s "no program follows".
 pub const NO_TAIL: u32 = u32::MAX;
@@ -25,25 +24,24 @@ fn served(table: u32, port: u16) -> bool {
 }
 
 /// The daemon's TCP listener for `addr:port`: bound to the address exactly (looked
-/// up only for ports that have such a listener), else to the wildcard of its family.
-/// The key is lent, not moved: LLVM turned the moved copy of a zeroed address into
-/// a `memset` call (see [`verifier::zero_addr`]).
+/// up in LISTENERS only for ports that have such a listener), else to the wildcard
+/// of its family (one array read).
 #[inline(always)]
-#[allow(clippy::needless_borrows_for_generic_args)]
 fn listener_at(addr: AddrKey, port: u16) -> Option<ListenerState> {
-    let mut key = ListenerKey {
+    let v6 = addr.family == FAMILY_V6;
+    let key = ListenerKey {
         addr,
         port: port as u32,
     };
-    // SAFETY (both lookups): the value is copied out at once; userspace may replace
-    // it concurrently, which only makes this packet see the old or the new state.
+    // SAFETY: the value is copied out at once; userspace may replace it
+    // concurrently, which only makes this packet see the old or the new state.
     if served(BOUND_TCP, port)
-        && let Some(state) = unsafe { LISTENERS.get(&key) }
+        && let Some(state) = unsafe { LISTENERS.get(key) }
     {
         return Some(*state);
     }
-    verifier::zero_addr(&mut key.addr);
-    unsafe { LISTENERS.get(&key) }.copied()
+    let wildcards = WILDCARD_LISTENERS.get(port as u32)?;
+    PortListeners::state(if v6 { wildcards.v6 } else { wildcards.v4 })
 }
 
 #[inline(always)]
@@ -173,7 +171,7 @@ pub fn syn_cookies(ctx: &XdpContext, seg: &mut Segment, config: &XdpConfig) -> R
         return Reason::Passed;
     }
     let len = seg.tuple_len();
-    let Some(sk) = socket::skc_lookup_tcp(ctx, &mut seg.s.tuple, len) else {
+    let Some(sk) = socket::lookup_tcp_tuple(ctx, &mut seg.s.tuple, len) else {
         return Reason::Passed;
     };
     // A connection (or a request socket from before cookies were on) exists: as today.
@@ -199,7 +197,7 @@ pub fn syn_cookies(ctx: &XdpContext, seg: &mut Segment, config: &XdpConfig) -> R
 #[inline(always)]
 fn answer(ctx: &XdpContext, seg: &mut Segment, config: &XdpConfig) -> bool {
     let len = seg.tuple_len();
-    let Some(sk) = socket::skc_lookup_tcp(ctx, &mut seg.s.tuple, len) else {
+    let Some(sk) = socket::lookup_tcp_tuple(ctx, &mut seg.s.tuple, len) else {
         return false;
     };
     // A SYN matching a connection or a time-wait socket is the kernel's to handle

@@ -17,7 +17,7 @@
 //! - The SYN cookie stage copies no headers (there were 200 bytes of copies in
 //!   `COOKIE_SCRATCH` and two out-of-line functions with frames of their own, for
 //!   a stack of 336+24+128+24): the helpers get pointers into the packet
-//!   (`frame::at`), the SYN-ACK is written in place, and the stage's frame is 232.
+//!   (`frame::at`), the SYN-ACK is written in place, and the stage's frame is 240.
 //! - One helper call per TCP header length (`cookies::generate`): the verifier
 //!   checks a packet pointer passed to a helper against the largest value the length
 //!   may have, so one call with a length of 20..=60 needs 60 bytes in every SYN.
@@ -141,8 +141,8 @@ pub fn store_cell<T: Copy>(cell: &mut T, value: T) {
 /// Zeroes an address key's address in place: LLVM merges the stores of `[0; 16]`
 /// (even a volatile one, or a copy of a key known to be zero) into a call to
 /// `memset`, which on BPF is a byte loop in a subprogram of its own; four volatile
-/// 32-bit stores stay as they are. The cookie stage's listener lookup and its
-/// sampled source called it on every packet.
+/// 32-bit stores stay as they are. The cookie stage's address keys (the listener's
+/// before WILDCARD_LISTENERS, the sampled source) called it on every packet.
 #[inline(always)]
 pub fn zero_addr(key: &mut proxy_common::AddrKey) {
     let words = (&raw mut key.addr) as *mut u32;
