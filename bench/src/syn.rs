@@ -5,7 +5,8 @@
 //!    answered with a cookie, a valid / a bad cookie ACK, a closed-port drop, each × a
 //!    bare XDP_DROP in the same rounds.
 //! 2. `pair`: softirq per spoofed SYN on one veth pair, no bridge (`syn_pair.rs`):
-//!    XDP cookies vs the kernel's own vs an XDP drop.
+//!    XDP cookies vs the kernel's own vs an XDP drop, with the generator's end
+//!    passing the answers to its stack or dropping them (`--peer`).
 //! 3. `bridge`: live on veth, three hosts on a bridge (`lb` 10.77.0.1 with `proxy` on CPU 0,
 //!    `gen` 10.77.0.2 with the TLS load generator and nginx on CPU 1, `at` 10.77.0.3
 //!    with trafgen pinned to CPU 0: on veth the receive work of its packets runs on
@@ -49,6 +50,10 @@ pub struct Args {
     /// Parts to run (comma-separated): test-run, pair, bridge.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Part::TestRun, Part::Pair, Part::Bridge])]
     pub part: Vec<Part>,
+    /// The pair part's generator end (comma-separated): pass (its stack receives the
+    /// SYN-ACKs), drop (they end in its XDP program, as on a wire).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [syn_pair::Peer::Pass, syn_pair::Peer::Drop])]
+    pub peer: Vec<syn_pair::Peer>,
     /// Rounds (each measures every scenario once, order rotating).
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
@@ -120,6 +125,7 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
     let bench_object = ebpf_build::bench_object_path(root);
     if wants(Part::Pair) {
         let pair = syn_pair::PairArgs {
+            peers: &args.peer,
             rounds: args.rounds,
             seconds: args.seconds,
             syn_pps: args.syn_pps,
@@ -147,6 +153,13 @@ fn bridge(
     let (mut topo, _backend) = lb_generator_and(d, &["at"])?;
     topo.accept_xdp_tx_from(0, bench_object)?;
     let (lb, gen_ns, at) = (&topo.host(0).ns, &topo.host(1).ns, &topo.host(2).ns);
+    // The way back to the spoofed sources (through the attacker's host), as a server
+    // has one: without it the kernel drops each SYN at the route lookup for its
+    // SYN-ACK, before any cookie (the kernel-cookie row measured that until then).
+    lb.exec(&format!(
+        "ip route add 10.200.0.0/16 via {}",
+        topo.host(2).ipv4
+    ))?;
     let lb_mac = lb.mac_of("eth0")?;
     let dd = d.display();
     let legit_load = |seconds: f64| {

@@ -1,12 +1,16 @@
 //! `cargo xtask bench syn`, the pair part: a spoofed SYN flood over one veth pair, no
 //! bridge in the path (as close to a NIC as veth gets). `lb` (10.77.0.1: the proxy,
 //! XDP on its eth0, a plain TCP listener) and `gen` (10.77.0.2: trafgen) share one
-//! pair; `gen`'s end runs a pass-all XDP program so that the SYN-ACKs sent back with
-//! XDP_TX arrive (a veth drops them otherwise). trafgen (bare SYNs from random
-//! sources in 10.200.0.0/16) is pinned to the LB's CPU: on veth a packet's receive
-//! work runs on the sender's CPU, where a NIC's softirq would be. That CPU's softirq
-//! also holds `gen` receiving the answers (its stack drops them: they are not
-//! addressed to it), alike for the kernel's and the XDP program's SYN-ACKs.
+//! pair; `gen`'s end runs an XDP program so that the SYN-ACKs sent back with XDP_TX
+//! arrive (a veth drops them otherwise). trafgen (bare SYNs from random sources in
+//! 10.200.0.0/16) is pinned to the LB's CPU: on veth a packet's receive work runs on
+//! the sender's CPU, where a NIC's softirq would be.
+//!
+//! Two peers (`--peer`): `pass` (a pass-all program: `gen`'s stack receives the
+//! answers and drops them, they are not addressed to it, on the flooded CPU) and
+//! `drop` (the answers end in `gen`'s XDP program, as on a wire: the flooded CPU
+//! holds the LB's work and little else). Alike for the kernel's and the XDP
+//! program's SYN-ACKs.
 //!
 //! Scenarios, order rotating per round: the flood answered with XDP SYN cookies, with
 //! the kernel's own (XDP cookies off, `tcp_syncookies = 2`), dropped in XDP (sources
@@ -59,8 +63,34 @@ struct Sample {
     kernel_cookies_per_syn: f64,
 }
 
+/// What becomes of the answers at the generator's end of the pair.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    /// A pass-all XDP program: the generator's stack receives them.
+    Pass,
+    /// An XDP program that drops them, as a wire would take them away.
+    Drop,
+}
+
+impl Peer {
+    fn program(self) -> &'static str {
+        match self {
+            Peer::Pass => "xdp_pass",
+            Peer::Drop => "bare_drop",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Peer::Pass => "pass-all XDP on the generator's end (its stack drops the SYN-ACKs)",
+            Peer::Drop => "XDP drop on the generator's end (the SYN-ACKs end there, as on a wire)",
+        }
+    }
+}
+
 /// What the part needs from `bench syn`'s arguments.
 pub struct PairArgs<'a> {
+    pub peers: &'a [Peer],
     pub rounds: usize,
     pub seconds: f64,
     pub syn_pps: Option<u32>,
@@ -69,8 +99,15 @@ pub struct PairArgs<'a> {
 }
 
 pub fn run(args: &PairArgs, d: &Path) -> anyhow::Result<()> {
+    for peer in args.peers {
+        run_with(args, *peer, d)?;
+    }
+    Ok(())
+}
+
+fn run_with(args: &PairArgs, peer: Peer, d: &Path) -> anyhow::Result<()> {
     let mut topo = Topology::pair("lb", "gen")?;
-    topo.accept_xdp_tx_from(0, args.bench_object)?;
+    topo.attach_to_peer(0, args.bench_object, peer.program())?;
     let (lb, gen_ns) = (&topo.host(0).ns, &topo.host(1).ns);
     // The way back to the spoofed sources, as a server has one: without it the
     // kernel drops a SYN at the route lookup of its SYN-ACK, before any cookie.
@@ -96,7 +133,7 @@ pub fn run(args: &PairArgs, d: &Path) -> anyhow::Result<()> {
     let mut samples: Vec<(Scenario, Vec<Sample>)> =
         Scenario::ALL.iter().map(|s| (*s, Vec::new())).collect();
     for round in 0..args.rounds {
-        eprintln!("[pair] round {}/{}", round + 1, args.rounds);
+        eprintln!("[pair, {peer:?} peer] round {}/{}", round + 1, args.rounds);
         let mut order = Scenario::ALL.to_vec();
         order.rotate_left(round % Scenario::ALL.len());
         for scenario in order {
@@ -151,7 +188,7 @@ pub fn run(args: &PairArgs, d: &Path) -> anyhow::Result<()> {
         }
     }
     lb.exec("sysctl -qw net.ipv4.tcp_syncookies=1")?;
-    report(args, &samples);
+    report(args, peer, &samples);
     Ok(())
 }
 
@@ -192,7 +229,7 @@ fn measure(
     })
 }
 
-fn report(args: &PairArgs, samples: &[(Scenario, Vec<Sample>)]) {
+fn report(args: &PairArgs, peer: Peer, samples: &[(Scenario, Vec<Sample>)]) {
     let of = |scenario: Scenario| {
         &samples
             .iter()
@@ -205,7 +242,8 @@ fn report(args: &PairArgs, samples: &[(Scenario, Vec<Sample>)]) {
         .syn_pps
         .map_or("full rate".to_string(), |r| format!("{r} SYN/s"));
     println!(
-        "\nSpoofed SYN flood on a veth pair (no bridge), {} rounds × {} s, trafgen ({rate}) and the proxy on CPU {LB_CPU}; CPU: {}\n",
+        "\nSpoofed SYN flood on a veth pair (no bridge), {}; {} rounds × {} s, trafgen ({rate}) and the proxy on CPU {LB_CPU}; CPU: {}\n",
+        peer.label(),
         args.rounds,
         args.seconds,
         results::cpu_model()

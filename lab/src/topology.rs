@@ -105,6 +105,18 @@ impl Topology {
     /// (star; it goes with the switch) or the other host's `eth0` (pair; it goes with
     /// that namespace).
     pub fn accept_xdp_tx_from(&mut self, i: usize, object: &std::path::Path) -> anyhow::Result<()> {
+        self.attach_to_peer(i, object, "xdp_pass")
+    }
+
+    /// Attaches `program` of `object` to the other end of host `i`'s veth (see
+    /// [`Topology::accept_xdp_tx_from`]): e.g. `bare_drop`, so the frames host `i`
+    /// sends end there, as on a wire.
+    pub fn attach_to_peer(
+        &mut self,
+        i: usize,
+        object: &std::path::Path,
+        program: &str,
+    ) -> anyhow::Result<()> {
         let (ns, dev) = match &self.switch {
             Some(switch) => (switch.name.clone(), format!("p{}", i + 1)),
             None if self.hosts.len() == 2 => (self.hosts[1 - i].ns.name.clone(), "eth0".into()),
@@ -118,7 +130,7 @@ impl Topology {
         ))?;
         // nsenter, not `ip netns exec`: that remounts /sys and hides /sys/fs/bpf.
         host_sh(&format!(
-            "nsenter --net=/run/netns/{ns} bpftool net attach xdpdrv pinned {}/xdp_pass dev {dev}",
+            "nsenter --net=/run/netns/{ns} bpftool net attach xdpdrv pinned {}/{program} dev {dev}",
             pins.display(),
         ))?;
         self.pins.push(pins);
