@@ -134,7 +134,7 @@ impl Fixture {
 
     /// (XDP action, frame after the program).
     fn run(&self, packet: &[u8]) -> (u32, Vec<u8>) {
-        let mut out = vec![0u8; 512];
+        let mut out = vec![0u8; 2048];
         let result = self
             .program
             .program()
@@ -290,6 +290,234 @@ fn syns_are_answered_with_cookies_the_kernel_accepts() {
         assert_eq!(
             (v4_counters.cookie_acks_ok, v4_counters.cookie_acks_bad),
             (2, 2)
+        );
+    });
+}
+
+/// The SYN with `extra` bytes of IPv6 hop-by-hop options (PadN) before its TCP
+/// header (`extra` a multiple of 8, at least 8), payload length adjusted.
+fn with_hop_by_hop(frame: &[u8], extra: usize) -> Vec<u8> {
+    let l3 = 14;
+    let mut out = frame[..l3 + 40].to_vec();
+    let next = out[l3 + 6];
+    out[l3 + 6] = 0; // hop-by-hop options follow
+    let payload = u16::from_be_bytes([out[l3 + 4], out[l3 + 5]]) as usize + extra;
+    out[l3 + 4..l3 + 6].copy_from_slice(&(payload as u16).to_be_bytes());
+    let mut hbh = vec![next, (extra / 8 - 1) as u8, 1, (extra - 4) as u8];
+    hbh.resize(extra, 0); // PadN over the rest
+    out.extend_from_slice(&hbh);
+    out.extend_from_slice(&frame[l3 + 40..]);
+    out
+}
+
+#[test]
+fn syns_behind_ip_options_and_extension_headers_are_answered_with_a_plain_header() {
+    in_own_netns(|| {
+        let f = Fixture::new(true);
+        let service_v4: IpAddr = SERVICE_V4.parse().unwrap();
+        // IPv4 options: the SYN-ACK has a 20-byte header; the ACK behind options too.
+        let frame = syn("10.1.8.1", f.port)
+            .to(service_v4)
+            .ipv4_options(2)
+            .build();
+        let answer = f.expect(
+            "SYN with IPv4 options",
+            &frame,
+            Reason::SynCookieSent,
+            XDP_TX,
+        );
+        assert_eq!(answer[14] & 0x0f, 5, "no IPv4 options in the answer");
+        assert_eq!(
+            answer.len(),
+            frame.len() - 8,
+            "the frame shrank by the options"
+        );
+        let ours = check_syn_ack(&frame, &answer);
+        let ack = v4("10.1.8.1")
+            .to(service_v4)
+            .ipv4_options(2)
+            .tcp(f.port, ACK)
+            .seq(0x1000_0001)
+            .ack(ours.seq.wrapping_add(1))
+            .payload(0)
+            .build();
+        f.expect(
+            "its ACK, behind options",
+            &ack,
+            Reason::SynCookieAckOk,
+            XDP_PASS,
+        );
+
+        // An IPv6 hop-by-hop header: the SYN-ACK has none.
+        let service_v6: IpAddr = SERVICE_V6.parse().unwrap();
+        let plain = syn("2001:db8:8::1", f.port).to(service_v6).build();
+        let frame = with_hop_by_hop(&plain, 8);
+        let answer = f.expect(
+            "IPv6 SYN with hop-by-hop options",
+            &frame,
+            Reason::SynCookieSent,
+            XDP_TX,
+        );
+        assert_eq!(answer[14 + 6], 6, "the answer's next header is TCP");
+        assert_eq!(
+            answer.len(),
+            plain.len(),
+            "the frame shrank by the extension header"
+        );
+        check_syn_ack(&plain, &answer);
+
+        // A TCP header further in than the cookie stage reads (past byte 511) goes to
+        // the kernel unchanged.
+        let frame = with_hop_by_hop(&plain, 520);
+        let (action, out) = f.run(&frame);
+        assert_eq!(
+            (action, out == frame),
+            (XDP_PASS, true),
+            "deep IPv6 SYN passed unchanged"
+        );
+        let counters = f.maps.services_ref().unwrap().listener_counters(1).unwrap();
+        assert_eq!(
+            counters.cookies_sent, 1,
+            "only the shallow IPv6 SYN was answered"
+        );
+    });
+}
+
+#[test]
+fn syns_of_time_wait_and_established_flows_go_to_the_kernel() {
+    in_own_netns(|| {
+        let f = Fixture::new(true);
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        // The server closes first, so its end of the connection waits in TIME_WAIT.
+        let client = TcpStream::connect(("127.0.0.1", f.port)).unwrap();
+        let client_port = client.local_addr().unwrap().port();
+        let (server, _) = f.listener.accept().unwrap();
+        drop(server);
+        let mut client = client;
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            std::io::Read::read(&mut client, &mut buf).unwrap(),
+            0,
+            "EOF"
+        );
+        drop(client);
+        let time_wait = || {
+            let out = std::process::Command::new("ss")
+                .args(["-tanH", "state", "time-wait"])
+                .output()
+                .expect("ss");
+            String::from_utf8_lossy(&out.stdout).contains(&format!(":{client_port}"))
+        };
+        for _ in 0..100 {
+            if time_wait() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(time_wait(), "the server's socket is in TIME_WAIT");
+        let frame = syn("127.0.0.1", f.port)
+            .to(local)
+            .src_port(client_port)
+            .build();
+        let (action, out) = f.run(&frame);
+        assert_eq!(
+            (action, out == frame),
+            (XDP_PASS, true),
+            "SYN of a TIME_WAIT flow passed unchanged"
+        );
+
+        // A SYN on an established connection: the kernel answers it (challenge ACK).
+        let open = TcpStream::connect(("127.0.0.1", f.port)).unwrap();
+        let _accepted = f.listener.accept().unwrap();
+        let open_port = open.local_addr().unwrap().port();
+        let frame = syn("127.0.0.1", f.port)
+            .to(local)
+            .src_port(open_port)
+            .build();
+        let (action, out) = f.run(&frame);
+        assert_eq!(
+            (action, out == frame),
+            (XDP_PASS, true),
+            "SYN of an established flow passed unchanged"
+        );
+        let counters = f.maps.services_ref().unwrap().listener_counters(0).unwrap();
+        assert_eq!((counters.syns, counters.cookies_sent), (2, 0));
+    });
+}
+
+#[test]
+fn a_listener_bound_to_the_address_comes_before_the_wildcard() {
+    in_own_netns(|| {
+        let mut f = Fixture::new(false);
+        // The port's wildcard listener has cookies off; one bound to SERVICE_V4 on.
+        let key = |addr| ListenerKey {
+            addr,
+            port: u32::from(f.port),
+        };
+        let wildcard = proxy_common::AddrKey {
+            addr: [0; 16],
+            family: FAMILY_V4,
+        };
+        let bound_key = key(addr_key(SERVICE_V4.parse().unwrap()));
+        f.maps
+            .services()
+            .unwrap()
+            .set_listeners(&[
+                (key(wildcard), state(false, 0)),
+                (bound_key, state(true, 2)),
+            ])
+            .unwrap();
+        f.maps
+            .write_service_settings(&ServiceSettings {
+                service_filter: true,
+                syn_cookie_listeners: 2,
+                syn_cookies_active: 1,
+                synack_wscale: OUR_WSCALE,
+                ephemeral_ports: (32768, 60999),
+            })
+            .unwrap();
+        let service: IpAddr = SERVICE_V4.parse().unwrap();
+        let bound = syn("10.1.9.1", f.port).to(service).build();
+        f.expect(
+            "SYN to the bound address",
+            &bound,
+            Reason::SynCookieSent,
+            XDP_TX,
+        );
+        let elsewhere: IpAddr = "10.77.0.9".parse().unwrap();
+        let other = syn("10.1.9.2", f.port).to(elsewhere).build();
+        f.expect(
+            "SYN to another address (wildcard, off)",
+            &other,
+            Reason::Passed,
+            XDP_PASS,
+        );
+        let services = f.maps.services_ref().unwrap();
+        let (w, b) = (
+            services.listener_counters(0).unwrap(),
+            services.listener_counters(2).unwrap(),
+        );
+        assert_eq!(
+            (w.syns, w.cookies_sent),
+            (1, 0),
+            "wildcard listener's counters"
+        );
+        assert_eq!(
+            (b.syns, b.cookies_sent),
+            (1, 1),
+            "bound listener's counters"
+        );
+        // Without the bound listener its address falls back to the wildcard.
+        f.maps
+            .services()
+            .unwrap()
+            .set_listeners(&[(key(wildcard), state(false, 0))])
+            .unwrap();
+        f.expect(
+            "the bound listener removed: the wildcard's",
+            &bound,
+            Reason::Passed,
+            XDP_PASS,
         );
     });
 }

@@ -4,12 +4,13 @@
 //!
 //! # Layout
 //! - one module per benchmark: [`tls`] (proxy vs HAProxy vs NGINX), [`xdp`],
-//!   [`attack`], [`syn`], [`fleet`] (+ [`fleet_policy`], [`fleet_steering`]), [`upgrade`],
+//!   [`attack`], [`syn`] (+ [`syn_pair`]), [`fleet`] (+ [`fleet_policy`], [`fleet_steering`]), [`upgrade`],
 //!   [`soak`], [`balance`] (the balancing algorithms, paired against Maglev);
 //! - [`client`]: the load generator (`bench client ...`, run inside a namespace),
 //!   [`results`]: what it reports, typed for both sides;
 //!   [`idle_client`]: its idle mode as a handle;
-//! - [`hosts`]: the benchmarks' shared lab; [`binaries`]: which binaries run.
+//! - [`hosts`]: the benchmarks' shared lab; [`binaries`]: which binaries run;
+//!   [`flood`]: softirq time and packet counts under a flood.
 mod attack;
 mod balance;
 mod binaries;
@@ -18,11 +19,13 @@ mod cpu;
 mod fleet;
 mod fleet_policy;
 mod fleet_steering;
+mod flood;
 mod hosts;
 mod idle_client;
 mod results;
 mod soak;
 mod syn;
+mod syn_pair;
 mod tls;
 mod upgrade;
 mod xdp;

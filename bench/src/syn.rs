@@ -1,9 +1,13 @@
-//! `cargo xtask bench syn`: what a spoofed SYN flood costs the load balancer.
+//! `cargo xtask bench syn`: what a spoofed SYN flood costs the load balancer. Parts
+//! (`--part`, all by default):
 //!
-//! 1. ns per packet via BPF_PROG_TEST_RUN (proxy/benches/syn.rs): a SYN answered with
-//!    a cookie, a valid / a bad cookie ACK, a closed-port drop, each × a bare XDP_DROP
-//!    in the same rounds.
-//! 2. Live on veth: three hosts on a bridge (`lb` 10.77.0.1 with `proxy` on CPU 0,
+//! 1. `test-run`: ns per packet via BPF_PROG_TEST_RUN (proxy/benches/syn.rs): a SYN
+//!    answered with a cookie, a valid / a bad cookie ACK, a closed-port drop, each × a
+//!    bare XDP_DROP in the same rounds.
+//! 2. `pair`: softirq per spoofed SYN on one veth pair, no bridge (`syn_pair.rs`):
+//!    XDP cookies vs the kernel's own vs an XDP drop, with the generator's end
+//!    passing the answers to its stack or dropping them (`--peer`).
+//! 3. `bridge`: live on veth, three hosts on a bridge (`lb` 10.77.0.1 with `proxy` on CPU 0,
 //!    `gen` 10.77.0.2 with the TLS load generator and nginx on CPU 1, `at` 10.77.0.3
 //!    with trafgen pinned to CPU 0: on veth the receive work of its packets runs on
 //!    the sender's CPU, where a NIC's softirq would be). trafgen sends SYNs from random
@@ -17,6 +21,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::binaries::proxy_and_generator;
+use crate::flood::{softirq_seconds, xdp_packets};
+use crate::results;
+use crate::syn_pair;
 use anyhow::Context;
 use lab::PinDir;
 use lab::certs::{self, KeyType};
@@ -24,17 +32,28 @@ use lab::config::*;
 use lab::process::raise_fd_limit;
 use lab::stats::{median, min_max};
 use lab::trafgen::{Flood, Trafgen};
-use proxy_schema::api::Stats;
-
-use crate::binaries::proxy_and_generator;
-use crate::results;
 
 use crate::hosts::{
     BACKEND_PORT, GEN_CPU, GEN_IP, LB_CPU, LB_IP, SERVER_NAME, TLS_PORT, lb_generator_and,
 };
 
+/// A part of the benchmark.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    TestRun,
+    Pair,
+    Bridge,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Parts to run (comma-separated): test-run, pair, bridge.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Part::TestRun, Part::Pair, Part::Bridge])]
+    pub part: Vec<Part>,
+    /// The pair part's generator end (comma-separated): pass (its stack receives the
+    /// SYN-ACKs), drop (they end in its XDP program, as on a wire).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [syn_pair::Peer::Pass, syn_pair::Peer::Drop])]
+    pub peer: Vec<syn_pair::Peer>,
     /// Rounds (each measures every scenario once, order rotating).
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
@@ -44,7 +63,7 @@ pub struct Args {
     /// BPF_PROG_TEST_RUN runs per measurement (part 1).
     #[arg(long, default_value_t = 200_000)]
     pub repeat: u32,
-    /// Skip part 1 (BPF_PROG_TEST_RUN).
+    /// Skip part 1 (BPF_PROG_TEST_RUN): the same as `--part pair,bridge`.
     #[arg(long)]
     pub live_only: bool,
     /// Send the flood at this many SYN/s (the same offered load in every scenario)
@@ -89,8 +108,13 @@ struct Samples {
 
 pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
     lab::ensure_root()?;
-    if !args.live_only {
+    let wants = |part| args.part.contains(&part);
+    println!("CPU: {}", crate::cpu::model());
+    if wants(Part::TestRun) && !args.live_only {
         test_run_costs(&args, root)?;
+    }
+    if !wants(Part::Pair) && !wants(Part::Bridge) {
+        return Ok(());
     }
     raise_fd_limit();
     let (proxy_bin, generator) = proxy_and_generator()?;
@@ -98,11 +122,44 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
         .prefix("proxy-bench-syn")
         .tempdir()?;
     let d = dir.path();
+    let bench_object = ebpf_build::bench_object_path(root);
+    if wants(Part::Pair) {
+        let pair = syn_pair::PairArgs {
+            peers: &args.peer,
+            rounds: args.rounds,
+            seconds: args.seconds,
+            syn_pps: args.syn_pps,
+            proxy_bin: &proxy_bin,
+            bench_object: &bench_object,
+        };
+        syn_pair::run(&pair, d)?;
+    }
+    if wants(Part::Bridge) {
+        bridge(&args, &proxy_bin, &generator, &bench_object, d)?;
+    }
+    Ok(())
+}
+
+/// Part 3: three hosts on a bridge, legitimate TLS load during the flood.
+fn bridge(
+    args: &Args,
+    proxy_bin: &Path,
+    generator: &Path,
+    bench_object: &Path,
+    d: &Path,
+) -> anyhow::Result<()> {
     let cert = certs::try_write(d, "ec", KeyType::EcdsaP256, SERVER_NAME, &[SERVER_NAME])?;
     let pins = PinDir::new("bench-syn");
     let (mut topo, _backend) = lb_generator_and(d, &["at"])?;
-    topo.accept_xdp_tx_from(0, &ebpf_build::bench_object_path(root))?;
+    topo.accept_xdp_tx_from(0, bench_object)?;
     let (lb, gen_ns, at) = (&topo.host(0).ns, &topo.host(1).ns, &topo.host(2).ns);
+    // The way back to the spoofed sources (through the attacker's host), as a server
+    // has one: without it the kernel drops each SYN at the route lookup for its
+    // SYN-ACK, before any cookie (the kernel-cookie row measured that until then).
+    lb.exec(&format!(
+        "ip route add 10.200.0.0/16 via {}",
+        topo.host(2).ipv4
+    ))?;
     let lb_mac = lb.mac_of("eth0")?;
     let dd = d.display();
     let legit_load = |seconds: f64| {
@@ -168,7 +225,7 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
                     let attack = s.spawn(|| flood(total).run(at, "eth0", d));
                     std::thread::sleep(Duration::from_millis(500));
                     // Flood alone: softirq on the LB's CPU per spoofed SYN the XDP program saw.
-                    let seen = || xdp_packets(lb, &proxy_bin, d);
+                    let seen = || xdp_packets(lb, proxy_bin, &d.join("admin.sock"));
                     let (soft0, seen0, t0) = (softirq_seconds(LB_CPU)?, seen()?, Instant::now());
                     std::thread::sleep(Duration::from_secs_f64(args.seconds));
                     let (soft1, seen1) = (softirq_seconds(LB_CPU)?, seen()?);
@@ -263,38 +320,6 @@ fn legit_rate(gen_ns: &lab::Netns, cmd: &str) -> anyhow::Result<f64> {
     let out = gen_ns.output_on_cpu(GEN_CPU, cmd)?;
     let j: results::Connections = results::parse(&out)?;
     Ok(j.rate())
-}
-
-/// Softirq time of one CPU so far (/proc/stat), in seconds.
-fn softirq_seconds(cpu: &str) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string("/proc/stat")?;
-    let line = stat
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(&format!("cpu{cpu}")))
-        .context("no such CPU in /proc/stat")?;
-    let softirq: f64 = line
-        .split_whitespace()
-        .nth(7)
-        .context("short /proc/stat line")?
-        .parse()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Ok(softirq / hz)
-}
-
-/// Every packet the XDP program has seen on the LB's eth0 (all verdicts).
-fn xdp_packets(lb: &lab::Netns, proxy_bin: &Path, d: &Path) -> anyhow::Result<f64> {
-    let out = lb.exec(&format!(
-        "{} stats --json --socket {}",
-        proxy_bin.display(),
-        d.join("admin.sock").display()
-    ))?;
-    let stats: Stats = serde_json::from_str(&out)?;
-    let interface = stats
-        .xdp
-        .and_then(|x| x.interfaces.into_iter().next())
-        .context("no XDP verdicts in the stats")?;
-    Ok(interface.verdicts.total().packets as f64)
 }
 
 fn proxy_conf(d: &Path, cert: &certs::CertFiles, pins: &PinDir, scenario: Scenario) -> String {

@@ -26,18 +26,45 @@ pub fn min_max(v: &[f64]) -> (f64, f64) {
 /// `--repeat N --rounds N` of the BPF_PROG_TEST_RUN benchmarks (cargo bench passes
 /// `--bench` too), with defaults.
 pub fn repeat_and_rounds(repeat: u32, rounds: usize) -> anyhow::Result<(u32, usize)> {
-    let (mut repeat, mut rounds) = (repeat, rounds);
+    let args = test_run_args(repeat, rounds)?;
+    anyhow::ensure!(args.only.is_none(), "this benchmark has no --only");
+    Ok((args.repeat, args.rounds))
+}
+
+/// The arguments of a BPF_PROG_TEST_RUN benchmark.
+pub struct TestRunArgs {
+    pub repeat: u32,
+    pub rounds: usize,
+    /// `--only TEXT`: measure only the classes whose name contains TEXT (and the
+    /// baselines), e.g. to profile one of them with `perf record`.
+    pub only: Option<String>,
+}
+
+/// `--repeat N --rounds N --only TEXT` (cargo bench passes `--bench` too), with
+/// defaults.
+pub fn test_run_args(repeat: u32, rounds: usize) -> anyhow::Result<TestRunArgs> {
+    let mut out = TestRunArgs {
+        repeat,
+        rounds,
+        only: None,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut value = || args.next().and_then(|v| v.parse::<u64>().ok());
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| anyhow::anyhow!("{a} needs a value"))
+        };
         match a.as_str() {
-            "--repeat" => repeat = value().ok_or_else(|| anyhow::anyhow!("--repeat N"))? as u32,
-            "--rounds" => rounds = value().ok_or_else(|| anyhow::anyhow!("--rounds N"))? as usize,
+            "--repeat" => out.repeat = value()?.parse()?,
+            "--rounds" => out.rounds = value()?.parse()?,
+            "--only" => out.only = Some(value()?),
             "--bench" => {}
-            other => anyhow::bail!("unknown argument {other:?} (use --repeat N --rounds N)"),
+            other => {
+                anyhow::bail!("unknown argument {other:?} (use --repeat N --rounds N, --only TEXT)")
+            }
         }
     }
-    Ok((repeat, rounds))
+    Ok(out)
 }
 
 /// One row of a BPF_PROG_TEST_RUN benchmark: the class, its costs (ns per packet, one

@@ -99,15 +99,30 @@ impl Topology {
 
     /// Lets host `i` answer with XDP_TX. A veth delivers the frames an XDP program
     /// sends back only if the other end runs an XDP program too (the kernel also
-    /// accepts GRO there, but on a bridge port that was not enough here: the frames
+    /// accepts GRO there, but on a bridge port it was not enough here: the frames
     /// vanished). So `xdp_pass` from `object` (an XDP object file, e.g. the project's
-    /// `xdp-bench.o`) is attached to the host's bridge port; it goes with the switch.
+    /// `xdp-bench.o`) is attached to the other end of host `i`'s veth: its bridge port
+    /// (star; it goes with the switch) or the other host's `eth0` (pair; it goes with
+    /// that namespace).
     pub fn accept_xdp_tx_from(&mut self, i: usize, object: &std::path::Path) -> anyhow::Result<()> {
-        let switch = self
-            .switch
-            .as_ref()
-            .context("XDP_TX set-up needs a star topology")?;
-        let pins = crate::PinDir::new(&format!("xdp-tx-{}-{i}", switch.name));
+        self.attach_to_peer(i, object, "xdp_pass")
+    }
+
+    /// Attaches `program` of `object` to the other end of host `i`'s veth (see
+    /// [`Topology::accept_xdp_tx_from`]): e.g. `bare_drop`, so the frames host `i`
+    /// sends end there, as on a wire.
+    pub fn attach_to_peer(
+        &mut self,
+        i: usize,
+        object: &std::path::Path,
+        program: &str,
+    ) -> anyhow::Result<()> {
+        let (ns, dev) = match &self.switch {
+            Some(switch) => (switch.name.clone(), format!("p{}", i + 1)),
+            None if self.hosts.len() == 2 => (self.hosts[1 - i].ns.name.clone(), "eth0".into()),
+            None => anyhow::bail!("XDP_TX set-up needs a star or a pair topology"),
+        };
+        let pins = crate::PinDir::new(&format!("xdp-tx-{ns}-{i}"));
         host_sh(&format!(
             "bpftool prog loadall {} {} type xdp",
             object.display(),
@@ -115,10 +130,8 @@ impl Topology {
         ))?;
         // nsenter, not `ip netns exec`: that remounts /sys and hides /sys/fs/bpf.
         host_sh(&format!(
-            "nsenter --net=/run/netns/{} bpftool net attach xdpdrv pinned {}/xdp_pass dev p{}",
-            switch.name,
+            "nsenter --net=/run/netns/{ns} bpftool net attach xdpdrv pinned {}/{program} dev {dev}",
             pins.display(),
-            i + 1
         ))?;
         self.pins.push(pins);
         Ok(())

@@ -51,8 +51,13 @@ pub mod map_names {
     /// Per-CPU array of [`ListenerCounters`](super::ListenerCounters), indexed by
     /// [`ListenerState::index`](super::ListenerState).
     pub const LISTENER_COUNTERS: &str = "LISTENER_COUNTERS";
-    /// Array of two [`PortSet`](super::PortSet)s: TCP (index 0) and UDP (1) ports that
-    /// are served (listeners) or allowed; the service filter drops the others.
+    /// Array of [`PortListeners`](super::PortListeners), indexed by port: the
+    /// listeners bound to the wildcard addresses (also in LISTENERS), found with one
+    /// array read.
+    pub const WILDCARD_LISTENERS: &str = "WILDCARD_LISTENERS";
+    /// Array of three [`PortSet`](super::PortSet)s: TCP (index 0) and UDP (1) ports that
+    /// are served (listeners) or allowed, which the service filter does not drop; TCP
+    /// ports with a listener bound to a specific address (2).
     pub const SERVED_PORTS: &str = "SERVED_PORTS";
     /// Hash [`AddrKey`](super::AddrKey) → u32: the host's service addresses, the
     /// destinations the service filter applies to.
@@ -71,9 +76,10 @@ pub mod map_names {
     pub const STEER_PEERS: &str = "STEER_PEERS";
 
     /// Maps derived from the config (and the fleet's table) at every (re)load: not pinned.
-    pub const UNPINNED: [&str; 9] = [
+    pub const UNPINNED: [&str; 10] = [
         LISTENERS,
         LISTENER_COUNTERS,
+        WILDCARD_LISTENERS,
         SERVED_PORTS,
         SERVICE_ADDRS,
         SERVICES,
@@ -452,6 +458,49 @@ pub struct ListenerState {
     pub index: u32,
 }
 
+/// Value of WILDCARD_LISTENERS (index: the port): the listeners bound to the IPv4
+/// and the IPv6 wildcard address of a port, each as [`PortListeners::slot`] encodes
+/// it (0: none).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortListeners {
+    pub v4: u16,
+    pub v6: u16,
+}
+
+impl PortListeners {
+    const COOKIES_ON_BIT: u16 = 1 << 15;
+
+    /// A listener's state in 16 bits: its counter index + 1 (it is below
+    /// [`MAX_LISTENERS`]), bit 15 for cookies on.
+    pub const fn slot(state: ListenerState) -> u16 {
+        let on = if state.cookies == COOKIES_ON {
+            Self::COOKIES_ON_BIT
+        } else {
+            0
+        };
+        on | (state.index as u16 + 1)
+    }
+
+    /// The state a slot holds, if any.
+    #[inline(always)]
+    pub const fn state(slot: u16) -> Option<ListenerState> {
+        let index = slot & !Self::COOKIES_ON_BIT;
+        if index == 0 {
+            return None;
+        }
+        let cookies = if slot & Self::COOKIES_ON_BIT != 0 {
+            COOKIES_ON
+        } else {
+            COOKIES_OFF
+        };
+        Some(ListenerState {
+            cookies,
+            index: index as u32 - 1,
+        })
+    }
+}
+
 /// Per-listener packet counts, per CPU (LISTENER_COUNTERS).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -464,26 +513,37 @@ pub struct ListenerCounters {
     pub cookie_acks_bad: u64,
 }
 
-/// Room for the SYN-ACK's TCP header the program builds: 20 bytes + at most 20 of
-/// options (MSS, SACK-permitted or two NOPs, timestamps, NOP + window scale).
-pub const SYNACK_TCP_LEN: usize = 40;
-
-/// The SYN cookie code's working memory, one per CPU (COOKIE_SCRATCH; the BPF stack
-/// is too small): header copies handed to the kernel's helpers and the SYN-ACK being
-/// built. Only the program touches it.
+/// The TCP segment a program hands to `proxy_xdp_cookies` with its tail call, and the
+/// cookie stage's working memory: one per CPU (COOKIE_SCRATCH). The caller
+/// (`proxy_xdp` or `proxy_xdp_services`) writes where the headers are just before the
+/// call, which runs on the same CPU to completion, so the cookie stage does not parse
+/// them again. Only the program touches it.
 #[repr(C)]
 pub struct CookieScratch {
-    /// The client's TCP header with options (`th[..tcp_len]`).
-    pub th: [u8; 64],
-    /// The client's IP header (fixed part), then our reply's.
-    pub ip: [u8; 40],
-    /// Our SYN-ACK's TCP header.
-    pub tcp: [u8; SYNACK_TCP_LEN],
-    /// What the option parser found in `th`.
+    /// Source and destination addresses and ports laid out as the kernel's `struct
+    /// bpf_sock_tuple` (IPv4 in the first 3 words), each word as in the packet
+    /// (network order): copied from the packet by the cookie stage a word at a time,
+    /// read in place by the socket lookup.
+    pub tuple: [u32; 9],
+    /// Non-zero: written for the packet being processed and not taken yet.
+    pub fresh: u32,
+    /// Non-zero: IPv6 (the whole tuple is used).
+    pub v6: u32,
+    /// Offsets of the IP and TCP headers from the start of the frame (at most
+    /// [`COOKIE_L3_MAX`] and [`COOKIE_L4_MAX`]).
+    pub l3: u32,
+    pub l4: u32,
+    /// The TCP flags byte.
+    pub tcp_flags: u32,
+    /// What the option parser found in a SYN.
     pub options: SynOptions,
-    /// The TCP pseudo-header of our SYN-ACK (IPv4 uses the first 12 bytes).
-    pub pseudo: [u8; 40],
 }
+
+/// Largest header offsets the cookie stage reads (masks, 2^k - 1): Ethernet with two
+/// VLAN tags, IPv4 with options or IPv6 with a few extension headers fit; a segment
+/// whose TCP header lies further in goes to the kernel as it is.
+pub const COOKIE_L3_MAX: u32 = 0xff;
+pub const COOKIE_L4_MAX: u32 = 0x1ff;
 
 /// The options of a client's SYN the cookie can carry, as the program's option
 /// parser finds them (u32 cells it reads and writes as memory: see `load_cell` in
@@ -503,6 +563,10 @@ pub struct SynOptions {
 /// Index of the TCP and UDP port sets in SERVED_PORTS.
 pub const SERVED_TCP: u32 = 0;
 pub const SERVED_UDP: u32 = 1;
+/// Index of the TCP ports with a listener bound to a specific address in
+/// SERVED_PORTS: only for these the program looks the address up in LISTENERS
+/// before the wildcard.
+pub const BOUND_TCP: u32 = 2;
 
 /// The single CONFIG entry, written by userspace, read by the program on every packet.
 #[repr(C)]
@@ -567,6 +631,7 @@ mod pod {
     unsafe impl aya::Pod for AddrKey {}
     unsafe impl aya::Pod for ListenerKey {}
     unsafe impl aya::Pod for ListenerState {}
+    unsafe impl aya::Pod for PortListeners {}
     unsafe impl aya::Pod for ListenerCounters {}
     unsafe impl aya::Pod for steering::SteerState {}
     unsafe impl aya::Pod for steering::SteerSlot {}
@@ -591,6 +656,7 @@ mod tests {
         assert_eq!(size_of::<AddrKey>(), 20);
         assert_eq!(size_of::<ListenerKey>(), 24);
         assert_eq!(size_of::<ListenerState>(), 8);
+        assert_eq!(size_of::<PortListeners>(), 4);
         assert_eq!(size_of::<ListenerCounters>(), 32);
         assert_eq!(size_of::<DropEvent>(), 32);
         assert_eq!(size_of::<VerdictSlot>(), 40);
@@ -618,6 +684,19 @@ mod tests {
         }
         assert!(!set.contains(0) && !set.contains(444) && !set.contains(65534));
         assert_eq!(size_of::<PortSet>(), 8192);
+    }
+
+    #[test]
+    fn a_port_slot_holds_a_listener_state() {
+        assert_eq!(PortListeners::state(0), None);
+        for index in [0, 1, 77, MAX_LISTENERS - 1] {
+            for cookies in [COOKIES_OFF, COOKIES_ON] {
+                let state = ListenerState { cookies, index };
+                let slot = PortListeners::slot(state);
+                assert_ne!(slot, 0);
+                assert_eq!(PortListeners::state(slot), Some(state));
+            }
+        }
     }
 
     #[test]

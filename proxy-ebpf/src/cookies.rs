@@ -8,19 +8,24 @@
 //! `net.ipv4.tcp_timestamps = 2`, and the helper issues cookies for a listener whose
 //! queue is not full only with `net.ipv4.tcp_syncookies = 2`: the daemon sets both
 //! while a listener has cookies configured. ECN is not offered in cookie SYN-ACKs.
+//!
+//! Kept cheap: the kernel's helpers read the headers where they lie in the packet,
+//! and the SYN-ACK is written in place with its checksums summed in registers. An
+//! answer calls one helper (the cookie), plus the clock when the client sent
+//! timestamps and `bpf_xdp_adjust_tail` when the answer's length differs.
 
 use aya_ebpf::{
     bindings::tcphdr,
     helpers::{bpf_ktime_get_ns, generated},
     programs::XdpContext,
 };
-use proxy_common::{CookieScratch, SYNACK_TCP_LEN, SynOptions, XdpConfig};
+use proxy_common::{SynOptions, XdpConfig};
 
-use crate::frame::{checksum, csum, load, resize, store, swap_macs};
-use crate::maps::COOKIE_SCRATCH;
-use crate::parse::{self, Addr, IpPacket, TCP_ACK, TCP_SYN};
+use crate::frame::{at, fold, put, resize, swap_macs};
+use crate::handoff::Segment;
+use crate::parse::{self, IPPROTO_TCP, TCP_ACK, TCP_SYN};
 use crate::socket::Socket;
-use crate::verifier::{self, bounded_index, load_cell, store_cell};
+use crate::verifier::{bounded_index, load_cell, store_cell};
 
 const TTL: u8 = 64;
 
@@ -38,215 +43,236 @@ const OPT_WSCALE: u8 = 3;
 const OPT_SACK_PERM: u8 = 4;
 const OPT_TIMESTAMP: u8 = 8;
 
-#[inline(always)]
-fn scratch() -> Result<&'static mut CookieScratch, ()> {
-    let ptr = COOKIE_SCRATCH.get_ptr_mut(0).ok_or(())?;
-    // SAFETY: a per-CPU map slot: valid for the program's run and only this CPU
-    // touches it (the program runs to completion without preemption).
-    Ok(unsafe { &mut *ptr })
-}
-
 /// `SynOptions::wscale` when the client sent no window scale.
 const NO_WSCALE: u32 = 0xff;
 
+/// The IP header length the helpers may read (IPv6's; IPv4 + TCP is as long): the
+/// pointer they get is checked for this many bytes whatever the family.
+const IP_MAX: usize = 40;
+
 /// Answers a SYN with a cookie SYN-ACK, rewriting the frame in place for XDP_TX.
 /// `Err` leaves the frame as it was (the caller passes it to the kernel).
-/// Out of line: see "Out of line" in `verifier.rs`.
-#[inline(never)]
+#[inline(always)]
 pub fn answer_syn(
     ctx: &XdpContext,
-    packet: &IpPacket,
+    seg: &mut Segment,
     listener: &Socket,
     config: &XdpConfig,
 ) -> Result<(), ()> {
-    let doff = parse::read::<1>(ctx, packet.l4 + 12).map_err(|_| ())?[0];
-    // The verifier must see the helper's length is 20..=60 on the register passed:
-    // `verifier::opaque` keeps the check below on that register.
-    let options_len = verifier::opaque(((doff >> 4) as u32 * 4).wrapping_sub(20));
-    if options_len > 40 {
-        return Err(());
-    }
-    let tcp_len = 20 + options_len;
-    let CookieScratch {
-        th,
-        ip,
-        tcp,
+    let (l3, l4, v6) = (seg.l3(), seg.l4(), seg.v6());
+    let th = parse::read::<20>(ctx, l4).map_err(|_| ())?;
+    let tcp_len = (th[12] >> 4) as usize * 4;
+    let (cookie, mss) = generate(ctx, listener, l3, v6, l4, tcp_len)?;
+    // The answer is never longer than it must be: a SYN without options (what most
+    // floods send) gets a SYN-ACK of the same size, so the frame need not grow.
+    let options = if tcp_len > 20 {
+        syn_options(ctx, l4, tcp_len, &mut seg.s.options);
+        reply_options(mss, &seg.s.options, config)
+    } else {
+        Options::NONE
+    };
+    let client_seq = u32::from_be_bytes([th[4], th[5], th[6], th[7]]);
+    let reply = Reply {
+        // Ports swapped.
+        ports: u32::from_be_bytes([th[2], th[3], th[0], th[1]]),
+        seq: cookie,
+        ack: client_seq.wrapping_add(1),
+        window: window(mss),
         options,
-        pseudo,
-    } = scratch()?;
-    // The client's TCP header with options, copied out for the helper.
-    load(ctx, packet.l4, th, tcp_len)?;
-    let ip_len = copy_ip_header(ctx, packet, ip)?;
-    // SAFETY: `listener` is a referenced listening socket; `ip` holds `ip_len` bytes
-    // and `th` `tcp_len` bytes (equal to the data offset, as the helper requires).
-    let generated = unsafe {
-        generated::bpf_tcp_gen_syncookie(
-            listener.as_ptr(),
-            ip.as_mut_ptr() as *mut core::ffi::c_void,
-            ip_len,
-            th.as_mut_ptr() as *mut tcphdr,
-            tcp_len,
-        )
+    };
+    match reply.options.len {
+        0 => emit::<20>(ctx, seg, &reply),
+        1 => emit::<24>(ctx, seg, &reply),
+        4 => emit::<36>(ctx, seg, &reply),
+        _ => emit::<40>(ctx, seg, &reply),
+    }
+}
+
+/// The kernel's cookie for the SYN whose IP header is at `l3` and TCP header
+/// (`tcp_len` bytes with options) at `l4`, and the MSS it encodes. The helper reads
+/// the headers in the packet; the verifier checks a packet range against the largest
+/// value of the length, so each length gets a call with a constant one.
+#[inline(always)]
+fn generate(
+    ctx: &XdpContext,
+    listener: &Socket,
+    l3: usize,
+    v6: bool,
+    l4: usize,
+    tcp_len: usize,
+) -> Result<(u32, u16), ()> {
+    let generated = match tcp_len {
+        20 => gen_at::<20>(ctx, listener, l3, v6, l4),
+        24 => gen_at::<24>(ctx, listener, l3, v6, l4),
+        28 => gen_at::<28>(ctx, listener, l3, v6, l4),
+        32 => gen_at::<32>(ctx, listener, l3, v6, l4),
+        36 => gen_at::<36>(ctx, listener, l3, v6, l4),
+        40 => gen_at::<40>(ctx, listener, l3, v6, l4),
+        44 => gen_at::<44>(ctx, listener, l3, v6, l4),
+        48 => gen_at::<48>(ctx, listener, l3, v6, l4),
+        52 => gen_at::<52>(ctx, listener, l3, v6, l4),
+        56 => gen_at::<56>(ctx, listener, l3, v6, l4),
+        60 => gen_at::<60>(ctx, listener, l3, v6, l4),
+        _ => -1,
     };
     if generated < 0 {
         return Err(());
     }
-    let cookie = generated as u32;
-    let mss = (generated >> 32) as u16;
-    syn_options(th, tcp_len, options);
-    let client_seq = u32::from_be_bytes([th[4], th[5], th[6], th[7]]);
-
-    *tcp = [0u8; SYNACK_TCP_LEN];
-    tcp[0..2].copy_from_slice(&th[2..4]);
-    tcp[2..4].copy_from_slice(&th[0..2]);
-    tcp[4..8].copy_from_slice(&cookie.to_be_bytes());
-    tcp[8..12].copy_from_slice(&client_seq.wrapping_add(1).to_be_bytes());
-    // No ECE: ECN is not negotiated through the cookie (the client falls back to none).
-    tcp[13] = TCP_SYN | TCP_ACK;
-    tcp[14..16].copy_from_slice(&window(mss).to_be_bytes());
-    // The answer is never longer than it must be: a SYN without options (what most
-    // floods send) gets a SYN-ACK of the same size, so the frame need not grow.
-    let answer = Answer {
-        ip_len,
-        ip,
-        tcp,
-        pseudo,
-    };
-    match write_options(answer.tcp, mss, options, config, tcp_len > 20) {
-        0 => emit::<20>(ctx, packet, answer),
-        4 => emit::<24>(ctx, packet, answer),
-        16 => emit::<36>(ctx, packet, answer),
-        _ => emit::<40>(ctx, packet, answer),
-    }
+    Ok((generated as u32, (generated >> 32) as u16))
 }
 
-/// The SYN-ACK being built, in the scratch map.
-struct Answer<'a> {
-    ip_len: u32,
-    ip: &'a mut [u8; 40],
-    tcp: &'a mut [u8; SYNACK_TCP_LEN],
-    pseudo: &'a mut [u8; 40],
-}
-
-/// Resizes the frame, swaps the MACs, writes IP and TCP headers (`TCP` bytes of TCP
-/// header) with their checksums.
 #[inline(always)]
-fn emit<const TCP: usize>(ctx: &XdpContext, packet: &IpPacket, a: Answer) -> Result<(), ()> {
-    let Answer {
-        ip_len,
-        ip,
-        tcp,
-        pseudo,
-    } = a;
-    tcp[12] = ((TCP / 4) as u8) << 4;
-    let tcp: &mut [u8; TCP] = (&mut tcp[..TCP]).try_into().map_err(|_| ())?;
-    resize(ctx, packet.l3 + ip_len as usize + TCP)?;
-    swap_macs(ctx)?;
-    *ip = [0u8; 40];
-    match (&packet.src, &packet.dst) {
-        (Addr::V4(client), Addr::V4(server)) => {
-            let h: &mut [u8; 20] = (&mut ip[..20]).try_into().map_err(|_| ())?;
-            h[0] = 0x45;
-            h[2..4].copy_from_slice(&((20 + TCP) as u16).to_be_bytes());
-            h[6] = 0x40; // don't fragment
-            h[8] = TTL;
-            h[9] = parse::IPPROTO_TCP;
-            h[12..16].copy_from_slice(server);
-            h[16..20].copy_from_slice(client);
-            let ip_sum = checksum(csum(h, 0)?);
-            h[10..12].copy_from_slice(&ip_sum);
-            let p: &mut [u8; 12] = (&mut pseudo[..12]).try_into().map_err(|_| ())?;
-            p[..4].copy_from_slice(server);
-            p[4..8].copy_from_slice(client);
-            p[8..].copy_from_slice(&[0, parse::IPPROTO_TCP, 0, TCP as u8]);
-            let tcp_sum = checksum(csum(tcp, csum(p, 0)?)?);
-            tcp[16..18].copy_from_slice(&tcp_sum);
-            store(ctx, packet.l3, h)?;
-            store(ctx, packet.l3 + 20, tcp)
-        }
-        (Addr::V6(client), Addr::V6(server)) => {
-            ip[0] = 0x60;
-            ip[4..6].copy_from_slice(&(TCP as u16).to_be_bytes());
-            ip[6] = parse::IPPROTO_TCP;
-            ip[7] = TTL;
-            ip[8..24].copy_from_slice(server);
-            ip[24..40].copy_from_slice(client);
-            pseudo[..16].copy_from_slice(server);
-            pseudo[16..32].copy_from_slice(client);
-            pseudo[32..].copy_from_slice(&[0, 0, 0, TCP as u8, 0, 0, 0, parse::IPPROTO_TCP]);
-            let tcp_sum = checksum(csum(tcp, csum(pseudo, 0)?)?);
-            tcp[16..18].copy_from_slice(&tcp_sum);
-            store(ctx, packet.l3, ip)?;
-            store(ctx, packet.l3 + 40, tcp)
-        }
-        _ => Err(()),
+fn gen_at<const TCP: usize>(
+    ctx: &XdpContext,
+    listener: &Socket,
+    l3: usize,
+    v6: bool,
+    l4: usize,
+) -> i64 {
+    let (Some(ip), Some(th)) = (at::<IP_MAX>(ctx, l3), at::<TCP>(ctx, l4)) else {
+        return -1;
+    };
+    let ip_len = if v6 { 40 } else { 20 };
+    // SAFETY: `listener` is a referenced listening socket; `ip` points at ≥ 40 bytes
+    // of the packet and `th` at TCP (its data offset, as the helper requires); the
+    // helper only reads them.
+    unsafe {
+        generated::bpf_tcp_gen_syncookie(
+            listener.as_ptr(),
+            ip as *mut core::ffi::c_void,
+            ip_len,
+            th as *mut tcphdr,
+            TCP as u32,
+        )
     }
 }
 
-/// Is this ACK (to a listener, with no connection) the answer to a valid cookie?
-/// Out of line: see "Out of line" in `verifier.rs`.
-#[inline(never)]
-pub fn ack_has_valid_cookie(ctx: &XdpContext, packet: &IpPacket, listener: &Socket) -> bool {
-    let Ok(CookieScratch { th, ip, .. }) = scratch() else {
-        return false;
-    };
-    let Ok(header) = parse::read::<20>(ctx, packet.l4) else {
-        return false;
-    };
-    th[..20].copy_from_slice(&header);
-    let Ok(ip_len) = copy_ip_header(ctx, packet, ip) else {
-        return false;
-    };
-    check_cookie(listener, ip, ip_len, th)
-}
-
-/// [`ack_has_valid_cookie`] for the steering program, which keeps no `IpPacket`: the
-/// ACK's IP header is at `l3` (IPv6 with `v6`), its TCP header at `l4`.
-/// Out of line: see "Out of line" in `verifier.rs`.
-#[inline(never)]
-pub fn ack_at_has_valid_cookie(
+/// Is this ACK (to a listener, with no connection) the answer to a valid cookie? The
+/// kernel's verdict on the headers in the packet: the IP header at `l3` (IPv6 with
+/// `v6`), the TCP header at `l4`. Used by the cookie stage and by steering.
+#[inline(always)]
+pub fn ack_has_valid_cookie(
     ctx: &XdpContext,
     l3: usize,
     l4: usize,
     v6: bool,
     listener: &Socket,
 ) -> bool {
-    let Ok(CookieScratch { th, ip, .. }) = scratch() else {
+    let (Some(ip), Some(th)) = (at::<IP_MAX>(ctx, l3), at::<20>(ctx, l4)) else {
         return false;
     };
     let ip_len = if v6 { 40 } else { 20 };
-    if load(ctx, l4, th, 20).is_err() || load(ctx, l3, ip, ip_len).is_err() {
-        return false;
-    }
-    check_cookie(listener, ip, ip_len, th)
-}
-
-/// The kernel's verdict on the cookie in the ACK whose IP header (`ip_len` bytes) and
-/// TCP header (20 bytes) are in `ip` and `th`.
-#[inline(always)]
-fn check_cookie(listener: &Socket, ip: &mut [u8; 40], ip_len: u32, th: &mut [u8; 64]) -> bool {
-    // SAFETY: `listener` is a referenced listening socket; `ip` holds `ip_len` bytes,
-    // `th` 20 (the helper reads only the fixed header).
+    // SAFETY: `listener` is a referenced listening socket; `ip` points at ≥ 40 bytes
+    // of the packet and `th` at 20 (the helper reads only the fixed header).
     let verdict = unsafe {
         generated::bpf_tcp_check_syncookie(
             listener.as_ptr(),
-            ip.as_mut_ptr() as *mut core::ffi::c_void,
+            ip as *mut core::ffi::c_void,
             ip_len,
-            th.as_mut_ptr() as *mut tcphdr,
+            th as *mut tcphdr,
             20,
         )
     };
     verdict == 0
 }
 
-/// Copies the IP header's fixed part (20 bytes IPv4, 40 IPv6) into `ip`; its length.
-#[inline(always)]
-fn copy_ip_header(ctx: &XdpContext, packet: &IpPacket, ip: &mut [u8; 40]) -> Result<u32, ()> {
-    let len = match packet.src {
-        Addr::V4(_) => 20,
-        Addr::V6(_) => 40,
+/// What our SYN-ACK says besides the addresses.
+struct Reply {
+    /// Source and destination port (the SYN's destination and source).
+    ports: u32,
+    seq: u32,
+    ack: u32,
+    window: u16,
+    options: Options,
+}
+
+/// Our SYN-ACK's options as 32-bit words (values in network order).
+struct Options {
+    words: [u32; 5],
+    /// Words used: 0, 1, 4 or 5.
+    len: usize,
+}
+
+impl Options {
+    const NONE: Options = Options {
+        words: [0; 5],
+        len: 0,
     };
-    load(ctx, packet.l3, ip, len).map(|()| len)
+}
+
+/// Writes the SYN-ACK (`TCP` bytes of TCP header) over the SYN: the frame ends
+/// after it, MACs swapped, a fresh IP header (IPv4 options and IPv6 extension
+/// headers are not repeated), checksums summed from the words written.
+#[inline(always)]
+fn emit<const TCP: usize>(ctx: &XdpContext, seg: &Segment, reply: &Reply) -> Result<(), ()> {
+    let (l3, v6) = (seg.l3(), seg.v6());
+    let ip_len = if v6 { 40 } else { 20 };
+    resize(ctx, l3 + ip_len + TCP)?;
+    swap_macs(ctx)?;
+    let t = &seg.s.tuple;
+    let word = |i: usize| u32::from_be(t[i]);
+    // The tuple holds the SYN's source (the client) first, then its destination (us).
+    // `pseudo`: the sum of the TCP pseudo-header.
+    let pseudo = if v6 {
+        let ip = at::<40>(ctx, l3).ok_or(())?;
+        // Version; payload length, next header, hop limit.
+        let fixed = [
+            0x6000_0000,
+            (TCP as u32) << 16 | (IPPROTO_TCP as u32) << 8 | TTL as u32,
+        ];
+        put(ip, 0, fixed[0].to_be_bytes());
+        put(ip, 4, fixed[1].to_be_bytes());
+        let mut sum = TCP as u64 + IPPROTO_TCP as u64;
+        for w in 0..4 {
+            let (client, server) = (word(w), word(4 + w));
+            put(ip, 8 + 4 * w, server.to_be_bytes());
+            put(ip, 24 + 4 * w, client.to_be_bytes());
+            sum += client as u64 + server as u64;
+        }
+        sum
+    } else {
+        let ip = at::<20>(ctx, l3).ok_or(())?;
+        let (client, server) = (word(0), word(1));
+        // Version/IHL and length; id 0, don't fragment; TTL, protocol (+ checksum).
+        let fixed = [
+            0x4500_0000 | (20 + TCP) as u32,
+            0x0000_4000,
+            (TTL as u32) << 24 | (IPPROTO_TCP as u32) << 16,
+        ];
+        let addrs = client as u64 + server as u64;
+        let sum = fixed.iter().fold(addrs, |s, w| s + *w as u64);
+        let header = [
+            fixed[0],
+            fixed[1],
+            fixed[2] | fold(sum) as u32,
+            server,
+            client,
+        ];
+        for (k, w) in header.iter().enumerate() {
+            put(ip, 4 * k, w.to_be_bytes());
+        }
+        addrs + ((IPPROTO_TCP as u32) << 16 | TCP as u32) as u64
+    };
+    let tcp = at::<TCP>(ctx, l3 + ip_len).ok_or(())?;
+    let o = &reply.options;
+    let flags_window = ((TCP / 4) as u32) << 28 | ((TCP_SYN | TCP_ACK) as u32) << 16;
+    let fixed = [
+        reply.ports,
+        reply.seq,
+        reply.ack,
+        flags_window | reply.window as u32,
+    ];
+    let mut sum = fixed.iter().fold(pseudo, |s, w| s + *w as u64);
+    for k in 0..(TCP - 20) / 4 {
+        sum += o.words[k] as u64;
+        put(tcp, 20 + 4 * k, o.words[k].to_be_bytes());
+    }
+    for (k, w) in fixed.iter().enumerate() {
+        put(tcp, 4 * k, w.to_be_bytes());
+    }
+    // Checksum, urgent pointer 0.
+    put(tcp, 16, ((fold(sum) as u32) << 16).to_be_bytes());
+    Ok(())
 }
 
 /// Option items parsed at most (NOPs count): real SYNs carry 5 to 8 (Linux: MSS,
@@ -254,43 +280,44 @@ fn copy_ip_header(ctx: &XdpContext, packet: &IpPacket, ip: &mut [u8; 40]) -> Res
 /// the SYN-ACK offers less (never anything the client did not send).
 const MAX_OPTION_ITEMS: usize = 16;
 
-/// Window scale, SACK-permitted and timestamp of a SYN's options; a malformed option
-/// ends the parse. Cursor and findings live in the per-CPU scratch, read and written
-/// as `verifier::load_cell`/`store_cell` (one verifier state per loop iteration).
+/// Window scale, SACK-permitted and timestamp of the options of the SYN whose TCP
+/// header (`tcp_len` bytes) is at `l4`; a malformed option ends the parse. Cursor and
+/// findings live in the per-CPU scratch, read and written as
+/// `verifier::load_cell`/`store_cell` (one verifier state per loop iteration).
 #[inline(always)]
-fn syn_options(th: &[u8; 64], tcp_len: u32, found: &mut SynOptions) {
+fn syn_options(ctx: &XdpContext, l4: usize, tcp_len: usize, found: &mut SynOptions) {
     store_cell(&mut found.cursor, 20);
     store_cell(&mut found.wscale, NO_WSCALE);
     store_cell(&mut found.sack, 0);
     store_cell(&mut found.has_tsval, 0);
+    // Two bytes at a time: LLVM turns a one-byte bound check (`p + 1 > end`) into
+    // `p >= end`, which gives the verifier no range. Only a one-byte option can end
+    // the frame, and those (NOP, EOL) carry nothing.
+    let pair = |i: usize| parse::read::<2>(ctx, l4 + bounded_index(i, 63));
     for _ in 0..MAX_OPTION_ITEMS {
-        // Bounded by the test below (a `bounded_index` here only added instructions).
         let i = load_cell(&found.cursor) as usize;
-        if i >= tcp_len as usize || i >= 60 {
+        if i >= tcp_len || i >= 60 {
             break;
         }
-        let kind = th[i];
+        let Ok([kind, next]) = pair(i) else { break };
         if kind == OPT_EOL {
             break;
         }
-        let len = if kind == OPT_NOP {
-            1
-        } else {
-            th[bounded_index(i + 1, 63)] as usize
-        };
-        if len == 0 || (kind != OPT_NOP && len < 2) || i + len > tcp_len as usize {
+        let len = if kind == OPT_NOP { 1 } else { next as usize };
+        if len == 0 || (kind != OPT_NOP && len < 2) || i + len > tcp_len {
             break;
         }
         match (kind, len) {
             (OPT_WSCALE, 3) => {
-                let shift = th[bounded_index(i + 2, 63)];
+                let Ok([_, shift]) = pair(i + 1) else { break };
                 store_cell(&mut found.wscale, u32::from(shift.min(MAX_WSCALE)));
             }
             (OPT_SACK_PERM, 2) => store_cell(&mut found.sack, 1),
             (OPT_TIMESTAMP, 10) => {
-                let at = |k: usize| th[bounded_index(i + k, 63)];
-                let tsval = u32::from_be_bytes([at(2), at(3), at(4), at(5)]);
-                store_cell(&mut found.tsval, tsval);
+                let Ok(ts) = parse::read::<4>(ctx, l4 + bounded_index(i + 2, 63)) else {
+                    break;
+                };
+                store_cell(&mut found.tsval, u32::from_be_bytes(ts));
                 store_cell(&mut found.has_tsval, 1);
             }
             _ => {}
@@ -299,54 +326,48 @@ fn syn_options(th: &[u8; 64], tcp_len: u32, found: &mut SynOptions) {
     }
 }
 
-/// Writes the options of our SYN-ACK, in the kernel's order; their length (0, 4, 16
-/// or 20). Without a client timestamp the cookie cannot carry window scale or SACK,
-/// so only MSS is offered (as the kernel does); to a SYN without any option, none
-/// (the client then assumes the default MSS, which is what the cookie encodes).
+/// Our options, in the kernel's order, for a SYN that carried options. Without a
+/// client timestamp the cookie cannot carry window scale or SACK, so only MSS is
+/// offered (as the kernel does).
 #[inline(always)]
-fn write_options(
-    tcp: &mut [u8; SYNACK_TCP_LEN],
-    mss: u16,
-    client: &SynOptions,
-    config: &XdpConfig,
-    client_sent_options: bool,
-) -> usize {
-    if !client_sent_options {
-        return 0;
-    }
-    let mss = mss.to_be_bytes();
-    tcp[20..24].copy_from_slice(&[OPT_MSS, 4, mss[0], mss[1]]);
+fn reply_options(mss: u16, client: &SynOptions, config: &XdpConfig) -> Options {
+    let mss = u32::from_be_bytes([OPT_MSS, 4, 0, 0]) | mss as u32;
     // The parser's results, read from the scratch map (see `syn_options`).
     let has_tsval = load_cell(&client.has_tsval);
     let client_tsval = load_cell(&client.tsval);
     let wscale = load_cell(&client.wscale);
     let sack = load_cell(&client.sack) != 0;
     if has_tsval == 0 {
-        return 4;
+        return Options {
+            words: [mss, 0, 0, 0, 0],
+            len: 1,
+        };
     }
     let has_wscale = wscale <= MAX_WSCALE as u32;
-    if sack {
-        tcp[24..26].copy_from_slice(&[OPT_SACK_PERM, 2]);
+    let sack_or_nops = if sack {
+        [OPT_SACK_PERM, 2]
     } else {
-        tcp[24..26].copy_from_slice(&[OPT_NOP, OPT_NOP]);
-    }
+        [OPT_NOP, OPT_NOP]
+    };
     let mut encoded = if has_wscale { wscale } else { TS_NO_WSCALE };
     if sack {
         encoded |= TS_SACK;
     }
-    tcp[26..28].copy_from_slice(&[OPT_TIMESTAMP, 10]);
-    tcp[28..32].copy_from_slice(&timestamp(encoded).to_be_bytes());
-    tcp[32..36].copy_from_slice(&client_tsval.to_be_bytes());
-    if has_wscale {
-        let ours = if config.synack_wscale > MAX_WSCALE as u32 {
-            MAX_WSCALE
-        } else {
-            config.synack_wscale as u8
-        };
-        tcp[36..40].copy_from_slice(&[OPT_NOP, OPT_WSCALE, 3, ours]);
-        return 20;
+    let ours = if config.synack_wscale > MAX_WSCALE as u32 {
+        MAX_WSCALE
+    } else {
+        config.synack_wscale as u8
+    };
+    Options {
+        words: [
+            mss,
+            u32::from_be_bytes([sack_or_nops[0], sack_or_nops[1], OPT_TIMESTAMP, 10]),
+            timestamp(encoded),
+            client_tsval,
+            u32::from_be_bytes([OPT_NOP, OPT_WSCALE, 3, ours]),
+        ],
+        len: if has_wscale { 5 } else { 4 },
     }
-    16
 }
 
 /// Our timestamp value: the kernel's TCP clock (ms of CLOCK_MONOTONIC) with its low

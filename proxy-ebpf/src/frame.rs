@@ -1,6 +1,7 @@
-//! Reading and writing a frame's bytes through the kernel's helpers (bounds-checked by
-//! the kernel), and Internet checksums: shared by the SYN cookie answers and the
-//! steering encapsulation.
+//! Reading and writing a frame's bytes: in place (bounds-checked here, as the
+//! verifier requires) or through the kernel's helpers (bounds-checked by the kernel);
+//! Internet checksums. Shared by the SYN cookie answers and the steering
+//! encapsulation.
 
 use aya_ebpf::{helpers::generated, programs::XdpContext};
 
@@ -41,14 +42,36 @@ pub fn resize(ctx: &XdpContext, len: usize) -> Result<(), ()> {
     if r == 0 { Ok(()) } else { Err(()) }
 }
 
-/// Swaps the Ethernet destination and source addresses.
+/// A pointer to the `N` bytes at `offset` in the frame, if the frame is that long.
+/// The verifier accepts accesses (and helper arguments) within those `N` bytes.
+#[inline(always)]
+pub fn at<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<*mut u8> {
+    let p = ctx.data() + offset;
+    if p + N > ctx.data_end() {
+        return None;
+    }
+    Some(p as *mut u8)
+}
+
+/// Writes `bytes` at `p + offset` (`p` from [`at`] with room for them).
+#[inline(always)]
+pub fn put<const N: usize>(p: *mut u8, offset: usize, bytes: [u8; N]) {
+    // SAFETY: the caller checked the frame has room (see `at`); any alignment.
+    unsafe { core::ptr::write_unaligned(p.add(offset) as *mut [u8; N], bytes) }
+}
+
+/// Swaps the Ethernet destination and source addresses, in place.
 #[inline(always)]
 pub fn swap_macs(ctx: &XdpContext) -> Result<(), ()> {
     let macs = parse::read::<12>(ctx, 0).map_err(|_| ())?;
-    let mut swapped = [0u8; 12];
-    swapped[..6].copy_from_slice(&macs[6..]);
-    swapped[6..].copy_from_slice(&macs[..6]);
-    store(ctx, 0, &mut swapped)
+    let p = at::<12>(ctx, 0).ok_or(())?;
+    put(
+        p,
+        0,
+        [macs[6], macs[7], macs[8], macs[9], macs[10], macs[11]],
+    );
+    put(p, 6, [macs[0], macs[1], macs[2], macs[3], macs[4], macs[5]]);
+    Ok(())
 }
 
 /// Writes `bytes` into the frame at `offset`.
@@ -85,6 +108,17 @@ pub fn csum<const N: usize>(bytes: &mut [u8; N], seed: u32) -> Result<u32, ()> {
         )
     };
     if sum < 0 { Err(()) } else { Ok(sum as u32) }
+}
+
+/// Folds a sum of big-endian 32-bit words (kept in 64 bits) to 16 bits and
+/// complements it: the Internet checksum, as a value to write big-endian.
+#[inline(always)]
+pub fn fold(sum: u64) -> u16 {
+    let mut s = (sum & 0xffff_ffff) + (sum >> 32);
+    s = (s & 0xffff_ffff) + (s >> 32);
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    !(s as u16)
 }
 
 /// Folds a sum to 16 bits and complements it: the Internet checksum, in memory order.

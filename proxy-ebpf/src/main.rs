@@ -5,13 +5,16 @@
 //! service filter → SYN cookies → pass.
 //!
 //! Four programs chained by tail calls: `proxy_xdp` (attached) runs the lists and
-//! limits; packets the service filter or the SYN cookies may concern continue in
-//! `proxy_xdp_services`, and TCP to cookie listeners in `proxy_xdp_cookies`. With
-//! connection steering (a fleet), TCP to a steered VIP and GUE from the fleet's
-//! members continue in `proxy_xdp_steer` (see `steer.rs`), which may send them on to
-//! another node or hand them to the services program. Each is verified alone with its
-//! own 512-byte stack, which keeps each within the verifier's limits; each re-parses
-//! the headers (cheap, and nothing is trusted across the call).
+//! limits; TCP to a served port that the SYN cookies concern continues in
+//! `proxy_xdp_cookies`, other TCP and UDP the service filter may drop in
+//! `proxy_xdp_services` (which hands TCP to cookie listeners on to the cookie stage
+//! too). With connection steering (a fleet), TCP to a steered VIP and GUE from the
+//! fleet's members continue in `proxy_xdp_steer` (see `steer.rs`), which may send them
+//! on to another node or hand them to the services program. Each is verified alone
+//! with its own 512-byte stack, which keeps each within the verifier's limits. The
+//! services and steering programs parse the headers again (the steering program may
+//! have decapsulated them); the cookie stage reads what its caller parsed
+//! (`handoff.rs`).
 #![no_std]
 #![no_main]
 
@@ -19,6 +22,7 @@ mod cookies;
 mod flow;
 mod frame;
 mod gue;
+mod handoff;
 mod maps;
 mod parse;
 mod services;
@@ -43,10 +47,8 @@ use proxy_common::{
     rate::{self, Cells, sketch_key_v4, sketch_key_v6},
     v4_summary_bit,
 };
+use services::NO_TAIL;
 use steer::Outcome;
-
-/// `decide`'s "no program follows".
-const NO_TAIL: u32 = u32::MAX;
 
 /// How many expired entries one lookup may delete before giving up (nested prefixes).
 const MAX_EXPIRED_PER_LOOKUP: usize = 3;
@@ -70,12 +72,14 @@ pub fn proxy_xdp(ctx: XdpContext) -> u32 {
     finish(&ctx, config, reason, &src)
 }
 
-/// The service filter, for packets `proxy_xdp` passed on; then the SYN cookie stage.
+/// The service filter, for packets `proxy_xdp` (or the steering program) passed on;
+/// then the SYN cookie stage for TCP to cookie listeners.
 #[xdp]
 pub fn proxy_xdp_services(ctx: XdpContext) -> u32 {
     let config = CONFIG.get(0);
     let (reason, src) = match (parse::parse(&ctx), config) {
         (Ok(Parsed::Ip(mut packet)), Some(config)) => {
+            services::prepare_cookie_stage(&packet, config);
             packet.offsets_opaque();
             let reason = services::service_filter(&ctx, &packet, config);
             if reason == Reason::Passed && services::cookie_stage_concerns(&packet, config) {
@@ -91,17 +95,26 @@ pub fn proxy_xdp_services(ctx: XdpContext) -> u32 {
     finish(&ctx, config, reason, &src)
 }
 
-/// The SYN cookie stage, for TCP to a listener with cookies on or auto.
+/// The SYN cookie stage, for TCP to a listener with cookies on or auto, handed over
+/// by the program that called it (see `handoff.rs`).
 #[xdp]
 pub fn proxy_xdp_cookies(ctx: XdpContext) -> u32 {
     let config = CONFIG.get(0);
-    let (reason, src) = match (parse::parse(&ctx), config) {
-        (Ok(Parsed::Ip(mut packet)), Some(config)) => {
-            packet.offsets_opaque();
-            (
-                services::syn_cookies(&ctx, &packet, config),
-                packet.src.key(),
-            )
+    let (reason, src) = match (handoff::scratch(), config) {
+        (Some(s), Some(config)) => {
+            let mut seg = handoff::Segment { s };
+            let reason = if seg.take() && seg.load(&ctx) {
+                services::syn_cookies(&ctx, &mut seg, config)
+            } else {
+                Reason::Passed
+            };
+            // The source only for a sampled verdict (see `account`).
+            let src = if reason.is_sampled() {
+                seg.src()
+            } else {
+                AddrKey::default()
+            };
+            (reason, src)
         }
         _ => (Reason::Passed, AddrKey::default()),
     };
@@ -158,7 +171,7 @@ fn finish(ctx: &XdpContext, config: Option<&XdpConfig>, reason: Reason, src: &Ad
 /// see "Plain fields" in `verifier.rs`.)
 #[inline(always)]
 fn decide(ctx: &XdpContext, config: Option<&XdpConfig>) -> (Reason, AddrKey, u32) {
-    let packet = match parse::parse(ctx) {
+    let mut packet = match parse::parse(ctx) {
         Err(parse::Malformed) => return (Reason::Malformed, AddrKey::default(), NO_TAIL),
         Ok(Parsed::NonIp) => return (Reason::NonIp, AddrKey::default(), NO_TAIL),
         Ok(Parsed::Ip(packet)) => packet,
@@ -170,12 +183,15 @@ fn decide(ctx: &XdpContext, config: Option<&XdpConfig>) -> (Reason, AddrKey, u32
     if steer::from_member(&packet) {
         return (Reason::Passed, packet.src.key(), TAIL_STEER);
     }
+    services::prepare_cookie_stage(&packet, config);
+    // Fewer verifier states from here on (see `verifier::opaque_offset`).
+    packet.offsets_opaque();
     let reason = policy(&packet, config);
     let listed_or_passed = reason == Reason::Passed || reason == Reason::Allowlisted;
     let next = if listed_or_passed && steer::concerns(&packet) {
         TAIL_STEER
-    } else if reason == Reason::Passed && services::concerns(&packet, config) {
-        TAIL_SERVICES
+    } else if reason == Reason::Passed {
+        services::next_program(&packet, config)
     } else {
         NO_TAIL
     };

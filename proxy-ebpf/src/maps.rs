@@ -9,8 +9,8 @@ use aya_ebpf::{
 use proxy_common::{
     AddrKey, COUNTERS_LEN, CookieScratch, Counter, DEFAULT_MAX_ALLOW_ENTRIES as ALLOW_ENTRIES,
     DEFAULT_MAX_BLOCK_ENTRIES as BLOCK_ENTRIES, DropEvent, ListenerCounters, ListenerKey,
-    ListenerState, MAX_LISTENERS, MAX_SERVICE_ADDRS, PolicyEntry, PortSet, RateSketch,
-    V4_SUMMARY_WORDS, VERDICT_CACHE_SLOTS, VerdictSlot, XdpConfig,
+    ListenerState, MAX_LISTENERS, MAX_SERVICE_ADDRS, PolicyEntry, PortListeners, PortSet,
+    RateSketch, V4_SUMMARY_WORDS, VERDICT_CACHE_SLOTS, VerdictSlot, XdpConfig,
     steering::{STEER_MAX_MEMBERS, SteerPeer, SteerScratch, SteerSlot, SteerState},
 };
 
@@ -68,21 +68,27 @@ pub static VERDICT_CACHE: PerCpuArray<VerdictSlot, { VERDICT_CACHE_SLOTS as usiz
 pub static LISTENERS: HashMap<ListenerKey, ListenerState, { MAX_LISTENERS as usize }> =
     HashMap::new();
 
+/// The listeners bound to a port's wildcard addresses, by port (one array read instead
+/// of a LISTENERS lookup). Userspace writes.
+#[btf_map]
+pub static WILDCARD_LISTENERS: Array<PortListeners, 65536> = Array::new();
+
 /// SYNs and cookie verdicts per listener, per CPU. The program writes, userspace sums.
 #[btf_map]
 pub static LISTENER_COUNTERS: PerCpuArray<ListenerCounters, { MAX_LISTENERS as usize }> =
     PerCpuArray::new();
 
-/// TCP (0) and UDP (1) ports served or allowed (the service filter). Userspace writes.
+/// TCP (0) and UDP (1) ports served or allowed (the service filter), TCP ports with
+/// a listener bound to a specific address (2). Userspace writes.
 #[btf_map]
-pub static SERVED_PORTS: Array<PortSet, 2> = Array::new();
+pub static SERVED_PORTS: Array<PortSet, 3> = Array::new();
 
 /// Destinations the service filter applies to. Userspace writes.
 #[btf_map]
 pub static SERVICE_ADDRS: HashMap<AddrKey, u32, { MAX_SERVICE_ADDRS as usize }> = HashMap::new();
 
-/// Per-CPU room for the SYN cookie code's header copies (the BPF stack is too small).
-/// Only the program touches it.
+/// The TCP segment handed to the SYN cookie stage with its tail call, and the stage's
+/// option parser cells, per CPU (see `handoff.rs`). Only the program touches it.
 #[btf_map]
 pub static COOKIE_SCRATCH: PerCpuArray<CookieScratch, 1> = PerCpuArray::new();
 

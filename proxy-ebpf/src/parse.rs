@@ -3,7 +3,7 @@
 //! the SYN cookie code can copy the headers it hands to the kernel's helpers.
 
 use aya_ebpf::programs::XdpContext;
-use proxy_common::{AddrKey, FAMILY_V4, FAMILY_V6};
+use proxy_common::{AddrKey, COOKIE_L3_MAX, COOKIE_L4_MAX, FAMILY_V4, FAMILY_V6};
 
 use crate::verifier;
 
@@ -217,11 +217,13 @@ impl IpPacket {
     }
 
     /// The header offsets made opaque to the verifier (bounded, but no longer one
-    /// exact value per parse path): see `verifier::opaque_offset`.
+    /// exact value per parse path): see `verifier::opaque_offset`. Hand the packet to
+    /// the SYN cookie stage before (`handoff::save`): an offset past its mask is
+    /// wrong after this.
     #[inline(always)]
     pub fn offsets_opaque(&mut self) {
-        self.l3 = verifier::opaque_offset(self.l3, 0xff);
-        self.l4 = verifier::opaque_offset(self.l4, 0x1ff);
+        self.l3 = verifier::opaque_offset(self.l3, COOKIE_L3_MAX as usize);
+        self.l4 = verifier::opaque_offset(self.l4, COOKIE_L4_MAX as usize);
     }
 
     #[inline(always)]

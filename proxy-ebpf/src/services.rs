@@ -3,14 +3,18 @@
 
 use aya_ebpf::programs::XdpContext;
 use proxy_common::{
-    AddrKey, COOKIES_ON, ListenerCounters, ListenerKey, ListenerState, Reason, SERVED_TCP,
-    SERVED_UDP, XdpConfig,
+    AddrKey, BOUND_TCP, COOKIES_ON, FAMILY_V6, ListenerCounters, ListenerKey, ListenerState,
+    PortListeners, Reason, SERVED_TCP, SERVED_UDP, TAIL_COOKIES, TAIL_SERVICES, XdpConfig,
 };
 
 use crate::cookies;
-use crate::maps::{LISTENER_COUNTERS, LISTENERS, SERVED_PORTS, SERVICE_ADDRS};
+use crate::handoff::{self, Segment};
+use crate::maps::{LISTENER_COUNTERS, LISTENERS, SERVED_PORTS, SERVICE_ADDRS, WILDCARD_LISTENERS};
 use crate::parse::{IPPROTO_TCP, IPPROTO_UDP, IpPacket, TCP_ACK, TCP_RST, TCP_SYN};
 use crate::socket;
+
+/// [`next_program`]'s "no program follows".
+pub const NO_TAIL: u32 = u32::MAX;
 
 #[inline(always)]
 fn served(table: u32, port: u16) -> bool {
@@ -19,35 +23,25 @@ fn served(table: u32, port: u16) -> bool {
         .is_some_and(|set| set.contains(port))
 }
 
-/// The daemon's listener this TCP segment is addressed to: bound to the destination
-/// address exactly, else to the wildcard of its family.
-#[inline(always)]
-fn listener(packet: &IpPacket) -> Option<ListenerState> {
-    let port = packet.dst_port()?;
-    if packet.proto != IPPROTO_TCP {
-        return None;
-    }
-    listener_at(packet.dst.key(), port)
-}
-
-/// The daemon's TCP listener for `addr:port` (exact, else the wildcard).
+/// The daemon's TCP listener for `addr:port`: bound to the address exactly (looked
+/// up in LISTENERS only for ports that have such a listener), else to the wildcard
+/// of its family (one array read).
 #[inline(always)]
 fn listener_at(addr: AddrKey, port: u16) -> Option<ListenerState> {
-    if !served(SERVED_TCP, port) {
-        return None;
-    }
-    let mut key = ListenerKey {
+    let v6 = addr.family == FAMILY_V6;
+    let key = ListenerKey {
         addr,
         port: port as u32,
     };
-    // SAFETY: the value is copied out at once; userspace may replace it concurrently,
-    // which only makes this packet see the old or the new state.
-    if let Some(state) = unsafe { LISTENERS.get(key) } {
+    // SAFETY: the value is copied out at once; userspace may replace it
+    // concurrently, which only makes this packet see the old or the new state.
+    if served(BOUND_TCP, port)
+        && let Some(state) = unsafe { LISTENERS.get(key) }
+    {
         return Some(*state);
     }
-    key.addr.addr = [0; 16];
-    // SAFETY: as above.
-    unsafe { LISTENERS.get(key) }.copied()
+    let wildcards = WILDCARD_LISTENERS.get(port as u32)?;
+    PortListeners::state(if v6 { wildcards.v6 } else { wildcards.v4 })
 }
 
 #[inline(always)]
@@ -63,7 +57,7 @@ fn count(state: &ListenerState, f: impl FnOnce(&mut ListenerCounters)) {
 /// steering.
 #[inline(always)]
 pub fn count_steered_syn(vip: AddrKey, port: u16, config: &XdpConfig) {
-    if config.syn_cookie_listeners == 0 {
+    if config.syn_cookie_listeners == 0 || !served(SERVED_TCP, port) {
         return;
     }
     if let Some(state) = listener_at(vip, port) {
@@ -71,19 +65,36 @@ pub fn count_steered_syn(vip: AddrKey, port: u16, config: &XdpConfig) {
     }
 }
 
-/// Should `proxy_xdp` pass this packet (already past the lists and limits) on to the
-/// services program? Cheap tests only: flags in the config and the served-port sets.
+/// The program `proxy_xdp` passes this packet on to (already past the lists and
+/// limits), as a SERVICES index, or [`NO_TAIL`]. Cheap tests only: flags in the
+/// config and the served-port sets. The service filter passes every served port, so
+/// TCP to one goes straight to the SYN cookie stage when that concerns it (the
+/// caller hands the segment over, see `handoff.rs`), and to no program otherwise.
 #[inline(always)]
-pub fn concerns(packet: &IpPacket, config: &XdpConfig) -> bool {
-    if packet.later_fragment {
-        return false;
+pub fn next_program(packet: &IpPacket, config: &XdpConfig) -> u32 {
+    // Later fragments and other protocols carry no port: the filter passes them.
+    let Some(port) = packet.dst_port() else {
+        return NO_TAIL;
+    };
+    let table = match packet.proto {
+        IPPROTO_TCP => SERVED_TCP,
+        IPPROTO_UDP => SERVED_UDP,
+        _ => return NO_TAIL,
+    };
+    if served(table, port) {
+        if table == SERVED_TCP && cookie_stage_concerns_flags(packet.tcp_flags, config) {
+            return TAIL_COOKIES;
+        }
+        return NO_TAIL;
     }
-    let filtered =
-        config.service_filter != 0 && (packet.proto == IPPROTO_TCP || packet.proto == IPPROTO_UDP);
-    filtered || cookie_stage_concerns(packet, config)
+    if config.service_filter != 0 {
+        TAIL_SERVICES
+    } else {
+        NO_TAIL
+    }
 }
 
-/// [`concerns`] for a TCP segment to `port` with these flags (the steering program's
+/// Whether the steering program hands a local TCP segment to the services program to `port` with these flags (the steering program's
 /// packets: a steered VIP's listeners, never a fragment).
 #[inline(always)]
 pub fn concerns_tcp(port: u16, tcp_flags: u8, config: &XdpConfig) -> bool {
@@ -104,60 +115,94 @@ pub fn cookie_stage_concerns(packet: &IpPacket, config: &XdpConfig) -> bool {
     let Some(port) = packet.dst_port() else {
         return false;
     };
-    if packet.proto != IPPROTO_TCP || !served(SERVED_TCP, port) {
-        return false;
-    }
-    // SYNs are counted for every listener with cookies on or auto; ACKs are checked
-    // only while some listener answers with cookies.
-    let ack_only = packet.tcp_flags & (TCP_ACK | TCP_SYN | TCP_RST) == TCP_ACK;
-    (packet.tcp_syn && config.syn_cookie_listeners != 0)
-        || (ack_only && config.syn_cookies_active != 0)
+    packet.proto == IPPROTO_TCP
+        && served(SERVED_TCP, port)
+        && cookie_stage_concerns_flags(packet.tcp_flags, config)
 }
 
-/// The SYN cookie stage for TCP to a listener (last in the policy order): SYNs are
-/// answered with a cookie SYN-ACK, ACKs that would create a connection from a cookie
-/// are checked. Everything else (and every listener with cookies off) passes.
+/// [`cookie_stage_concerns`] for a TCP segment to a served port: SYNs are counted for
+/// every listener with cookies on or auto; ACKs are checked only while some listener
+/// answers with cookies.
 #[inline(always)]
-pub fn syn_cookies(ctx: &XdpContext, packet: &IpPacket, config: &XdpConfig) -> Reason {
-    let Some(state) = listener(packet) else {
+fn cookie_stage_concerns_flags(flags: u8, config: &XdpConfig) -> bool {
+    let syn = flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    let ack_only = flags & (TCP_ACK | TCP_SYN | TCP_RST) == TCP_ACK;
+    (syn && config.syn_cookie_listeners != 0) || (ack_only && config.syn_cookies_active != 0)
+}
+
+/// Hands a TCP segment the SYN cookie stage may concern over to it (`handoff.rs`),
+/// before the caller decides whether to call the stage: while the offsets are exact.
+#[inline(always)]
+pub fn prepare_cookie_stage(packet: &IpPacket, config: &XdpConfig) {
+    if packet.proto == IPPROTO_TCP
+        && !packet.later_fragment
+        && cookie_stage_concerns_flags(packet.tcp_flags, config)
+    {
+        handoff::save(packet);
+    }
+}
+
+/// The SYN cookie stage for the TCP segment handed over in `seg` (to a served port;
+/// last in the policy order): SYNs are answered with a cookie SYN-ACK, ACKs that
+/// would create a connection from a cookie are checked. Everything else (and every
+/// listener with cookies off) passes.
+#[inline(always)]
+pub fn syn_cookies(ctx: &XdpContext, seg: &mut Segment, config: &XdpConfig) -> Reason {
+    let Some(state) = listener_at(seg.dst(), seg.dst_port()) else {
         return Reason::Passed;
     };
-    let flags = packet.tcp_flags;
-    if packet.tcp_syn {
-        count(&state, |c| c.syns += 1);
-        if state.cookies != COOKIES_ON || flags & TCP_RST != 0 {
-            return Reason::Passed;
+    let flags = seg.flags();
+    let counters = LISTENER_COUNTERS.get_ptr_mut(state.index);
+    // SAFETY: a per-CPU slot, valid for the program's run, written only by this CPU.
+    let counters = counters.map(|c| unsafe { &mut *c });
+    if flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+        let sent = flags & TCP_RST == 0 && state.cookies == COOKIES_ON && answer(ctx, seg, config);
+        if let Some(c) = counters {
+            c.syns += 1;
+            c.cookies_sent += sent as u64;
         }
-        let Some(sk) = socket::lookup_tcp(ctx, packet) else {
-            return Reason::Passed;
+        return if sent {
+            Reason::SynCookieSent
+        } else {
+            Reason::Passed
         };
-        // A SYN matching a time-wait socket is the kernel's to handle (it may reuse it).
-        if !sk.is_listener() {
-            return Reason::Passed;
-        }
-        if cookies::answer_syn(ctx, packet, &sk, config).is_err() {
-            return Reason::Passed;
-        }
-        count(&state, |c| c.cookies_sent += 1);
-        return Reason::SynCookieSent;
     }
     if state.cookies != COOKIES_ON || flags & (TCP_ACK | TCP_SYN | TCP_RST) != TCP_ACK {
         return Reason::Passed;
     }
-    let Some(sk) = socket::lookup_tcp(ctx, packet) else {
+    let len = seg.tuple_len();
+    let Some(sk) = socket::lookup_tcp_tuple(ctx, &mut seg.s.tuple, len) else {
         return Reason::Passed;
     };
     // A connection (or a request socket from before cookies were on) exists: as today.
     if !sk.is_listener() {
         return Reason::Passed;
     }
-    if cookies::ack_has_valid_cookie(ctx, packet, &sk) {
-        count(&state, |c| c.cookie_acks_ok += 1);
+    let ok = cookies::ack_has_valid_cookie(ctx, seg.l3(), seg.l4(), seg.v6(), &sk);
+    if let Some(c) = counters {
+        if ok {
+            c.cookie_acks_ok += 1;
+        } else {
+            c.cookie_acks_bad += 1;
+        }
+    }
+    if ok {
         Reason::SynCookieAckOk
     } else {
-        count(&state, |c| c.cookie_acks_bad += 1);
         Reason::SynCookieAckBad
     }
+}
+
+/// Answers the SYN in `seg` with a cookie when its flow meets the listener itself.
+#[inline(always)]
+fn answer(ctx: &XdpContext, seg: &mut Segment, config: &XdpConfig) -> bool {
+    let len = seg.tuple_len();
+    let Some(sk) = socket::lookup_tcp_tuple(ctx, &mut seg.s.tuple, len) else {
+        return false;
+    };
+    // A SYN matching a connection or a time-wait socket is the kernel's to handle
+    // (it may reuse a time-wait socket).
+    sk.is_listener() && cookies::answer_syn(ctx, seg, &sk, config).is_ok()
 }
 
 /// The service filter: TCP and UDP to one of the host's service addresses at a port

@@ -76,7 +76,7 @@ fn tuple(packet: &IpPacket) -> Option<([u8; 36], u32)> {
 #[inline(always)]
 pub fn lookup_tcp(ctx: &XdpContext, packet: &IpPacket) -> Option<Socket> {
     let (mut t, len) = tuple(packet)?;
-    skc_lookup_tcp(ctx, &mut t, len)
+    skc_lookup_tcp(ctx, t.as_mut_ptr(), len)
 }
 
 /// The TCP socket for the flow `remote:remote_port → local:local_port` (as
@@ -103,17 +103,26 @@ pub fn lookup_tcp_flow(
         t[10..12].copy_from_slice(&local_port.to_be_bytes());
         12
     };
-    skc_lookup_tcp(ctx, &mut t, len)
+    skc_lookup_tcp(ctx, t.as_mut_ptr(), len)
+}
+
+/// The TCP socket for a tuple laid out as the kernel's `bpf_sock_tuple` (`len`: 12
+/// bytes for IPv4, 36 for IPv6), as [`lookup_tcp`]: the SYN cookie stage's tuple sits
+/// in its scratch, ready for the helper.
+#[inline(always)]
+pub fn lookup_tcp_tuple(ctx: &XdpContext, t: &mut [u32; 9], len: u32) -> Option<Socket> {
+    skc_lookup_tcp(ctx, t.as_mut_ptr() as *mut u8, len)
 }
 
 #[inline(always)]
-fn skc_lookup_tcp(ctx: &XdpContext, t: &mut [u8; 36], len: u32) -> Option<Socket> {
-    // SAFETY: `t` is a stack buffer of at least `len` bytes laid out as the kernel's
-    // `bpf_sock_tuple`; the context pointer is the program's own.
+fn skc_lookup_tcp(ctx: &XdpContext, t: *mut u8, len: u32) -> Option<Socket> {
+    // SAFETY: `t` points at 36 bytes (all callers) laid out as the kernel's
+    // `bpf_sock_tuple`, of which the helper reads `len`; the context pointer is the
+    // program's own.
     let sk = unsafe {
         generated::bpf_skc_lookup_tcp(
             ctx.ctx as *mut core::ffi::c_void,
-            t.as_mut_ptr() as *mut bpf_sock_tuple,
+            t as *mut bpf_sock_tuple,
             len,
             BPF_F_CURRENT_NETNS as u64,
             0,

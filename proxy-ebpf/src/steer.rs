@@ -183,9 +183,7 @@ fn here(ctx: &XdpContext, s: &SteerScratch, check_cookie: bool) -> Here {
     // Bounded where the verifier sees it (`flow::ip` keeps them within the masks).
     let l3 = verifier::bounded_index(h.l3 as usize, 0xff);
     let l4 = verifier::bounded_index(h.l4 as usize, 0x1ff);
-    if check_cookie
-        && f.pure_ack != 0
-        && cookies::ack_at_has_valid_cookie(ctx, l3, l4, h.v6 != 0, &sk)
+    if check_cookie && f.pure_ack != 0 && cookies::ack_has_valid_cookie(ctx, l3, l4, h.v6 != 0, &sk)
     {
         return Here::CookieAck;
     }

@@ -1,12 +1,13 @@
 //! What the host serves, as the XDP services programs read it: the listeners with
-//! their SYN cookie state (LISTENERS), their per-listener counters
-//! (LISTENER_COUNTERS), the served/allowed ports (SERVED_PORTS) and the service
-//! addresses (SERVICE_ADDRS). Derived from the config at every (re)load, so not pinned.
+//! their SYN cookie state (LISTENERS; the wildcard ones also by port in
+//! WILDCARD_LISTENERS), their per-listener counters (LISTENER_COUNTERS), the
+//! served/allowed ports and the ports with address-bound listeners (SERVED_PORTS) and
+//! the service addresses (SERVICE_ADDRS). Derived from the config at every (re)load, so not pinned.
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use proxy_common::{
-    AddrKey, ListenerCounters, ListenerKey, ListenerState, PortSet, SERVED_TCP, SERVED_UDP,
-    map_names,
+    AddrKey, BOUND_TCP, FAMILY_V6, ListenerCounters, ListenerKey, ListenerState, PortListeners,
+    PortSet, SERVED_TCP, SERVED_UDP, map_names,
 };
 
 use super::{EbpfError, Maps, map_err};
@@ -50,6 +51,7 @@ impl Maps {
 
 pub struct ServiceMaps {
     listeners: HashMap<MapData, ListenerKey, ListenerState>,
+    wildcards: Array<MapData, PortListeners>,
     counters: PerCpuArray<MapData, ListenerCounters>,
     served: Array<MapData, PortSet>,
     addrs: HashMap<MapData, AddrKey, u32>,
@@ -70,32 +72,50 @@ impl ServiceMaps {
         }
         Ok(ServiceMaps {
             listeners: typed!(map_names::LISTENERS),
+            wildcards: typed!(map_names::WILDCARD_LISTENERS),
             counters: typed!(map_names::LISTENER_COUNTERS),
             served: typed!(map_names::SERVED_PORTS),
             addrs: typed!(map_names::SERVICE_ADDRS),
         })
     }
 
-    /// Makes LISTENERS exactly `wanted` (entries not in it are removed).
+    /// Makes LISTENERS exactly `wanted` (entries not in it are removed), the wildcard
+    /// ones also in WILDCARD_LISTENERS, with the set of ports that have an
+    /// address-bound listener (the program looks such a port's address up before the
+    /// wildcard). A port is in that set whenever it has such an entry: added before
+    /// the entries, removed after them.
     pub fn set_listeners(
         &mut self,
         wanted: &[(ListenerKey, ListenerState)],
     ) -> Result<(), EbpfError> {
-        let stale: Vec<ListenerKey> = self
-            .listeners
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !wanted.iter().any(|(w, _)| w == k))
-            .collect();
-        for key in stale {
-            let _ = self.listeners.remove(&key);
+        let mut bound = PortSet::empty();
+        for (key, _) in wanted {
+            if !is_wildcard(key) {
+                bound.insert(key.port as u16);
+            }
+        }
+        let mut during = self.bound_ports()?;
+        for (i, word) in during.words.iter_mut().enumerate() {
+            *word |= bound.words[i];
+        }
+        self.set_bound_ports(&during)?;
+        let existing: Vec<ListenerKey> = self.listeners.keys().filter_map(Result::ok).collect();
+        for key in existing
+            .iter()
+            .filter(|k| !wanted.iter().any(|(w, _)| w == *k))
+        {
+            let _ = self.listeners.remove(key);
+            if is_wildcard(key) {
+                self.set_wildcard(key, None)?;
+            }
         }
         for (key, state) in wanted {
             self.set_listener(key, *state)?;
         }
-        Ok(())
+        self.set_bound_ports(&bound)
     }
 
+    /// Sets one listener's state (LISTENERS, and WILDCARD_LISTENERS for a wildcard).
     pub fn set_listener(
         &mut self,
         key: &ListenerKey,
@@ -103,7 +123,41 @@ impl ServiceMaps {
     ) -> Result<(), EbpfError> {
         self.listeners
             .insert(key, state, 0)
-            .map_err(map_err(map_names::LISTENERS))
+            .map_err(map_err(map_names::LISTENERS))?;
+        if is_wildcard(key) {
+            self.set_wildcard(key, Some(state))?;
+        }
+        Ok(())
+    }
+
+    /// The slot of `key`'s family in its port's WILDCARD_LISTENERS entry.
+    fn set_wildcard(
+        &mut self,
+        key: &ListenerKey,
+        state: Option<ListenerState>,
+    ) -> Result<(), EbpfError> {
+        let err = map_err(map_names::WILDCARD_LISTENERS);
+        let port = key.port;
+        let mut entry = self.wildcards.get(&port, 0).map_err(&err)?;
+        let slot = state.map_or(0, PortListeners::slot);
+        if key.addr.family == FAMILY_V6 {
+            entry.v6 = slot;
+        } else {
+            entry.v4 = slot;
+        }
+        self.wildcards.set(port, entry, 0).map_err(&err)
+    }
+
+    fn bound_ports(&self) -> Result<PortSet, EbpfError> {
+        self.served
+            .get(&BOUND_TCP, 0)
+            .map_err(map_err(map_names::SERVED_PORTS))
+    }
+
+    fn set_bound_ports(&mut self, ports: &PortSet) -> Result<(), EbpfError> {
+        self.served
+            .set(BOUND_TCP, *ports, 0)
+            .map_err(map_err(map_names::SERVED_PORTS))
     }
 
     /// A listener's counters, summed over CPUs.
@@ -147,4 +201,9 @@ impl ServiceMaps {
         }
         Ok(())
     }
+}
+
+/// Bound to its family's wildcard address?
+fn is_wildcard(key: &ListenerKey) -> bool {
+    key.addr.addr == [0; 16]
 }
