@@ -22,7 +22,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::binaries::proxy_and_generator;
-use crate::flood::{softirq_seconds, xdp_packets};
+use crate::flood::{softirq_seconds, wait_for_xdp, xdp_packets};
 use crate::results;
 use crate::syn_pair;
 use anyhow::Context;
@@ -212,6 +212,7 @@ fn bridge(
                 ),
             )?;
             lb.wait_listening(&[TLS_PORT])?;
+            wait_for_xdp(lb, proxy_bin, &d.join("admin.sock"))?;
             let sample = &mut results
                 .iter_mut()
                 .find(|r| r.0 == scenario)
