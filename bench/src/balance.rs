@@ -14,7 +14,6 @@
 //! median (min-max) of the per-round ratios to Maglev's slice of the same round.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
@@ -67,22 +66,7 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<()> {
 /// Part 1: proxy/benches/balance.rs on CPU 1.
 fn picks(root: &Path) -> anyhow::Result<()> {
     eprintln!("[bench balance] part 1: ns per pick (proxy/benches/balance.rs) on CPU 1");
-    let status = Command::new("taskset")
-        .args([
-            "-c",
-            "1",
-            env!("CARGO"),
-            "bench",
-            "-p",
-            "proxy",
-            "--bench",
-            "balance",
-        ])
-        .current_dir(root)
-        .status()
-        .context("running cargo bench")?;
-    ensure!(status.success(), "the pick benchmark failed");
-    Ok(())
+    crate::binaries::proxy_cargo_bench_on_cpu1(root, "balance", &[])
 }
 
 /// Part 2: LB CPU per proxied connection.

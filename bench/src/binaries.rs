@@ -19,3 +19,30 @@ pub fn proxy_and_generator() -> anyhow::Result<(PathBuf, PathBuf)> {
     );
     Ok((proxy, me))
 }
+
+/// `cargo bench -p proxy --bench NAME -- ARGS` pinned to CPU 1 (BPF_PROG_TEST_RUN
+/// and the pick benchmark run on the caller's CPU), from the workspace `root`.
+pub fn proxy_cargo_bench_on_cpu1(
+    root: &std::path::Path,
+    name: &str,
+    args: &[String],
+) -> anyhow::Result<()> {
+    let status = std::process::Command::new("taskset")
+        .args([
+            "-c",
+            "1",
+            env!("CARGO"),
+            "bench",
+            "-p",
+            "proxy",
+            "--bench",
+            name,
+            "--",
+        ])
+        .args(args)
+        .current_dir(root)
+        .status()
+        .map_err(|e| anyhow::anyhow!("running cargo bench: {e}"))?;
+    ensure!(status.success(), "cargo bench --bench {name} failed");
+    Ok(())
+}

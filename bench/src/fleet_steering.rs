@@ -13,7 +13,6 @@
 //! steered and a decapsulated packet as a multiple of a bare drop.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -84,25 +83,13 @@ pub fn run(args: &SteeringArgs, proxy_bin: &str, xdp_pass: &Path) -> anyhow::Res
 /// `proxy/benches/steering.rs`, on CPU 1 (BPF_PROG_TEST_RUN runs on the caller's CPU).
 fn xdp_costs(args: &SteeringArgs) -> anyhow::Result<()> {
     eprintln!("[bench fleet steering] XDP costs: proxy/benches/steering.rs on CPU 1");
-    let status = Command::new("taskset")
-        .args([
-            "-c",
-            "1",
-            env!("CARGO"),
-            "bench",
-            "-p",
-            "proxy",
-            "--bench",
-            "steering",
-            "--",
-        ])
-        .args(["--repeat", &args.xdp_repeat.to_string()])
-        .args(["--rounds", &args.xdp_rounds.to_string()])
-        .current_dir(crate::workspace_root())
-        .status()
-        .context("running cargo bench")?;
-    anyhow::ensure!(status.success(), "the steering XDP benchmark failed");
-    Ok(())
+    let extra = [
+        "--repeat".to_string(),
+        args.xdp_repeat.to_string(),
+        "--rounds".to_string(),
+        args.xdp_rounds.to_string(),
+    ];
+    crate::binaries::proxy_cargo_bench_on_cpu1(&crate::workspace_root(), "steering", &extra)
 }
 
 fn node_address(i: usize) -> String {

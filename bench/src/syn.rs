@@ -18,14 +18,12 @@
 //!    (its sources blocklisted): the floor.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::binaries::proxy_and_generator;
 use crate::flood::{softirq_seconds, wait_for_xdp, xdp_packets};
 use crate::results;
 use crate::syn_pair;
-use anyhow::Context;
 use lab::PinDir;
 use lab::certs::{self, KeyType};
 use lab::config::*;
@@ -296,24 +294,8 @@ fn bridge(
 /// Part 1: proxy/benches/syn.rs on CPU 1.
 fn test_run_costs(args: &Args, root: &Path) -> anyhow::Result<()> {
     eprintln!("[bench syn] part 1: BPF_PROG_TEST_RUN (proxy/benches/syn.rs) on CPU 1");
-    let status = Command::new("taskset")
-        .args([
-            "-c",
-            "1",
-            env!("CARGO"),
-            "bench",
-            "-p",
-            "proxy",
-            "--bench",
-            "syn",
-            "--",
-        ])
-        .args(["--repeat", &args.repeat.to_string()])
-        .current_dir(root)
-        .status()
-        .context("running cargo bench")?;
-    anyhow::ensure!(status.success(), "the SYN cookie TEST_RUN benchmark failed");
-    Ok(())
+    let extra = ["--repeat".to_string(), args.repeat.to_string()];
+    crate::binaries::proxy_cargo_bench_on_cpu1(root, "syn", &extra)
 }
 
 /// Completed TLS transactions per second from the generator.
