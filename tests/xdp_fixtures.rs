@@ -468,3 +468,57 @@ fn a_full_list_is_a_clear_error_and_loses_nothing() {
     )
     .unwrap();
 }
+
+#[test]
+fn both_summary_levels_follow_list_changes() {
+    lab::require_root();
+    let (program, mut maps) = XdpProgram::load(LoadOptions::private()).expect("load XDP program");
+    let a = v4("10.9.1.1").build();
+    let b = v4("10.9.2.1").build();
+    let neighbour = v4("10.9.3.1").build();
+    // Two /24s of one /16: both dropped, the /24 between them not.
+    block(&mut maps, "10.9.1.0/24", None);
+    block(&mut maps, "10.9.2.1", None);
+    assert_eq!(run(&program, &a), XDP_DROP);
+    assert_eq!(run(&program, &b), XDP_DROP);
+    assert_eq!(run(&program, &neighbour), XDP_PASS);
+    // Removing one keeps the /16 bit for the other.
+    assert!(
+        maps.remove(List::Block, cidr::parse("10.9.1.0/24").unwrap())
+            .unwrap()
+    );
+    assert_eq!(run(&program, &a), XDP_PASS);
+    assert_eq!(run(&program, &b), XDP_DROP);
+    // A prefix wider than a /16 sets several /16 bits at once.
+    block(&mut maps, "10.8.0.0/15", None);
+    assert_eq!(run(&program, &v4("10.8.200.1").build()), XDP_DROP);
+    assert_eq!(run(&program, &v4("10.9.77.1").build()), XDP_DROP);
+    assert!(
+        maps.remove(List::Block, cidr::parse("10.8.0.0/15").unwrap())
+            .unwrap()
+    );
+    assert_eq!(run(&program, &v4("10.8.200.1").build()), XDP_PASS);
+    assert_eq!(run(&program, &b), XDP_DROP);
+}
+
+#[test]
+fn pins_made_before_the_slash16_summary_get_it_from_their_lists() {
+    lab::require_root();
+    let pins = lab::PinDir::new("summary16");
+    let options = || LoadOptions {
+        pin_dir: Some(pins.0.clone()),
+        ..LoadOptions::private()
+    };
+    let packet = v4("10.7.7.7").build();
+    {
+        let (program, mut maps) = XdpProgram::load(options()).expect("load XDP program");
+        block(&mut maps, "10.7.7.0/24", None);
+        assert_eq!(run(&program, &packet), XDP_DROP);
+    }
+    // As a pin directory an older version left: the tries and the /24 level, no /16 level.
+    std::fs::remove_file(pins.0.join(proxy_common::map_names::V4_SUMMARY_16)).unwrap();
+    let (program, maps) = XdpProgram::load(options()).expect("load XDP program");
+    assert_eq!(maps.entries(List::Block).unwrap().len(), 1);
+    assert_eq!(run(&program, &packet), XDP_DROP);
+    assert_eq!(run(&program, &v4("10.7.8.7").build()), XDP_PASS);
+}

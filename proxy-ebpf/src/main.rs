@@ -45,7 +45,7 @@ use proxy_common::{
     Reason, SKETCH_PPS, SKETCH_SYN, TAIL_COOKIES, TAIL_SERVICES, TAIL_STEER, VERDICT_CACHE_SLOTS,
     VerdictSlot, XdpConfig, counter_index, prefix,
     rate::{self, Cells, sketch_key_v4, sketch_key_v6},
-    v4_summary_bit,
+    v4_summary_16_bit, v4_summary_bit,
 };
 use services::NO_TAIL;
 use steer::Outcome;
@@ -249,9 +249,14 @@ fn admit(index: u32, cells: &Cells, params: &proxy_common::RateParams, now: u64)
 /// (and cached).
 #[inline(always)]
 fn list_verdict(src: &Addr, clock: &mut Clock) -> u32 {
-    // Most IPv4 sources fall in a /24 no entry touches: one bit answers.
+    // Most IPv4 sources fall in a /16 (else a /24) no entry touches: one bit answers.
     if let Addr::V4(a) = src {
-        let (word, bit) = v4_summary_bit(u32::from_be_bytes(*a));
+        let addr = u32::from_be_bytes(*a);
+        let (word, bit) = v4_summary_16_bit(addr);
+        if V4_SUMMARY_16.get(word).is_some_and(|w| *w & bit == 0) {
+            return LISTED_NONE;
+        }
+        let (word, bit) = v4_summary_bit(addr);
         if V4_SUMMARY.get(word).is_some_and(|w| *w & bit == 0) {
             return LISTED_NONE;
         }
@@ -298,7 +303,7 @@ fn list_verdict(src: &Addr, clock: &mut Clock) -> u32 {
 const VERDICT_CACHE_BITS: u32 = VERDICT_CACHE_SLOTS.trailing_zeros();
 
 /// The allow/block tries (allowlist first), with the matched entry's expiry.
-/// (IPv4 sources get here only when their V4_SUMMARY bit is set.)
+/// (IPv4 sources get here only when their V4_SUMMARY_16 and V4_SUMMARY bits are set.)
 #[inline(always)]
 fn lookup_lists(src: &Addr, clock: &mut Clock) -> (u32, u64) {
     match src {

@@ -10,7 +10,7 @@ use proxy_common::{
     AddrKey, COUNTERS_LEN, CookieScratch, Counter, DEFAULT_MAX_ALLOW_ENTRIES as ALLOW_ENTRIES,
     DEFAULT_MAX_BLOCK_ENTRIES as BLOCK_ENTRIES, DropEvent, ListenerCounters, ListenerKey,
     ListenerState, MAX_LISTENERS, MAX_SERVICE_ADDRS, PolicyEntry, PortListeners, PortSet,
-    RateSketch, V4_SUMMARY_WORDS, VERDICT_CACHE_SLOTS, VerdictSlot, XdpConfig,
+    RateSketch, V4_SUMMARY_16_WORDS, V4_SUMMARY_WORDS, VERDICT_CACHE_SLOTS, VerdictSlot, XdpConfig,
     steering::{STEER_MAX_MEMBERS, SteerPeer, SteerScratch, SteerSlot, SteerState},
 };
 
@@ -57,6 +57,12 @@ pub static POLICY_GEN: Array<u64, 1> = Array::new();
 /// inserted, cleared only after no entry touches it. Clear bit: no list can match.
 #[btf_map]
 pub static V4_SUMMARY: Array<u64, { V4_SUMMARY_WORDS as usize }> = Array::new();
+
+/// One bit per IPv4 /16: set by userspace before any V4_SUMMARY bit in that /16, cleared
+/// only after all of them are. 8 KiB, read first: random flood sources miss the 2 MiB
+/// V4_SUMMARY in cache, not this.
+#[btf_map]
+pub static V4_SUMMARY_16: Array<u64, { V4_SUMMARY_16_WORDS as usize }> = Array::new();
 
 /// Recent allow/block verdicts per source, per CPU; only the program touches it.
 #[btf_map]

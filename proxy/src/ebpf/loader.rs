@@ -114,6 +114,12 @@ impl XdpProgram {
             }
             None => Vec::new(),
         };
+        // A pin directory made before the /16 summary level existed gets that level
+        // computed from its tries before this program is attached.
+        let summary_16_missing = options
+            .pin_dir
+            .as_ref()
+            .is_some_and(|dir| !dir.join(map_names::V4_SUMMARY_16).exists());
         for (name, path) in &pin_paths {
             loader.map_pin_path(name, path.as_path());
         }
@@ -123,6 +129,9 @@ impl XdpProgram {
         let mut maps = Maps::take_from(&mut ebpf)?;
         if let Some(dir) = &options.pin_dir {
             maps.lock_dir(dir)?;
+        }
+        if summary_16_missing {
+            maps.summary_16_rebuild()?;
         }
         Ok((
             XdpProgram {

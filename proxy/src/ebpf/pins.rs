@@ -87,7 +87,7 @@ fn pinned_sizes(name: &str) -> (u32, u32) {
         map_names::CONFIG => (4, size_of::<XdpConfig>()),
         map_names::PORTS => (4, size_of::<proxy_common::PortSet>()),
         map_names::COUNTERS => (4, size_of::<proxy_common::Counter>()),
-        map_names::POLICY_GEN | map_names::V4_SUMMARY => (4, 8),
+        map_names::POLICY_GEN | map_names::V4_SUMMARY | map_names::V4_SUMMARY_16 => (4, 8),
         other => unreachable!("{other} is not a pinned map"),
     };
     (key as u32, value as u32)

@@ -3,7 +3,7 @@
 //! it). One file per job:
 //!
 //! - [`lists`]: allow/block list edits and reads (both address families, one code path).
-//! - `summary`: the IPv4 /24 summary bitmap kept in step with the IPv4 tries.
+//! - `summary`: the IPv4 /16 and /24 summary bitmaps kept in step with the IPv4 tries.
 //! - [`rate`]: rate limits, sampling and hash seeds (the `CONFIG` and `PORTS` maps).
 //! - `counters`: per-interface verdict counters.
 //! - [`services`]: listeners with their SYN cookie state, served ports, service
@@ -43,6 +43,8 @@ pub struct Maps {
     counters: PerCpuArray<MapData, Counter>,
     pub(super) policy_gen: Array<MapData, u64>,
     v4_summary: Array<MapData, u64>,
+    /// None when opened from the pins of a daemon older than this level.
+    v4_summary_16: Option<Array<MapData, u64>>,
     services: Option<ServiceMaps>,
     steering: Option<SteerMaps>,
     /// The pin directory, flock()ed around every list change: the daemon and CLI
@@ -74,12 +76,15 @@ fn map_err(name: &str) -> impl Fn(MapError) -> EbpfError + '_ {
 impl Maps {
     /// Takes the maps out of a freshly loaded program.
     pub(crate) fn take_from(ebpf: &mut aya::Ebpf) -> Result<Maps, EbpfError> {
-        let mut maps = Maps::open(|name| {
-            ebpf.take_map(name).ok_or_else(|| EbpfError::Io {
-                context: format!("the embedded object has no map {name}"),
-                source: std::io::Error::from(std::io::ErrorKind::NotFound),
-            })
-        })?;
+        let mut maps = Maps::open(
+            |name| {
+                ebpf.take_map(name).ok_or_else(|| EbpfError::Io {
+                    context: format!("the embedded object has no map {name}"),
+                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                })
+            },
+            true,
+        )?;
         maps.services = Some(ServiceMaps::take_from(ebpf)?);
         maps.steering = Some(SteerMaps::take_from(ebpf)?);
         Ok(maps)
@@ -90,10 +95,14 @@ impl Maps {
         if !dir.join(map_names::CONFIG).exists() {
             return Err(EbpfError::NotPinned(dir.to_path_buf()));
         }
-        let mut maps = Maps::open(|name| {
-            let data = MapData::from_pin(dir.join(name)).map_err(map_err(name))?;
-            Map::from_map_data(data).map_err(map_err(name))
-        })?;
+        let has_summary_16 = dir.join(map_names::V4_SUMMARY_16).exists();
+        let mut maps = Maps::open(
+            |name| {
+                let data = MapData::from_pin(dir.join(name)).map_err(map_err(name))?;
+                Map::from_map_data(data).map_err(map_err(name))
+            },
+            has_summary_16,
+        )?;
         maps.lock_dir(dir)?;
         Ok(maps)
     }
@@ -117,7 +126,10 @@ impl Maps {
         WriteLock(fd)
     }
 
-    fn open(mut get: impl FnMut(&str) -> Result<Map, EbpfError>) -> Result<Maps, EbpfError> {
+    fn open(
+        mut get: impl FnMut(&str) -> Result<Map, EbpfError>,
+        has_summary_16: bool,
+    ) -> Result<Maps, EbpfError> {
         macro_rules! typed {
             ($name:expr) => {
                 get($name)?.try_into().map_err(map_err($name))?
@@ -131,6 +143,11 @@ impl Maps {
             counters: typed!(map_names::COUNTERS),
             policy_gen: typed!(map_names::POLICY_GEN),
             v4_summary: typed!(map_names::V4_SUMMARY),
+            v4_summary_16: if has_summary_16 {
+                Some(typed!(map_names::V4_SUMMARY_16))
+            } else {
+                None
+            },
             services: None,
             steering: None,
             lock: None,

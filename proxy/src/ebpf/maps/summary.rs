@@ -1,20 +1,52 @@
-//! The IPv4 summary: one bit per /24 that any IPv4 allow or block prefix touches, so
-//! the XDP program skips both trie lookups for most addresses. Kept in step with the
-//! tries by every list edit.
+//! The IPv4 summary in two levels: one bit per /16 (V4_SUMMARY_16, 8 KiB) and one bit
+//! per /24 (V4_SUMMARY, 2 MiB), set where any IPv4 allow or block prefix touches, so
+//! the XDP program skips both trie lookups for most addresses (and, for most random
+//! sources, reads only the small level). Kept in step with the tries by every list edit.
 
 use std::collections::BTreeMap;
 
+use aya::maps::{Array, MapData};
 use proxy_common::map_names;
 
 use super::{EbpfError, Maps, map_err};
 
+/// A level of the summary: the prefix length one bit stands for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Level {
+    Slash16,
+    Slash24,
+}
+
+/// Set first and cleared last: the /16 level covers the /24 level.
+const LEVELS: [Level; 2] = [Level::Slash16, Level::Slash24];
+
+impl Level {
+    fn prefix_len(self) -> u8 {
+        match self {
+            Level::Slash16 => 16,
+            Level::Slash24 => 24,
+        }
+    }
+
+    fn map_name(self) -> &'static str {
+        match self {
+            Level::Slash16 => map_names::V4_SUMMARY_16,
+            Level::Slash24 => map_names::V4_SUMMARY,
+        }
+    }
+}
+
 impl Maps {
-    /// Sets the bits of every /24 that `net` touches.
+    /// Sets the bits of every /16 and /24 that `net` touches.
     pub(super) fn summary_set(&mut self, net: ipnet::Ipv4Net) -> Result<(), EbpfError> {
-        for (word, mask) in summary_words(net) {
-            let old = self.summary_word(word)?;
-            if old & mask != mask {
-                self.set_summary_word(word, old | mask)?;
+        for level in LEVELS {
+            for (word, mask) in level_words(net, level) {
+                let Some(old) = self.summary_word(level, word)? else {
+                    break;
+                };
+                if old & mask != mask {
+                    self.set_summary_word(level, word, old | mask)?;
+                }
             }
         }
         Ok(())
@@ -29,49 +61,89 @@ impl Maps {
         if removed.is_empty() {
             return Ok(());
         }
-        let mut words: BTreeMap<u32, u64> = removed
-            .iter()
-            .flat_map(|net| summary_words(*net))
-            .map(|(word, _)| (word, 0))
+        let words = LEVELS.map(|level| {
+            removed
+                .iter()
+                .flat_map(|net| level_words(*net, level))
+                .map(|(word, _)| (word, 0))
+                .collect()
+        });
+        self.summary_write_from_tries(words)
+    }
+
+    /// Recomputes the whole /16 level from the tries: for a pin directory made by a
+    /// version without it (its /24 level and tries are kept). Takes the writers' lock.
+    pub(crate) fn summary_16_rebuild(&mut self) -> Result<(), EbpfError> {
+        let _lock = self.write_lock();
+        let all = (0..proxy_common::V4_SUMMARY_16_WORDS)
+            .map(|word| (word, 0))
             .collect();
+        self.summary_write_from_tries([all, BTreeMap::new()])
+    }
+
+    /// Sets `words` (per level, word index → 0) to the bits the tries' IPv4 entries
+    /// touch within them, and writes those that differ.
+    fn summary_write_from_tries(
+        &mut self,
+        mut words: [BTreeMap<u32, u64>; 2],
+    ) -> Result<(), EbpfError> {
         for tries in [&self.allow, &self.block] {
             for (net, _) in tries.v4.all()? {
                 let ipnet::IpNet::V4(net) = net else { continue };
-                for (word, mask) in summary_words(net) {
-                    if let Some(bits) = words.get_mut(&word) {
-                        *bits |= mask;
+                for (level, words) in LEVELS.iter().zip(words.iter_mut()) {
+                    for (word, mask) in level_words(net, *level) {
+                        if let Some(bits) = words.get_mut(&word) {
+                            *bits |= mask;
+                        }
                     }
                 }
             }
         }
-        for (word, bits) in words {
-            if self.summary_word(word)? != bits {
-                self.set_summary_word(word, bits)?;
+        for (level, words) in LEVELS.into_iter().zip(words) {
+            for (word, bits) in words {
+                match self.summary_word(level, word)? {
+                    Some(old) if old != bits => self.set_summary_word(level, word, bits)?,
+                    _ => {}
+                }
             }
         }
         Ok(())
     }
 
-    fn summary_word(&self, word: u32) -> Result<u64, EbpfError> {
-        self.v4_summary
-            .get(&word, 0)
-            .map_err(map_err(map_names::V4_SUMMARY))
+    /// The level's map: None for the /16 level of maps pinned by a daemon from before it
+    /// (whose program reads only the /24 level).
+    fn summary_map(&mut self, level: Level) -> Option<&mut Array<MapData, u64>> {
+        match level {
+            Level::Slash16 => self.v4_summary_16.as_mut(),
+            Level::Slash24 => Some(&mut self.v4_summary),
+        }
     }
 
-    fn set_summary_word(&mut self, word: u32, bits: u64) -> Result<(), EbpfError> {
-        self.v4_summary
-            .set(word, bits, 0)
-            .map_err(map_err(map_names::V4_SUMMARY))
+    fn summary_word(&mut self, level: Level, word: u32) -> Result<Option<u64>, EbpfError> {
+        let Some(map) = self.summary_map(level) else {
+            return Ok(None);
+        };
+        map.get(&word, 0)
+            .map(Some)
+            .map_err(map_err(level.map_name()))
+    }
+
+    fn set_summary_word(&mut self, level: Level, word: u32, bits: u64) -> Result<(), EbpfError> {
+        let Some(map) = self.summary_map(level) else {
+            return Ok(());
+        };
+        map.set(word, bits, 0).map_err(map_err(level.map_name()))
     }
 }
 
-/// The (word, bit mask) pairs covering every /24 that `net` touches.
-fn summary_words(net: ipnet::Ipv4Net) -> Vec<(u32, u64)> {
-    let first = u32::from(net.network()) >> 8;
-    let count: u64 = if net.prefix_len() >= 24 {
+/// The (word, bit mask) pairs covering every prefix of the level that `net` touches.
+fn level_words(net: ipnet::Ipv4Net, level: Level) -> Vec<(u32, u64)> {
+    let len = level.prefix_len();
+    let first = u32::from(net.network()) >> (32 - len);
+    let count: u64 = if net.prefix_len() >= len {
         1
     } else {
-        1u64 << (24 - net.prefix_len())
+        1u64 << (len - net.prefix_len())
     };
     let last = (first as u64 + count - 1) as u32;
     let mut out = Vec::new();
@@ -96,8 +168,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn summary_words_cover_exactly_the_touched_slash24s() {
-        let words = |s: &str| summary_words(s.parse().unwrap());
+    fn level_words_cover_exactly_the_touched_prefixes() {
+        let words = |s: &str| level_words(s.parse().unwrap(), Level::Slash24);
         // A /32 and a /24 touch one /24.
         let a = words("198.51.100.9/32");
         assert_eq!(a, words("198.51.100.0/24"));
@@ -119,6 +191,30 @@ mod tests {
         assert_eq!(
             words("0.0.0.0/0").len(),
             proxy_common::V4_SUMMARY_WORDS as usize
+        );
+    }
+
+    #[test]
+    fn the_slash16_level_covers_what_the_slash24_level_does() {
+        let words = |s: &str| level_words(s.parse().unwrap(), Level::Slash16);
+        // A /32, a /24 and a /16 touch one /16: the program's bit for any address in it.
+        let a = words("198.51.100.9/32");
+        assert_eq!(a, words("198.51.0.0/16"));
+        assert_eq!(a, words("198.51.7.0/24"));
+        assert_eq!(
+            a,
+            vec![proxy_common::v4_summary_16_bit(u32::from_be_bytes([
+                198, 51, 255, 1
+            ]))]
+        );
+        // A /12 is 16 /16s inside one word; a /8 is 256: four full words.
+        assert_eq!(words("10.16.0.0/12")[0].1.count_ones(), 16);
+        let b = words("10.0.0.0/8");
+        assert_eq!(b.len(), 4);
+        assert!(b.iter().all(|(_, m)| *m == u64::MAX));
+        assert_eq!(
+            words("0.0.0.0/0").len(),
+            proxy_common::V4_SUMMARY_16_WORDS as usize
         );
     }
 }
