@@ -502,21 +502,36 @@ fn both_summary_levels_follow_list_changes() {
 }
 
 #[test]
-fn pins_made_before_the_slash16_summary_get_it_from_their_lists() {
+fn pins_edited_without_the_slash16_summary_get_it_from_their_lists() {
     lab::require_root();
     let pins = lab::PinDir::new("summary16");
     let options = || LoadOptions {
         pin_dir: Some(pins.0.clone()),
         ..LoadOptions::private()
     };
+    let summary_16 = pins.0.join(proxy_common::map_names::V4_SUMMARY_16);
     let packet = v4("10.7.7.7").build();
     {
         let (program, mut maps) = XdpProgram::load(options()).expect("load XDP program");
         block(&mut maps, "10.7.7.0/24", None);
         assert_eq!(run(&program, &packet), XDP_DROP);
     }
+    // As after a rollback to a version without the level that added the entry: the
+    // tries and the /24 level have it, the pinned /16 level is stale (all clear).
+    {
+        let data = aya::maps::MapData::from_pin(&summary_16).unwrap();
+        let mut level: aya::maps::Array<_, u64> =
+            aya::maps::Array::try_from(aya::maps::Map::Array(data)).unwrap();
+        for word in 0..proxy_common::V4_SUMMARY_16_WORDS {
+            level.set(word, 0, 0).unwrap();
+        }
+    }
+    {
+        let (program, _maps) = XdpProgram::load(options()).expect("load XDP program");
+        assert_eq!(run(&program, &packet), XDP_DROP);
+    }
     // As a pin directory an older version left: the tries and the /24 level, no /16 level.
-    std::fs::remove_file(pins.0.join(proxy_common::map_names::V4_SUMMARY_16)).unwrap();
+    std::fs::remove_file(&summary_16).unwrap();
     let (program, maps) = XdpProgram::load(options()).expect("load XDP program");
     assert_eq!(maps.entries(List::Block).unwrap().len(), 1);
     assert_eq!(run(&program, &packet), XDP_DROP);

@@ -114,12 +114,6 @@ impl XdpProgram {
             }
             None => Vec::new(),
         };
-        // A pin directory made before the /16 summary level existed gets that level
-        // computed from its tries before this program is attached.
-        let summary_16_missing = options
-            .pin_dir
-            .as_ref()
-            .is_some_and(|dir| !dir.join(map_names::V4_SUMMARY_16).exists());
         for (name, path) in &pin_paths {
             loader.map_pin_path(name, path.as_path());
         }
@@ -130,7 +124,10 @@ impl XdpProgram {
         if let Some(dir) = &options.pin_dir {
             maps.lock_dir(dir)?;
         }
-        if summary_16_missing {
+        if options.pin_dir.is_some() {
+            // Pinned lists may have been edited by a version without the /16 summary
+            // level (an upgrade from it, or a rollback to it and back): the level is
+            // computed from the tries before this program is attached.
             maps.summary_16_rebuild()?;
         }
         Ok((

@@ -71,8 +71,9 @@ impl Maps {
         self.summary_write_from_tries(words)
     }
 
-    /// Recomputes the whole /16 level from the tries: for a pin directory made by a
-    /// version without it (its /24 level and tries are kept). Takes the writers' lock.
+    /// Recomputes the whole /16 level from the tries, for pins that a version without
+    /// the level may have edited (its /24 level and tries are kept). Takes the
+    /// writers' lock.
     pub(crate) fn summary_16_rebuild(&mut self) -> Result<(), EbpfError> {
         let _lock = self.write_lock();
         let all = (0..proxy_common::V4_SUMMARY_16_WORDS)
