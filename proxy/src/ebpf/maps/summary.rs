@@ -17,7 +17,8 @@ enum Level {
     Slash24,
 }
 
-/// Set first and cleared last: the /16 level covers the /24 level.
+/// Both levels, the /16 first. Their order does not matter for correctness: bits are
+/// set before an entry is inserted and cleared only after its removal.
 const LEVELS: [Level; 2] = [Level::Slash16, Level::Slash24];
 
 impl Level {
