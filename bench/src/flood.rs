@@ -6,6 +6,8 @@ use std::path::Path;
 use anyhow::Context;
 use proxy_schema::api::Stats;
 
+use crate::hosts::{LB_CPU, TLS_PORT};
+
 /// Softirq time of one CPU so far (/proc/stat), in seconds.
 pub fn softirq_seconds(cpu: &str) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string("/proc/stat")?;
@@ -54,8 +56,33 @@ pub fn rx_packets(ns: &lab::Netns, ifname: &str) -> anyhow::Result<f64> {
     Ok(packets.parse()?)
 }
 
+/// Starts the proxy on the LB's CPU with `config` for one flood scenario: the kernel's
+/// own SYN cookies always on (`kernel_cookies`) or only on overflow; returns once it
+/// listens on the TLS port and reports its XDP program.
+pub fn start_flooded_proxy(
+    lb: &lab::Netns,
+    proxy_bin: &Path,
+    config: &Path,
+    admin: &Path,
+    kernel_cookies: bool,
+) -> anyhow::Result<lab::Proc> {
+    let syncookies = if kernel_cookies { "2" } else { "1" };
+    lb.exec(&format!("sysctl -qw net.ipv4.tcp_syncookies={syncookies}"))?;
+    let proxy = lb.start_on_cpu(
+        LB_CPU,
+        &format!(
+            "env RUST_LOG=warn {} run --config {}",
+            proxy_bin.display(),
+            config.display()
+        ),
+    )?;
+    lb.wait_listening(&[TLS_PORT])?;
+    wait_for_xdp(lb, proxy_bin, admin)?;
+    Ok(proxy)
+}
+
 /// Waits (up to 10 s) until the daemon reports its XDP program attached.
-pub fn wait_for_xdp(lb: &lab::Netns, proxy_bin: &Path, admin: &Path) -> anyhow::Result<()> {
+fn wait_for_xdp(lb: &lab::Netns, proxy_bin: &Path, admin: &Path) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         match xdp_packets(lb, proxy_bin, admin) {

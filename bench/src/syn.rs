@@ -21,7 +21,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::binaries::proxy_and_generator;
-use crate::flood::{softirq_seconds, wait_for_xdp, xdp_packets};
+use crate::flood::{softirq_seconds, start_flooded_proxy, xdp_packets};
 use crate::results;
 use crate::syn_pair;
 use lab::PinDir;
@@ -191,26 +191,15 @@ fn bridge(
         let mut order = Scenario::ALL.to_vec();
         order.rotate_left(round % Scenario::ALL.len());
         for scenario in order {
-            let kernel_cookies = if scenario == Scenario::KernelCookies {
-                "2"
-            } else {
-                "1"
-            };
-            lb.exec(&format!(
-                "sysctl -qw net.ipv4.tcp_syncookies={kernel_cookies}"
-            ))?;
             let config = d.join("proxy.toml");
             std::fs::write(&config, proxy_conf(d, &cert, &pins, scenario))?;
-            let proxy = lb.start_on_cpu(
-                LB_CPU,
-                &format!(
-                    "env RUST_LOG=warn {} run --config {}",
-                    proxy_bin.display(),
-                    config.display()
-                ),
+            let proxy = start_flooded_proxy(
+                lb,
+                proxy_bin,
+                &config,
+                &d.join("admin.sock"),
+                scenario == Scenario::KernelCookies,
             )?;
-            lb.wait_listening(&[TLS_PORT])?;
-            wait_for_xdp(lb, proxy_bin, &d.join("admin.sock"))?;
             let sample = &mut results
                 .iter_mut()
                 .find(|r| r.0 == scenario)

@@ -28,7 +28,7 @@ use lab::stats::{median, min_max};
 use lab::trafgen::{Flood, Trafgen};
 use lab::{PinDir, Topology};
 
-use crate::flood::{rx_packets, softirq_seconds, wait_for_xdp, xdp_packets};
+use crate::flood::{rx_packets, softirq_seconds, start_flooded_proxy, xdp_packets};
 use crate::hosts::{BACKEND_PORT, GEN_IP, LB_CPU, LB_IP, TLS_PORT};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,26 +136,15 @@ fn run_with(args: &PairArgs, peer: Peer, d: &Path) -> anyhow::Result<()> {
         let mut order = Scenario::ALL.to_vec();
         order.rotate_left(round % Scenario::ALL.len());
         for scenario in order {
-            let kernel_cookies = if scenario == Scenario::KernelCookies {
-                "2"
-            } else {
-                "1"
-            };
-            lb.exec(&format!(
-                "sysctl -qw net.ipv4.tcp_syncookies={kernel_cookies}"
-            ))?;
             let config = d.join("pair.toml");
             std::fs::write(&config, proxy_conf(&admin, &pins, scenario))?;
-            let proxy = lb.start_on_cpu(
-                LB_CPU,
-                &format!(
-                    "env RUST_LOG=warn {} run --config {}",
-                    args.proxy_bin.display(),
-                    config.display()
-                ),
+            let proxy = start_flooded_proxy(
+                lb,
+                args.proxy_bin,
+                &config,
+                &admin,
+                scenario == Scenario::KernelCookies,
             )?;
-            lb.wait_listening(&[TLS_PORT])?;
-            wait_for_xdp(lb, args.proxy_bin, &admin)?;
             // trafgen sometimes gives up ("Flushing TX_RING failed: Resource
             // temporarily unavailable") when the veth's ring is full: measure again.
             let mut sample = None;

@@ -132,6 +132,15 @@ pub struct FleetSite {
 }
 
 impl FleetSite {
+    /// [`FleetOptions::one_steered_node`], up: the router has the node's route and
+    /// HTTPS through the VIP works.
+    pub fn one_steered_node(xdp_pass: PathBuf) -> anyhow::Result<FleetSite> {
+        let site = FleetSite::build(FleetOptions::one_steered_node(xdp_pass))?;
+        site.wait_next_hops(1, Duration::from_secs(30))?;
+        anyhow::ensure!(site.request(0).is_some(), "no HTTPS through the VIP");
+        Ok(site)
+    }
+
     pub fn build(opts: FleetOptions) -> anyhow::Result<FleetSite> {
         crate::ensure_root()?;
         static SITES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

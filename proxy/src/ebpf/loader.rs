@@ -123,8 +123,6 @@ impl XdpProgram {
         let mut maps = Maps::take_from(&mut ebpf)?;
         if let Some(dir) = &options.pin_dir {
             maps.lock_dir(dir)?;
-        }
-        if options.pin_dir.is_some() {
             // Pinned lists may have been edited by a version without the /16 summary
             // level (an upgrade from it, or a rollback to it and back): the level is
             // computed from the tries before this program is attached.
